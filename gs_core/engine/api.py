@@ -1,0 +1,204 @@
+"""The engine's public API: ``project``, ``render`` and ``trace`` over one camera.
+
+For a fixed camera, alpha blending is linear in per-Gaussian features:
+``F[p] = sum_g w[p, g] f[g]`` with ``w = alpha * T``. ``render`` applies that matrix ``A``
+(Gaussians -> pixels) and ``trace`` applies ``A^T`` (pixels -> Gaussians). Every seed method is a
+composition of the two over views (GIT is the trace of patch labels, closed-form lifting is
+``trace(B) / trace(1)``, and the gradient of a feature loss is ``trace(dL/dF)``).
+
+Backends: ``torch`` (reference, any device), ``cpu`` (native C++/OpenMP kernels in ``cuda/``),
+``gsplat`` (CUDA only). ``auto`` picks ``gsplat`` for CUDA tensors when gsplat imports, else
+``cpu`` for CPU tensors when the extension builds, else ``torch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import torch_backend
+from .gaussians import polarise_opacities
+from .projection import Projection, group_pixels_by_tile, pixel_grid
+
+BACKENDS = ("auto", "torch", "cpu", "gsplat")
+
+
+@dataclass
+class RenderOutput:
+    """What ``render`` returns: images [H, W, ...] for a full frame, rows [P, ...] for a pixel subset."""
+
+    features: Tensor  # [H, W, D] or [P, D]
+    alpha: Tensor  # [H, W] or [P]: 1 - final transmittance
+    depth: Tensor  # [H, W] or [P]: sum_g w z_g (divide by alpha for the expected depth)
+
+
+@dataclass
+class TraceOutput:
+    """Per-Gaussian sums of ``trace`` over the pixels of one view (Eq. 24 numerator/denominator)."""
+
+    weighted_sum: Tensor  # [N, D]: sum_p w^k v_p
+    weight_sum: Tensor  # [N]: sum_p w^k
+    alpha_sum: Tensor  # [N]: sum_p alpha over pixels the Gaussian was blended into
+    hits: Tensor  # [N] int32: number of pixels the Gaussian was blended into
+
+    @property
+    def mean_transmittance(self) -> Tensor:  # [N]
+        """``sum w / sum alpha`` (power 1): how unoccluded a Gaussian is where it lands, in [0, 1]."""
+        return self.weight_sum / self.alpha_sum.clamp_min(1e-12)
+
+
+@dataclass
+class LabelTraceOutput:
+    """Per-Gaussian sparse label histogram of one view: the top-k labels and the rest."""
+
+    labels: Tensor  # [N, k] int32, -1 = empty slot; sorted by weight, descending
+    weights: Tensor  # [N, k]: sum of w^k over the pixels carrying that label
+    weight_sum: Tensor  # [N]: sum of w^k over all labelled pixels (so rest = weight_sum - weights.sum)
+    alpha_sum: Tensor  # [N]
+    hits: Tensor  # [N] int32
+
+    @property
+    def rest(self) -> Tensor:  # [N]
+        return (self.weight_sum - self.weights.sum(dim=1)).clamp_min(0)
+
+
+# ---- backend selection ---------------------------------------------------------------------
+
+def _resolve(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    if backend == "auto":
+        if device.type == "cuda":
+            from . import gsplat_backend
+
+            return "gsplat" if gsplat_backend.available() else "torch"
+        if device.type == "cpu":
+            from . import cpu_backend
+
+            return "cpu" if cpu_backend.available() else "torch"
+        return "torch"
+    if backend == "cpu" and device.type != "cpu":
+        raise ValueError("the 'cpu' backend needs CPU tensors")
+    if backend == "gsplat" and device.type != "cuda":
+        raise ValueError("the 'gsplat' backend needs CUDA tensors")
+    return backend
+
+
+def _module(name: str):
+    if name == "torch":
+        return torch_backend
+    if name == "cpu":
+        from . import cpu_backend
+
+        return cpu_backend
+    from . import gsplat_backend
+
+    return gsplat_backend
+
+
+def _pixels(proj: Projection, pixels: Tensor | None):
+    """Pixel rows [P, 2] (x, y) and their tile grouping; the full frame when ``pixels`` is None."""
+    device = proj.means2d.device
+    if pixels is None:
+        pixels = pixel_grid(proj.width, proj.height, device)
+    else:
+        pixels = torch.as_tensor(pixels, device=device).long()
+        if pixels.ndim != 2 or pixels.shape[1] != 2:
+            raise ValueError(f"pixels must be [P, 2] (x, y), got {tuple(pixels.shape)}")
+        if pixels.numel() and (pixels.min() < 0 or (pixels[:, 0] >= proj.width).any()
+                               or (pixels[:, 1] >= proj.height).any()):
+            raise ValueError(f"pixels outside the {proj.width}x{proj.height} image")
+    order, offsets = group_pixels_by_tile(pixels, proj)
+    return pixels, order, offsets
+
+
+def _with_lambda(proj: Projection, opacity_lambda: float | None) -> Projection:
+    if opacity_lambda is None or opacity_lambda == 1.0:
+        return proj
+    return proj.with_opacities(polarise_opacities(proj.opacities, opacity_lambda))
+
+
+# ---- render ------------------------------------------------------------------------------
+
+class _RenderFeatures(torch.autograd.Function):
+    """Native render whose backward is the native trace (``dL/df = A^T dL/dF``)."""
+
+    @staticmethod
+    def forward(ctx, features, proj, pixels, order, offsets, module):
+        out, alpha, depth = module.rasterize(proj, features.detach().contiguous(), pixels, order, offsets)
+        ctx.saved = (proj, pixels, order, offsets, module)
+        ctx.mark_non_differentiable(alpha, depth)
+        return out, alpha, depth
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_alpha, _grad_depth):
+        proj, pixels, order, offsets, module = ctx.saved
+        grad, *_ = module.trace(proj, grad_out.contiguous(), pixels, order, offsets, 1)
+        return grad, None, None, None, None, None
+
+
+def render(proj: Projection, features: Tensor, *, pixels: Tensor | None = None,
+           opacity_lambda: float | None = None, backend: str = "auto") -> RenderOutput:
+    """Alpha-blend per-Gaussian ``features`` [N, D] into the view of ``proj``.
+
+    ``pixels`` [P, 2] (x, y) renders only those pixels (returns rows [P, D]); otherwise the full
+    frame [H, W, D]. Differentiable w.r.t. ``features`` on every backend (geometry is fixed).
+    ``opacity_lambda`` polarises opacities first (Eq. 23).
+    """
+    if features.ndim == 1:
+        features = features[:, None]
+    if features.shape[0] != proj.num_gaussians:
+        raise ValueError(f"features has {features.shape[0]} rows, projection has {proj.num_gaussians} Gaussians")
+    features = features.to(proj.means2d.device, torch.float32)
+    proj = _with_lambda(proj, opacity_lambda)
+    full = pixels is None
+    pixels, order, offsets = _pixels(proj, pixels)
+    name = _resolve(backend, features.device)
+    if name == "torch":
+        out, alpha, depth = torch_backend.rasterize(proj, features, pixels, order, offsets)
+    else:
+        out, alpha, depth = _RenderFeatures.apply(features, proj, pixels, order, offsets, _module(name))
+    if full:
+        H, W = proj.height, proj.width
+        return RenderOutput(out.reshape(H, W, -1), alpha.reshape(H, W), depth.reshape(H, W))
+    return RenderOutput(out, alpha, depth)
+
+
+# ---- trace -------------------------------------------------------------------------------
+
+def trace(proj: Projection, values: Tensor, *, pixels: Tensor | None = None, power: int = 1,
+          opacity_lambda: float | None = None, top_k: int = 8,
+          backend: str = "auto") -> TraceOutput | LabelTraceOutput:
+    """Accumulate a per-pixel signal onto the Gaussians in proportion to ``w^power`` (reverse rasterization).
+
+    ``values``: a float map [H, W, D] / [H, W] (or rows [P, D] with ``pixels``) gives
+    :class:`TraceOutput`; an integer label map [H, W] (or [P]) gives :class:`LabelTraceOutput`, a
+    per-Gaussian top-``top_k`` histogram whose memory does not grow with the number of labels.
+    Negative labels are ignored. ``power`` 2 gives the squared-weight row sums of the linear-inverse
+    paper (Eq. 24); ``opacity_lambda`` polarises opacities (Eq. 23).
+    """
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power}")
+    device = proj.means2d.device
+    proj = _with_lambda(proj, opacity_lambda)
+    full = pixels is None
+    pixels, order, offsets = _pixels(proj, pixels)
+    P = pixels.shape[0]
+    is_labels = not torch.is_floating_point(values)
+    if full:
+        expected = (proj.height, proj.width)
+        if tuple(values.shape[:2]) != expected:
+            raise ValueError(f"value map is {tuple(values.shape[:2])}, view is {expected} (H, W)")
+    values = values.to(device).reshape(P, -1) if not is_labels else values.to(device).reshape(P)
+    module = _module(_resolve(backend, device))
+    if is_labels:
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        labels, weights, wsum, asum, hits = module.trace_labels(
+            proj, values.to(torch.int32).contiguous(), pixels, order, offsets, power, top_k)
+        return LabelTraceOutput(labels, weights, wsum, asum, hits)
+    acc, wsum, asum, hits = module.trace(proj, values.to(torch.float32).contiguous(), pixels, order,
+                                         offsets, power)
+    return TraceOutput(acc, wsum, asum, hits)

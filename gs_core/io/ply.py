@@ -1,0 +1,136 @@
+"""Lossless PLY tables for Gaussian-splat scenes (numpy + plyfile only; vendored into the add-on).
+
+A splat PLY is one ``vertex`` element whose properties are the per-splat columns
+(``x y z nx ny nz f_dc_* f_rest_* opacity scale_* rot_*`` for INRIA 3DGS/2DGS, plus whatever a
+trainer adds). :class:`PlyTable` keeps every column in file order with its file dtype (native byte
+order), so reading and writing back is bit-exact, unknown columns included. Binary little/big
+endian and ASCII are read; binary little endian is written, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+try:  # plyfile is a small pure-python package; the add-on ships it as a wheel
+    import plyfile
+except ImportError as exc:  # pragma: no cover - exercised only in a broken install
+    raise ImportError("gs_core.io.ply needs the 'plyfile' package (pip install plyfile)") from exc
+
+
+class PlyError(ValueError):
+    """A PLY file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class PlyTable:
+    """The ``vertex`` element of a PLY file as ordered 1-D columns."""
+
+    columns: dict[str, np.ndarray]  # name -> [N], native byte order, file dtype
+    comments: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return 0 if not self.columns else len(next(iter(self.columns.values())))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def select(self, index) -> "PlyTable":
+        """Rows ``index`` (bool mask or integer indices) of every column."""
+        return PlyTable({k: v[index] for k, v in self.columns.items()}, list(self.comments))
+
+    def to_structured(self) -> np.ndarray:
+        """One little-endian structured array, the layout written to disk."""
+        dtype = [(name, col.dtype.newbyteorder("<") if col.dtype.itemsize > 1 else col.dtype)
+                 for name, col in self.columns.items()]
+        out = np.empty(len(self), dtype=dtype)
+        for name, col in self.columns.items():
+            out[name] = col
+        return out
+
+
+def read_ply_table(path: str | os.PathLike) -> PlyTable:
+    """Read the ``vertex`` element of ``path`` losslessly.
+
+    Raises :class:`PlyError` naming the file for a missing file, a file that is not PLY, a
+    truncated body, or a file without vertices.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PlyError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as fh:
+            data = plyfile.PlyData.read(fh, mmap=False)
+    except plyfile.PlyHeaderParseError as exc:
+        raise PlyError(f"{path}: not a valid PLY header ({exc})") from exc
+    except plyfile.PlyElementParseError as exc:
+        raise PlyError(f"{path}: truncated or corrupt data ({exc})") from exc
+    except (ValueError, EOFError, IndexError, MemoryError) as exc:
+        raise PlyError(f"{path}: cannot parse PLY ({exc})") from exc
+    try:
+        vertex = data["vertex"]
+    except KeyError:
+        raise PlyError(f"{path}: no 'vertex' element (elements: "
+                       f"{[e.name for e in data.elements]})") from None
+    body = vertex.data
+    if body.dtype.names is None:
+        raise PlyError(f"{path}: vertex element has no scalar properties")
+    for prop in vertex.properties:
+        if isinstance(prop, plyfile.PlyListProperty):
+            raise PlyError(f"{path}: vertex property {prop.name!r} is a list; splat PLYs use scalars")
+    columns = {}
+    for name in body.dtype.names:
+        col = body[name]
+        columns[name] = np.ascontiguousarray(col.astype(col.dtype.newbyteorder("="), copy=False))
+    return PlyTable(columns, list(data.comments))
+
+
+def write_ply_table(path: str | os.PathLike, table: PlyTable) -> None:
+    """Write ``table`` as binary little-endian PLY, atomically (temp file + rename)."""
+    path = Path(path)
+    if len(table.columns) == 0:
+        raise PlyError(f"{path}: refusing to write a PLY with no columns")
+    lengths = {k: len(v) for k, v in table.columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise PlyError(f"{path}: columns have different lengths {lengths}")
+    element = plyfile.PlyElement.describe(table.to_structured(), "vertex")
+    ply = plyfile.PlyData([element], text=False, byte_order="<", comments=list(table.comments))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            ply.write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---- INRIA column layout ---------------------------------------------------------------------
+
+def sh_rest_names(num_rest: int) -> list[str]:
+    """``f_rest_*`` names for ``num_rest`` coefficients per channel (INRIA order: channel-major)."""
+    return [f"f_rest_{i}" for i in range(3 * num_rest)]
+
+
+def count_indexed(names, prefix: str) -> int:
+    """How many consecutive ``prefix0, prefix1, ...`` columns exist."""
+    n = 0
+    names = set(names)
+    while f"{prefix}{n}" in names:
+        n += 1
+    return n
+
+
+def sh_degree_for(num_rest: int) -> int:
+    """SH degree from the number of non-DC coefficients per channel (0, 3, 8, 15 -> 0..3)."""
+    for degree in range(0, 5):
+        if (degree + 1) ** 2 - 1 == num_rest:
+            return degree
+    raise ValueError(f"{num_rest} rest coefficients per channel is not a full SH band set")

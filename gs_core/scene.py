@@ -1,0 +1,172 @@
+"""GaussianScene: the per-splat parameters of a trained 3DGS or 2DGS scene, read from and written to
+INRIA PLY without losing a bit.
+
+Arrays keep the file's activation conventions (log-scales, opacity logits, raw quaternions wxyz,
+SH coefficients); :meth:`GaussianScene.to_gaussians` activates them into the engine's torch form.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .io.ply import PlyError, PlyTable, count_indexed, read_ply_table, sh_degree_for, write_ply_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine.gaussians import Gaussians
+
+SH_C0 = 0.28209479177387814  # Y_0^0; colour = SH_C0 * f_dc + 0.5
+
+_NORMALS = ("nx", "ny", "nz")
+
+
+@dataclass
+class GaussianScene:
+    """N splats. 3DGS has 3 log-scales per splat, 2DGS has 2 (the splat's normal has no extent)."""
+
+    means: np.ndarray  # [N, 3]
+    quats: np.ndarray  # [N, 4] wxyz, as stored (not necessarily normalised)
+    log_scales: np.ndarray  # [N, 3] (3DGS) or [N, 2] (2DGS)
+    opacity_logits: np.ndarray  # [N]
+    sh_dc: np.ndarray  # [N, 3]
+    sh_rest: np.ndarray  # [N, K, 3], K = (degree+1)^2 - 1, coefficient-major like gsplat
+    normals: np.ndarray | None = None  # [N, 3] when the file has nx, ny, nz
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # unknown columns, [N] each
+    column_order: list[str] | None = None  # file order, to write back in the same layout
+    comments: list[str] = field(default_factory=list)
+
+    # ---- shape facts ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.means)
+
+    @property
+    def kind(self) -> str:
+        return "2dgs" if self.log_scales.shape[1] == 2 else "3dgs"
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_for(self.sh_rest.shape[1])
+
+    @property
+    def base_colors(self) -> np.ndarray:  # [N, 3]
+        """View-independent colour from the DC term, clipped to [0, 1]."""
+        return np.clip(SH_C0 * self.sh_dc + 0.5, 0.0, 1.0)
+
+    @property
+    def opacities(self) -> np.ndarray:  # [N]
+        return 1.0 / (1.0 + np.exp(-self.opacity_logits.astype(np.float64)))
+
+    # ---- table conversion -----------------------------------------------------------------
+    @classmethod
+    def from_table(cls, table: PlyTable, source: str = "<table>") -> "GaussianScene":
+        names = table.names
+        cols = table.columns
+        missing = [n for n in ("x", "y", "z", "opacity", "f_dc_0", "f_dc_1", "f_dc_2") if n not in cols]
+        n_scale = count_indexed(names, "scale_")
+        n_rot = count_indexed(names, "rot_")
+        if n_scale not in (2, 3):
+            missing.append("scale_0..scale_2 (3DGS) or scale_0..scale_1 (2DGS)")
+        if n_rot != 4:
+            missing.append("rot_0..rot_3")
+        if missing:
+            raise PlyError(f"{source}: not a Gaussian-splat PLY, missing columns: {', '.join(missing)}")
+        n_rest_total = count_indexed(names, "f_rest_")
+        if n_rest_total % 3:
+            raise PlyError(f"{source}: {n_rest_total} f_rest_* columns is not a multiple of 3")
+        k = n_rest_total // 3
+        try:
+            sh_degree_for(k)
+        except ValueError as exc:
+            raise PlyError(f"{source}: {exc}") from None
+
+        def stack(keys):
+            return np.stack([cols[n] for n in keys], axis=1) if keys else np.zeros((len(table), 0), np.float32)
+
+        known = (["x", "y", "z", "opacity"] + [f"f_dc_{i}" for i in range(3)]
+                 + [f"scale_{i}" for i in range(n_scale)] + [f"rot_{i}" for i in range(4)]
+                 + [f"f_rest_{i}" for i in range(n_rest_total)])
+        has_normals = all(n in cols for n in _NORMALS)
+        if has_normals:
+            known += list(_NORMALS)
+        for name in known:
+            col = cols[name]
+            if col.dtype.kind != "f":
+                raise PlyError(f"{source}: column {name!r} has type {col.dtype}, expected a float type")
+            # opacity and log-scales may be +-inf (fully opaque/transparent, zero extent); NaN never
+            infinite_ok = name == "opacity" or name.startswith("scale_")
+            bad = np.isnan(col) if infinite_ok else ~np.isfinite(col)
+            if bad.any():
+                raise PlyError(f"{source}: column {name!r} has {int(bad.sum())} NaN"
+                               f"{'' if infinite_ok else '/inf'} values (first at vertex {int(np.argmax(bad))})")
+        rest = stack([f"f_rest_{i}" for i in range(n_rest_total)]).reshape(len(table), 3, k)
+        known_set = set(known)
+        return cls(
+            means=stack(["x", "y", "z"]),
+            quats=stack([f"rot_{i}" for i in range(4)]),
+            log_scales=stack([f"scale_{i}" for i in range(n_scale)]),
+            opacity_logits=cols["opacity"].copy(),
+            sh_dc=stack([f"f_dc_{i}" for i in range(3)]),
+            sh_rest=np.ascontiguousarray(rest.transpose(0, 2, 1)),
+            normals=stack(list(_NORMALS)) if has_normals else None,
+            extra={n: cols[n] for n in names if n not in known_set},
+            column_order=list(names),
+            comments=list(table.comments),
+        )
+
+    def to_table(self) -> PlyTable:
+        """Columns in INRIA layout; file order and dtypes kept when the scene came from a file."""
+        n = len(self)
+        k = self.sh_rest.shape[1]
+        cols: dict[str, np.ndarray] = {}
+        for i, a in enumerate("xyz"):
+            cols[a] = self.means[:, i]
+        if self.normals is not None:
+            for i, a in enumerate(_NORMALS):
+                cols[a] = self.normals[:, i]
+        for i in range(3):
+            cols[f"f_dc_{i}"] = self.sh_dc[:, i]
+        rest = self.sh_rest.transpose(0, 2, 1).reshape(n, 3 * k)
+        for i in range(3 * k):
+            cols[f"f_rest_{i}"] = rest[:, i]
+        cols["opacity"] = self.opacity_logits
+        for i in range(self.log_scales.shape[1]):
+            cols[f"scale_{i}"] = self.log_scales[:, i]
+        for i in range(4):
+            cols[f"rot_{i}"] = self.quats[:, i]
+        for name, col in self.extra.items():
+            if len(col) != n:
+                raise ValueError(f"extra column {name!r} has {len(col)} rows, scene has {n}")
+            cols[name] = col
+        if self.column_order is not None and set(self.column_order) == set(cols):
+            cols = {name: cols[name] for name in self.column_order}
+        return PlyTable({k_: np.ascontiguousarray(v) for k_, v in cols.items()}, list(self.comments))
+
+    # ---- files ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GaussianScene":
+        """Read an INRIA-format 3DGS/2DGS PLY (binary LE/BE or ASCII)."""
+        return cls.from_table(read_ply_table(path), source=str(path))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write binary little-endian PLY atomically."""
+        write_ply_table(Path(path), self.to_table())
+
+    # ---- editing ----------------------------------------------------------------------------
+    def subset(self, index) -> "GaussianScene":
+        """Rows ``index`` (bool mask [N] or integer indices) of every array."""
+        return replace(
+            self, means=self.means[index], quats=self.quats[index], log_scales=self.log_scales[index],
+            opacity_logits=self.opacity_logits[index], sh_dc=self.sh_dc[index],
+            sh_rest=self.sh_rest[index], normals=None if self.normals is None else self.normals[index],
+            extra={k: v[index] for k, v in self.extra.items()},
+        )
+
+    def to_gaussians(self, device="cpu") -> "Gaussians":
+        """Activated torch tensors for the engine (normalised quats, exp scales, sigmoid opacity)."""
+        from .engine.gaussians import Gaussians
+
+        return Gaussians.from_scene(self, device=device)
