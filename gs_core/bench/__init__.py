@@ -1,0 +1,1 @@
+"""Benchmarks: each prints measured numbers and ratios against a reference run in the same process."""
