@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io.ply import PlyError, PlyTable, count_indexed, read_ply_table, sh_degree_for, write_ply_table
+from .io.ply import (PlyError, PlyTable, contiguous_transpose, count_indexed, read_ply_table, sh_degree_for,
+                     write_ply_table)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine.gaussians import Gaussians
@@ -83,8 +84,10 @@ class GaussianScene:
         except ValueError as exc:
             raise PlyError(f"{source}: {exc}") from None
 
-        def stack(keys):
-            return np.stack([cols[n] for n in keys], axis=1) if keys else np.zeros((len(table), 0), np.float32)
+        def stack(keys):  # [N, len(keys)]
+            if not keys:
+                return np.zeros((len(table), 0), np.float32)
+            return contiguous_transpose(np.stack([cols[n] for n in keys]))
 
         known = (["x", "y", "z", "opacity"] + [f"f_dc_{i}" for i in range(3)]
                  + [f"scale_{i}" for i in range(n_scale)] + [f"rot_{i}" for i in range(4)]
@@ -102,7 +105,7 @@ class GaussianScene:
             if bad.any():
                 raise PlyError(f"{source}: column {name!r} has {int(bad.sum())} NaN"
                                f"{'' if infinite_ok else '/inf'} values (first at vertex {int(np.argmax(bad))})")
-        rest = stack([f"f_rest_{i}" for i in range(n_rest_total)]).reshape(len(table), 3, k)
+        rest = stack([f"f_rest_{c * k + j}" for j in range(k) for c in range(3)]).reshape(len(table), k, 3)
         known_set = set(known)
         return cls(
             means=stack(["x", "y", "z"]),
@@ -110,7 +113,7 @@ class GaussianScene:
             log_scales=stack([f"scale_{i}" for i in range(n_scale)]),
             opacity_logits=cols["opacity"].copy(),
             sh_dc=stack([f"f_dc_{i}" for i in range(3)]),
-            sh_rest=np.ascontiguousarray(rest.transpose(0, 2, 1)),
+            sh_rest=rest,
             normals=stack(list(_NORMALS)) if has_normals else None,
             extra={n: cols[n] for n in names if n not in known_set},
             column_order=list(names),
@@ -122,21 +125,20 @@ class GaussianScene:
         n = len(self)
         k = self.sh_rest.shape[1]
         cols: dict[str, np.ndarray] = {}
-        for i, a in enumerate("xyz"):
-            cols[a] = self.means[:, i]
+
+        def add(names, array):  # array [N, len(names)] -> one contiguous column per name
+            cols.update(zip(names, contiguous_transpose(array)))
+
+        add("xyz", self.means)
         if self.normals is not None:
-            for i, a in enumerate(_NORMALS):
-                cols[a] = self.normals[:, i]
-        for i in range(3):
-            cols[f"f_dc_{i}"] = self.sh_dc[:, i]
-        rest = self.sh_rest.transpose(0, 2, 1).reshape(n, 3 * k)
-        for i in range(3 * k):
-            cols[f"f_rest_{i}"] = rest[:, i]
+            add(_NORMALS, self.normals)
+        add([f"f_dc_{i}" for i in range(3)], self.sh_dc)
+        # f_rest is channel-major in the file: column c * k + j holds coefficient j of channel c
+        rest = contiguous_transpose(self.sh_rest.reshape(n, 3 * k))  # [k * 3, N], row j * 3 + c
+        cols.update((f"f_rest_{c * k + j}", rest[j * 3 + c]) for c in range(3) for j in range(k))
         cols["opacity"] = self.opacity_logits
-        for i in range(self.log_scales.shape[1]):
-            cols[f"scale_{i}"] = self.log_scales[:, i]
-        for i in range(4):
-            cols[f"rot_{i}"] = self.quats[:, i]
+        add([f"scale_{i}" for i in range(self.log_scales.shape[1])], self.log_scales)
+        add([f"rot_{i}" for i in range(4)], self.quats)
         for name, col in self.extra.items():
             if len(col) != n:
                 raise ValueError(f"extra column {name!r} has {len(col)} rows, scene has {n}")
