@@ -50,10 +50,11 @@ int thread_id() {
 }
 
 // exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial): vectorisable, unlike libm's expf.
-#pragma omp declare simd
+
 inline float exp_neg(float x) {
-  x = std::max(x, -87.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  x = x > -87.0f ? x : -87.0f;  // ternaries, not std::max: references block vectorisation
+  // round to nearest by the 1.5 * 2^23 trick: floorf would block vectorisation (it may trap)
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -64,9 +65,7 @@ inline float exp_neg(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  return p * __builtin_bit_cast(float, bits);  // 2^n; memcpy here blocks vectorisation
 }
 
 // Geometry of one view, as produced by gs_core/engine/projection.py.
@@ -103,6 +102,8 @@ View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& sh
   return v;
 }
 
+constexpr int DENSE_MAX = 8;  // up to this many channels/labels: accumulate vectorised across pixels
+
 // Per-chunk blending state, reused across Gaussians.
 struct Chunk {
   alignas(64) float x[CHUNK];
@@ -111,12 +112,13 @@ struct Chunk {
   alignas(64) float live[CHUNK];  // 1 while the pixel has not terminated
   alignas(64) float alpha[CHUNK];
   alignas(64) float w[CHUNK];
+  alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   int idx[CHUNK];  // compacted pixels with w > 0
   int n = 0;
 };
 
 // Alpha of Gaussian g at the chunk's pixels, then weights and transmittance update.
-// Returns the number of pixels with w > 0, their positions in c.idx.
+// Returns the number of pixels with w > 0.
 inline int blend_one(const View& v, int32_t g, Chunk& c) {
   const int n = c.n;
   const float mx = v.means2d[2 * g], my = v.means2d[2 * g + 1];
@@ -130,7 +132,8 @@ inline int blend_one(const View& v, int32_t g, Chunk& c) {
     for (int p = 0; p < n; ++p) {
       const float dx = xs[p] - mx, dy = ys[p] - my;
       const float sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
-      const float al = std::min(ALPHA_MAX, o * exp_neg(-sigma));
+      const float e = o * exp_neg(-sigma);
+      const float al = e < ALPHA_MAX ? e : ALPHA_MAX;
       alpha[p] = (sigma >= 0.0f && al >= ALPHA_MIN) ? al : 0.0f;
     }
   } else {
@@ -149,14 +152,16 @@ inline int blend_one(const View& v, int32_t g, Chunk& c) {
       float sigma = 0.5f * (s3 < s2 ? s3 : s2);
       const bool ok = (s3 == s3) && c2 != 0.0f;  // NaN (degenerate ray) -> skip, as the oracle
       sigma = ok ? sigma : -1.0f;
-      const float al = std::min(ALPHA_MAX, o * exp_neg(-sigma));
+      const float e = o * exp_neg(-sigma);
+      const float al = e < ALPHA_MAX ? e : ALPHA_MAX;
       alpha[p] = (sigma >= 0.0f && al >= ALPHA_MIN) ? al : 0.0f;
     }
   }
   float* __restrict T = c.T;
   float* __restrict live = c.live;
   float* __restrict w = c.w;
-#pragma omp simd
+  int nonzero = 0;
+#pragma omp simd reduction(+ : nonzero)
   for (int p = 0; p < n; ++p) {
     float al = alpha[p] * live[p];
     const float next_T = T[p] * (1.0f - al);
@@ -166,20 +171,62 @@ inline int blend_one(const View& v, int32_t g, Chunk& c) {
     alpha[p] = al;
     w[p] = al * T[p];
     T[p] = al > 0.0f ? next_T : T[p];
+    nonzero += al > 0.0f;
   }
+  return nonzero;
+}
+
+// Positions of the chunk's pixels with w > 0 into c.idx; returns how many.
+inline int compact(Chunk& c) {
   int cnt = 0;
-  for (int p = 0; p < n; ++p) {
+  for (int p = 0; p < c.n; ++p) {
     c.idx[cnt] = p;
-    cnt += w[p] > 0.0f;
+    cnt += c.w[p] > 0.0f;
   }
   return cnt;
 }
 
-// Run the blend over every tile (parallel), calling on_gaussian(isect, g, chunk, base, cnt) for each
-// Gaussian that contributes to a chunk, and on_chunk_end(chunk, base) after each chunk.
-template <typename OnGaussian, typename OnChunkEnd>
-void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnGaussian on_gaussian,
-                   OnChunkEnd on_chunk_end) {
+// sum_p w[p]^power * plane[p] over the chunk (vectorised).
+inline float weighted_dot(const Chunk& c, const float* __restrict plane, int64_t power) {
+  float s = 0.0f;
+  const float* __restrict w = c.w;
+  if (power == 2) {
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < c.n; ++p) s += w[p] * w[p] * plane[p];
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < c.n; ++p) s += w[p] * plane[p];
+  }
+  return s;
+}
+
+inline float weight_total(const Chunk& c, int64_t power) {
+  float s = 0.0f;
+  const float* __restrict w = c.w;
+  if (power == 2) {
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < c.n; ++p) s += w[p] * w[p];
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int p = 0; p < c.n; ++p) s += w[p];
+  }
+  return s;
+}
+
+inline float alpha_total(const Chunk& c) {
+  float s = 0.0f;
+  const float* __restrict a = c.alpha;
+#pragma omp simd reduction(+ : s)
+  for (int p = 0; p < c.n; ++p) s += a[p];
+  return s;
+}
+
+// Run the blend over tiles [tile_begin, tile_end) in parallel. For each chunk of a tile's pixels:
+// on_begin(chunk, base), then on_gaussian(isect, g, chunk, base, nonzero) for each Gaussian that
+// contributes, then on_end(chunk, base). Rows of the chunk are base .. base + chunk.n - 1.
+template <typename OnBegin, typename OnGaussian, typename OnEnd>
+void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin on_begin,
+                   OnGaussian on_gaussian, OnEnd on_end) {
 #pragma omp parallel
   {
     Chunk c;
@@ -194,11 +241,12 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnGaussi
           c.T[p] = 1.0f;
           c.live[p] = 1.0f;
         }
+        on_begin(c, base);
         int64_t since_check = 0;
         for (int64_t i = g_begin; i < g_end; ++i) {
           const int32_t g = v.flat_ids[i];
-          const int cnt = blend_one(v, g, c);
-          if (cnt) on_gaussian(i, g, c, base, cnt);
+          const int nonzero = blend_one(v, g, c);
+          if (nonzero) on_gaussian(i, g, c, base, nonzero);
           if (++since_check == 32) {  // whole chunk terminated: the rest is hidden
             since_check = 0;
             float any = 0.0f;
@@ -206,7 +254,7 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnGaussi
             if (any == 0.0f) break;
           }
         }
-        on_chunk_end(c, base);
+        on_end(c, base);
       }
     }
   }
@@ -231,22 +279,47 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
   float* dout = depth_out.data_ptr<float>();
   const float* f = features.data_ptr<float>();
   const float* z = depths.data_ptr<float>();
+  const bool dense = D <= DENSE_MAX;  // accumulate channel-major in the chunk, across pixels
   for_each_tile(
       v, 0, v.num_tiles,
-      [&](int64_t, int32_t g, const Chunk& c, int64_t base, int cnt) {
+      [&](Chunk& c, int64_t) {
+        if (dense)
+          for (int64_t d = 0; d <= D; ++d) std::fill(c.plane[d], c.plane[d] + c.n, 0.0f);
+      },
+      [&](int64_t, int32_t g, Chunk& c, int64_t base, int) {
         const float* fg = f + static_cast<int64_t>(g) * D;
         const float zg = z[g];
+        const float* __restrict w = c.w;
+        if (dense) {
+          for (int64_t d = 0; d < D; ++d) {
+            float* __restrict pl = c.plane[d];
+            const float fd = fg[d];
+#pragma omp simd
+            for (int p = 0; p < c.n; ++p) pl[p] += w[p] * fd;
+          }
+          float* __restrict pz = c.plane[D];
+#pragma omp simd
+          for (int p = 0; p < c.n; ++p) pz[p] += w[p] * zg;
+          return;
+        }
+        const int cnt = compact(c);
         for (int k = 0; k < cnt; ++k) {
           const int p = c.idx[k];
-          const float wp = c.w[p];
+          const float wp = w[p];
           float* op = o + (base + p) * D;
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) op[d] += wp * fg[d];
           dout[base + p] += wp * zg;
         }
       },
-      [&](const Chunk& c, int64_t base) {
+      [&](Chunk& c, int64_t base) {
         for (int p = 0; p < c.n; ++p) ao[base + p] = 1.0f - c.T[p];
+        if (dense) {
+          for (int p = 0; p < c.n; ++p) {
+            for (int64_t d = 0; d < D; ++d) o[(base + p) * D + d] = c.plane[d][p];
+            dout[base + p] = c.plane[D][p];
+          }
+        }
       });
   return {out, alpha_out, depth_out};
 }
@@ -273,6 +346,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
   int32_t* hp = hits.data_ptr<int32_t>();
   const float* val = values.data_ptr<float>();
   const int32_t* ids = v.flat_ids;
+  const bool dense = D <= DENSE_MAX;
 
   // Per-intersection scalars: [M] each. Per-intersection D-vectors: batched over tiles so the
   // scratch stays under `scratch_bytes`.
@@ -289,23 +363,30 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
     float* b = buf.data();
     for_each_tile(
         v, t0, t1,
-        [&](int64_t i, int32_t, const Chunk& c, int64_t base, int cnt) {
+        [&](Chunk& c, int64_t base) {
+          if (dense)  // values channel-major for vectorised dot products
+            for (int p = 0; p < c.n; ++p)
+              for (int64_t d = 0; d < D; ++d) c.plane[d][p] = val[(base + p) * D + d];
+        },
+        [&](int64_t i, int32_t, Chunk& c, int64_t base, int nonzero) {
           float* bi = b + (i - r0) * D;
-          float ws = 0.0f, as = 0.0f;
+          w_isect[i] += weight_total(c, power);
+          a_isect[i] += alpha_total(c);
+          h_isect[i] += nonzero;
+          if (dense) {
+            for (int64_t d = 0; d < D; ++d) bi[d] += weighted_dot(c, c.plane[d], power);
+            return;
+          }
+          const int cnt = compact(c);
           for (int k = 0; k < cnt; ++k) {
             const int p = c.idx[k];
             const float wk = power == 2 ? c.w[p] * c.w[p] : c.w[p];
             const float* vp = val + (base + p) * D;
 #pragma omp simd
             for (int64_t d = 0; d < D; ++d) bi[d] += wk * vp[d];
-            ws += wk;
-            as += c.alpha[p];
           }
-          w_isect[i] += ws;
-          a_isect[i] += as;
-          h_isect[i] += cnt;
         },
-        [](const Chunk&, int64_t) {});
+        [](Chunk&, int64_t) {});
     // Reduce rows into their Gaussians; thread k owns Gaussians with id % threads == k.
 #pragma omp parallel
     {
@@ -360,64 +441,47 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   std::vector<int32_t> h_isect(M, 0);
   std::vector<std::vector<Entry>> per_thread(num_threads());
 
-#pragma omp parallel
-  {
-    // Tile-local label table: each chunk maps its pixels' labels to 0..L-1.
-    struct Local {
-      int32_t uniq[CHUNK];
-      int slot[CHUNK];
-      float acc[CHUNK];
-      int L = 0;
-    };
-    Local loc;
-    std::vector<Entry>& out = per_thread[thread_id()];
-    Chunk c;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < v.num_tiles; ++t) {
-      const int64_t g_begin = v.tile_offsets[t], g_end = v.tile_offsets[t + 1];
-      for (int64_t base = v.pix_offsets[t]; base < v.pix_offsets[t + 1]; base += CHUNK) {
-        c.n = static_cast<int>(std::min<int64_t>(CHUNK, v.pix_offsets[t + 1] - base));
-        for (int p = 0; p < c.n; ++p) {
-          c.x[p] = static_cast<float>(v.pix_x[base + p]) + 0.5f;
-          c.y[p] = static_cast<float>(v.pix_y[base + p]) + 0.5f;
-          c.T[p] = 1.0f;
-          c.live[p] = 1.0f;
-          loc.uniq[p] = lab[base + p];
-        }
+  // Tile-local label table per thread: each chunk maps its pixels' labels to slots 0..L-1.
+  struct Local {
+    int32_t uniq[CHUNK];
+    int slot[CHUNK];
+    float acc[CHUNK];
+    int L = 0;
+  };
+  std::vector<Local> locals(num_threads());
+  for_each_tile(
+      v, 0, v.num_tiles,
+      [&](Chunk& c, int64_t base) {
+        Local& loc = locals[thread_id()];
+        std::copy(lab + base, lab + base + c.n, loc.uniq);
         std::sort(loc.uniq, loc.uniq + c.n);
         loc.L = static_cast<int>(std::unique(loc.uniq, loc.uniq + c.n) - loc.uniq);
         for (int p = 0; p < c.n; ++p)
           loc.slot[p] = static_cast<int>(std::lower_bound(loc.uniq, loc.uniq + loc.L, lab[base + p]) - loc.uniq);
-        int64_t since_check = 0;
-        for (int64_t i = g_begin; i < g_end; ++i) {
-          const int32_t g = v.flat_ids[i];
-          const int cnt = blend_one(v, g, c);
-          if (cnt) {
-            std::fill(loc.acc, loc.acc + loc.L, 0.0f);
-            float ws = 0.0f, as = 0.0f;
-            for (int k = 0; k < cnt; ++k) {
-              const int p = c.idx[k];
-              const float wk = power == 2 ? c.w[p] * c.w[p] : c.w[p];
-              loc.acc[loc.slot[p]] += wk;
-              ws += wk;
-              as += c.alpha[p];
-            }
-            for (int l = 0; l < loc.L; ++l)
-              if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
-            w_isect[i] += ws;
-            a_isect[i] += as;
-            h_isect[i] += cnt;
-          }
-          if (++since_check == 32) {
-            since_check = 0;
-            float any = 0.0f;
-            for (int p = 0; p < c.n; ++p) any += c.live[p];
-            if (any == 0.0f) break;
+        if (loc.L <= DENSE_MAX)  // indicator planes for vectorised per-label sums
+          for (int l = 0; l < loc.L; ++l)
+            for (int p = 0; p < c.n; ++p) c.plane[l][p] = loc.slot[p] == l ? 1.0f : 0.0f;
+      },
+      [&](int64_t i, int32_t g, Chunk& c, int64_t, int nonzero) {
+        Local& loc = locals[thread_id()];
+        std::vector<Entry>& out = per_thread[thread_id()];
+        w_isect[i] += weight_total(c, power);
+        a_isect[i] += alpha_total(c);
+        h_isect[i] += nonzero;
+        if (loc.L <= DENSE_MAX) {
+          for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot(c, c.plane[l], power);
+        } else {
+          std::fill(loc.acc, loc.acc + loc.L, 0.0f);
+          const int cnt = compact(c);
+          for (int k = 0; k < cnt; ++k) {
+            const int p = c.idx[k];
+            loc.acc[loc.slot[p]] += power == 2 ? c.w[p] * c.w[p] : c.w[p];
           }
         }
-      }
-    }
-  }
+        for (int l = 0; l < loc.L; ++l)
+          if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
+      },
+      [](Chunk&, int64_t) {});
 
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();

@@ -156,10 +156,11 @@ def render(proj: Projection, features: Tensor, *, pixels: Tensor | None = None,
     full = pixels is None
     pixels, order, offsets = _pixels(proj, pixels)
     name = _resolve(backend, features.device)
-    if name == "torch":
-        out, alpha, depth = torch_backend.rasterize(proj, features, pixels, order, offsets)
+    module = _module(name)
+    if getattr(module, "DIFFERENTIABLE", False):  # torch autograd or the library's own backward
+        out, alpha, depth = module.rasterize(proj, features, pixels, order, offsets)
     else:
-        out, alpha, depth = _RenderFeatures.apply(features, proj, pixels, order, offsets, _module(name))
+        out, alpha, depth = _RenderFeatures.apply(features, proj, pixels, order, offsets, module)
     if full:
         H, W = proj.height, proj.width
         return RenderOutput(out.reshape(H, W, -1), alpha.reshape(H, W), depth.reshape(H, W))

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .projection import Projection
 
+DIFFERENTIABLE = True  # plain torch ops: autograd gives the feature gradient
 ALPHA_MAX = 0.999  # gsplat's clamp (INRIA's rasterizer uses 0.99)
 ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
@@ -77,14 +78,18 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
     Differentiable w.r.t. ``features`` through torch autograd.
     """
     P, D = pixels.shape[0], features.shape[1]
-    out = features.new_zeros(P, D)
+    parts, part_rows = [], []
     alpha_out = torch.zeros(P, device=pixels.device)
     depth_out = torch.zeros(P, device=pixels.device)
     for tile, rows, px, py in _tiles(proj, pixels, order, offsets):
         gids, _, w, T_final = tile_weights(proj, tile, px, py)
-        out = out.index_add(0, rows, w @ features[gids])
+        parts.append(w @ features[gids])
+        part_rows.append(rows)
         alpha_out[rows] = 1.0 - T_final
         depth_out[rows] = w @ proj.depths[gids]
+    out = features.new_zeros(P, D)
+    if parts:  # one scatter (autograd-friendly) instead of a copy of [P, D] per tile
+        out = out.index_put((torch.cat(part_rows),), torch.cat(parts))
     return out, alpha_out, depth_out
 
 

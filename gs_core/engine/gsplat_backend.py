@@ -1,0 +1,69 @@
+"""The CUDA backend: gsplat's rasterizer on our projection (imported lazily, CUDA only).
+
+``render`` calls gsplat's ``rasterize_to_pixels`` (3DGS) / ``rasterize_to_pixels_2dgs`` (2DGS) with
+the tile lists of :func:`gs_core.engine.project`, so geometry and binning are shared with the other
+backends; gsplat's own autograd gives the gradient w.r.t. the features (its backward is the trace,
+``RasterizeToPixels3DGSBwd.cu``). Traces (power 2, label histograms, hit counts) have no gsplat
+counterpart yet and run on the torch reference on the same GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import torch_backend
+from .projection import Projection
+
+DIFFERENTIABLE = True  # rasterize() carries its own autograd; the API need not wrap it
+_MAX_CHANNELS = 512
+
+
+def available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import gsplat  # noqa: F401  (needs `packaging` at import)
+    except Exception:
+        return False
+    return True
+
+
+def _full_frame(proj: Projection, features: Tensor) -> tuple[Tensor, Tensor]:
+    """gsplat render of features [N, D] over the whole frame -> ([H, W, D], [H, W])."""
+    from gsplat.cuda._wrapper import rasterize_to_pixels, rasterize_to_pixels_2dgs
+
+    offsets = proj.tile_offsets[:-1].reshape(1, proj.tiles_y, proj.tiles_x).to(torch.int32)
+    ids = proj.flat_ids.to(torch.int32)
+    outs, alpha = [], None
+    for lo in range(0, features.shape[1], _MAX_CHANNELS):
+        chunk = features[None, :, lo:lo + _MAX_CHANNELS]
+        if proj.kind == "3dgs":
+            out, a = rasterize_to_pixels(proj.means2d[None], proj.conics[None], chunk, proj.opacities[None],
+                                         proj.width, proj.height, proj.tile_size, offsets, ids)
+        else:
+            n = proj.num_gaussians
+            zeros3 = torch.zeros(1, n, 3, device=features.device)
+            out, a = rasterize_to_pixels_2dgs(proj.means2d[None], proj.ray_transforms[None], chunk,
+                                              proj.opacities[None], zeros3, torch.zeros(1, n, 2, device=features.device),
+                                              proj.width, proj.height, proj.tile_size, offsets, ids)[:2]
+        outs.append(out[0])
+        alpha = a[0, ..., 0]
+    return torch.cat(outs, dim=-1), alpha
+
+
+def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
+    """features [N, D] -> (features [P, D], alpha [P], depth [P]); differentiable w.r.t. features."""
+    depth_col = proj.depths[:, None].to(features)
+    out, alpha = _full_frame(proj, torch.cat([features, depth_col], dim=1))
+    rows = out[pixels[:, 1], pixels[:, 0]]
+    return rows[:, :-1], alpha[pixels[:, 1], pixels[:, 0]].detach(), rows[:, -1].detach()
+
+
+def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
+    return torch_backend.trace(proj, values, pixels, order, offsets, power)
+
+
+def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
+                 power: int, top_k: int):
+    return torch_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)
