@@ -1,0 +1,39 @@
+"""Gaussian Splat Segmentation: import, edit and export Gaussian-splat scenes losslessly, and (with the
+gs_core backend) segment them.
+
+Layout, one concept per module: ``splat_attributes`` (PLY columns <-> attributes, bpy-free),
+``gs_core_modules`` (the numpy-only gs_core code: vendored copy or source checkout),
+``splat_object`` (point-cloud objects), ``import_splats``, ``export_splats``, ``edit_ops``,
+``panel``, ``preferences``. Only register/unregister touch bpy here, so the bpy-free modules import
+in plain Python (tests, gs_core).
+"""
+
+
+def _registry():
+    """(classes in registration order, (menu, draw function) pairs)."""
+    from . import edit_ops, export_splats, import_splats, panel, preferences
+
+    classes = (*preferences.classes, *import_splats.classes, *export_splats.classes, *edit_ops.classes,
+               *panel.classes)
+    menus = (*import_splats.menus, *export_splats.menus)
+    return classes, menus
+
+
+def register():
+    import bpy
+
+    classes, menus = _registry()
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    for menu, draw in menus:
+        menu.append(draw)
+
+
+def unregister():
+    import bpy
+
+    classes, menus = _registry()
+    for menu, draw in menus:
+        menu.remove(draw)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

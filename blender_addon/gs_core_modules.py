@@ -1,0 +1,20 @@
+"""The numpy-only gs_core modules the add-on uses: one implementation, two ways to reach it.
+
+The built zip carries a copy in ``_vendor/gs_core`` (made by ``build_addon.py``, with plyfile shipped
+as a wheel); a source checkout imports the repository's ``gs_core`` directly.
+"""
+
+from pathlib import Path
+
+if (Path(__file__).parent / "_vendor").is_dir():
+    from ._vendor.gs_core import sh, splat_transform
+    from ._vendor.gs_core.io import ply
+else:
+    try:
+        from gs_core import sh, splat_transform
+        from gs_core.io import ply
+    except ImportError as exc:
+        raise ImportError("the add-on runs from a source checkout but cannot import gs_core; put the "
+                          "repository root on sys.path or install the zip made by build_addon.py") from exc
+
+__all__ = ["ply", "sh", "splat_transform"]

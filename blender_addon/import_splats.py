@@ -1,0 +1,97 @@
+"""File > Import > Gaussian Splats (.ply), and drag-and-drop of .ply files onto the 3D view.
+
+Every file is read and checked before anything is created, so a malformed file reports its name
+and problem and leaves the scene as it was.
+"""
+
+import time
+from pathlib import Path
+
+import bpy
+from bpy.props import CollectionProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper, poll_file_object_drop
+
+from . import splat_attributes as sa
+from . import splat_object
+from .gs_core_modules import ply
+
+
+def read_splat_file(path) -> sa.SplatData:
+    """Parse and check one splat PLY; raises ply.PlyError whose message names the file."""
+    path = Path(path)
+    try:
+        table = ply.read_ply_table(path)
+    except OSError as exc:
+        raise ply.PlyError(f"{path}: {exc.strerror or exc}") from exc
+    if len(table) == 0:
+        raise ply.PlyError(f"{path}: the file has no splats")
+    return sa.table_to_splat_data(table, str(path))
+
+
+def import_splats(context, paths) -> list:
+    """Import splat PLY files as point-cloud objects (all or nothing); returns the new objects."""
+    datas = [(Path(p).stem, read_splat_file(p)) for p in paths]
+    splat_object.ensure_object_mode(context)
+    objects = []
+    try:
+        for name, data in datas:
+            objects.append(splat_object.create_splat_object(context, name, data))
+    except BaseException:
+        for obj in objects:
+            splat_object.remove_splat_object(obj)
+        raise
+    splat_object.select_only(context, objects, objects[-1])
+    return objects
+
+
+class GS_OT_import_ply(bpy.types.Operator, ImportHelper):
+    """Import Gaussian-splat PLY files (3DGS/2DGS) as point clouds, keeping every column losslessly"""
+
+    bl_idname = "gs_splats.import_ply"
+    bl_label = "Import Gaussian Splats"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    filename_ext = ".ply"
+    filter_glob: StringProperty(default="*.ply", options={'HIDDEN'})
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={'HIDDEN', 'SKIP_SAVE'})
+    directory: StringProperty(subtype='DIR_PATH', options={'HIDDEN', 'SKIP_SAVE'})
+
+    def invoke(self, context, event):
+        if self.properties.is_property_set("filepath"):  # dropped files: nothing to ask
+            return self.execute(context)
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        paths = [Path(self.directory, f.name) for f in self.files if f.name] if self.directory else []
+        paths = paths or [Path(self.filepath)]
+        start = time.perf_counter()
+        try:
+            objects = import_splats(context, paths)
+        except ply.PlyError as exc:
+            self.report({'ERROR'}, f"Cannot import: {exc}")
+            return {'CANCELLED'}
+        count = sum(len(obj.data.points) for obj in objects)
+        self.report({'INFO'}, f"Imported {count:,} splats from {len(paths)} file(s) "
+                              f"in {time.perf_counter() - start:.2f} s")
+        return {'FINISHED'}
+
+
+class GS_FH_import_ply(bpy.types.FileHandler):
+    """Drag-and-drop of .ply files onto the 3D view offers the splat import."""
+
+    bl_idname = "GS_FH_import_ply"
+    bl_label = "Gaussian Splats"
+    bl_import_operator = GS_OT_import_ply.bl_idname
+    bl_file_extensions = ".ply"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return poll_file_object_drop(context)
+
+
+def menu_import(self, context):
+    self.layout.operator(GS_OT_import_ply.bl_idname, text="Gaussian Splats (.ply)")
+
+
+classes = (GS_OT_import_ply, GS_FH_import_ply)
+menus = ((bpy.types.TOPBAR_MT_file_import, menu_import),)
