@@ -1,7 +1,9 @@
 """Fixtures for the add-on tests: random INRIA splat tables, and a clean Blender with the add-on
 registered from the source tree (bpy tests only; bpy is imported once per process)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -10,7 +12,9 @@ import pytest
 from gs_core.io.ply import PlyTable, write_ply_table
 
 # Keep Blender's user folders (preferences, extension repos, wheels) out of the developer's home.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="gs_blender_user_"))
+if "BLENDER_USER_RESOURCES" not in os.environ:
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="gs_blender_user_")
+    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
 
 
 def random_splat_table(n=1000, degree=3, seed=0, two_d=False, extra=False) -> PlyTable:
