@@ -52,7 +52,9 @@ int thread_id() {
 // exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial): vectorisable, unlike libm's expf.
 
 inline float exp_neg(float x) {
-  x = x > -87.0f ? x : -87.0f;  // ternaries, not std::max: references block vectorisation
+  // Clamp far below alpha_min/opacity: exp(-87) times an opacity is denormal, and denormal
+  // arithmetic is ~100x slower on x86. (Ternaries, not std::max: references block vectorisation.)
+  x = x > -30.0f ? x : -30.0f;
   // round to nearest by the 1.5 * 2^23 trick: floorf would block vectorisation (it may trap)
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;
