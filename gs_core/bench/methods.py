@@ -1,0 +1,84 @@
+"""Segmentation methods the benchmark runs: a protocol, a registry and two baselines.
+
+A method reads a dataset folder (through :class:`~gs_core.dataset.Dataset`, like real data) and
+returns one instance label per Gaussian of its ``scene.ply``; it may also return per-view label
+maps (e.g. its consistent training masks), which the benchmark then scores instead of rendering
+its labels there. Adding a method is one line::
+
+    METHODS["trace3d"] = trace3d.segment  # any callable MethodInput -> MethodResult
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..dataset import Dataset
+from ..engine import project, trace
+from ..labelmaps import masks_to_labels
+from ..synth.groundtruth import GroundTruth
+
+
+@dataclass
+class MethodInput:
+    dataset: Dataset
+    train: list[int]  # indices into dataset of the views a method may read (images, masks)
+    backend: str = "auto"  # engine backend for render/trace
+
+
+@dataclass
+class MethodResult:
+    labels: np.ndarray  # [N] int64 instance label per Gaussian of scene.ply, -1 = none
+    view_maps: dict[int, np.ndarray] = field(default_factory=dict)  # view index -> [H, W] labels, same ids
+
+
+class Method(Protocol):
+    def __call__(self, inp: MethodInput) -> MethodResult: ...
+
+
+def oracle(inp: MethodInput) -> MethodResult:
+    """The ceiling: every Gaussian gets its ground-truth object (artefacts their owner's, floaters
+    none), and the training views' consistent maps are the ground-truth object maps."""
+    gt = GroundTruth.load(inp.dataset.root)
+    maps = {v: gt.instance_map(inp.dataset.names[v]) for v in inp.train}
+    return MethodResult(gt.gaussians.object.astype(np.int64), maps)
+
+
+@torch.no_grad()
+def naive_lifting(inp: MethodInput) -> MethodResult:
+    """Masks traced straight onto Gaussians with per-view independent ids, no association.
+
+    Each view's stack becomes one label per pixel (smallest covering mask; ids offset so no two
+    views share one) and is traced (Gaussian Instance Tracing without the consistency step,
+    Trace3D Sec. 3.2); each Gaussian keeps the label of largest traced weight over all views. An
+    object therefore comes out as a patchwork of the views' masks.
+    """
+    ds = inp.dataset
+    gaussians = ds.load_scene().to_gaussians()
+    n = len(gaussians)
+    best_w = torch.zeros(n)
+    best = torch.full((n,), -1, dtype=torch.long)
+    maps, offset = {}, 0
+    for v in inp.train:
+        masks = ds.masks(v)
+        if masks is None or len(masks) == 0:
+            continue
+        local = masks_to_labels(masks)
+        labels = np.where(local >= 0, local + offset, -1)
+        offset += len(masks)
+        out = trace(project(gaussians, ds.cameras[v]), torch.from_numpy(labels), top_k=1, backend=inp.backend)
+        w, lab = out.weights[:, 0], out.labels[:, 0].long()
+        better = (w > best_w) & (lab >= 0)
+        best = torch.where(better, lab, best)
+        best_w = torch.where(better, w, best_w)
+        maps[v] = labels
+    return MethodResult(best.numpy(), maps)
+
+
+METHODS: dict[str, Method] = {
+    "oracle": oracle,
+    "naive": naive_lifting,
+}

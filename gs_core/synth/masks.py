@@ -1,0 +1,187 @@
+"""A SAM-like mask simulator: per view, the stack of binary masks SAM's automatic generator would
+give, made from the ground-truth instance maps, with the failure modes Trace3D (Sec. 1, 3.2) and
+Proto-SaGa (Sec. 1, Fig. 1) describe, each behind a knob of :class:`MaskNoise`:
+
+* granularity — the same object as its parts in one view, whole in another, with its support
+  (object + table: its group) in a third;
+* nested — the other levels emitted too, so masks overlap and nest as SAM's multi-output does;
+* over_segment — a mask cut in two; under_segment — two adjacent objects merged into one mask;
+* jitter — boundaries displaced by a smooth random field;
+* miss_small — small objects missed; spurious — masks that match nothing.
+
+``MaskNoise()`` (all zero) gives clean masks: exactly one mask per visible object, equal to its
+ground-truth region. ``MaskNoise.level(x)`` scales a typical-SAM preset (x = 1) linearly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy import ndimage
+
+from .groundtruth import Hierarchy
+
+
+@dataclass(frozen=True)
+class MaskNoise:
+    """Knobs of the simulator (probabilities are per view and per object or mask)."""
+
+    granularity: float = 0.0  # P(an object shows as its parts or its group instead of itself)
+    nested: float = 0.0  # P(the object's other levels are emitted as well: overlapping, nested masks)
+    over_segment: float = 0.0  # P(a mask is cut in two along a random line through its centre)
+    under_segment: float = 0.0  # P(an object's mask is merged with an adjacent object's)
+    jitter: float = 0.0  # boundary displacement, std in % of the image width
+    miss_small: float = 0.0  # P(an object covering less than `small` of the image is missed)
+    small: float = 0.002  # what "small" means, as a fraction of the image area
+    spurious: float = 0.0  # expected number of masks per view that match no object
+    min_area: int = 1  # masks below this many pixels are dropped (after all noise)
+
+    @classmethod
+    def level(cls, noise: float) -> "MaskNoise":
+        """A single noise level: 0 = clean, 1 = a typical SAM automatic-mask run on indoor views."""
+        if noise < 0:
+            raise ValueError(f"noise level must be >= 0, got {noise}")
+        return cls(granularity=min(1.0, 0.35 * noise), nested=min(1.0, 0.4 * noise),
+                   over_segment=min(1.0, 0.12 * noise), under_segment=min(1.0, 0.12 * noise),
+                   jitter=1.0 * noise, miss_small=min(1.0, 0.6 * noise), spurious=1.5 * noise)
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class MaskSource:
+    """Where a simulated mask came from: ``kind`` in object, part, group, merged (two objects),
+    split (half of the mask of ``parent``), spurious; ``ids`` are object/part/group ids."""
+
+    kind: str
+    ids: tuple[int, ...]
+    parent: str | None = None  # for "split": the kind that was cut
+
+
+@dataclass
+class SimulatedMasks:
+    masks: np.ndarray  # [M, H, W] bool, sorted by area, largest first
+    scores: np.ndarray  # [M] float32, a predicted-IoU-like confidence
+    sources: list[MaskSource]
+
+
+def _adjacent(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs (a, b), a < b, of labels that share a 4-neighbour edge (background -1 excluded)."""
+    pairs = set()
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        d = (a != b) & (a >= 0) & (b >= 0)
+        lo, hi = np.minimum(a[d], b[d]), np.maximum(a[d], b[d])
+        pairs.update(zip(lo.tolist(), hi.tolist()))
+    return pairs
+
+
+def _jittered(mask: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """The region where the signed distance to ``mask``'s boundary is below a smooth random field
+    of std ``amplitude`` pixels (0 leaves the mask unchanged)."""
+    H, W = mask.shape
+    coarse = rng.normal(size=(max(2, H // 8), max(2, W // 8)))
+    field = ndimage.zoom(coarse, (H / coarse.shape[0], W / coarse.shape[1]), order=1)[:H, :W]
+    field = field / max(float(field.std()), 1e-6)
+    signed = ndimage.distance_transform_edt(~mask) - ndimage.distance_transform_edt(mask)
+    return signed < amplitude * field
+
+
+def _split(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.nonzero(mask)
+    theta = rng.uniform(0, np.pi)
+    side = (xs - xs.mean()) * np.cos(theta) + (ys - ys.mean()) * np.sin(theta) > 0
+    a = np.zeros_like(mask)
+    a[ys[side], xs[side]] = True
+    return a, mask & ~a
+
+
+def _ellipse(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
+    cy, cx = rng.uniform(0, H), rng.uniform(0, W)
+    ry, rx = rng.uniform(0.05, 0.25) * H, rng.uniform(0.05, 0.25) * W
+    t = rng.uniform(0, np.pi)
+    y, x = np.mgrid[:H, :W] + 0.5
+    u = ((x - cx) * np.cos(t) + (y - cy) * np.sin(t)) / rx
+    v = (-(x - cx) * np.sin(t) + (y - cy) * np.cos(t)) / ry
+    return u * u + v * v < 1
+
+
+def simulate_masks(part: np.ndarray, object: np.ndarray, group: np.ndarray, hierarchy: Hierarchy,
+                   noise: MaskNoise, rng: np.random.Generator) -> SimulatedMasks:
+    """Masks of one view from its GT maps ``part``, ``object``, ``group`` [H, W] (-1 = background)."""
+    H, W = object.shape
+    part_to_object = hierarchy.part_to_object
+    object_area = np.bincount(object[object >= 0], minlength=len(hierarchy.objects))
+    visible = np.flatnonzero(object_area)
+    group_objects = {g: [o for o in visible if hierarchy.objects[o].group == g] for g in np.unique(group[group >= 0])}
+    parts_shown = np.unique(part[part >= 0])
+    out: dict[tuple, tuple[MaskSource, np.ndarray]] = {}  # one mask per source, in insertion order
+
+    def emit(level: str, o: int) -> None:
+        if level == "part":
+            for p in parts_shown[part_to_object[parts_shown] == o]:
+                out.setdefault(("part", int(p)), (MaskSource("part", (int(p),)), part == p))
+        elif level == "group":
+            g = hierarchy.objects[o].group
+            out.setdefault(("group", g), (MaskSource("group", (g,)), group == g))
+        else:
+            out.setdefault(("object", int(o)), (MaskSource("object", (int(o),)), object == o))
+
+    for o in visible:
+        if object_area[o] < noise.small * H * W and rng.random() < noise.miss_small:
+            continue
+        levels = ["object"]
+        if (part_to_object[parts_shown] == o).sum() >= 2:
+            levels.append("part")
+        if len(group_objects.get(hierarchy.objects[o].group, ())) >= 2:
+            levels.append("group")
+        level = "object"
+        if len(levels) > 1 and rng.random() < noise.granularity:
+            level = levels[1 + rng.integers(len(levels) - 1)]
+        emit(level, o)
+        if rng.random() < noise.nested:
+            for other in levels:
+                if other != level:
+                    emit(other, o)
+
+    if noise.under_segment > 0:
+        neighbours = _adjacent(object)
+        merged: set[int] = set()
+        for key in [k for k in out if k[0] == "object"]:
+            o = key[1]
+            if o in merged or key not in out or rng.random() >= noise.under_segment:
+                continue
+            partners = sorted(b if a == o else a for a, b in neighbours if o in (a, b) and not {a, b} & merged)
+            if not partners:
+                continue
+            o2 = partners[rng.integers(len(partners))]
+            del out[key]
+            out.pop(("object", o2), None)
+            merged.update((o, o2))
+            a, b = min(o, o2), max(o, o2)
+            out[("merged", a, b)] = (MaskSource("merged", (a, b)), (object == o) | (object == o2))
+
+    items = list(out.values())
+    if noise.over_segment > 0:
+        cut = []
+        for source, mask in items:
+            if mask.sum() >= 2 * max(noise.min_area, 2) and rng.random() < noise.over_segment:
+                for half in _split(mask, rng):
+                    cut.append((MaskSource("split", source.ids, parent=source.kind), half))
+            else:
+                cut.append((source, mask))
+        items = cut
+    for _ in range(rng.poisson(noise.spurious) if noise.spurious > 0 else 0):
+        items.append((MaskSource("spurious", ()), _ellipse(H, W, rng)))
+    if noise.jitter > 0:
+        amplitude = noise.jitter / 100 * W
+        items = [(s, _jittered(m, amplitude, rng)) for s, m in items]
+
+    items = [(s, m) for s, m in items if m.sum() >= noise.min_area]
+    scores = np.array([rng.uniform(0.7, 0.9) if s.kind == "spurious" else rng.uniform(0.88, 1.0)
+                       for s, _ in items], dtype=np.float32)
+    areas = np.array([m.sum() for _, m in items], dtype=np.int64)
+    order = np.argsort(-areas, kind="stable")
+    masks = np.stack([items[k][1] for k in order]) if items else np.zeros((0, H, W), bool)
+    return SimulatedMasks(masks, scores[order], [items[k][0] for k in order])

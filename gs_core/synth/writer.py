@@ -1,0 +1,84 @@
+"""Writing a synthetic world as a standard dataset folder, readable by any 3DGS tool and by
+:class:`gs_core.dataset.Dataset` like real data::
+
+    root/
+      scene.ply               INRIA 3DGS/2DGS splats (clean splats, then artefacts)
+      sparse/0/               COLMAP text model: PINHOLE cameras, poses, a sample of surface points
+      images/<name>.png       rendered views (train_*, test_*)
+      masks/<stem>.npz        simulated SAM stacks (M x H x W bool + scores), training views only
+      gt/                     ground truth, see :mod:`gs_core.synth.groundtruth`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from ..io.colmap import write_colmap_text
+from ..io.masks import save_mask_stack
+from .groundtruth import ARTEFACTS, FORMAT, LEVELS, write_label_png
+from .masks import MaskNoise, simulate_masks
+from .views import ViewRender, render_views
+from .world import SynthConfig, SynthWorld, make_world
+
+COLMAP_POINTS = 10_000  # surface points written to points3D.txt
+
+
+def mask_rng(seed: int, view: int) -> np.random.Generator:
+    """The simulator's random stream for training view ``view`` of world ``seed``."""
+    return np.random.default_rng([seed, 7, view])
+
+
+def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRender], noise: MaskNoise) -> Path:
+    """Write ``world`` with its rendered ``views`` (train then test, as ``world.cameras``) to ``root``."""
+    root = Path(root)
+    if len(views) != len(world.cameras):
+        raise ValueError(f"{len(views)} views for {len(world.cameras)} cameras")
+    for sub in ("images", "masks", "gt", *(f"gt/{level}" for level in (*LEVELS, "depth"))):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    world.scene.save(root / "scene.ply")
+    clean = np.flatnonzero(world.labels.clean)
+    sample = np.random.default_rng(world.config.seed).permutation(clean)[:COLMAP_POINTS]
+    write_colmap_text(root / "sparse" / "0", world.cameras, [c.name for c in world.cameras],
+                      points=(world.scene.means[sample], world.scene.base_colors[sample] * 255))
+    sources = {}
+    for k, view in enumerate(views):
+        name = view.camera.name
+        stem = Path(name).stem
+        Image.fromarray(np.round(view.rgb * 255).astype(np.uint8)).save(root / "images" / name)
+        for level in LEVELS:
+            write_label_png(root / "gt" / level / f"{stem}.png", getattr(view, level))
+        Image.fromarray(np.round(view.depth * 1000).clip(0, 65535).astype(np.uint16)).save(
+            root / "gt" / "depth" / f"{stem}.png")
+        if k < len(world.train_cameras):
+            sim = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise,
+                                 mask_rng(world.config.seed, k))
+            save_mask_stack(root / "masks" / f"{stem}.npz", sim.masks, sim.scores)
+            sources[stem] = [[s.kind, list(s.ids), s.parent] for s in sim.sources]
+    counts = np.bincount(world.labels.artefact, minlength=len(ARTEFACTS))
+    meta = {
+        "format": FORMAT,
+        "config": world.config.to_json(),
+        "noise": noise.to_json(),
+        "split": {"train": [c.name for c in world.train_cameras], "test": [c.name for c in world.test_cameras]},
+        "hierarchy": world.hierarchy.to_json(),
+        "artefacts": {kind: int(n) for kind, n in zip(ARTEFACTS, counts)},
+        "mask_sources": sources,
+    }
+    world.labels.save(root / "gt" / "gaussians.npz")
+    (root / "gt" / "scene.json").write_text(json.dumps(meta, indent=1))
+    return root
+
+
+def build_dataset(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise, *, backend: str = "auto",
+                  progress: Callable[[], None] | None = None) -> SynthWorld:
+    """Generate, render and write one dataset; ``progress`` is called after each rendered view."""
+    world = make_world(config)
+    views = render_views(world, world.cameras, backend=backend, progress=progress)
+    write_dataset(root, world, views, noise)
+    return world

@@ -1,0 +1,48 @@
+"""Pictures for people: label maps in colour, mask stacks over images, captioned panels (pillow)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .labelmaps import masks_to_labels
+
+
+def label_colors(labels: np.ndarray) -> np.ndarray:  # [H, W] int -> [H, W, 3] uint8
+    """A fixed colour per id (a hash, so the same id has the same colour in every picture); -1 black."""
+    ids = np.asarray(labels, dtype=np.int64)
+    h = (ids * 2654435761 + 97) % (2**32)
+    rgb = np.stack([(h >> 0) & 255, (h >> 8) & 255, (h >> 16) & 255], axis=-1)
+    rgb = 60 + (rgb * 195) // 255
+    return np.where(ids[..., None] >= 0, rgb, 0).astype(np.uint8)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:  # [H, W, 3] float in [0, 1] -> uint8
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def mask_overlay(image: np.ndarray, masks: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """``masks`` [M, H, W] over ``image`` [H, W, 3] (float), smallest mask on top; -> uint8."""
+    labels = masks_to_labels(masks)
+    base = to_uint8(image).astype(np.float32)
+    colours = label_colors(labels).astype(np.float32)
+    out = np.where(labels[..., None] >= 0, (1 - opacity) * base + opacity * colours, base)
+    return out.astype(np.uint8)
+
+
+def panel(rows: list[list[tuple[str, np.ndarray]]], path: str | os.PathLike, scale: int = 2) -> None:
+    """A grid of captioned uint8 [H, W, 3] tiles (rows of (caption, tile)), saved as PNG."""
+    h = max(t.shape[0] for row in rows for _, t in row) * scale
+    w = max(t.shape[1] for row in rows for _, t in row) * scale
+    cap = 14
+    cols = max(len(row) for row in rows)
+    canvas = Image.new("RGB", (cols * w, len(rows) * (h + cap)), (24, 24, 24))
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        for c, (caption, tile) in enumerate(row):
+            im = Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST)
+            canvas.paste(im, (c * w, r * (h + cap) + cap))
+            draw.text((c * w + 3, r * (h + cap) + 1), caption, fill=(230, 230, 230))
+    canvas.save(path)
