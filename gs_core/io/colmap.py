@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..camera import Camera
+from ..splat_transform import quat_from_matrix, quat_to_matrix
 
 
 class ColmapError(ValueError):
@@ -79,42 +80,9 @@ class ColmapModel:
     names: list[str]
 
 
-# ---- quaternions ------------------------------------------------------------------------------
-
-def quat_to_rotmat(q) -> np.ndarray:  # [3, 3]
-    """Rotation matrix of a (not necessarily unit) quaternion ``w, x, y, z``."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def rotmat_to_quat(R) -> np.ndarray:  # [4] w, x, y, z with w >= 0
-    """Unit quaternion of a rotation matrix (Shepperd's method: divide by the largest term)."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = np.trace(R)
-    diag = np.diag(R)
-    if trace >= diag.max():
-        w = 0.5 * np.sqrt(1.0 + trace)
-        q = np.array([w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w),
-                      (R[1, 0] - R[0, 1]) / (4 * w)])
-    else:
-        i = int(np.argmax(diag))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        v = np.empty(3)
-        v[i] = 0.5 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        v[j] = (R[j, i] + R[i, j]) / (4 * v[i])
-        v[k] = (R[k, i] + R[i, k]) / (4 * v[i])
-        q = np.array([(R[k, j] - R[j, k]) / (4 * v[i]), *v])
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
-
-
 def _world_to_camera(qvec, tvec) -> np.ndarray:  # [4, 4]
     w2c = np.eye(4)
-    w2c[:3, :3] = quat_to_rotmat(qvec)
+    w2c[:3, :3] = quat_to_matrix(qvec)
     w2c[:3, 3] = tvec
     return w2c
 
@@ -370,7 +338,7 @@ def write_colmap_text(sparse_dir, cameras: list[Camera], image_names: list[str],
             cam_lines.append(f"{camera_ids[key]} PINHOLE {cam.width} {cam.height} "
                              + " ".join(repr(v) for v in key[2:]))
         w2c = cam.world_to_camera
-        values = [*rotmat_to_quat(w2c[:3, :3]), *w2c[:3, 3]]
+        values = [*quat_from_matrix(w2c[:3, :3]), *w2c[:3, 3]]
         img_lines.append(f"{image_id} " + " ".join(repr(float(v)) for v in values)
                          + f" {camera_ids[key]} {name}")
         img_lines.append("")

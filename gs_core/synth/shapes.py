@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..splat_transform import quats_from_matrices
+
 MIN_SAMPLES = 24  # thin or tiny surfaces still get a recognisable set of splats
 
 
@@ -162,27 +164,4 @@ def frames_to_quats(normals: np.ndarray, tangents: np.ndarray) -> np.ndarray:  #
     t = tangents - (tangents * normals).sum(1, keepdims=True) * normals
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     R = np.stack([t, np.cross(normals, t), normals], axis=2)  # [n, 3, 3], columns = axes
-    return rotmats_to_quats(R)
-
-
-def rotmats_to_quats(R: np.ndarray) -> np.ndarray:  # [n, 3, 3] -> [n, 4] wxyz
-    """Rotation matrices to unit quaternions (Shepperd: the largest of w, x, y, z first)."""
-    m = R
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cand = np.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], axis=1)
-    k = np.argmax(cand, axis=1)
-    q = np.empty((len(R), 4))
-    s = np.sqrt(np.maximum(1.0 + 2 * cand[np.arange(len(R)), k] - tr, 1e-12)) * 2  # 4 * |q_k|
-    i = k == 0
-    q[i] = np.stack([s[i] / 4, (m[i, 2, 1] - m[i, 1, 2]) / s[i], (m[i, 0, 2] - m[i, 2, 0]) / s[i],
-                     (m[i, 1, 0] - m[i, 0, 1]) / s[i]], 1)
-    i = k == 1
-    q[i] = np.stack([(m[i, 2, 1] - m[i, 1, 2]) / s[i], s[i] / 4, (m[i, 0, 1] + m[i, 1, 0]) / s[i],
-                     (m[i, 0, 2] + m[i, 2, 0]) / s[i]], 1)
-    i = k == 2
-    q[i] = np.stack([(m[i, 0, 2] - m[i, 2, 0]) / s[i], (m[i, 0, 1] + m[i, 1, 0]) / s[i], s[i] / 4,
-                     (m[i, 1, 2] + m[i, 2, 1]) / s[i]], 1)
-    i = k == 3
-    q[i] = np.stack([(m[i, 1, 0] - m[i, 0, 1]) / s[i], (m[i, 0, 2] + m[i, 2, 0]) / s[i],
-                     (m[i, 1, 2] + m[i, 2, 1]) / s[i], s[i] / 4], 1)
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+    return quats_from_matrices(R)

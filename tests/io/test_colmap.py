@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gs_core.camera import Camera
-from gs_core.io.colmap import (ColmapError, quat_to_rotmat, read_colmap, read_colmap_points,
-                               rotmat_to_quat, write_colmap_text)
+from gs_core.io.colmap import ColmapError, read_colmap, read_colmap_points, write_colmap_text
+from gs_core.splat_transform import quat_from_matrix as rotmat_to_quat, quat_to_matrix as quat_to_rotmat
 
 MODEL_IDS = {"SIMPLE_PINHOLE": 0, "PINHOLE": 1, "SIMPLE_RADIAL": 2, "OPENCV": 4, "OPENCV_FISHEYE": 5}
 
