@@ -5,9 +5,21 @@
 //   before the Gaussian that would take its transmittance to <= 1e-4; w = alpha * T.
 //
 // Layout: OpenMP over 16x16 tiles (dynamic schedule). Inside a tile the loop is Gaussian-outer and
-// pixel-inner so the compiler vectorises alpha/transmittance across the tile's pixels
-// (`#pragma omp simd`, a polynomial exp instead of libm's). Pixels with a non-zero weight are
-// compacted so the per-channel work is proportional to the pairs that really blend.
+// pixel-inner, vectorised across pixels (`#pragma omp simd`, a polynomial exp instead of libm's),
+// with alpha, transmittance and the per-Gaussian sums fused in one pass.
+//
+// Row culling: a tile's pixels are sorted by row, and each 3DGS Gaussian is evaluated only on the
+// rows where its alpha can reach 1/255 (the ellipse sigma <= log(255 o), widened by a bound on
+// float rounding), so the result is the same as evaluating every pixel. On the garden benchmark a
+// listed Gaussian touches about half of its tile's rows. 2DGS Gaussians are evaluated on every row.
+//
+// Pixels arrive in the caller's order with `order` [P] listing them tile by tile (row-sorted in a
+// tile); outputs are written straight to the caller's rows and inputs read from them, so there is
+// no gather or scatter copy of [P, D] images.
+//
+// Many channels (render or trace with D > 8): the blend records the (pixel, Gaussian, weight)
+// triples of a chunk, then each output row is summed in registers, block by block of channels, and
+// written once (a sparse matrix product; see `weighted_rows`).
 //
 // Trace is race-free without atomics: each (tile, Gaussian) intersection owns a row of a scratch
 // buffer, filled in parallel over tiles, then summed per Gaussian with each thread owning the
@@ -19,7 +31,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -28,10 +41,13 @@
 
 namespace {
 
-constexpr int CHUNK = 256;  // pixels processed together (one full 16x16 tile)
+constexpr int TILE = 16;     // tile side in pixels, as gs_core.engine.projection.TILE_SIZE
+constexpr int CHUNK = 256;   // pixels processed together (one full tile)
 constexpr float ALPHA_MAX = 0.999f;
 constexpr float ALPHA_MIN = 1.0f / 255.0f;
 constexpr float T_MIN = 1e-4f;
+constexpr int DENSE_MAX = 8;  // up to this many channels/labels: accumulate vectorised across pixels
+constexpr int LANES = 16;     // pixels per vector block (one AVX-512 register, two AVX2 ones)
 
 int num_threads() {
 #ifdef _OPENMP
@@ -50,7 +66,6 @@ int thread_id() {
 }
 
 // exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial): vectorisable, unlike libm's expf.
-
 inline float exp_neg(float x) {
   // Clamp far below alpha_min/opacity: exp(-87) times an opacity is denormal, and denormal
   // arithmetic is ~100x slower on x86. (Ternaries, not std::max: references block vectorisation.)
@@ -70,25 +85,54 @@ inline float exp_neg(float x) {
   return p * __builtin_bit_cast(float, bits);  // 2^n; memcpy here blocks vectorisation
 }
 
-// Geometry of one view, as produced by gs_core/engine/projection.py.
+// Geometry of one view, as produced by gs_core/engine/projection.py, and the pixels to blend.
 struct View {
   bool two_d;
-  const float* means2d;     // [N, 2]
-  const float* conics;      // [N, 3] (3DGS)
-  const float* rays;        // [N, 9] row-major 3x3 ray transforms (2DGS)
-  const float* opacities;   // [N]
+  const float* means2d;         // [N, 2]
+  const float* conics;          // [N, 3] (3DGS)
+  const float* rays;            // [N, 9] row-major 3x3 ray transforms (2DGS)
+  const float* opacities;       // [N]
   const int64_t* tile_offsets;  // [T + 1]
-  const int32_t* flat_ids;  // [M]
-  const int32_t* pix_x;     // [P] pixels in tile order
-  const int32_t* pix_y;     // [P]
-  const int64_t* pix_offsets;  // [T + 1]
+  const int32_t* flat_ids;      // [M]
+  const int32_t* pix_x;         // [P] caller's order
+  const int32_t* pix_y;         // [P]
+  const int32_t* order;         // [P] caller rows, tile by tile, row-sorted within a tile
+  const int64_t* pix_offsets;   // [T + 1] tile t owns order[pix_offsets[t]:pix_offsets[t+1]]
   int64_t num_tiles;
+  int64_t tiles_x;
+  std::vector<float> row_lo, row_hi;  // [N] pixel-centre y range where a Gaussian can blend
 };
+
+// Rows where 3DGS Gaussian g can reach alpha >= 1/255: |dy| <= sqrt(2 L Sigma_yy) on the ellipse
+// sigma = L = log(255 o) (sigma = d^T Q d / 2 with Q the conic, Sigma = Q^-1). L is widened by a
+// bound on the rounding of sigma in float (|error| < 8 eps * sum of |terms|) so culling never drops a
+// pixel the full evaluation would blend.
+void row_range_3dgs(const View& v, int64_t g, float& lo, float& hi) {
+  const double o = v.opacities[g];
+  if (!(o >= ALPHA_MIN)) {  // alpha = o exp(-sigma) <= o never reaches 1/255 (also NaN)
+    lo = std::numeric_limits<float>::infinity();
+    hi = -lo;
+    return;
+  }
+  const double a = v.conics[3 * g], b = v.conics[3 * g + 1], c = v.conics[3 * g + 2];
+  const double det = a * c - b * b, my = v.means2d[2 * g + 1];
+  if (!(det > 0.0 && a > 0.0 && c > 0.0 && std::isfinite(det) && std::isfinite(my))) {
+    lo = -std::numeric_limits<float>::infinity();  // degenerate: evaluate every row
+    hi = -lo;
+    return;
+  }
+  double level = std::log(255.0 * o) * 1.001 + 1e-4;
+  const double ex2 = 2.0 * level * c / det, ey2 = 2.0 * level * a / det;
+  level += 1e-6 * (std::fabs(a) + std::fabs(b) + std::fabs(c)) * (ex2 + ey2 + my * my * 1e-6);
+  const double ey = std::sqrt(2.0 * level * a / det) * 1.0001 + 1e-3;
+  lo = static_cast<float>(my - ey);
+  hi = static_cast<float>(my + ey);
+}
 
 View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& shape_params,
                const torch::Tensor& opacities, const torch::Tensor& tile_offsets,
                const torch::Tensor& flat_ids, const torch::Tensor& pix_x, const torch::Tensor& pix_y,
-               const torch::Tensor& pix_offsets) {
+               const torch::Tensor& order, const torch::Tensor& pix_offsets, int64_t tiles_x) {
   View v;
   v.two_d = two_d;
   v.means2d = means2d.data_ptr<float>();
@@ -99,134 +143,205 @@ View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& sh
   v.flat_ids = flat_ids.data_ptr<int32_t>();
   v.pix_x = pix_x.data_ptr<int32_t>();
   v.pix_y = pix_y.data_ptr<int32_t>();
+  v.order = order.data_ptr<int32_t>();
   v.pix_offsets = pix_offsets.data_ptr<int64_t>();
   v.num_tiles = tile_offsets.size(0) - 1;
+  v.tiles_x = tiles_x;
+  const int64_t N = means2d.size(0);
+  v.row_lo.assign(N, -std::numeric_limits<float>::infinity());
+  v.row_hi.assign(N, std::numeric_limits<float>::infinity());
+  if (!two_d) {
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < N; ++g) row_range_3dgs(v, g, v.row_lo[g], v.row_hi[g]);
+  }
   return v;
 }
-
-constexpr int DENSE_MAX = 8;  // up to this many channels/labels: accumulate vectorised across pixels
 
 // Per-chunk blending state, reused across Gaussians.
 struct Chunk {
   alignas(64) float x[CHUNK];
   alignas(64) float y[CHUNK];
   alignas(64) float T[CHUNK];
-  alignas(64) float live[CHUNK];  // 1 while the pixel has not terminated
+  alignas(64) float live[CHUNK];  // 1 while the pixel blends, 0 once terminated (or ignored)
   alignas(64) float alpha[CHUNK];
-  alignas(64) float w[CHUNK];
+  alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on [p0, p1)
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
-  int idx[CHUNK];  // compacted pixels with w > 0
+  int32_t row[CHUNK];             // caller's row of each chunk pixel
+  int idx[CHUNK];                 // compacted pixels with w > 0
+  int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
+  int live_count = 0;
+  int tile_y0 = 0;                // image row of the tile's first pixel row
 };
 
-// Alpha of Gaussian g at the chunk's pixels, then weights and transmittance update.
-// Returns the number of pixels with w > 0.
-inline int blend_one(const View& v, int32_t g, Chunk& c) {
-  const int n = c.n;
+// What blending one Gaussian into a chunk produced.
+struct Blend {
+  int p0, p1;     // the chunk pixels evaluated (its rows in reach)
+  int nonzero;    // pixels with w > 0
+  float wsum;     // sum w^power (trace only)
+  float asum;     // sum alpha (trace only)
+};
+
+// Alpha of Gaussian g at the chunk's pixels in reach, then weights and the transmittance update,
+// fused in one vectorised pass. SUMS also accumulates sum w^POWER and sum alpha.
+template <bool TWO_D, bool SUMS, int POWER>
+inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
+  Blend out{0, 0, 0, 0.0f, 0.0f};
+  int r0 = 0, r1 = TILE;
+  if (!TWO_D) {
+    const float lo = v.row_lo[g] - static_cast<float>(c.tile_y0) - 0.5f;
+    const float hi = v.row_hi[g] - static_cast<float>(c.tile_y0) - 0.5f;
+    if (!(hi >= 0.0f) || !(lo < static_cast<float>(TILE))) return out;  // also the never-visible
+    r0 = lo <= 0.0f ? 0 : static_cast<int>(std::ceil(lo));
+    r1 = hi >= static_cast<float>(TILE - 1) ? TILE : static_cast<int>(std::floor(hi)) + 1;
+  }
+  // Whole blocks of LANES pixels: loops of a constant trip count vectorise without a scalar
+  // remainder (a few pixels of neighbouring rows are evaluated too, which is exact, just wasted).
+  const int p0 = c.row_begin[r0] / LANES * LANES;
+  const int p1 = (c.row_begin[r1] + LANES - 1) / LANES * LANES;
+  out.p0 = p0;
+  out.p1 = p1;
+  if (p0 >= p1) return out;
   const float mx = v.means2d[2 * g], my = v.means2d[2 * g + 1];
   const float o = v.opacities[g];
-  float* __restrict alpha = c.alpha;
-  const float* __restrict xs = c.x;
-  const float* __restrict ys = c.y;
-  if (!v.two_d) {
-    const float a = v.conics[3 * g], b = v.conics[3 * g + 1], cc = v.conics[3 * g + 2];
-#pragma omp simd
-    for (int p = 0; p < n; ++p) {
-      const float dx = xs[p] - mx, dy = ys[p] - my;
-      const float sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
+  float a = 0, b = 0, cc = 0;
+  const float* M = nullptr;
+  if (TWO_D) M = v.rays + 9 * g;
+  else a = v.conics[3 * g], b = v.conics[3 * g + 1], cc = v.conics[3 * g + 2];
+  alignas(64) float lane_nonzero[LANES] = {0}, lane_stops[LANES] = {0}, lane_w[LANES] = {0},
+                    lane_a[LANES] = {0};
+  for (int blk = p0; blk < p1; blk += LANES) {
+    float* __restrict T = c.T + blk;
+    float* __restrict live = c.live + blk;
+    float* __restrict w = c.w + blk;
+    const float* __restrict xs = c.x + blk;
+    const float* __restrict ys = c.y + blk;
+#pragma omp simd aligned(T, live, w, xs, ys : 64)
+    for (int j = 0; j < LANES; ++j) {
+      const float dx = xs[j] - mx, dy = ys[j] - my;
+      float sigma;
+      bool valid = true;
+      if (TWO_D) {
+        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
+        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
+        const float c0 = hu1 * hv2 - hu2 * hv1;
+        const float c1 = hu2 * hv0 - hu0 * hv2;
+        const float c2 = hu0 * hv1 - hu1 * hv0;
+        const float us = c0 / c2, vs = c1 / c2;
+        const float s3 = us * us + vs * vs;
+        const float s2 = 2.0f * (dx * dx + dy * dy);
+        sigma = 0.5f * (s3 < s2 ? s3 : s2);
+        valid = (s3 == s3) & (c2 != 0.0f);  // NaN (degenerate ray) -> skip, as the oracle
+      } else {
+        sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
+      }
+      // Branch-free with 0/1 masks as floats: GCC leaves loops with select chains on bools or
+      // conditional stores scalar (GCC 12), which costs 3x here.
       const float e = o * exp_neg(-sigma);
-      const float al = e < ALPHA_MAX ? e : ALPHA_MAX;
-      alpha[p] = (sigma >= 0.0f && al >= ALPHA_MIN) ? al : 0.0f;
-    }
-  } else {
-    const float* M = v.rays + 9 * g;
-#pragma omp simd
-    for (int p = 0; p < n; ++p) {
-      const float hu0 = -M[0] + M[6] * xs[p], hu1 = -M[1] + M[7] * xs[p], hu2 = -M[2] + M[8] * xs[p];
-      const float hv0 = -M[3] + M[6] * ys[p], hv1 = -M[4] + M[7] * ys[p], hv2 = -M[5] + M[8] * ys[p];
-      const float c0 = hu1 * hv2 - hu2 * hv1;
-      const float c1 = hu2 * hv0 - hu0 * hv2;
-      const float c2 = hu0 * hv1 - hu1 * hv0;
-      const float us = c0 / c2, vs = c1 / c2;
-      const float s3 = us * us + vs * vs;
-      const float dx = xs[p] - mx, dy = ys[p] - my;
-      const float s2 = 2.0f * (dx * dx + dy * dy);
-      float sigma = 0.5f * (s3 < s2 ? s3 : s2);
-      const bool ok = (s3 == s3) && c2 != 0.0f;  // NaN (degenerate ray) -> skip, as the oracle
-      sigma = ok ? sigma : -1.0f;
-      const float e = o * exp_neg(-sigma);
-      const float al = e < ALPHA_MAX ? e : ALPHA_MAX;
-      alpha[p] = (sigma >= 0.0f && al >= ALPHA_MIN) ? al : 0.0f;
+      const float lv = live[j], Tp = T[j];
+      const float al0 = e < ALPHA_MAX ? e : ALPHA_MAX;
+      const float keep = (sigma >= 0.0f) & (e >= ALPHA_MIN) & valid ? lv : 0.0f;  // 1: blends here
+      const float al1 = al0 * keep;
+      const float stop = Tp * (1.0f - al1) <= T_MIN ? keep : 0.0f;  // 1: would end the pixel: skip it
+      const float al = al1 - al1 * stop;
+      const float wp = al * Tp;
+      live[j] = lv - stop;
+      w[j] = wp;
+      T[j] = Tp * (1.0f - al);  // unchanged when al == 0
+      lane_nonzero[j] += keep - stop;
+      lane_stops[j] += stop;
+      if (SUMS) {
+        lane_w[j] += POWER == 2 ? wp * wp : wp;
+        lane_a[j] += al;
+      }
     }
   }
-  float* __restrict T = c.T;
-  float* __restrict live = c.live;
-  float* __restrict w = c.w;
-  int nonzero = 0;
-#pragma omp simd reduction(+ : nonzero)
-  for (int p = 0; p < n; ++p) {
-    float al = alpha[p] * live[p];
-    const float next_T = T[p] * (1.0f - al);
-    const bool stop = al > 0.0f && next_T <= T_MIN;
-    live[p] = stop ? 0.0f : live[p];
-    al = stop ? 0.0f : al;
-    alpha[p] = al;
-    w[p] = al * T[p];
-    T[p] = al > 0.0f ? next_T : T[p];
-    nonzero += al > 0.0f;
+  float nonzero = 0.0f, stops = 0.0f, wsum = 0.0f, asum = 0.0f;
+  for (int j = 0; j < LANES; ++j) {
+    nonzero += lane_nonzero[j];
+    stops += lane_stops[j];
+    wsum += lane_w[j];
+    asum += lane_a[j];
   }
-  return nonzero;
+  c.live_count -= static_cast<int>(stops);
+  out.nonzero = static_cast<int>(nonzero);
+  out.wsum = wsum;
+  out.asum = asum;
+  return out;
 }
 
-// Positions of the chunk's pixels with w > 0 into c.idx; returns how many.
-inline int compact(Chunk& c) {
+// Positions in [p0, p1) with w > 0 into c.idx; returns how many.
+inline int compact(Chunk& c, int p0, int p1) {
   int cnt = 0;
-  for (int p = 0; p < c.n; ++p) {
+  for (int p = p0; p < p1; ++p) {
     c.idx[cnt] = p;
     cnt += c.w[p] > 0.0f;
   }
   return cnt;
 }
 
-// sum_p w[p]^power * plane[p] over the chunk (vectorised).
-inline float weighted_dot(const Chunk& c, const float* __restrict plane, int64_t power) {
-  float s = 0.0f;
-  const float* __restrict w = c.w;
-  if (power == 2) {
-#pragma omp simd reduction(+ : s)
-    for (int p = 0; p < c.n; ++p) s += w[p] * w[p] * plane[p];
-  } else {
-#pragma omp simd reduction(+ : s)
-    for (int p = 0; p < c.n; ++p) s += w[p] * plane[p];
+// sum_p w[p]^power * plane[p] over [p0, p1) (vectorised).
+template <int POWER>
+inline float weighted_dot(const Chunk& c, const float* plane, int p0, int p1) {
+  alignas(64) float lane[LANES] = {0};
+  for (int blk = p0; blk < p1; blk += LANES) {
+    const float* __restrict w = c.w + blk;
+    const float* __restrict pl = plane + blk;
+#pragma omp simd aligned(w, pl : 64)
+    for (int j = 0; j < LANES; ++j) lane[j] += (POWER == 2 ? w[j] * w[j] : w[j]) * pl[j];
   }
+  float s = 0.0f;
+  for (int j = 0; j < LANES; ++j) s += lane[j];
   return s;
 }
 
-inline float weight_total(const Chunk& c, int64_t power) {
-  float s = 0.0f;
-  const float* __restrict w = c.w;
-  if (power == 2) {
-#pragma omp simd reduction(+ : s)
-    for (int p = 0; p < c.n; ++p) s += w[p] * w[p];
-  } else {
-#pragma omp simd reduction(+ : s)
-    for (int p = 0; p < c.n; ++p) s += w[p];
+// plane[p] += w[p] * value over [p0, p1) (whole blocks).
+inline void accumulate_plane(float* plane, const Chunk& c, float value, int p0, int p1) {
+  for (int blk = p0; blk < p1; blk += LANES) {
+    float* __restrict pl = plane + blk;
+    const float* __restrict w = c.w + blk;
+#pragma omp simd aligned(w, pl : 64)
+    for (int j = 0; j < LANES; ++j) pl[j] += w[j] * value;
   }
-  return s;
 }
 
-inline float alpha_total(const Chunk& c) {
-  float s = 0.0f;
-  const float* __restrict a = c.alpha;
-#pragma omp simd reduction(+ : s)
-  for (int p = 0; p < c.n; ++p) s += a[p];
-  return s;
+// dst[j] (=|+=) sum_k weight[k] * src[rows[k] * D + j] for j in [0, B): one block of channels of a
+// sparse matrix product, summed in registers and stored once. Render uses it with rows = Gaussians
+// (out[pixel] = sum_g w f[g]), trace with rows = pixels (acc[g] = sum_p w^k v[p]).
+template <int B, bool ADD>
+inline void weighted_rows_block(float* __restrict dst, const float* __restrict src, int64_t D,
+                                const int32_t* rows, const float* weight, int m) {
+  float acc[B];
+  for (int j = 0; j < B; ++j) acc[j] = 0.0f;
+  for (int k = 0; k < m; ++k) {
+    const float* __restrict s = src + static_cast<int64_t>(rows[k]) * D;
+    const float wk = weight[k];
+#pragma omp simd
+    for (int j = 0; j < B; ++j) acc[j] += wk * s[j];
+  }
+#pragma omp simd
+  for (int j = 0; j < B; ++j) dst[j] = ADD ? dst[j] + acc[j] : acc[j];
+}
+
+template <bool ADD>
+inline void weighted_rows(float* dst, const float* src, int64_t D, const int32_t* rows, const float* weight,
+                          int m) {
+  constexpr int B = 64;
+  int64_t d = 0;
+  for (; d + B <= D; d += B) weighted_rows_block<B, ADD>(dst + d, src + d, D, rows, weight, m);
+  for (; d + 16 <= D; d += 16) weighted_rows_block<16, ADD>(dst + d, src + d, D, rows, weight, m);
+  for (; d < D; ++d) {
+    float s = 0.0f;
+    for (int k = 0; k < m; ++k) s += weight[k] * src[static_cast<int64_t>(rows[k]) * D + d];
+    dst[d] = ADD ? dst[d] + s : s;
+  }
 }
 
 // Run the blend over tiles [tile_begin, tile_end) in parallel. For each chunk of a tile's pixels:
-// on_begin(chunk, base), then on_gaussian(isect, g, chunk, base, nonzero) for each Gaussian that
-// contributes, then on_end(chunk, base). Rows of the chunk are base .. base + chunk.n - 1.
-template <typename OnBegin, typename OnGaussian, typename OnEnd>
+// on_begin(chunk, base) (may clear `live` of pixels to ignore), then on_gaussian(isect, g, chunk,
+// blend) for each Gaussian that blends into a pixel, then on_end(chunk, base). Pixel k of the chunk
+// is caller row c.row[k] = order[base + k].
+template <bool TWO_D, bool SUMS, int POWER, typename OnBegin, typename OnGaussian, typename OnEnd>
 void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin on_begin,
                    OnGaussian on_gaussian, OnEnd on_end) {
 #pragma omp parallel
@@ -235,26 +350,33 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       const int64_t g_begin = v.tile_offsets[t], g_end = v.tile_offsets[t + 1];
+      c.tile_y0 = static_cast<int>((t / v.tiles_x) * TILE);
       for (int64_t base = v.pix_offsets[t]; base < v.pix_offsets[t + 1]; base += CHUNK) {
         c.n = static_cast<int>(std::min<int64_t>(CHUNK, v.pix_offsets[t + 1] - base));
+        int r = 0;
         for (int p = 0; p < c.n; ++p) {
-          c.x[p] = static_cast<float>(v.pix_x[base + p]) + 0.5f;
-          c.y[p] = static_cast<float>(v.pix_y[base + p]) + 0.5f;
+          const int32_t row = v.order[base + p];
+          c.row[p] = row;
+          c.x[p] = static_cast<float>(v.pix_x[row]) + 0.5f;
+          c.y[p] = static_cast<float>(v.pix_y[row]) + 0.5f;
           c.T[p] = 1.0f;
           c.live[p] = 1.0f;
+          const int local = v.pix_y[row] - c.tile_y0;  // rows are sorted within the tile
+          while (r <= local) c.row_begin[r++] = p;
+        }
+        while (r <= TILE) c.row_begin[r++] = c.n;
+        for (int p = c.n; p < (c.n + LANES - 1) / LANES * LANES; ++p) {  // inert padding of the last block
+          c.x[p] = c.y[p] = 0.0f;
+          c.T[p] = 1.0f;
+          c.live[p] = 0.0f;
         }
         on_begin(c, base);
-        int64_t since_check = 0;
-        for (int64_t i = g_begin; i < g_end; ++i) {
+        c.live_count = 0;
+        for (int p = 0; p < c.n; ++p) c.live_count += c.live[p] > 0.0f;
+        for (int64_t i = g_begin; i < g_end && c.live_count > 0; ++i) {
           const int32_t g = v.flat_ids[i];
-          const int nonzero = blend_one(v, g, c);
-          if (nonzero) on_gaussian(i, g, c, base, nonzero);
-          if (++since_check == 32) {  // whole chunk terminated: the rest is hidden
-            since_check = 0;
-            float any = 0.0f;
-            for (int p = 0; p < c.n; ++p) any += c.live[p];
-            if (any == 0.0f) break;
-          }
+          const Blend bl = blend_one<TWO_D, SUMS, POWER>(v, g, c);
+          if (bl.nonzero) on_gaussian(i, g, c, bl);
         }
         on_end(c, base);
       }
@@ -262,79 +384,116 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
   }
 }
 
+// Calls f(two_d, power) with both as compile-time constants.
+template <typename F>
+void dispatch(bool two_d, int64_t power, F&& f) {
+  auto with_power = [&](auto td) {
+    if (power == 2) f(td, std::integral_constant<int, 2>{});
+    else f(td, std::integral_constant<int, 1>{});
+  };
+  if (two_d) with_power(std::true_type{});
+  else with_power(std::false_type{});
+}
+
+void check_pixels(const torch::Tensor& pix_x, const torch::Tensor& order, const torch::Tensor& pix_offsets) {
+  TORCH_CHECK(order.size(0) == pix_x.size(0), "order and pixels differ in length");
+  TORCH_CHECK(pix_x.size(0) < std::numeric_limits<int32_t>::max(), "too many pixels for int32 rows");
+  (void)pix_offsets;
+}
+
 }  // namespace
 
-// Render features [N, D] at the pixels (tile order) -> features [P, D], alpha [P], depth [P].
+// Render features [N, D] at pixels (x, y) [P] -> features [P, D], alpha [P], depth [P] (caller's rows).
 std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, torch::Tensor shape_params,
                                           torch::Tensor opacities, torch::Tensor depths,
                                           torch::Tensor tile_offsets, torch::Tensor flat_ids,
-                                          torch::Tensor pix_x, torch::Tensor pix_y,
-                                          torch::Tensor pix_offsets, torch::Tensor features) {
+                                          torch::Tensor pix_x, torch::Tensor pix_y, torch::Tensor order,
+                                          torch::Tensor pix_offsets, int64_t tiles_x, torch::Tensor features) {
+  check_pixels(pix_x, order, pix_offsets);
   const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
-                           pix_offsets);
+                           order, pix_offsets, tiles_x);
   const int64_t P = pix_x.size(0), D = features.size(1);
-  auto out = torch::zeros({P, D}, features.options());
-  auto alpha_out = torch::zeros({P}, features.options());
-  auto depth_out = torch::zeros({P}, features.options());
+  // Every pixel belongs to exactly one tile, so every row is written exactly once: no zero fill.
+  auto out = torch::empty({P, D}, features.options());
+  auto alpha_out = torch::empty({P}, features.options());
+  auto depth_out = torch::empty({P}, features.options());
   float* o = out.data_ptr<float>();
   float* ao = alpha_out.data_ptr<float>();
   float* dout = depth_out.data_ptr<float>();
   const float* f = features.data_ptr<float>();
   const float* z = depths.data_ptr<float>();
   const bool dense = D <= DENSE_MAX;  // accumulate channel-major in the chunk, across pixels
-  for_each_tile(
-      v, 0, v.num_tiles,
-      [&](Chunk& c, int64_t) {
-        if (dense)
-          for (int64_t d = 0; d <= D; ++d) std::fill(c.plane[d], c.plane[d] + c.n, 0.0f);
-      },
-      [&](int64_t, int32_t g, Chunk& c, int64_t base, int) {
-        const float* fg = f + static_cast<int64_t>(g) * D;
-        const float zg = z[g];
-        const float* __restrict w = c.w;
-        if (dense) {
-          for (int64_t d = 0; d < D; ++d) {
-            float* __restrict pl = c.plane[d];
-            const float fd = fg[d];
-#pragma omp simd
-            for (int p = 0; p < c.n; ++p) pl[p] += w[p] * fd;
+  // Many channels: (gaussian, weight) pairs of each chunk pixel, then one sparse product per pixel.
+  struct Pair {
+    int32_t pixel, gaussian;
+    float weight;
+  };
+  std::vector<std::vector<Pair>> pairs(num_threads());
+  std::vector<std::vector<int32_t>> sorted_g(num_threads());
+  std::vector<std::vector<float>> sorted_w(num_threads());
+  dispatch(two_d, 1, [&](auto td, auto) {
+    for_each_tile<decltype(td)::value, false, 1>(
+        v, 0, v.num_tiles,
+        [&](Chunk& c, int64_t) {
+          for (int64_t d = 0; d <= (dense ? D : 0); ++d) std::fill(c.plane[d], c.plane[d] + CHUNK, 0.0f);
+          if (!dense) pairs[thread_id()].clear();
+        },
+        [&](int64_t, int32_t g, Chunk& c, const Blend& bl) {
+          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.p0, bl.p1);
+          if (dense) {
+            const float* fg = f + static_cast<int64_t>(g) * D;
+            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.p0, bl.p1);
+            return;
           }
-          float* __restrict pz = c.plane[D];
-#pragma omp simd
-          for (int p = 0; p < c.n; ++p) pz[p] += w[p] * zg;
-          return;
-        }
-        const int cnt = compact(c);
-        for (int k = 0; k < cnt; ++k) {
-          const int p = c.idx[k];
-          const float wp = w[p];
-          float* op = o + (base + p) * D;
-#pragma omp simd
-          for (int64_t d = 0; d < D; ++d) op[d] += wp * fg[d];
-          dout[base + p] += wp * zg;
-        }
-      },
-      [&](Chunk& c, int64_t base) {
-        for (int p = 0; p < c.n; ++p) ao[base + p] = 1.0f - c.T[p];
-        if (dense) {
+          std::vector<Pair>& out_pairs = pairs[thread_id()];
+          for (int p = bl.p0; p < bl.p1; ++p)
+            if (c.w[p] > 0.0f) out_pairs.push_back({p, g, c.w[p]});
+        },
+        [&](Chunk& c, int64_t) {
+          const float* pz = c.plane[dense ? D : 0];
           for (int p = 0; p < c.n; ++p) {
-            for (int64_t d = 0; d < D; ++d) o[(base + p) * D + d] = c.plane[d][p];
-            dout[base + p] = c.plane[D][p];
+            ao[c.row[p]] = 1.0f - c.T[p];
+            dout[c.row[p]] = pz[p];
           }
-        }
-      });
+          if (dense) {
+            for (int p = 0; p < c.n; ++p)
+              for (int64_t d = 0; d < D; ++d) o[static_cast<int64_t>(c.row[p]) * D + d] = c.plane[d][p];
+            return;
+          }
+          // Counting sort of the chunk's pairs by pixel (stable: front to back within a pixel).
+          const int me = thread_id();
+          const std::vector<Pair>& pr = pairs[me];
+          int start[CHUNK + 1] = {0};
+          for (const Pair& q : pr) ++start[q.pixel + 1];
+          for (int p = 0; p < c.n; ++p) start[p + 1] += start[p];
+          std::vector<int32_t>& sg = sorted_g[me];
+          std::vector<float>& sw = sorted_w[me];
+          sg.resize(pr.size());
+          sw.resize(pr.size());
+          int fill[CHUNK];
+          std::copy(start, start + c.n, fill);
+          for (const Pair& q : pr) {
+            sg[fill[q.pixel]] = q.gaussian;
+            sw[fill[q.pixel]++] = q.weight;
+          }
+          for (int p = 0; p < c.n; ++p)
+            weighted_rows<false>(o + static_cast<int64_t>(c.row[p]) * D, f, D, sg.data() + start[p],
+                                 sw.data() + start[p], start[p + 1] - start[p]);
+        });
+  });
   return {out, alpha_out, depth_out};
 }
 
-// Trace values [P, D] (tile order) onto the Gaussians with weight w^power.
+// Trace values [P, D] (caller's rows) onto the Gaussians with weight w^power.
 // Returns weighted_sum [N, D], weight_sum [N], alpha_sum [N], hits [N] (int32).
 std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch::Tensor shape_params,
                                        torch::Tensor opacities, torch::Tensor tile_offsets,
                                        torch::Tensor flat_ids, torch::Tensor pix_x, torch::Tensor pix_y,
-                                       torch::Tensor pix_offsets, torch::Tensor values, int64_t power,
-                                       int64_t scratch_bytes) {
+                                       torch::Tensor order, torch::Tensor pix_offsets, int64_t tiles_x,
+                                       torch::Tensor values, int64_t power, int64_t scratch_bytes) {
+  check_pixels(pix_x, order, pix_offsets);
   const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
-                           pix_offsets);
+                           order, pix_offsets, tiles_x);
   const int64_t N = means2d.size(0), D = values.size(1);
   const int64_t M = flat_ids.size(0);
   auto fopts = values.options();
@@ -355,6 +514,8 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
   std::vector<float> w_isect(M, 0.0f), a_isect(M, 0.0f);
   std::vector<int32_t> h_isect(M, 0);
   const int64_t rows_cap = std::max<int64_t>(1, scratch_bytes / (4 * std::max<int64_t>(D, 1)));
+  std::vector<std::vector<int32_t>> rows_of(num_threads(), std::vector<int32_t>(CHUNK));
+  std::vector<std::vector<float>> wk_of(num_threads(), std::vector<float>(CHUNK));
   std::vector<float> buf;
   int64_t t0 = 0;
   while (t0 < v.num_tiles) {
@@ -363,32 +524,38 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
     const int64_t r0 = v.tile_offsets[t0], rows = v.tile_offsets[t1] - r0;
     buf.assign(rows * D, 0.0f);
     float* b = buf.data();
-    for_each_tile(
-        v, t0, t1,
-        [&](Chunk& c, int64_t base) {
-          if (dense)  // values channel-major for vectorised dot products
-            for (int p = 0; p < c.n; ++p)
-              for (int64_t d = 0; d < D; ++d) c.plane[d][p] = val[(base + p) * D + d];
-        },
-        [&](int64_t i, int32_t, Chunk& c, int64_t base, int nonzero) {
-          float* bi = b + (i - r0) * D;
-          w_isect[i] += weight_total(c, power);
-          a_isect[i] += alpha_total(c);
-          h_isect[i] += nonzero;
-          if (dense) {
-            for (int64_t d = 0; d < D; ++d) bi[d] += weighted_dot(c, c.plane[d], power);
-            return;
-          }
-          const int cnt = compact(c);
-          for (int k = 0; k < cnt; ++k) {
-            const int p = c.idx[k];
-            const float wk = power == 2 ? c.w[p] * c.w[p] : c.w[p];
-            const float* vp = val + (base + p) * D;
-#pragma omp simd
-            for (int64_t d = 0; d < D; ++d) bi[d] += wk * vp[d];
-          }
-        },
-        [](Chunk&, int64_t) {});
+    dispatch(two_d, power, [&](auto td, auto pw) {
+      constexpr int POWER = decltype(pw)::value;
+      for_each_tile<decltype(td)::value, true, POWER>(
+          v, t0, t1,
+          [&](Chunk& c, int64_t) {
+            if (dense)  // values channel-major for vectorised dot products
+              for (int p = 0; p < CHUNK; ++p)
+                for (int64_t d = 0; d < D; ++d)
+                  c.plane[d][p] = p < c.n ? val[static_cast<int64_t>(c.row[p]) * D + d] : 0.0f;
+          },
+          [&](int64_t i, int32_t, Chunk& c, const Blend& bl) {
+            float* bi = b + (i - r0) * D;
+            w_isect[i] += bl.wsum;
+            a_isect[i] += bl.asum;
+            h_isect[i] += bl.nonzero;
+            if (dense) {
+              for (int64_t d = 0; d < D; ++d) bi[d] += weighted_dot<POWER>(c, c.plane[d], bl.p0, bl.p1);
+              return;
+            }
+            const int me = thread_id();
+            int32_t* rws = rows_of[me].data();
+            float* wks = wk_of[me].data();
+            const int cnt = compact(c, bl.p0, bl.p1);
+            for (int k = 0; k < cnt; ++k) {
+              const int p = c.idx[k];
+              rws[k] = c.row[p];
+              wks[k] = POWER == 2 ? c.w[p] * c.w[p] : c.w[p];
+            }
+            weighted_rows<true>(bi, val, D, rws, wks, cnt);
+          },
+          [](Chunk&, int64_t) {});
+    });
     // Reduce rows into their Gaussians; thread k owns Gaussians with id % threads == k.
 #pragma omp parallel
     {
@@ -421,15 +588,17 @@ struct Entry {
 };
 }  // namespace
 
-// Trace an integer label map [P] (tile order, all labels >= 0) into a per-Gaussian top-k histogram.
-// Returns labels [N, k] (int32, -1 = empty), weights [N, k], weight_sum [N], alpha_sum [N], hits [N].
+// Trace an integer label map [P] (caller's rows; negative = ignore) into a per-Gaussian top-k
+// histogram. Returns labels [N, k] (int32, -1 = empty), weights [N, k], weight_sum [N],
+// alpha_sum [N], hits [N].
 std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch::Tensor shape_params,
                                         torch::Tensor opacities, torch::Tensor tile_offsets,
                                         torch::Tensor flat_ids, torch::Tensor pix_x, torch::Tensor pix_y,
-                                        torch::Tensor pix_offsets, torch::Tensor labels, int64_t power,
-                                        int64_t top_k) {
+                                        torch::Tensor order, torch::Tensor pix_offsets, int64_t tiles_x,
+                                        torch::Tensor labels, int64_t power, int64_t top_k) {
+  check_pixels(pix_x, order, pix_offsets);
   const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
-                           pix_offsets);
+                           order, pix_offsets, tiles_x);
   const int64_t N = means2d.size(0), M = flat_ids.size(0);
   const int32_t* lab = labels.data_ptr<int32_t>();
   auto fopts = means2d.options();
@@ -451,39 +620,49 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
     int L = 0;
   };
   std::vector<Local> locals(num_threads());
-  for_each_tile(
-      v, 0, v.num_tiles,
-      [&](Chunk& c, int64_t base) {
-        Local& loc = locals[thread_id()];
-        std::copy(lab + base, lab + base + c.n, loc.uniq);
-        std::sort(loc.uniq, loc.uniq + c.n);
-        loc.L = static_cast<int>(std::unique(loc.uniq, loc.uniq + c.n) - loc.uniq);
-        for (int p = 0; p < c.n; ++p)
-          loc.slot[p] = static_cast<int>(std::lower_bound(loc.uniq, loc.uniq + loc.L, lab[base + p]) - loc.uniq);
-        if (loc.L <= DENSE_MAX)  // indicator planes for vectorised per-label sums
-          for (int l = 0; l < loc.L; ++l)
-            for (int p = 0; p < c.n; ++p) c.plane[l][p] = loc.slot[p] == l ? 1.0f : 0.0f;
-      },
-      [&](int64_t i, int32_t g, Chunk& c, int64_t, int nonzero) {
-        Local& loc = locals[thread_id()];
-        std::vector<Entry>& out = per_thread[thread_id()];
-        w_isect[i] += weight_total(c, power);
-        a_isect[i] += alpha_total(c);
-        h_isect[i] += nonzero;
-        if (loc.L <= DENSE_MAX) {
-          for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot(c, c.plane[l], power);
-        } else {
-          std::fill(loc.acc, loc.acc + loc.L, 0.0f);
-          const int cnt = compact(c);
-          for (int k = 0; k < cnt; ++k) {
-            const int p = c.idx[k];
-            loc.acc[loc.slot[p]] += power == 2 ? c.w[p] * c.w[p] : c.w[p];
+  dispatch(two_d, power, [&](auto td, auto pw) {
+    constexpr int POWER = decltype(pw)::value;
+    for_each_tile<decltype(td)::value, true, POWER>(
+        v, 0, v.num_tiles,
+        [&](Chunk& c, int64_t) {
+          Local& loc = locals[thread_id()];
+          int n = 0;
+          for (int p = 0; p < c.n; ++p) {
+            const int32_t l = lab[c.row[p]];
+            if (l < 0) c.live[p] = 0.0f;  // ignored: never blended, so it adds nothing anywhere
+            else loc.uniq[n++] = l;
           }
-        }
-        for (int l = 0; l < loc.L; ++l)
-          if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
-      },
-      [](Chunk&, int64_t) {});
+          std::sort(loc.uniq, loc.uniq + n);
+          loc.L = static_cast<int>(std::unique(loc.uniq, loc.uniq + n) - loc.uniq);
+          for (int p = 0; p < c.n; ++p) {
+            const int32_t l = lab[c.row[p]];
+            loc.slot[p] = l < 0 ? 0 : static_cast<int>(std::lower_bound(loc.uniq, loc.uniq + loc.L, l) - loc.uniq);
+          }
+          if (loc.L <= DENSE_MAX)  // indicator planes for vectorised per-label sums
+            for (int l = 0; l < loc.L; ++l)
+              for (int p = 0; p < CHUNK; ++p) c.plane[l][p] = p < c.n && loc.slot[p] == l ? 1.0f : 0.0f;
+        },
+        [&](int64_t i, int32_t g, Chunk& c, const Blend& bl) {
+          Local& loc = locals[thread_id()];
+          std::vector<Entry>& out = per_thread[thread_id()];
+          w_isect[i] += bl.wsum;
+          a_isect[i] += bl.asum;
+          h_isect[i] += bl.nonzero;
+          if (loc.L <= DENSE_MAX) {
+            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.p0, bl.p1);
+          } else {
+            std::fill(loc.acc, loc.acc + loc.L, 0.0f);
+            const int cnt = compact(c, bl.p0, bl.p1);
+            for (int k = 0; k < cnt; ++k) {
+              const int p = c.idx[k];
+              loc.acc[loc.slot[p]] += POWER == 2 ? c.w[p] * c.w[p] : c.w[p];
+            }
+          }
+          for (int l = 0; l < loc.L; ++l)
+            if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
+        },
+        [](Chunk&, int64_t) {});
+  });
 
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
@@ -533,7 +712,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("render_forward", &render_forward, "render features at pixels (tile order)");
+  m.def("render_forward", &render_forward, "render features at pixels");
   m.def("trace_dense", &trace_dense, "trace a D-dim pixel signal onto Gaussians");
   m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms");
   m.def("num_threads", &num_threads, "OpenMP threads");

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import torch_backend
 from .gaussians import polarise_opacities
-from .projection import Projection, group_pixels_by_tile, pixel_grid
+from .projection import Projection, frame_pixels, group_pixels_by_tile
 
 BACKENDS = ("auto", "torch", "cpu", "gsplat")
 
@@ -102,14 +102,13 @@ def _pixels(proj: Projection, pixels: Tensor | None):
     """Pixel rows [P, 2] (x, y) and their tile grouping; the full frame when ``pixels`` is None."""
     device = proj.means2d.device
     if pixels is None:
-        pixels = pixel_grid(proj.width, proj.height, device)
-    else:
-        pixels = torch.as_tensor(pixels, device=device).long()
-        if pixels.ndim != 2 or pixels.shape[1] != 2:
-            raise ValueError(f"pixels must be [P, 2] (x, y), got {tuple(pixels.shape)}")
-        if pixels.numel() and (pixels.min() < 0 or (pixels[:, 0] >= proj.width).any()
-                               or (pixels[:, 1] >= proj.height).any()):
-            raise ValueError(f"pixels outside the {proj.width}x{proj.height} image")
+        return frame_pixels(proj)
+    pixels = torch.as_tensor(pixels, device=device).long()
+    if pixels.ndim != 2 or pixels.shape[1] != 2:
+        raise ValueError(f"pixels must be [P, 2] (x, y), got {tuple(pixels.shape)}")
+    if pixels.numel() and (pixels.min() < 0 or (pixels[:, 0] >= proj.width).any()
+                           or (pixels[:, 1] >= proj.height).any()):
+        raise ValueError(f"pixels outside the {proj.width}x{proj.height} image")
     order, offsets = group_pixels_by_tile(pixels, proj)
     return pixels, order, offsets
 

@@ -83,39 +83,30 @@ def available() -> bool:
 
 
 def _common(proj: Projection, pixels: Tensor, order: Tensor, offsets: Tensor):
+    """Kernel arguments: geometry, pixels in the caller's order, and their tile grouping."""
     shape = proj.conics if proj.kind == "3dgs" else proj.ray_transforms.reshape(-1, 9)
-    px = pixels[order]
+    xy = pixels.to(torch.int32)
     return (proj.kind == "2dgs", proj.means2d.contiguous(), shape.contiguous(), proj.opacities.contiguous(),
-            proj.tile_offsets.contiguous(), proj.flat_ids.contiguous(), px[:, 0].to(torch.int32).contiguous(),
-            px[:, 1].to(torch.int32).contiguous(), offsets.contiguous())
+            proj.tile_offsets.contiguous(), proj.flat_ids.contiguous(), xy[:, 0].contiguous(),
+            xy[:, 1].contiguous(), order.to(torch.int32).contiguous(), offsets.contiguous(), proj.tiles_x)
 
 
 def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
     """features [N, D] -> (features [P, D], alpha [P], depth [P]) in the caller's pixel order."""
-    two_d, m2d, shape, opac, toff, fid, px, py, poff = _common(proj, pixels, order, offsets)
-    out, alpha, depth = load().render_forward(two_d, m2d, shape, opac, proj.depths.contiguous(), toff, fid,
-                                              px, py, poff, features.contiguous())
-    res = [torch.empty_like(out), torch.empty_like(alpha), torch.empty_like(depth)]
-    res[0][order] = out
-    res[1][order] = alpha
-    res[2][order] = depth
-    return tuple(res)
+    two_d, m2d, shape, opac, toff, fid, px, py, order32, poff, tiles_x = _common(proj, pixels, order, offsets)
+    return tuple(load().render_forward(two_d, m2d, shape, opac, proj.depths.contiguous(), toff, fid, px, py,
+                                       order32, poff, tiles_x, features.contiguous()))
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
     """values [P, D] -> (weighted_sum [N, D], weight_sum [N], alpha_sum [N], hits [N])."""
     args = _common(proj, pixels, order, offsets)
-    return tuple(load().trace_dense(*args, values[order].contiguous(), power, SCRATCH_BYTES))
+    return tuple(load().trace_dense(*args, values.contiguous(), power, SCRATCH_BYTES))
 
 
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
                  power: int, top_k: int):
-    """labels [P] int32 -> (labels [N, k], weights [N, k], weight_sum [N], alpha_sum [N], hits [N])."""
-    keep = labels >= 0
-    if not bool(keep.all()):  # ignored pixels: regroup the rest by tile
-        from .projection import group_pixels_by_tile
-
-        pixels, labels = pixels[keep], labels[keep]
-        order, offsets = group_pixels_by_tile(pixels, proj)
+    """labels [P] int32, negative = ignored -> (labels [N, k], weights [N, k], weight_sum [N],
+    alpha_sum [N], hits [N])."""
     args = _common(proj, pixels, order, offsets)
-    return tuple(load().trace_labels(*args, labels[order].to(torch.int32).contiguous(), power, top_k))
+    return tuple(load().trace_labels(*args, labels.to(torch.int32).contiguous(), power, top_k))

@@ -8,6 +8,7 @@ ray-splat transforms) and its ``isect_tiles`` (sort by tile, then depth), so all
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -202,12 +203,31 @@ def pixel_grid(width: int, height: int, device="cpu") -> Tensor:  # -> [H*W, 2] 
 
 
 def group_pixels_by_tile(pixels: Tensor, proj: Projection) -> tuple[Tensor, Tensor]:
-    """Order pixels [P, 2] (x, y) by tile. Returns ``order`` [P] (pixel rows, tile-major) and
+    """Order pixels [P, 2] (x, y) by tile, and by row inside a tile (the native kernels evaluate a
+    Gaussian only on the rows it reaches). Returns ``order`` [P] (pixel rows, tile-major) and
     ``pixel_offsets`` [tiles+1]: tile t owns ``order[pixel_offsets[t]:pixel_offsets[t+1]]``."""
     ts = proj.tile_size
     tile = (pixels[:, 1] // ts) * proj.tiles_x + pixels[:, 0] // ts
-    order = torch.sort(tile, stable=True).indices
+    order = torch.sort(tile * ts + pixels[:, 1] % ts, stable=True).indices
     counts = torch.bincount(tile, minlength=proj.tiles_x * proj.tiles_y)
     offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.long, device=pixels.device)
     offsets[1:] = torch.cumsum(counts, 0)
     return order, offsets
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_pixels(width: int, height: int, tile_size: int, device: str):
+    grid = pixel_grid(width, height, device)
+    tiles_x = (width + tile_size - 1) // tile_size
+    tiles_y = (height + tile_size - 1) // tile_size
+    tile = (grid[:, 1] // tile_size) * tiles_x + grid[:, 0] // tile_size
+    order = torch.sort(tile, stable=True).indices  # row-major grid: rows already sorted in a tile
+    offsets = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.long, device=device)
+    offsets[1:] = torch.cumsum(torch.bincount(tile, minlength=tiles_x * tiles_y), 0)
+    return grid, order, offsets
+
+
+def frame_pixels(proj: Projection) -> tuple[Tensor, Tensor, Tensor]:
+    """All pixels of the view [H*W, 2] (x, y) in row-major order with their tile grouping, as
+    :func:`group_pixels_by_tile` returns it. Cached per image size: treat the tensors as read-only."""
+    return _frame_pixels(proj.width, proj.height, proj.tile_size, str(proj.means2d.device))
