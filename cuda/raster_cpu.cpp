@@ -35,6 +35,9 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -85,6 +88,13 @@ inline float exp_neg(float x) {
   return p * __builtin_bit_cast(float, bits);  // 2^n; memcpy here blocks vectorisation
 }
 
+struct alignas(32) Rec8 {
+  float v[8];
+};
+struct alignas(64) Rec16 {
+  float v[16];
+};
+
 // Geometry of one view, as produced by gs_core/engine/projection.py, and the pixels to blend.
 struct View {
   bool two_d;
@@ -100,7 +110,12 @@ struct View {
   const int64_t* pix_offsets;   // [T + 1] tile t owns order[pix_offsets[t]:pix_offsets[t+1]]
   int64_t num_tiles;
   int64_t tiles_x;
-  std::vector<float> row_lo, row_hi;  // [N] pixel-centre y range where a Gaussian can blend
+  // Per-Gaussian parameters packed in one aligned record, so the blend touches one cache line per
+  // listed Gaussian instead of five scattered arrays (tile lists visit Gaussians in random order):
+  // mean x, mean y, opacity, row_lo, row_hi (pixel-centre y range where alpha can reach 1/255),
+  // then the conic (a, b, c) for 3DGS or the ray transform (9) for 2DGS.
+  std::vector<Rec8> packed3;   // [N] 3DGS
+  std::vector<Rec16> packed2;  // [N] 2DGS
 };
 
 // Rows where 3DGS Gaussian g can reach alpha >= 1/255: |dy| <= sqrt(2 L Sigma_yy) on the ellipse
@@ -148,11 +163,22 @@ View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& sh
   v.num_tiles = tile_offsets.size(0) - 1;
   v.tiles_x = tiles_x;
   const int64_t N = means2d.size(0);
-  v.row_lo.assign(N, -std::numeric_limits<float>::infinity());
-  v.row_hi.assign(N, std::numeric_limits<float>::infinity());
-  if (!two_d) {
+  if (two_d) v.packed2.resize(N);
+  else v.packed3.resize(N);
 #pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < N; ++g) row_range_3dgs(v, g, v.row_lo[g], v.row_hi[g]);
+  for (int64_t g = 0; g < N; ++g) {
+    float* r = two_d ? v.packed2[g].v : v.packed3[g].v;
+    r[0] = v.means2d[2 * g];
+    r[1] = v.means2d[2 * g + 1];
+    r[2] = v.opacities[g];
+    if (two_d) {  // every row is evaluated
+      r[3] = -std::numeric_limits<float>::infinity();
+      r[4] = std::numeric_limits<float>::infinity();
+      for (int k = 0; k < 9; ++k) r[5 + k] = v.rays[9 * g + k];
+    } else {
+      row_range_3dgs(v, g, r[3], r[4]);
+      for (int k = 0; k < 3; ++k) r[5 + k] = v.conics[3 * g + k];
+    }
   }
   return v;
 }
@@ -166,8 +192,8 @@ struct Chunk {
   alignas(64) float alpha[CHUNK];
   alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on [p0, p1)
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
-  int32_t row[CHUNK];             // caller's row of each chunk pixel
-  int idx[CHUNK];                 // compacted pixels with w > 0
+  alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
+  alignas(64) int32_t idx[CHUNK + LANES];  // compacted pixels with w > 0 (+ slack for whole-block stores)
   int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
   int live_count = 0;
@@ -187,10 +213,11 @@ struct Blend {
 template <bool TWO_D, bool SUMS, int POWER>
 inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   Blend out{0, 0, 0, 0.0f, 0.0f};
+  const float* rec = TWO_D ? v.packed2[g].v : v.packed3[g].v;
   int r0 = 0, r1 = TILE;
   if (!TWO_D) {
-    const float lo = v.row_lo[g] - static_cast<float>(c.tile_y0) - 0.5f;
-    const float hi = v.row_hi[g] - static_cast<float>(c.tile_y0) - 0.5f;
+    const float lo = rec[3] - static_cast<float>(c.tile_y0) - 0.5f;
+    const float hi = rec[4] - static_cast<float>(c.tile_y0) - 0.5f;
     if (!(hi >= 0.0f) || !(lo < static_cast<float>(TILE))) return out;  // also the never-visible
     r0 = lo <= 0.0f ? 0 : static_cast<int>(std::ceil(lo));
     r1 = hi >= static_cast<float>(TILE - 1) ? TILE : static_cast<int>(std::floor(hi)) + 1;
@@ -202,12 +229,9 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   out.p0 = p0;
   out.p1 = p1;
   if (p0 >= p1) return out;
-  const float mx = v.means2d[2 * g], my = v.means2d[2 * g + 1];
-  const float o = v.opacities[g];
-  float a = 0, b = 0, cc = 0;
-  const float* M = nullptr;
-  if (TWO_D) M = v.rays + 9 * g;
-  else a = v.conics[3 * g], b = v.conics[3 * g + 1], cc = v.conics[3 * g + 2];
+  const float mx = rec[0], my = rec[1], o = rec[2];
+  const float a = rec[5], b = rec[6], cc = rec[7];
+  const float* M = rec + 5;
   alignas(64) float lane_nonzero[LANES] = {0}, lane_stops[LANES] = {0}, lane_w[LANES] = {0},
                     lane_a[LANES] = {0};
   for (int blk = p0; blk < p1; blk += LANES) {
@@ -270,13 +294,33 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   return out;
 }
 
-// Positions in [p0, p1) with w > 0 into c.idx; returns how many.
-inline int compact(Chunk& c, int p0, int p1) {
+// The pixels of [p0, p1) with w > 0: key[k] = map[p] (or p when map is null) and w_out[k] = w^POWER.
+// Returns how many. Both outputs need LANES slots of slack: whole blocks are stored.
+template <int POWER>
+inline int compact(const Chunk& c, int p0, int p1, const int32_t* map, int32_t* key, float* w_out) {
   int cnt = 0;
-  for (int p = p0; p < p1; ++p) {
-    c.idx[cnt] = p;
-    cnt += c.w[p] > 0.0f;
+#if defined(__AVX512F__)
+  // AVX-512 compress: a scalar branch-free loop costs as much as the blend on the dense-D paths.
+  // (Register-form compress then a plain store: the memory form is microcoded on AMD Zen 4.)
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int blk = p0; blk < p1; blk += LANES) {
+    const __m512 wv = _mm512_load_ps(c.w + blk);
+    const __mmask16 m = _mm512_cmp_ps_mask(wv, _mm512_setzero_ps(), _CMP_GT_OQ);
+    if (!m) continue;
+    const __m512i kv = map ? _mm512_load_si512(map + blk) : _mm512_add_epi32(lane, _mm512_set1_epi32(blk));
+    const __m512 wk = POWER == 2 ? _mm512_mul_ps(wv, wv) : wv;
+    _mm512_storeu_si512(key + cnt, _mm512_maskz_compress_epi32(m, kv));
+    _mm512_storeu_ps(w_out + cnt, _mm512_maskz_compress_ps(m, wk));
+    cnt += __builtin_popcount(m);
   }
+#else
+  for (int p = p0; p < p1; ++p) {  // branch-free
+    const float wp = c.w[p];
+    key[cnt] = map ? map[p] : p;
+    w_out[cnt] = POWER == 2 ? wp * wp : wp;
+    cnt += wp > 0.0f;
+  }
+#endif
   return cnt;
 }
 
@@ -333,7 +377,7 @@ inline void weighted_rows_block(float* dst, const float* src, int64_t D, const i
   for (int i = 0; i < NV; ++i) store16(dst + 16 * i, ADD ? load16(dst + 16 * i) + acc[i] : acc[i]);
 }
 
-// weighted_rows_block over channels [d0, d1): blocks of 128 and 16, then single channels.
+// weighted_rows_block over channels [d0, d1): blocks of 128, 64, 32 and 16, then single channels.
 template <bool ADD>
 inline void weighted_rows(float* dst, const float* src, int64_t D, int64_t d0, int64_t d1,
                           const int32_t* rows, const float* weight, int m) {
@@ -435,13 +479,17 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
   const float* f = features.data_ptr<float>();
   const float* z = depths.data_ptr<float>();
   const bool dense = D <= DENSE_MAX;  // accumulate channel-major in the chunk, across pixels
-  // Many channels: (gaussian, weight) pairs of each chunk pixel, then one sparse product per pixel.
-  struct Pair {
-    int32_t pixel, gaussian;
-    float weight;
+  // Up to LOCAL_MAX channels: accumulate pixel rows in an L1-sized chunk buffer, Gaussian by Gaussian.
+  constexpr int64_t LOCAL_MAX = 32;
+  const bool local = !dense && D <= LOCAL_MAX;
+  std::vector<std::vector<float>> local_rows(num_threads());
+  // More channels: the chunk's (pixel, gaussian, weight) triples, then one sparse product per pixel.
+  struct Pairs {
+    std::vector<int32_t> pixel, gaussian;
+    std::vector<float> weight;
+    size_t n = 0;
   };
-  std::vector<std::vector<Pair>> pairs(num_threads());
-  std::vector<size_t> num_pairs(num_threads(), 0);
+  std::vector<Pairs> pairs(num_threads());
   std::vector<std::vector<int32_t>> sorted_g(num_threads());
   std::vector<std::vector<float>> sorted_w(num_threads());
   dispatch(two_d, 1, [&](auto td, auto) {
@@ -449,7 +497,8 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
         v, 0, v.num_tiles,
         [&](Chunk& c, int64_t) {
           for (int64_t d = 0; d <= (dense ? D : 0); ++d) std::fill(c.plane[d], c.plane[d] + CHUNK, 0.0f);
-          if (!dense) num_pairs[thread_id()] = 0;
+          if (local) local_rows[thread_id()].assign(CHUNK * D, 0.0f);
+          else if (!dense) pairs[thread_id()].n = 0;
         },
         [&](int64_t, int32_t g, Chunk& c, const Blend& bl) {
           accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.p0, bl.p1);
@@ -458,16 +507,29 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
             for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.p0, bl.p1);
             return;
           }
-          const int me = thread_id();
-          std::vector<Pair>& buf = pairs[me];
-          size_t n = num_pairs[me];
-          if (buf.size() < n + CHUNK) buf.resize(2 * (n + CHUNK));
-          Pair* q = buf.data();
-          for (int p = bl.p0; p < bl.p1; ++p) {  // write all, keep the nonzero (branch-free)
-            q[n] = {p, g, c.w[p]};
-            n += c.w[p] > 0.0f;
+          if (local) {
+            float* rows = local_rows[thread_id()].data();
+            float* wk = c.plane[1];  // free: planes 1.. are unused off the dense path
+            const int cnt = compact<1>(c, bl.p0, bl.p1, nullptr, c.idx, wk);
+            const float* __restrict fg = f + static_cast<int64_t>(g) * D;
+            for (int k = 0; k < cnt; ++k) {
+              float* __restrict r = rows + static_cast<int64_t>(c.idx[k]) * D;
+              const float wv = wk[k];
+#pragma omp simd
+              for (int64_t d = 0; d < D; ++d) r[d] += wv * fg[d];
+            }
+            return;
           }
-          num_pairs[me] = n;
+          Pairs& pr = pairs[thread_id()];
+          if (pr.pixel.size() < pr.n + CHUNK + LANES) {
+            const size_t cap = 2 * (pr.n + CHUNK + LANES);
+            pr.pixel.resize(cap);
+            pr.gaussian.resize(cap);
+            pr.weight.resize(cap);
+          }
+          const int cnt = compact<1>(c, bl.p0, bl.p1, nullptr, pr.pixel.data() + pr.n, pr.weight.data() + pr.n);
+          std::fill(pr.gaussian.data() + pr.n, pr.gaussian.data() + pr.n + cnt, g);
+          pr.n += cnt;
         },
         [&](Chunk& c, int64_t) {
           const float* pz = c.plane[dense ? D : 0];
@@ -480,12 +542,18 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
               for (int64_t d = 0; d < D; ++d) o[static_cast<int64_t>(c.row[p]) * D + d] = c.plane[d][p];
             return;
           }
-          // Counting sort of the chunk's pairs by pixel (stable: front to back within a pixel).
           const int me = thread_id();
-          const Pair* pr = pairs[me].data();
-          const size_t np = num_pairs[me];
+          if (local) {
+            const float* rows = local_rows[me].data();
+            for (int p = 0; p < c.n; ++p)
+              std::copy(rows + p * D, rows + (p + 1) * D, o + static_cast<int64_t>(c.row[p]) * D);
+            return;
+          }
+          // Counting sort of the chunk's pairs by pixel (stable: front to back within a pixel).
+          const Pairs& pr = pairs[me];
+          const size_t np = pr.n;
           int start[CHUNK + 1] = {0};
-          for (size_t k = 0; k < np; ++k) ++start[pr[k].pixel + 1];
+          for (size_t k = 0; k < np; ++k) ++start[pr.pixel[k] + 1];
           for (int p = 0; p < c.n; ++p) start[p + 1] += start[p];
           std::vector<int32_t>& sg = sorted_g[me];
           std::vector<float>& sw = sorted_w[me];
@@ -496,9 +564,8 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
           int fill[CHUNK];
           std::copy(start, start + c.n, fill);
           for (size_t k = 0; k < np; ++k) {
-            const Pair& q = pr[k];
-            sg[fill[q.pixel]] = q.gaussian;
-            sw[fill[q.pixel]++] = q.weight;
+            sg[fill[pr.pixel[k]]] = pr.gaussian[k];
+            sw[fill[pr.pixel[k]]++] = pr.weight[k];
           }
           for (int64_t d0 = 0; d0 < D; d0 += CHANNEL_BLOCK)
             for (int p = 0; p < c.n; ++p)
@@ -540,15 +607,15 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
   std::vector<float> w_isect(M, 0.0f), a_isect(M, 0.0f);
   std::vector<int32_t> h_isect(M, 0);
   const int64_t rows_cap = std::max<int64_t>(1, scratch_bytes / (4 * std::max<int64_t>(D, 1)));
-  std::vector<std::vector<int32_t>> rows_of(num_threads(), std::vector<int32_t>(CHUNK));
-  std::vector<std::vector<float>> wk_of(num_threads(), std::vector<float>(CHUNK));
+  std::vector<std::vector<int32_t>> rows_of(num_threads(), std::vector<int32_t>(CHUNK + LANES));
+  std::vector<std::vector<float>> wk_of(num_threads(), std::vector<float>(CHUNK + LANES));
   std::vector<float> buf;
   int64_t t0 = 0;
   while (t0 < v.num_tiles) {
     int64_t t1 = t0 + 1;
     while (t1 < v.num_tiles && v.tile_offsets[t1 + 1] - v.tile_offsets[t0] <= rows_cap) ++t1;
     const int64_t r0 = v.tile_offsets[t0], rows = v.tile_offsets[t1] - r0;
-    buf.assign(rows * D, 0.0f);
+    buf.resize(std::max<size_t>(buf.size(), rows * D));  // rows are stored on first touch: no zero fill
     float* b = buf.data();
     dispatch(two_d, power, [&](auto td, auto pw) {
       constexpr int POWER = decltype(pw)::value;
@@ -562,33 +629,38 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
           },
           [&](int64_t i, int32_t, Chunk& c, const Blend& bl) {
             float* bi = b + (i - r0) * D;
+            const bool first = h_isect[i] == 0;  // (a tile of over CHUNK pixels has several chunks)
             w_isect[i] += bl.wsum;
             a_isect[i] += bl.asum;
             h_isect[i] += bl.nonzero;
             if (dense) {
-              for (int64_t d = 0; d < D; ++d) bi[d] += weighted_dot<POWER>(c, c.plane[d], bl.p0, bl.p1);
+              for (int64_t d = 0; d < D; ++d) {
+                const float s = weighted_dot<POWER>(c, c.plane[d], bl.p0, bl.p1);
+                bi[d] = first ? s : bi[d] + s;
+              }
               return;
             }
             const int me = thread_id();
             int32_t* rws = rows_of[me].data();
             float* wks = wk_of[me].data();
-            const int cnt = compact(c, bl.p0, bl.p1);
-            for (int k = 0; k < cnt; ++k) {
-              const int p = c.idx[k];
-              rws[k] = c.row[p];
-              wks[k] = POWER == 2 ? c.w[p] * c.w[p] : c.w[p];
-            }
-            weighted_rows<true>(bi, val, D, 0, D, rws, wks, cnt);
+            const int cnt = compact<POWER>(c, bl.p0, bl.p1, c.row, rws, wks);
+            if (first) weighted_rows<false>(bi, val, D, 0, D, rws, wks, cnt);
+            else weighted_rows<true>(bi, val, D, 0, D, rws, wks, cnt);
           },
           [](Chunk&, int64_t) {});
     });
-    // Reduce rows into their Gaussians; thread k owns Gaussians with id % threads == k.
+    // Reduce the batch's rows into their Gaussians; thread k owns the Gaussians in [split[k], split[k+1]).
 #pragma omp parallel
     {
       const int nt = num_threads(), me = thread_id();
+      const int64_t lo = N * me / nt, hi = N * (me + 1) / nt;
       for (int64_t r = 0; r < rows; ++r) {
-        const int32_t g = ids[r0 + r];
-        if (g % nt != me) continue;
+        const int64_t i = r0 + r;
+        const int32_t g = ids[i];
+        if (g < lo || g >= hi || h_isect[i] == 0) continue;  // another thread's, or never blended
+        wsp[g] += w_isect[i];
+        asp[g] += a_isect[i];
+        hp[g] += h_isect[i];
         float* ag = accp + static_cast<int64_t>(g) * D;
         const float* br = b + r * D;
 #pragma omp simd
@@ -596,12 +668,6 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
       }
     }
     t0 = t1;
-  }
-  for (int64_t i = 0; i < M; ++i) {
-    const int32_t g = ids[i];
-    wsp[g] += w_isect[i];
-    asp[g] += a_isect[i];
-    hp[g] += h_isect[i];
   }
   return {acc, wsum, asum, hits};
 }
@@ -678,11 +744,9 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
             for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.p0, bl.p1);
           } else {
             std::fill(loc.acc, loc.acc + loc.L, 0.0f);
-            const int cnt = compact(c, bl.p0, bl.p1);
-            for (int k = 0; k < cnt; ++k) {
-              const int p = c.idx[k];
-              loc.acc[loc.slot[p]] += POWER == 2 ? c.w[p] * c.w[p] : c.w[p];
-            }
+            float* wk = c.plane[0];  // free on this path (more than DENSE_MAX labels)
+            const int cnt = compact<POWER>(c, bl.p0, bl.p1, nullptr, c.idx, wk);
+            for (int k = 0; k < cnt; ++k) loc.acc[loc.slot[c.idx[k]]] += wk[k];
           }
           for (int l = 0; l < loc.L; ++l)
             if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
