@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gs_core.engine import project
-from gs_core.engine.projection import bin_tiles
+from gs_core.engine.projection import bin_tiles, frame_pixels, group_pixels_by_tile
 
 from engine_scenes import camera, random_gaussians
 
@@ -79,3 +79,19 @@ def test_behind_camera_is_culled():
     proj = project(g, camera())
     assert not proj.visible.any()
     assert proj.num_intersections == 0
+
+
+def test_pixel_grouping_is_tile_major_and_row_sorted():
+    """The native kernels cull by rows: pixels must come tile by tile, sorted by row in a tile.
+    The cached full-frame grouping must equal the general one."""
+    proj = project(random_gaussians(50, "3dgs", seed=2), camera(width=53, height=37))
+    gen = torch.Generator().manual_seed(0)
+    pix = torch.stack([torch.randint(0, 53, (500,), generator=gen), torch.randint(0, 37, (500,), generator=gen)], 1)
+    order, offsets = group_pixels_by_tile(pix, proj)
+    for t in range(offsets.shape[0] - 1):
+        rows = pix[order[offsets[t]:offsets[t + 1]]]
+        assert torch.all((rows[:, 1] // 16) * proj.tiles_x + rows[:, 0] // 16 == t)
+        assert torch.all(rows[1:, 1] >= rows[:-1, 1])
+    grid, frame_order, frame_offsets = frame_pixels(proj)
+    ref_order, ref_offsets = group_pixels_by_tile(grid, proj)
+    assert torch.equal(frame_order, ref_order) and torch.equal(frame_offsets, ref_offsets)

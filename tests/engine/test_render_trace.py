@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gs_core.engine import project, render, trace
+from gs_core.engine import Gaussians, project, render, trace
 from gs_core.engine.gaussians import polarise_opacities
 
 from engine_scenes import camera, random_gaussians
@@ -70,7 +70,7 @@ def test_cpu_matches_torch_render(scene, native):
     g, cam = scene
     proj = project(g, cam)
     assert proj.visible.sum() < len(g)  # some Gaussians behind the camera / off-screen
-    for d in (1, 3, 8, 9, 33):  # both the dense (<= 8) and the compacted kernel paths
+    for d in (1, 3, 8, 9, 16, 33, 130):  # dense (<= 8), chunk-local (<= 32) and sparse-product paths
         f = torch.randn(len(g), d, generator=torch.Generator().manual_seed(d))
         a, b = render(proj, f, backend="torch"), render(proj, f, backend="cpu")
         _close(b.features, a.features)
@@ -78,11 +78,38 @@ def test_cpu_matches_torch_render(scene, native):
         _close(b.depth, a.depth)
 
 
+def needle_gaussians(n: int, seed: int) -> Gaussians:
+    """Long thin splats at random angles with opacities near the 1/255 cut: the cases where the
+    native kernel's row culling (3DGS) is closest to dropping a pixel the full evaluation blends."""
+    gen = torch.Generator().manual_seed(seed)
+    scales = torch.full((n, 3), 0.002)
+    scales[:, 0] = torch.exp(torch.randn(n, generator=gen) * 1.5 - 1.5)
+    opac = 1.0 / 255.0 * (1.0 + torch.rand(n, generator=gen) * torch.tensor([0.0, 1e-6, 1e-3, 0.5, 50.0])[
+        torch.randint(0, 5, (n,), generator=gen)])
+    opac[: n // 20] = 1.0 / 255.0 * (1.0 - 1e-6)  # just below the cut: never blends
+    return Gaussians(means=torch.randn(n, 3, generator=gen) * 0.6,
+                     quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=-1),
+                     scales=scales, opacities=opac.clamp_max(0.999))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cpu_row_culling_drops_nothing(seed, native):
+    g = needle_gaussians(400, seed)
+    proj = project(g, camera(width=67, height=45))
+    f = torch.rand(400, 2, generator=torch.Generator().manual_seed(seed))
+    a, b = render(proj, f, backend="torch"), render(proj, f, backend="cpu")
+    _close(b.features, a.features, atol=1e-6)
+    _close(b.alpha, a.alpha, atol=1e-6)
+    ta, tb = trace(proj, torch.ones(45, 67), backend="torch"), trace(proj, torch.ones(45, 67), backend="cpu")
+    assert torch.equal(ta.hits, tb.hits)  # every blended (pixel, Gaussian) pair is found
+    assert int(tb.hits.sum()) > 1000
+
+
 def test_cpu_matches_torch_trace(scene, native):
     g, cam = scene
     proj = project(g, cam)
     gen = torch.Generator().manual_seed(2)
-    for d in (1, 4, 12):
+    for d in (1, 4, 12, 80):  # dense (<= 8) and compacted paths, channel blocks and remainders
         v = torch.randn(cam.height, cam.width, d, generator=gen)
         for power in (1, 2):
             a = trace(proj, v, power=power, backend="torch")
