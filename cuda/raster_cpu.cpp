@@ -17,13 +17,15 @@
 // tile); outputs are written straight to the caller's rows and inputs read from them, so there is
 // no gather or scatter copy of [P, D] images.
 //
-// Many channels (render or trace with D > 8): the blend records the (pixel, Gaussian, weight)
-// triples of a chunk, then each output row is summed in registers, block by block of channels, and
-// written once (a sparse matrix product; see `weighted_rows`).
+// Channels: up to 8, accumulated channel-major across the chunk's pixels (vectorised). More: the
+// pixels a Gaussian blends into are compacted (AVX-512 compress where available), then renders of
+// up to 32 channels accumulate in an L1-sized chunk buffer, wider renders and all traces sum each
+// output row in registers, block by block of channels, and write it once (a sparse matrix
+// product; see `weighted_rows`).
 //
 // Trace is race-free without atomics: each (tile, Gaussian) intersection owns a row of a scratch
-// buffer, filled in parallel over tiles, then summed per Gaussian with each thread owning the
-// Gaussians with id % threads == thread. Label traces emit (gaussian, label, weight) entries that
+// buffer, filled in parallel over tiles (stored on first touch, so never zero-filled), then summed
+// per Gaussian with each thread owning a contiguous range of Gaussian ids. Label traces emit (gaussian, label, weight) entries that
 // are bucketed by Gaussian and reduced to a top-k histogram.
 
 #include <torch/extension.h>
@@ -454,7 +456,8 @@ void dispatch(bool two_d, int64_t power, F&& f) {
 void check_pixels(const torch::Tensor& pix_x, const torch::Tensor& order, const torch::Tensor& pix_offsets) {
   TORCH_CHECK(order.size(0) == pix_x.size(0), "order and pixels differ in length");
   TORCH_CHECK(pix_x.size(0) < std::numeric_limits<int32_t>::max(), "too many pixels for int32 rows");
-  (void)pix_offsets;
+  TORCH_CHECK(pix_offsets.size(0) >= 1 && pix_offsets[-1].item<int64_t>() == pix_x.size(0),
+              "tile offsets do not cover the pixels");
 }
 
 }  // namespace
