@@ -191,7 +191,6 @@ struct Chunk {
   alignas(64) float y[CHUNK];
   alignas(64) float T[CHUNK];
   alignas(64) float live[CHUNK];  // 1 while the pixel blends, 0 once terminated (or ignored)
-  alignas(64) float alpha[CHUNK];
   alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on [p0, p1)
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel

@@ -206,12 +206,14 @@ def group_pixels_by_tile(pixels: Tensor, proj: Projection) -> tuple[Tensor, Tens
     """Order pixels [P, 2] (x, y) by tile, and by row inside a tile (the native kernels evaluate a
     Gaussian only on the rows it reaches). Returns ``order`` [P] (pixel rows, tile-major) and
     ``pixel_offsets`` [tiles+1]: tile t owns ``order[pixel_offsets[t]:pixel_offsets[t+1]]``."""
-    ts = proj.tile_size
-    tile = (pixels[:, 1] // ts) * proj.tiles_x + pixels[:, 0] // ts
-    order = torch.sort(tile * ts + pixels[:, 1] % ts, stable=True).indices
-    counts = torch.bincount(tile, minlength=proj.tiles_x * proj.tiles_y)
-    offsets = torch.zeros(counts.shape[0] + 1, dtype=torch.long, device=pixels.device)
-    offsets[1:] = torch.cumsum(counts, 0)
+    return _group(pixels, proj.tile_size, proj.tiles_x, proj.tiles_y)
+
+
+def _group(pixels: Tensor, tile_size: int, tiles_x: int, tiles_y: int) -> tuple[Tensor, Tensor]:
+    tile = (pixels[:, 1] // tile_size) * tiles_x + pixels[:, 0] // tile_size
+    order = torch.sort(tile * tile_size + pixels[:, 1] % tile_size, stable=True).indices
+    offsets = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.long, device=pixels.device)
+    offsets[1:] = torch.cumsum(torch.bincount(tile, minlength=tiles_x * tiles_y), 0)
     return order, offsets
 
 
@@ -220,11 +222,7 @@ def _frame_pixels(width: int, height: int, tile_size: int, device: str):
     grid = pixel_grid(width, height, device)
     tiles_x = (width + tile_size - 1) // tile_size
     tiles_y = (height + tile_size - 1) // tile_size
-    tile = (grid[:, 1] // tile_size) * tiles_x + grid[:, 0] // tile_size
-    order = torch.sort(tile, stable=True).indices  # row-major grid: rows already sorted in a tile
-    offsets = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.long, device=device)
-    offsets[1:] = torch.cumsum(torch.bincount(tile, minlength=tiles_x * tiles_y), 0)
-    return grid, order, offsets
+    return (grid, *_group(grid, tile_size, tiles_x, tiles_y))
 
 
 def frame_pixels(proj: Projection) -> tuple[Tensor, Tensor, Tensor]:
