@@ -191,19 +191,37 @@ struct Chunk {
   alignas(64) float y[CHUNK];
   alignas(64) float T[CHUNK];
   alignas(64) float live[CHUNK];  // 1 while the pixel blends, 0 once terminated (or ignored)
-  alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on [p0, p1)
+  alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on its Blend's blocks
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
   alignas(64) int32_t idx[CHUNK + LANES];  // compacted pixels with w > 0 (+ slack for whole-block stores)
   int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
-  int live_count = 0;
+  uint32_t live_blocks = 0;       // bit k: block k (pixels [k LANES, (k + 1) LANES)) has a live pixel
   int tile_y0 = 0;                // image row of the tile's first pixel row
 };
+static_assert(CHUNK / LANES <= 32, "block masks are 32-bit");
+
+// Bit j set where v[j] > 0, for the LANES floats at v (64-byte aligned).
+inline uint32_t positive_lanes(const float* v) {
+#if defined(__AVX512F__)
+  return _mm512_cmp_ps_mask(_mm512_load_ps(v), _mm512_setzero_ps(), _CMP_GT_OQ);
+#else
+  uint32_t m = 0;
+  for (int j = 0; j < LANES; ++j) m |= static_cast<uint32_t>(v[j] > 0.0f) << j;
+  return m;
+#endif
+}
+
+// Calls f(first pixel of the block) for each block whose bit is set in `blocks`, in order.
+template <typename F>
+inline void for_each_block(uint32_t blocks, F&& f) {
+  for (; blocks; blocks &= blocks - 1) f(__builtin_ctz(blocks) * LANES);
+}
 
 // What blending one Gaussian into a chunk produced.
 struct Blend {
-  int p0, p1;     // the chunk pixels evaluated (its rows in reach)
+  uint32_t blocks;  // blocks with a pixel of w > 0 (w is valid there; elsewhere stale)
   int nonzero;    // pixels with w > 0
   float wsum;     // sum w^power (trace only)
   float asum;     // sum alpha (trace only)
@@ -213,7 +231,7 @@ struct Blend {
 // fused in one vectorised pass. SUMS also accumulates sum w^POWER and sum alpha.
 template <bool TWO_D, bool SUMS, int POWER>
 inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
-  Blend out{0, 0, 0, 0.0f, 0.0f};
+  Blend out{0, 0, 0.0f, 0.0f};
   const float* rec = TWO_D ? v.packed2[g].v : v.packed3[g].v;
   int r0 = 0, r1 = TILE;
   if (!TWO_D) {
@@ -225,17 +243,15 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   }
   // Whole blocks of LANES pixels: loops of a constant trip count vectorise without a scalar
   // remainder (a few pixels of neighbouring rows are evaluated too, which is exact, just wasted).
-  const int p0 = c.row_begin[r0] / LANES * LANES;
-  const int p1 = (c.row_begin[r1] + LANES - 1) / LANES * LANES;
-  out.p0 = p0;
-  out.p1 = p1;
-  if (p0 >= p1) return out;
+  // Blocks whose pixels have all terminated are skipped.
+  const int b0 = c.row_begin[r0] / LANES, b1 = (c.row_begin[r1] + LANES - 1) / LANES;
+  const uint32_t todo = c.live_blocks & (((b1 - b0 >= 32 ? 0u : 1u << (b1 - b0)) - 1u) << b0);
+  if (!todo) return out;
   const float mx = rec[0], my = rec[1], o = rec[2];
   const float a = rec[5], b = rec[6], cc = rec[7];
   const float* M = rec + 5;
-  alignas(64) float lane_nonzero[LANES] = {0}, lane_stops[LANES] = {0}, lane_w[LANES] = {0},
-                    lane_a[LANES] = {0};
-  for (int blk = p0; blk < p1; blk += LANES) {
+  alignas(64) float lane_w[LANES] = {0}, lane_a[LANES] = {0};
+  for_each_block(todo, [&](const int blk) {
     float* __restrict T = c.T + blk;
     float* __restrict live = c.live + blk;
     float* __restrict w = c.w + blk;
@@ -273,81 +289,82 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
       live[j] = lv - stop;
       w[j] = wp;
       T[j] = Tp * (1.0f - al);  // unchanged when al == 0
-      lane_nonzero[j] += keep - stop;
-      lane_stops[j] += stop;
       if (SUMS) {
         lane_w[j] += POWER == 2 ? wp * wp : wp;
         lane_a[j] += al;
       }
     }
+    const uint32_t bit = 1u << (blk / LANES);
+    const uint32_t blended = positive_lanes(w);  // w > 0 exactly where the pixel blends (T > T_MIN)
+    if (blended) {
+      out.blocks |= bit;
+      out.nonzero += __builtin_popcount(blended);
+    }
+    if (!positive_lanes(live)) c.live_blocks &= ~bit;
+  });
+  if (SUMS) {
+    for (int j = 0; j < LANES; ++j) {
+      out.wsum += lane_w[j];
+      out.asum += lane_a[j];
+    }
   }
-  float nonzero = 0.0f, stops = 0.0f, wsum = 0.0f, asum = 0.0f;
-  for (int j = 0; j < LANES; ++j) {
-    nonzero += lane_nonzero[j];
-    stops += lane_stops[j];
-    wsum += lane_w[j];
-    asum += lane_a[j];
-  }
-  c.live_count -= static_cast<int>(stops);
-  out.nonzero = static_cast<int>(nonzero);
-  out.wsum = wsum;
-  out.asum = asum;
   return out;
 }
 
-// The pixels of [p0, p1) with w > 0: key[k] = map[p] (or p when map is null) and w_out[k] = w^POWER.
+// The pixels of `blocks` with w > 0: key[k] = map[p] (or p when map is null) and w_out[k] = w^POWER.
 // Returns how many. Both outputs need LANES slots of slack: whole blocks are stored.
 template <int POWER>
-inline int compact(const Chunk& c, int p0, int p1, const int32_t* map, int32_t* key, float* w_out) {
+inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t* key, float* w_out) {
   int cnt = 0;
 #if defined(__AVX512F__)
   // AVX-512 compress: a scalar branch-free loop costs as much as the blend on the dense-D paths.
   // (Register-form compress then a plain store: the memory form is microcoded on AMD Zen 4.)
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  for (int blk = p0; blk < p1; blk += LANES) {
+  for_each_block(blocks, [&](const int blk) {
     const __m512 wv = _mm512_load_ps(c.w + blk);
     const __mmask16 m = _mm512_cmp_ps_mask(wv, _mm512_setzero_ps(), _CMP_GT_OQ);
-    if (!m) continue;
     const __m512i kv = map ? _mm512_load_si512(map + blk) : _mm512_add_epi32(lane, _mm512_set1_epi32(blk));
     const __m512 wk = POWER == 2 ? _mm512_mul_ps(wv, wv) : wv;
     _mm512_storeu_si512(key + cnt, _mm512_maskz_compress_epi32(m, kv));
     _mm512_storeu_ps(w_out + cnt, _mm512_maskz_compress_ps(m, wk));
     cnt += __builtin_popcount(m);
-  }
+  });
 #else
-  for (int p = p0; p < p1; ++p) {  // branch-free
-    const float wp = c.w[p];
-    key[cnt] = map ? map[p] : p;
-    w_out[cnt] = POWER == 2 ? wp * wp : wp;
-    cnt += wp > 0.0f;
-  }
+  for_each_block(blocks, [&](const int blk) {
+    for (int p = blk; p < blk + LANES; ++p) {  // branch-free
+      const float wp = c.w[p];
+      key[cnt] = map ? map[p] : p;
+      w_out[cnt] = POWER == 2 ? wp * wp : wp;
+      cnt += wp > 0.0f;
+    }
+  });
 #endif
   return cnt;
 }
 
-// sum_p w[p]^power * plane[p] over [p0, p1) (vectorised).
+// sum_p w[p]^power * plane[p] over the pixels of `blocks` (vectorised).
 template <int POWER>
-inline float weighted_dot(const Chunk& c, const float* plane, int p0, int p1) {
+inline float weighted_dot(const Chunk& c, const float* plane, uint32_t blocks) {
   alignas(64) float lane[LANES] = {0};
-  for (int blk = p0; blk < p1; blk += LANES) {
+  for_each_block(blocks, [&](const int blk) {
     const float* __restrict w = c.w + blk;
     const float* __restrict pl = plane + blk;
 #pragma omp simd aligned(w, pl : 64)
     for (int j = 0; j < LANES; ++j) lane[j] += (POWER == 2 ? w[j] * w[j] : w[j]) * pl[j];
-  }
+  });
   float s = 0.0f;
   for (int j = 0; j < LANES; ++j) s += lane[j];
   return s;
 }
 
-// plane[p] += w[p] * value over [p0, p1) (whole blocks).
-inline void accumulate_plane(float* plane, const Chunk& c, float value, int p0, int p1) {
-  for (int blk = p0; blk < p1; blk += LANES) {
+// plane[p] += w[p] * value over the pixels of `blocks`.
+inline void accumulate_plane(float* plane, const Chunk& c, float value, uint32_t blocks) {
+  for_each_block(blocks, [&](const int blk) {
     float* __restrict pl = plane + blk;
     const float* __restrict w = c.w + blk;
 #pragma omp simd aligned(w, pl : 64)
     for (int j = 0; j < LANES; ++j) pl[j] += w[j] * value;
-  }
+  });
 }
 
 // 16 floats as one value: GCC/Clang vector extension, lowered to one AVX-512 register or two AVX2
@@ -428,9 +445,10 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
           c.live[p] = 0.0f;
         }
         on_begin(c, base);
-        c.live_count = 0;
-        for (int p = 0; p < c.n; ++p) c.live_count += c.live[p] > 0.0f;
-        for (int64_t i = g_begin; i < g_end && c.live_count > 0; ++i) {
+        c.live_blocks = 0;
+        for (int blk = 0; blk < c.n; blk += LANES)
+          if (positive_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
+        for (int64_t i = g_begin; i < g_end && c.live_blocks; ++i) {
           const int32_t g = v.flat_ids[i];
           const Blend bl = blend_one<TWO_D, SUMS, POWER>(v, g, c);
           if (bl.nonzero) on_gaussian(i, g, c, bl);
@@ -503,16 +521,16 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
           else if (!dense) pairs[thread_id()].n = 0;
         },
         [&](int64_t, int32_t g, Chunk& c, const Blend& bl) {
-          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.p0, bl.p1);
+          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.blocks);
           if (dense) {
             const float* fg = f + static_cast<int64_t>(g) * D;
-            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.p0, bl.p1);
+            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.blocks);
             return;
           }
           if (local) {
             float* rows = local_rows[thread_id()].data();
             float* wk = c.plane[1];  // free: planes 1.. are unused off the dense path
-            const int cnt = compact<1>(c, bl.p0, bl.p1, nullptr, c.idx, wk);
+            const int cnt = compact<1>(c, bl.blocks, nullptr, c.idx, wk);
             const float* __restrict fg = f + static_cast<int64_t>(g) * D;
             for (int k = 0; k < cnt; ++k) {
               float* __restrict r = rows + static_cast<int64_t>(c.idx[k]) * D;
@@ -529,7 +547,7 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
             pr.gaussian.resize(cap);
             pr.weight.resize(cap);
           }
-          const int cnt = compact<1>(c, bl.p0, bl.p1, nullptr, pr.pixel.data() + pr.n, pr.weight.data() + pr.n);
+          const int cnt = compact<1>(c, bl.blocks, nullptr, pr.pixel.data() + pr.n, pr.weight.data() + pr.n);
           std::fill(pr.gaussian.data() + pr.n, pr.gaussian.data() + pr.n + cnt, g);
           pr.n += cnt;
         },
@@ -637,7 +655,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
             h_isect[i] += bl.nonzero;
             if (dense) {
               for (int64_t d = 0; d < D; ++d) {
-                const float s = weighted_dot<POWER>(c, c.plane[d], bl.p0, bl.p1);
+                const float s = weighted_dot<POWER>(c, c.plane[d], bl.blocks);
                 bi[d] = first ? s : bi[d] + s;
               }
               return;
@@ -645,7 +663,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
             const int me = thread_id();
             int32_t* rws = rows_of[me].data();
             float* wks = wk_of[me].data();
-            const int cnt = compact<POWER>(c, bl.p0, bl.p1, c.row, rws, wks);
+            const int cnt = compact<POWER>(c, bl.blocks, c.row, rws, wks);
             if (first) weighted_rows<false>(bi, val, D, 0, D, rws, wks, cnt);
             else weighted_rows<true>(bi, val, D, 0, D, rws, wks, cnt);
           },
@@ -743,11 +761,11 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           a_isect[i] += bl.asum;
           h_isect[i] += bl.nonzero;
           if (loc.L <= DENSE_MAX) {
-            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.p0, bl.p1);
+            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.blocks);
           } else {
             std::fill(loc.acc, loc.acc + loc.L, 0.0f);
             float* wk = c.plane[0];  // free on this path (more than DENSE_MAX labels)
-            const int cnt = compact<POWER>(c, bl.p0, bl.p1, nullptr, c.idx, wk);
+            const int cnt = compact<POWER>(c, bl.blocks, nullptr, c.idx, wk);
             for (int k = 0; k < cnt; ++k) loc.acc[loc.slot[c.idx[k]]] += wk[k];
           }
           for (int l = 0; l < loc.L; ++l)
