@@ -100,12 +100,23 @@ inline float exp_neg(float x) {
   return p * __builtin_bit_cast(float, bits);  // 2^n; memcpy here blocks vectorisation
 }
 
-struct alignas(32) Rec8 {
-  float v[8];
+// Pixels a Gaussian can reach, per axis: indices lo..hi inclusive (empty when lo > hi).
+struct Reach {
+  int16_t lo, hi;
 };
-struct alignas(64) Rec16 {
-  float v[16];
+constexpr int REACH_LIMIT = 30000;  // images wider or taller than this are not culled (int16 indices)
+
+// Per-Gaussian parameters packed in one aligned record, so the blend touches one cache line per
+// listed Gaussian instead of five scattered arrays (tile lists visit Gaussians in random order):
+// mean, opacity, the rows and columns where alpha can reach 1/255, then the conic (a, b, c) for
+// 3DGS (S = 8 floats, 32 bytes) or the row-major ray transform (9) for 2DGS (S = 16).
+template <int S>
+struct alignas(S * 4) Rec {
+  float mx, my, o;
+  Reach rows, cols;
+  float shape[S - 5];
 };
+static_assert(sizeof(Rec<8>) == 32 && sizeof(Rec<16>) == 64, "records are one aligned block");
 
 // Geometry of one view, as produced by gs_core/engine/projection.py, and the pixels to blend.
 struct View {
@@ -122,38 +133,40 @@ struct View {
   const int64_t* pix_offsets;   // [T + 1] tile t owns order[pix_offsets[t]:pix_offsets[t+1]]
   int64_t num_tiles;
   int64_t tiles_x;
-  // Per-Gaussian parameters packed in one aligned record, so the blend touches one cache line per
-  // listed Gaussian instead of five scattered arrays (tile lists visit Gaussians in random order):
-  // mean x, mean y, opacity, row_lo, row_hi (pixel-centre y range where alpha can reach 1/255),
-  // then the conic (a, b, c) for 3DGS or the ray transform (9) for 2DGS.
-  std::vector<Rec8> packed3;   // [N] 3DGS
-  std::vector<Rec16> packed2;  // [N] 2DGS
+  std::vector<Rec<8>> packed3;   // [N] 3DGS
+  std::vector<Rec<16>> packed2;  // [N] 2DGS
 };
 
-// Rows where 3DGS Gaussian g can reach alpha >= 1/255: |dy| <= sqrt(2 L Sigma_yy) on the ellipse
-// sigma = L = log(255 o) (sigma = d^T Q d / 2 with Q the conic, Sigma = Q^-1). L is widened by a
-// bound on the rounding of sigma in float (|error| < 8 eps * sum of |terms|) so culling never drops a
-// pixel the full evaluation would blend.
-void row_range_3dgs(const View& v, int64_t g, float& lo, float& hi) {
+// Pixel indices (centre at index + 0.5) where 3DGS Gaussian g can reach alpha >= 1/255: |dy| <=
+// sqrt(2 L Sigma_yy) and |dx| <= sqrt(2 L Sigma_xx) on the ellipse sigma = L = log(255 o) (sigma =
+// d^T Q d / 2 with Q the conic, Sigma = Q^-1). L is widened by a bound on the rounding of sigma in
+// float (|error| < 8 eps * sum of |terms|) so culling never drops a pixel the full evaluation would
+// blend.
+void reach_3dgs(const View& v, int64_t g, Reach& rows, Reach& cols) {
+  constexpr Reach all{std::numeric_limits<int16_t>::min(), std::numeric_limits<int16_t>::max()};
+  constexpr Reach none{all.hi, all.lo};
   const double o = v.opacities[g];
   if (!(o >= ALPHA_MIN)) {  // alpha = o exp(-sigma) <= o never reaches 1/255 (also NaN)
-    lo = std::numeric_limits<float>::infinity();
-    hi = -lo;
+    rows = cols = none;
     return;
   }
+  rows = cols = all;
   const double a = v.conics[3 * g], b = v.conics[3 * g + 1], c = v.conics[3 * g + 2];
-  const double det = a * c - b * b, my = v.means2d[2 * g + 1];
-  if (!(det > 0.0 && a > 0.0 && c > 0.0 && std::isfinite(det) && std::isfinite(my))) {
-    lo = -std::numeric_limits<float>::infinity();  // degenerate: evaluate every row
-    hi = -lo;
-    return;
-  }
+  const double det = a * c - b * b, mx = v.means2d[2 * g], my = v.means2d[2 * g + 1];
+  if (!(det > 0.0 && a > 0.0 && c > 0.0 && std::isfinite(det) && std::isfinite(mx) && std::isfinite(my)) ||
+      v.tiles_x * TILE > REACH_LIMIT || v.num_tiles / v.tiles_x * TILE > REACH_LIMIT)
+    return;  // degenerate, or too big an image for int16 indices: evaluate every pixel
   double level = std::log(255.0 * o) * 1.001 + 1e-4;
   const double ex2 = 2.0 * level * c / det, ey2 = 2.0 * level * a / det;
-  level += 1e-6 * (std::fabs(a) + std::fabs(b) + std::fabs(c)) * (ex2 + ey2 + my * my * 1e-6);
+  level += 1e-6 * (std::fabs(a) + std::fabs(b) + std::fabs(c)) * (ex2 + ey2 + (mx * mx + my * my) * 1e-6);
+  const double ex = std::sqrt(2.0 * level * c / det) * 1.0001 + 1e-3;
   const double ey = std::sqrt(2.0 * level * a / det) * 1.0001 + 1e-3;
-  lo = static_cast<float>(my - ey);
-  hi = static_cast<float>(my + ey);
+  // Centre index + 0.5 in [m - e, m + e]; clamped just outside the image (-1 .. REACH_LIMIT).
+  const auto index = [](double x) {
+    return static_cast<int16_t>(std::min<double>(std::max<double>(x, -1.0), REACH_LIMIT));
+  };
+  rows = {index(std::ceil(my - ey - 0.5)), index(std::floor(my + ey - 0.5))};
+  cols = {index(std::ceil(mx - ex - 0.5)), index(std::floor(mx + ex - 0.5))};
 }
 
 View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& shape_params,
@@ -179,20 +192,30 @@ View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& sh
   else v.packed3.resize(N);
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < N; ++g) {
-    float* r = two_d ? v.packed2[g].v : v.packed3[g].v;
-    r[0] = v.means2d[2 * g];
-    r[1] = v.means2d[2 * g + 1];
-    r[2] = v.opacities[g];
-    if (two_d) {  // every row is evaluated
-      r[3] = -std::numeric_limits<float>::infinity();
-      r[4] = std::numeric_limits<float>::infinity();
-      for (int k = 0; k < 9; ++k) r[5 + k] = v.rays[9 * g + k];
+    const auto fill = [&](auto& r) {
+      r.mx = v.means2d[2 * g];
+      r.my = v.means2d[2 * g + 1];
+      r.o = v.opacities[g];
+    };
+    if (two_d) {  // every pixel of the tile is evaluated
+      Rec<16>& r = v.packed2[g];
+      fill(r);
+      r.rows = r.cols = {std::numeric_limits<int16_t>::min(), std::numeric_limits<int16_t>::max()};
+      for (int k = 0; k < 9; ++k) r.shape[k] = v.rays[9 * g + k];
     } else {
-      row_range_3dgs(v, g, r[3], r[4]);
-      for (int k = 0; k < 3; ++k) r[5 + k] = v.conics[3 * g + k];
+      Rec<8>& r = v.packed3[g];
+      fill(r);
+      reach_3dgs(v, g, r.rows, r.cols);
+      for (int k = 0; k < 3; ++k) r.shape[k] = v.conics[3 * g + k];
     }
   }
   return v;
+}
+
+template <bool TWO_D>
+inline const auto& record(const View& v, int32_t g) {
+  if constexpr (TWO_D) return v.packed2[g];
+  else return v.packed3[g];
 }
 
 // Per-chunk blending state, reused across Gaussians.
@@ -208,7 +231,7 @@ struct Chunk {
   int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
   uint32_t live_blocks = 0;       // bit k: block k (pixels [k LANES, (k + 1) LANES)) has a live pixel
-  int tile_y0 = 0;                // image row of the tile's first pixel row
+  int tile_x0 = 0, tile_y0 = 0;   // image column and row of the tile's first pixel
 };
 static_assert(CHUNK / LANES <= 32, "block masks are 32-bit");
 
@@ -242,14 +265,13 @@ struct Blend {
 template <bool TWO_D, bool SUMS, int POWER>
 inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   Blend out{0, 0, 0.0f, 0.0f};
-  const float* rec = TWO_D ? v.packed2[g].v : v.packed3[g].v;
+  const auto& rec = record<TWO_D>(v, g);
   int r0 = 0, r1 = TILE;
-  if (!TWO_D) {
-    const float lo = rec[3] - static_cast<float>(c.tile_y0) - 0.5f;
-    const float hi = rec[4] - static_cast<float>(c.tile_y0) - 0.5f;
-    if (!(hi >= 0.0f) || !(lo < static_cast<float>(TILE))) return out;  // also the never-visible
-    r0 = lo <= 0.0f ? 0 : static_cast<int>(std::ceil(lo));
-    r1 = hi >= static_cast<float>(TILE - 1) ? TILE : static_cast<int>(std::floor(hi)) + 1;
+  if (!TWO_D) {  // skip Gaussians that cannot reach the tile's columns; evaluate only rows in reach
+    if (rec.cols.hi < c.tile_x0 || rec.cols.lo >= c.tile_x0 + TILE) return out;
+    r0 = std::max(rec.rows.lo - c.tile_y0, 0);
+    r1 = std::min(rec.rows.hi - c.tile_y0 + 1, TILE);
+    if (r0 >= r1) return out;  // also the never-visible
   }
   // Whole blocks of LANES pixels: loops of a constant trip count vectorise without a scalar
   // remainder (a few pixels of neighbouring rows are evaluated too, which is exact, just wasted).
@@ -257,9 +279,9 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   const int b0 = c.row_begin[r0] / LANES, b1 = (c.row_begin[r1] + LANES - 1) / LANES;
   const uint32_t todo = c.live_blocks & (((b1 - b0 >= 32 ? 0u : 1u << (b1 - b0)) - 1u) << b0);
   if (!todo) return out;
-  const float mx = rec[0], my = rec[1], o = rec[2];
-  const float a = rec[5], b = rec[6], cc = rec[7];
-  const float* M = rec + 5;
+  const float mx = rec.mx, my = rec.my, o = rec.o;
+  const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
+  const float* M = rec.shape;
   alignas(64) float lane_w[LANES] = {0}, lane_a[LANES] = {0};
   for_each_block(todo, [&](const int blk) {
     float* __restrict T = c.T + blk;
@@ -304,13 +326,12 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
         lane_a[j] += al;
       }
     }
-    const uint32_t bit = 1u << (blk / LANES);
+    const int k = blk / LANES;
+    // Branch-free bookkeeping: mispredicted branches here stall the overlap of consecutive blocks.
     const uint32_t blended = positive_lanes(w);  // w > 0 exactly where the pixel blends (T > T_MIN)
-    if (blended) {
-      out.blocks |= bit;
-      out.nonzero += __builtin_popcount(blended);
-    }
-    if (!positive_lanes(live)) c.live_blocks &= ~bit;
+    out.blocks |= static_cast<uint32_t>(blended != 0) << k;
+    out.nonzero += __builtin_popcount(blended);
+    c.live_blocks &= ~(static_cast<uint32_t>(positive_lanes(live) == 0) << k);
   });
   if (SUMS) {
     for (int j = 0; j < LANES; ++j) {
@@ -434,6 +455,7 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       const int64_t g_begin = v.tile_offsets[t], g_end = v.tile_offsets[t + 1];
+      c.tile_x0 = static_cast<int>((t % v.tiles_x) * TILE);
       c.tile_y0 = static_cast<int>((t / v.tiles_x) * TILE);
       for (int64_t base = v.pix_offsets[t]; base < v.pix_offsets[t + 1]; base += CHUNK) {
         c.n = static_cast<int>(std::min<int64_t>(CHUNK, v.pix_offsets[t + 1] - base));
@@ -459,6 +481,8 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
         for (int blk = 0; blk < c.n; blk += LANES)
           if (positive_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
         for (int64_t i = g_begin; i < g_end && c.live_blocks; ++i) {
+          constexpr int AHEAD = 8;  // records of listed Gaussians are scattered: fetch them early
+          if (i + AHEAD < g_end) __builtin_prefetch(&record<TWO_D>(v, v.flat_ids[i + AHEAD]));
           const int32_t g = v.flat_ids[i];
           const Blend bl = blend_one<TWO_D, SUMS, POWER>(v, g, c);
           if (bl.nonzero) on_gaussian(i, g, c, bl);
