@@ -70,7 +70,7 @@ def test_cpu_matches_torch_render(scene, native):
     g, cam = scene
     proj = project(g, cam)
     assert proj.visible.sum() < len(g)  # some Gaussians behind the camera / off-screen
-    for d in (1, 3, 8, 9, 16, 33, 130):  # dense (<= 8), chunk-local (<= 32) and sparse-product paths
+    for d in (1, 3, 8, 9, 16, 32, 33, 130, 300):  # dense (<= 8), chunk-local (<= 32), sparse products
         f = torch.randn(len(g), d, generator=torch.Generator().manual_seed(d))
         a, b = render(proj, f, backend="torch"), render(proj, f, backend="cpu")
         _close(b.features, a.features)
@@ -109,7 +109,7 @@ def test_cpu_matches_torch_trace(scene, native):
     g, cam = scene
     proj = project(g, cam)
     gen = torch.Generator().manual_seed(2)
-    for d in (1, 4, 12, 80):  # dense (<= 8) and compacted paths, channel blocks and remainders
+    for d in (1, 4, 12, 80, 300):  # dense (<= 8) and compacted paths, channel blocks and remainders
         v = torch.randn(cam.height, cam.width, d, generator=gen)
         for power in (1, 2):
             a = trace(proj, v, power=power, backend="torch")
