@@ -8,10 +8,15 @@
 // pixel-inner, vectorised across pixels (`#pragma omp simd`, a polynomial exp instead of libm's),
 // with alpha, transmittance and the per-Gaussian sums fused in one pass.
 //
-// Row culling: a tile's pixels are sorted by row, and each 3DGS Gaussian is evaluated only on the
-// rows where its alpha can reach 1/255 (the ellipse sigma <= log(255 o), widened by a bound on
-// float rounding), so the result is the same as evaluating every pixel. On the garden benchmark a
-// listed Gaussian touches about half of its tile's rows. 2DGS Gaussians are evaluated on every row.
+// Culling, exact (the result is the same as evaluating every pixel): a tile's pixels are sorted by
+// row and cut into blocks of 16 (one vector each). Each 3DGS Gaussian carries the pixel rows and
+// columns where its alpha can reach 1/255 (the ellipse sigma <= log(255 o), widened by a bound on
+// float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
+// blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
+// garden benchmark the row and column reach keep half of the listed pixel-Gaussian pairs (before
+// the live-block skip). 2DGS Gaussians are
+// evaluated on every live block. (Blocks of 8 with per-half-row column culling evaluate 27% fewer
+// pixels but ran 25% slower on AVX-512: the per-block bookkeeping doubles.)
 //
 // Pixels arrive in the caller's order with `order` [P] listing them tile by tile (row-sorted in a
 // tile); outputs are written straight to the caller's rows and inputs read from them, so there is
@@ -25,8 +30,8 @@
 //
 // Trace is race-free without atomics: each (tile, Gaussian) intersection owns a row of a scratch
 // buffer, filled in parallel over tiles (stored on first touch, so never zero-filled), then summed
-// per Gaussian with each thread owning a contiguous range of Gaussian ids. Label traces emit (gaussian, label, weight) entries that
-// are bucketed by Gaussian and reduced to a top-k histogram.
+// per Gaussian with each thread owning a contiguous range of Gaussian ids. Label traces emit
+// (gaussian, label, weight) entries that are bucketed by Gaussian and reduced to a top-k histogram.
 
 #include <torch/extension.h>
 
