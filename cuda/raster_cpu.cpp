@@ -14,9 +14,9 @@
 // float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
 // blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
 // garden benchmark the row and column reach keep half of the listed pixel-Gaussian pairs (before
-// the live-block skip). 2DGS Gaussians are
-// evaluated on every live block. (Blocks of 8 with per-half-row column culling evaluate 27% fewer
-// pixels but ran 25% slower on AVX-512: the per-block bookkeeping doubles.)
+// the live-block skip). 2DGS Gaussians are evaluated on every live block. (Blocks of 8 with
+// per-half-row column culling evaluate 27% fewer pixels but ran 25% slower on AVX-512: the
+// per-block bookkeeping doubles.)
 //
 // Pixels arrive in the caller's order with `order` [P] listing them tile by tile (row-sorted in a
 // tile); outputs are written straight to the caller's rows and inputs read from them, so there is
@@ -217,6 +217,7 @@ View make_view(bool two_d, const torch::Tensor& means2d, const torch::Tensor& sh
   return v;
 }
 
+// The packed record of Gaussian g (Rec<8> for 3DGS, Rec<16> for 2DGS).
 template <bool TWO_D>
 inline const auto& record(const View& v, int32_t g) {
   if constexpr (TWO_D) return v.packed2[g];
