@@ -52,8 +52,13 @@ def main(argv=None) -> int:
     if getattr(args, "_import_error", None):
         print(f"gs-core: this command cannot run: {args._import_error}", file=sys.stderr)
         return 2
+    from .errors import UserError
+
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
+    except UserError as exc:  # includes DatasetError: the message names the file or argument
+        print(f"gs-core: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gs-core: cancelled", file=sys.stderr)
         return 130

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import Camera
+from .errors import UserError
 from .io.colmap import ColmapError, find_model_files, read_colmap
 from .io.masks import MaskError, load_label_map, load_mask_stack
 from .io.ply import PlyError
@@ -34,7 +35,7 @@ from .io.transforms_json import TransformsError, read_transforms_json
 MAX_FILE_DOWNSCALE = 32  # images_<k> folders with integer k up to this are recognised
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder that cannot be used; the message names the file and the problem."""
 
 
