@@ -2,8 +2,10 @@
 (Trace3D Sec. 3.5), post-lifting aggregation and automatic thresholds. All compositions of the
 engine's ``render`` and ``trace``."""
 
-from .closed_form import (LabelLiftConfig, LabelSums, LiftedLabels, label_view_sums, labels_from_sums,
+from .closed_form import (FeatureLiftConfig, FeatureSums, LiftedFeatures, feature_view_sums, lift_features,
+                          LabelLiftConfig, LabelSums, LiftedLabels, label_view_sums, labels_from_sums,
                           lift_labels, reduce_label_sums, seen_in_view)
 
-__all__ = ["LabelLiftConfig", "LabelSums", "LiftedLabels", "label_view_sums", "labels_from_sums", "lift_labels",
+__all__ = ["FeatureLiftConfig", "FeatureSums", "LiftedFeatures", "feature_view_sums", "lift_features",
+           "LabelLiftConfig", "LabelSums", "LiftedLabels", "label_view_sums", "labels_from_sums", "lift_labels",
            "reduce_label_sums", "seen_in_view"]

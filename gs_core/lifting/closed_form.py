@@ -183,3 +183,75 @@ def lift_labels(views: Iterable[tuple[Projection, object]], config: LabelLiftCon
     if not return_sums:
         out.sums = None
     return out
+
+
+# ---- float feature maps --------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureLiftConfig:
+    """How float maps are traced. Defaults: the paper's Tikhonov-guided solver (Eq. 23-24)."""
+
+    power: int = 2  # weights w^power: 1 = Eq. 7 (row-sum preconditioner), 2 = Eq. 24
+    opacity_lambda: float | None = 1.2  # Tikhonov guidance by opacity polarisation (Eq. 23); 1 = none
+    visibility: VisibilityRule | None = None  # a Gaussian takes a view's pixels only where it is seen
+    backend: str = "auto"
+
+
+@dataclass
+class FeatureSums:
+    """Numerator and denominator of Eq. 7/24 over some views; sums of views add."""
+
+    weighted_sum: Tensor  # [N, D]: sum_v sum_p w^k b_p
+    weight_sum: Tensor  # [N]: sum_v sum_p w^k
+
+    def add_(self, other: "FeatureSums") -> "FeatureSums":
+        """In place (no second [N, D] buffer)."""
+        self.weighted_sum += other.weighted_sum
+        self.weight_sum += other.weight_sum
+        return self
+
+    def solve(self, eps: float = 1e-12) -> Tensor:  # -> [N, D]
+        """``x_g = sum w^k b / sum w^k`` (Eq. 7/24); 0 for Gaussians with no weight."""
+        return self.weighted_sum / self.weight_sum.clamp_min(eps)[:, None] * (self.weight_sum > 0)[:, None]
+
+
+def feature_view_sums(proj: Projection, feature_map: Tensor,  # [H, W, D] or [H, W]
+                      config: FeatureLiftConfig = FeatureLiftConfig()) -> FeatureSums:
+    """One view's ``sum_p w^k b_p`` [N, D] and ``sum_p w^k`` [N] (pure; Eq. 24 per view)."""
+    fmap = torch.as_tensor(feature_map)
+    if not torch.is_floating_point(fmap):
+        raise TypeError("feature_map must be a float map [H, W, D]; use lift_labels for label maps")
+    out = trace(proj, fmap.to(torch.float32), power=config.power, opacity_lambda=config.opacity_lambda,
+                backend=config.backend)
+    acc, wsum = out.weighted_sum, out.weight_sum
+    if config.visibility is not None:
+        if config.power == 1 and config.opacity_lambda in (None, 1.0):
+            seen = config.visibility.of(out)  # this trace is already power 1 over every pixel
+        else:
+            seen = seen_in_view(proj, config.visibility, config.backend)
+        acc = acc * seen[:, None]
+        wsum = wsum * seen
+    return FeatureSums(acc, wsum)
+
+
+@dataclass
+class LiftedFeatures:
+    features: Tensor  # [N, D]: Eq. 7/24 solution; 0 where no weight
+    weight: Tensor  # [N]: sum_v sum_p w^k (0 = never seen)
+
+
+def lift_features(views: Iterable[tuple[Projection, Tensor]],
+                  config: FeatureLiftConfig = FeatureLiftConfig()) -> LiftedFeatures:
+    """Closed-form lifting of float maps (Eq. 7 with power 1, Eq. 19-24 with power 2 and lambda).
+
+    ``views``: iterable of ``(Projection, feature_map [H, W, D])``, consumed once; memory is two
+    accumulators [N, D] + [N] and the current view's map and trace, whatever the number of views.
+    """
+    acc: FeatureSums | None = None
+    for proj, fmap in views:
+        part = feature_view_sums(proj, fmap, config)
+        acc = part if acc is None else acc.add_(part)
+    if acc is None:
+        raise ValueError("no views to lift")
+    return LiftedFeatures(acc.solve(), acc.weight_sum)
