@@ -19,6 +19,7 @@ import torch
 from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
+from ..methods import gaga
 from ..synth.groundtruth import GroundTruth
 
 
@@ -81,4 +82,5 @@ def naive_lifting(inp: MethodInput) -> MethodResult:
 METHODS: dict[str, Method] = {
     "oracle": oracle,
     "naive": naive_lifting,
+    "gaga": gaga.segment,
 }
