@@ -116,6 +116,17 @@ def test_front_set_is_per_cell_nearest_share():
     assert beyond.sum() > 0.3 * len(ids)
 
 
+def test_regions_smallest_on_top_and_mostly_hidden_masks_dropped():
+    masks = np.zeros((3, 4, 10), dtype=bool)
+    masks[0] = True  # 40 px, all but 4 covered by the others
+    masks[1, :, :5] = True  # 20 px
+    masks[2, :, 5:9] = True  # 16 px
+    assert np.array_equal(gaga.regions_of(masks, 0.0), masks_to_labels(masks))
+    dropped = gaga.regions_of(masks, 0.1)  # mask 0 keeps 4 / 40 px: not above 10%
+    assert np.array_equal(dropped, np.where(masks_to_labels(masks) == 0, -1, masks_to_labels(masks)))
+    assert np.array_equal(gaga.regions_of(masks, 0.09), masks_to_labels(masks))
+
+
 # ---- scores and matching ---------------------------------------------------------------------------
 
 def test_score_is_intersection_over_front_plus_intersection():
