@@ -67,7 +67,7 @@ class GagaConfig:
 
 # ---- per view: regions and the front Gaussians of each ------------------------------------------
 
-def regions_of(masks: np.ndarray, min_share: float = 0.1) -> np.ndarray:  # masks [M, H, W] -> [H, W] int64
+def regions_of(masks: np.ndarray, min_share: float = 0.0) -> np.ndarray:  # masks [M, H, W] -> [H, W] int64
     """Disjoint regions of a mask stack (pure): the smallest covering mask wins a pixel
     (:func:`~gs_core.labelmaps.masks_to_labels`), and a mask left with no more than ``min_share``
     of its area loses its region (-1), as Gaga's ``get_raw_mask`` drops mostly hidden masks."""
@@ -76,7 +76,6 @@ def regions_of(masks: np.ndarray, min_share: float = 0.1) -> np.ndarray:  # mask
     kept = np.bincount(regions[regions >= 0], minlength=len(masks))
     drop = np.r_[kept <= min_share * area, True]  # the extra entry maps -1 to -1
     return np.where(drop[regions], -1, regions)
-
 
 
 def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int, -1 = none
@@ -107,7 +106,7 @@ def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])  # first row of each (region, cell)
     count = np.diff(np.r_[start, len(key)])
     rank = np.arange(len(key)) - np.repeat(start, count)
-    quota = np.maximum(np.floor(config.front_fraction * count + 1e-9).astype(np.int64), 1)
+    quota = np.maximum(np.floor(config.front_fraction * count).astype(np.int64), 1)  # int(), as Gaga
     front = order[rank < np.repeat(quota, count)]
     return ids[front], region[front]
 
