@@ -20,6 +20,7 @@ from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
 from ..methods import gaga
+from ..scene import GaussianScene
 from ..synth.groundtruth import GroundTruth
 
 
@@ -34,6 +35,9 @@ class MethodInput:
 class MethodResult:
     labels: np.ndarray  # [N] int64 instance label per Gaussian of scene.ply, -1 = none
     view_maps: dict[int, np.ndarray] = field(default_factory=dict)  # view index -> [H, W] labels, same ids
+    scene: "GaussianScene | None" = None  # a refined scene the labels index (None: the dataset's scene.ply)
+    stages: dict[str, float] = field(default_factory=dict)  # stage name -> seconds
+    info: dict = field(default_factory=dict)  # method-specific figures for results.json
 
 
 class Method(Protocol):
@@ -84,3 +88,11 @@ METHODS: dict[str, Method] = {
     "naive": naive_lifting,
     "gaga": gaga.segment,
 }
+
+from ..methods import trace3d as _trace3d  # noqa: E402  (methods import this module's dataclasses)
+
+METHODS.update({
+    "trace3d": _trace3d.segment,
+    "git-consistent": _trace3d.segment_consistent,
+    "git-density": _trace3d.segment_density,
+})

@@ -42,7 +42,7 @@ QUERY_SHARE = 0.5  # a label is selected when this share of its traced weight li
 COLUMNS = [("nv_miou", "NV mIoU", 100), ("nv_macc", "NV mAcc", 100), ("ext_miou", "Ext mIoU", 100),
            ("ext_psnr", "Ext PSNR", 1), ("pan_miou", "Pan mIoU", 100), ("pan_p", "Pan P", 100),
            ("pan_r", "Pan R", 100), ("assoc_miou", "As mIoU", 100), ("assoc_p", "As P", 100),
-           ("assoc_r", "As R", 100), ("seconds", "time s", 1)]
+           ("assoc_r", "As R", 100), ("test_psnr", "PSNR", 1), ("seconds", "time s", 1)]
 
 
 def parse_scene(spec: str) -> tuple[str, int]:
@@ -80,6 +80,17 @@ def select(labels: np.ndarray, query: Query) -> np.ndarray:  # labels [N] -> [N]
 
 
 @dataclass
+class SceneContext:
+    """What scoring needs of one scene (the dataset's, or a method's refined one)."""
+
+    gaussians: Gaussians
+    colors: torch.Tensor  # [N, 3]
+    test_proj: list[Projection]
+    queries: list[Query]
+    test_psnr: float  # base colours at the test views against the test photos
+
+
+@dataclass
 class Score:
     metrics: dict[str, float]
     train_map: np.ndarray  # [H, W] the method's labels at the first training view
@@ -102,6 +113,7 @@ class Evaluation:
     test_proj: list[Projection]
     queries: list[Query]
     gt_objects: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # id -> (rgb, alpha)
+    base: SceneContext | None = None
 
     @classmethod
     @torch.no_grad()
@@ -117,13 +129,27 @@ class Evaluation:
         gt_test = np.stack([gt.instance_map(dataset.names[v]) for v in test])
         ev = cls(dataset, gt, backend, gaussians, colors, train, test, gt_train, gt_test,
                  [project(gaussians, dataset.cameras[v]) for v in test], [])
-        ev.queries = ev._queries()
+        ev.queries = ev._queries(gaussians)
+        ev.base = SceneContext(gaussians, colors, ev.test_proj, ev.queries, ev._test_psnr(gaussians, colors, ev.test_proj))
         clean = gt.gaussians.clean
         for q in ev.queries:
             ev.gt_objects[q.object] = ev.render_alone(clean & (gt.gaussians.object == q.object))
         return ev
 
-    def _queries(self) -> list[Query]:
+    def context(self, scene) -> SceneContext:
+        """Scoring context of a method's refined scene: its projections and query weights."""
+        gaussians = scene.to_gaussians()
+        colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
+        proj = [project(gaussians, self.dataset.cameras[v]) for v in self.test]
+        return SceneContext(gaussians, colors, proj, self._queries(gaussians), self._test_psnr(gaussians, colors, proj))
+
+    def _test_psnr(self, gaussians: Gaussians, colors: torch.Tensor, projections: list[Projection]) -> float:
+        from ..metrics import psnr
+
+        return float(np.mean([psnr(render(p, colors, backend=self.backend).features.numpy(), self.dataset.image(v))
+                              for p, v in zip(projections, self.test)]))
+
+    def _queries(self, gaussians: Gaussians) -> list[Query]:
         things = self.gt.hierarchy.things
         area_train = np.stack([np.bincount(m[m >= 0], minlength=len(self.gt.hierarchy.objects)) for m in self.gt_train])
         area_test = np.stack([np.bincount(m[m >= 0], minlength=len(self.gt.hierarchy.objects)) for m in self.gt_test])
@@ -133,7 +159,7 @@ class Evaluation:
         queries = []
         for k in sorted(set(ref.values())):
             v = self.train[k]
-            out = trace(project(self.gaussians, self.dataset.cameras[v]), torch.from_numpy(self.gt_train[k]),
+            out = trace(project(gaussians, self.dataset.cameras[v]), torch.from_numpy(self.gt_train[k]),
                         top_k=4, backend=self.backend)
             labels, weights, total = out.labels.numpy(), out.weights.numpy(), out.weight_sum.numpy()
             for o in (o for o in wanted if ref[o] == k):
@@ -141,42 +167,44 @@ class Evaluation:
                 queries.append(Query(o, self.gt.hierarchy.objects[o].name, v, inside, total))
         return sorted(queries, key=lambda q: q.object)
 
-    def render_alone(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def render_alone(self, keep: np.ndarray, ctx: SceneContext | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gaussians ``keep`` [N] bool rendered by themselves at the test views:
         (premultiplied rgb [V, H, W, 3], alpha [V, H, W]). The others get opacity 0, which blends
         exactly like projecting the subset alone, without projecting again."""
+        ctx = ctx or self.base or SceneContext(self.gaussians, self.colors, self.test_proj, [], float("nan"))
         H, W = self.gt_test.shape[1:]
         rgb = np.zeros((len(self.test), H, W, 3), np.float32)
         alpha = np.zeros((len(self.test), H, W), np.float32)
         if keep.any():
             mask = torch.from_numpy(keep).float()
-            for k, proj in enumerate(self.test_proj):
-                out = render(proj.with_opacities(proj.opacities * mask), self.colors, backend=self.backend)
+            for k, proj in enumerate(ctx.test_proj):
+                out = render(proj.with_opacities(proj.opacities * mask), ctx.colors, backend=self.backend)
                 rgb[k], alpha[k] = out.features.numpy(), out.alpha.numpy()
         return rgb, alpha
 
     @torch.no_grad()
     def score(self, result: MethodResult) -> Score:
         labels = np.asarray(result.labels, dtype=np.int64)
-        if labels.shape != (len(self.gaussians),):
-            raise ValueError(f"method returned {labels.shape} labels for {len(self.gaussians)} Gaussians")
+        ctx = self.base if result.scene is None else self.context(result.scene)
+        if labels.shape != (len(ctx.gaussians),):
+            raise ValueError(f"method returned {labels.shape} labels for {len(ctx.gaussians)} Gaussians")
 
         def view_map(v: int, proj: Projection | None = None) -> np.ndarray:
             if v in result.view_maps:
                 return np.asarray(result.view_maps[v])
-            proj = proj if proj is not None else project(self.gaussians, self.dataset.cameras[v])
+            proj = proj if proj is not None else project(ctx.gaussians, self.dataset.cameras[v])
             return render_labels(proj, labels, backend=self.backend)
 
-        test_maps = np.stack([view_map(v, p) for v, p in zip(self.test, self.test_proj)])
+        test_maps = np.stack([view_map(v, p) for v, p in zip(self.test, ctx.test_proj)])
         train_maps = np.stack([view_map(v) for v in self.train])
         pan = panoptic_scores(test_maps, self.gt_test)
         assoc = association_scores(train_maps, self.gt_train)
         nv, ext = [], []
-        for q in self.queries:
+        for q in ctx.queries:
             chosen = select(labels, q)
             picked = np.unique(labels[chosen])
             nv.append(novel_view_segmentation(np.isin(test_maps, picked) & (test_maps >= 0), self.gt_test == q.object))
-            ext.append(object_extraction(*self.render_alone(chosen), *self.gt_objects[q.object]))
+            ext.append(object_extraction(*self.render_alone(chosen, ctx), *self.gt_objects[q.object]))
 
         def mean(values):
             values = [x for x in values if np.isfinite(x)]
@@ -186,7 +214,7 @@ class Evaluation:
                    "ext_miou": mean(s.miou for s in ext), "ext_psnr": mean(s.psnr for s in ext),
                    "pan_miou": pan.miou, "pan_p": pan.precision, "pan_r": pan.recall,
                    "assoc_miou": assoc.miou, "assoc_p": assoc.precision, "assoc_r": assoc.recall,
-                   "queries": len(self.queries)}
+                   "test_psnr": ctx.test_psnr, "gaussians": len(ctx.gaussians), "queries": len(ctx.queries)}
         return Score(metrics, train_maps[0], test_maps[0])
 
 
@@ -264,7 +292,7 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
                 seconds = time.perf_counter() - t0
                 scores[name] = ev.score(result)
                 rows.append({"scene": spec, "noise": noise, "method": name, **scores[name].metrics,
-                             "seconds": seconds})
+                             "seconds": seconds, "stages": result.stages, "info": result.info})
             figure(out / f"{tag}.png", ev, scores)
     results = {"config": config.__dict__, "scenes": scenes, "datasets": datasets, "rows": rows}
     (out / "results.json").write_text(json.dumps(results, indent=1))

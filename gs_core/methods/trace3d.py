@@ -1,0 +1,173 @@
+"""Trace3D as a method: patches -> GIT -> consistent instance maps -> (density control) -> labels.
+
+:func:`run` is what the command-line pipeline and the benchmark both call; the benchmark's three
+entries are the full method and its two ablations (Trace3D Tab. 5):
+
+* ``trace3d`` — consistent maps and density control;
+* ``git-consistent`` — consistent maps, no density control;
+* ``git-density`` — density control on per-view ids (no association), labels as ``naive``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from ..camera import Camera
+from ..engine import project, render
+from ..scene import GaussianScene
+from ..trace3d import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches, trace_view
+from ..trace3d.density import DensityConfig, DensityReport, density_control
+from ..trace3d.patches import InstancePatches
+from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
+
+
+@dataclass
+class Trace3DConfig:
+    top_k: int = 8  # labels kept per Gaussian and view in GIT
+    power: int = 1  # 1: alpha*T weights (paper); 2: squared
+    min_area: int | None = None  # masks below this are dropped (default: 96 px at 1 MP, scaled)
+    visibility: VisibilityRule = DEFAULT_VISIBILITY
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
+    density: DensityConfig | None = field(default_factory=DensityConfig)  # None: no density control
+    consistent: bool = True  # False: per-view ids, no association (the git-density ablation)
+    backend: str = "auto"
+
+
+@dataclass
+class Trace3DResult:
+    scene: GaussianScene  # the (possibly refined) scene every per-Gaussian array indexes
+    instances: ConsistentInstances
+    patches: list[InstancePatches]  # per training view
+    labels: np.ndarray  # [N] int64 global instance id, -1 = none
+    confidence: np.ndarray  # [N]
+    stages: dict[str, float]  # seconds per stage
+    info: dict  # bytes per pair, peak entries, density report...
+    density: DensityReport | None = None
+
+    def view_maps(self) -> list[np.ndarray]:  # per training view [H, W] global ids
+        return [self.instances.view_map(k, p.patch_map) for k, p in enumerate(self.patches)]
+
+
+def trace_all(scene: GaussianScene, cameras: list[Camera], patches: list[InstancePatches],
+              config: Trace3DConfig, progress: Callable[[int, int], None] | None = None) -> tuple[GITStore, float]:
+    """GIT of every view, streamed: one projection and one label trace per view. Returns the store
+    and the seconds spent in the traces alone."""
+    gaussians = scene.to_gaussians()
+    store = GITStore(len(scene))
+    traced = 0.0
+    for k, (cam, p) in enumerate(zip(cameras, patches)):
+        proj = project(gaussians, cam)
+        t0 = time.perf_counter()
+        store.add(trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
+                             backend=config.backend))
+        traced += time.perf_counter() - t0
+        if progress:
+            progress(k + 1, len(cameras))
+    return store, traced
+
+
+@torch.no_grad()
+def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "auto") -> float:
+    """Seconds to render the base colours of every view (projection excluded), the reference GIT's
+    cost is compared with."""
+    gaussians = scene.to_gaussians()
+    colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
+    total = 0.0
+    for cam in cameras:
+        proj = project(gaussians, cam)
+        t0 = time.perf_counter()
+        render(proj, colors, backend=backend)
+        total += time.perf_counter() - t0
+    return total
+
+
+def _per_view_ids(store: GITStore) -> ConsistentInstances:
+    """Every patch its own instance (no association): the ablation without consistent maps."""
+    from ..trace3d.consistency import MergeTree, gaussian_votes
+
+    P = store.num_patches
+    tree = MergeTree(P, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    ids = np.arange(P, dtype=np.int64)
+    labels, confidence = gaussian_votes(store, ids)
+    return ConsistentInstances(store, tree, ids, labels, confidence)
+
+
+def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray],
+        config: Trace3DConfig = Trace3DConfig(), images: Callable[[int], np.ndarray] | None = None,
+        progress: Callable[[str, int, int], None] | None = None) -> Trace3DResult:
+    """Trace3D on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
+
+    ``images(k)`` gives view ``k``'s photo [H, W, 3] for the colour refit of density control (the
+    refit is skipped without it). ``progress(stage, done, total)`` is called as work advances.
+    """
+    say = progress or (lambda stage, done, total: None)
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    patches = [make_patches(m, config.min_area) for m in masks]
+    if len(patches) != len(cameras):
+        raise ValueError(f"{len(patches)} mask stacks for {len(cameras)} cameras")
+    stages["patches"] = time.perf_counter() - t0
+
+    def associate(sc: GaussianScene) -> tuple[ConsistentInstances, dict]:
+        t = time.perf_counter()
+        store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n))
+        stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
+        stages["git_traces"] = stages.get("git_traces", 0.0) + traced
+        t = time.perf_counter()
+        inst = consistent_instances(store, config.consistency) if config.consistent else _per_view_ids(store)
+        stages["consistency"] = stages.get("consistency", 0.0) + time.perf_counter() - t
+        info = {"visible_pairs": store.visible_pairs, "git_bytes": store.nbytes,
+                "bytes_per_pair": store.nbytes / max(store.visible_pairs, 1), "patches": store.num_patches,
+                "instances": inst.num_instances}
+        return inst, info
+
+    instances, info = associate(scene)
+    report = None
+    if config.density is not None:
+        t = time.perf_counter()
+        scene, report = density_control(scene, cameras, instances, patches, config.density, images=images,
+                                        trace_config=replace(config, density=None), backend=config.backend)
+        stages["density"] = time.perf_counter() - t
+        instances, info = associate(scene)  # the refined scene, traced again
+        info["density"] = report.to_json()
+    return Trace3DResult(scene, instances, patches, instances.labels, instances.confidence, stages, info, report)
+
+
+# ---- benchmark entries -------------------------------------------------------------------------
+
+def _segment(inp, config: Trace3DConfig):
+    from ..bench.methods import MethodResult
+
+    ds = inp.dataset
+    scene = ds.load_scene()
+    cams = [ds.cameras[v] for v in inp.train]
+    masks = []
+    for v in inp.train:
+        m = ds.masks(v)
+        masks.append(m if m is not None else np.zeros((0, cams[0].height, cams[0].width), bool))
+    result = run(scene, cams, masks, replace(config, backend=inp.backend),
+                 images=lambda k: ds.image(inp.train[k]))
+    result.stages["render_all_views"] = render_time(result.scene, cams, inp.backend)
+    maps = dict(zip(inp.train, result.view_maps()))
+    refined = result.scene if config.density is not None else None
+    return MethodResult(result.labels, maps, scene=refined, stages=result.stages, info=result.info)
+
+
+def segment(inp):
+    """``trace3d``: consistent maps and training-free density control."""
+    return _segment(inp, Trace3DConfig())
+
+
+def segment_consistent(inp):
+    """``git-consistent``: consistent maps, no density control."""
+    return _segment(inp, Trace3DConfig(density=None))
+
+
+def segment_density(inp):
+    """``git-density``: density control with per-view ids (no association)."""
+    return _segment(inp, Trace3DConfig(consistent=False))

@@ -1,0 +1,138 @@
+"""Gaussian Instance Tracing (Trace3D Sec. 3.2): per Gaussian and view, its distribution over that
+view's instance patches, by reverse rasterization (the engine's label ``trace``).
+
+The per-view step, :func:`trace_view`, is a pure function of (Gaussians, camera, patches) that
+returns sparse sums, so views can be traced in any order or on other workers and reduced by
+concatenation (:class:`GITStore`). Only Gaussians *seen* in a view (:mod:`gs_core.visibility`)
+get entries there: a Gaussian hidden behind a thin surface would otherwise vote for the occluder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..engine import Projection, trace
+from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
+from .patches import InstancePatches
+
+DEFAULT_TOP_K = 8
+MIN_LABELLED_SHARE = 0.5  # a seen Gaussian is labelled in a view when half its weight lands on patches
+
+
+@dataclass
+class ViewGIT:
+    """The sparse GIT of one view: ``weights[e]`` = sum of ``w^k`` over the pixels of patch
+    ``patches[e]`` that Gaussian ``gaussians[e]`` blends into; only seen Gaussians appear."""
+
+    gaussians: np.ndarray  # [E] int32
+    patches: np.ndarray  # [E] int32 local patch id
+    weights: np.ndarray  # [E] float32
+    seen: np.ndarray  # [S] int32: Gaussians seen in this view (labelled or not)
+    total: np.ndarray  # [S] float32: their sum of w^k over every pixel, covered or not
+    num_patches: int
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.gaussians, self.patches, self.weights, self.seen, self.total))
+
+
+@torch.no_grad()
+def trace_view(proj: Projection, patches: InstancePatches, *, top_k: int = DEFAULT_TOP_K, power: int = 1,
+               visibility: VisibilityRule = DEFAULT_VISIBILITY, backend: str = "auto") -> ViewGIT:
+    """GIT of one view: ``trace`` of its patch map, uncovered pixels traced as one more label so
+    the visibility rule sees each Gaussian's whole footprint. ``power`` 1 weighs by ``alpha T``
+    (the paper), 2 by its square."""
+    p = patches.num_patches
+    labels = np.where(patches.patch_map >= 0, patches.patch_map, p).astype(np.int32)
+    out = trace(proj, torch.from_numpy(labels), top_k=top_k + 1, power=power, backend=backend)
+    seen_mask = visibility.of(out) if power == 1 else visibility.of(
+        trace(proj, torch.from_numpy(labels), top_k=1, power=1, backend=backend))
+    seen = torch.nonzero(seen_mask).squeeze(1)
+    lab = out.labels[seen].long()  # [S, k+1]
+    w = out.weights[seen]
+    entry = (lab >= 0) & (lab < p) & (w > 0)
+    rows = seen[:, None].expand_as(lab)[entry]
+    return ViewGIT(rows.numpy().astype(np.int32), lab[entry].numpy().astype(np.int32),
+                   w[entry].numpy().astype(np.float32), seen.numpy().astype(np.int32),
+                   out.weight_sum[seen].numpy().astype(np.float32), p)
+
+
+@dataclass
+class GITStore:
+    """GIT of all training views of one scene, reduced by concatenation.
+
+    Patch ``j`` of view ``v`` has the global patch index ``offsets[v] + j``.
+    """
+
+    num_gaussians: int
+    views: list[ViewGIT] = field(default_factory=list)
+
+    def add(self, view: ViewGIT) -> None:
+        self.views.append(view)
+
+    @property
+    def offsets(self) -> np.ndarray:  # [V + 1] int64
+        return np.concatenate([[0], np.cumsum([v.num_patches for v in self.views])]).astype(np.int64)
+
+    @property
+    def num_patches(self) -> int:
+        return int(sum(v.num_patches for v in self.views))
+
+    @property
+    def patch_view(self) -> np.ndarray:  # [P] int64: the view of each global patch
+        return np.repeat(np.arange(len(self.views)), [v.num_patches for v in self.views])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.views)
+
+    @property
+    def visible_pairs(self) -> int:
+        """Number of (Gaussian, view) pairs where the Gaussian is seen."""
+        return sum(len(v.seen) for v in self.views)
+
+    def weights(self, *, normalise: bool = True, labelled_only: bool = True, hard: bool = False,
+                rows: np.ndarray | None = None) -> sp.csr_matrix:
+        """``[N, P]`` sparse: per Gaussian and global patch, the traced weight, or with
+        ``normalise`` the Gaussian's distribution over that view's patches (rows of a view sum to 1).
+
+        ``labelled_only`` drops (Gaussian, view) pairs where less than :data:`MIN_LABELLED_SHARE`
+        of the weight lands on patches. ``hard`` keeps only each Gaussian's heaviest patch per view,
+        with weight 1. ``rows`` [n] keeps only those Gaussians (in that order).
+        """
+        offsets = self.offsets
+        r, c, d = [], [], []
+        for k, v in enumerate(self.views):
+            g, w = v.gaussians.astype(np.int64), v.weights.astype(np.float64)
+            if normalise or labelled_only:
+                total = np.zeros(self.num_gaussians)
+                total[v.seen] = v.total
+                labelled = np.bincount(g, w, minlength=self.num_gaussians)
+                keep = np.ones(len(g), bool)
+                if labelled_only:
+                    keep = labelled[g] >= MIN_LABELLED_SHARE * total[g]
+                if normalise:
+                    w = w / np.maximum(labelled[g], 1e-30)
+                g, w, pj = g[keep], w[keep], v.patches[keep]
+            else:
+                pj = v.patches
+            if hard:  # the heaviest entry of each Gaussian (entries are grouped by Gaussian)
+                order = np.lexsort((-w, g))
+                first = order[np.r_[True, g[order][1:] != g[order][:-1]]] if len(g) else order
+                g, w, pj = g[first], np.ones(len(first)), pj[first]
+            r.append(g)
+            c.append(pj.astype(np.int64) + offsets[k])
+            d.append(w)
+        shape = (self.num_gaussians, self.num_patches)
+        m = sp.csr_matrix((np.concatenate(d) if d else np.zeros(0), (np.concatenate(r) if r else np.zeros(0, int),
+                           np.concatenate(c) if c else np.zeros(0, int))), shape=shape)
+        return m[rows] if rows is not None else m
+
+    def seen_matrix(self) -> sp.csr_matrix:  # [N, V] bool: Gaussian seen in view
+        r = np.concatenate([v.seen for v in self.views]).astype(np.int64)
+        c = np.repeat(np.arange(len(self.views)), [len(v.seen) for v in self.views])
+        return sp.csr_matrix((np.ones(len(r), bool), (r, c)), shape=(self.num_gaussians, len(self.views)))

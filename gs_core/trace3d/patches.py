@@ -1,0 +1,68 @@
+"""Instance patches (Trace3D Sec. 3.2): a view's overlapping masks cut into disjoint pieces.
+
+Pixels covered by the same set of masks form one patch; pixels no mask covers get none (-1). The
+patch -> masks membership is kept, so the masks' hierarchy (a part inside its object inside its
+group) survives: a patch covered by masks {part, object, group} can be regrouped into any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REFERENCE_MIN_AREA = 96  # released code: masks of at most 96 px dropped ...
+REFERENCE_PIXELS = 1_000_000  # ... at about 1 megapixel
+
+
+def scaled_min_area(height: int, width: int) -> int:
+    """The released code's minimum mask area scaled with the image area (at least 1 px)."""
+    return max(1, int(round(REFERENCE_MIN_AREA * height * width / REFERENCE_PIXELS)))
+
+
+@dataclass
+class InstancePatches:
+    """The disjoint patches of one view."""
+
+    patch_map: np.ndarray  # [H, W] int32 patch id, -1 = no mask covers the pixel
+    membership: np.ndarray  # [p, M] bool: mask m covers patch j
+    areas: np.ndarray  # [p] int64 pixels per patch
+    kept_masks: np.ndarray  # [M] int64: index of each membership column in the input stack
+
+    @property
+    def num_patches(self) -> int:
+        return len(self.areas)
+
+    def mask_patches(self, m: int) -> np.ndarray:  # -> [k] patch ids making up kept mask m
+        return np.flatnonzero(self.membership[:, m])
+
+
+def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatches:
+    """Cut a mask stack ``masks`` [M, H, W] bool into disjoint patches (Trace3D Sec. 3.2).
+
+    Masks smaller than ``min_area`` pixels (default :func:`scaled_min_area`) are dropped first.
+    Patch ids are dense and ordered by first pixel in raster order, so they are deterministic.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be [M, H, W], got shape {masks.shape}")
+    M, H, W = masks.shape
+    if min_area is None:
+        min_area = scaled_min_area(H, W)
+    keep = np.flatnonzero(masks.reshape(M, -1).sum(1) >= min_area) if M else np.zeros(0, np.int64)
+    masks = masks[keep]
+    if len(keep) == 0:
+        return InstancePatches(np.full((H, W), -1, np.int32), np.zeros((0, 0), bool), np.zeros(0, np.int64), keep)
+    bits = np.packbits(masks.reshape(len(keep), -1), axis=0)  # [ceil(M/8), H*W] uint8
+    keys = np.ascontiguousarray(bits.T).view(np.dtype((np.void, bits.shape[0]))).ravel()  # [H*W]
+    covered = masks.any(axis=0).ravel()
+    uniq, first, inverse = np.unique(keys[covered], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # raster order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    patch = np.full(H * W, -1, np.int32)
+    patch[covered] = rank[inverse.ravel()]
+    membership = np.unpackbits(uniq.view(np.uint8).reshape(len(uniq), -1), axis=1, count=len(keep))
+    membership = membership[order].astype(bool)
+    areas = np.bincount(patch[covered], minlength=len(uniq)).astype(np.int64)
+    return InstancePatches(patch.reshape(H, W), membership, areas, keep)
