@@ -279,20 +279,33 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
     opac = gaussians.opacities.clone()
     sel = torch.from_numpy(changed)
     projections = [project(gaussians, cam) for cam in cameras]
-    for _ in range(config.refit_iterations):
-        num = torch.zeros(len(scene), 4)
-        den = torch.zeros(len(scene))
+    def residual_pass(colors: torch.Tensor, opac: torch.Tensor):
+        """Squared error against the photos, and the Jacobi numerators / denominators."""
+        sse, num, den = 0.0, torch.zeros(len(scene), 4), torch.zeros(len(scene))
         for proj, img, alpha_t in zip(projections, images, target_alpha):
             p = proj.with_opacities(opac)
             out = render(p, colors, backend=backend)
-            resid = torch.cat([torch.from_numpy(img).float() - out.features,
-                               (torch.from_numpy(alpha_t).float() - out.alpha)[..., None]], -1)
+            rgb_err = torch.from_numpy(img).float() - out.features
+            sse += float((rgb_err**2).sum())
+            resid = torch.cat([rgb_err, (torch.from_numpy(alpha_t).float() - out.alpha)[..., None]], -1)
             num += trace(p, resid, backend=backend).weighted_sum
             den += trace(p, torch.zeros(p.height, p.width, 1), power=2, backend=backend).weight_sum
+        return sse, num, den
+
+    damping = config.refit_damping
+    best = (colors.clone(), opac.clone(), *residual_pass(colors, opac))
+    for _ in range(config.refit_iterations):
+        colors, opac, _, num, den = (x.clone() if torch.is_tensor(x) else x for x in best)
         ok = sel & (den > 1e-10)
-        step = config.refit_damping * num[ok] / den[ok, None]
+        step = damping * num[ok] / den[ok, None]
         colors[ok] = (colors[ok] + step[:, :3]).clamp(0, 1)
         opac[ok] = (opac[ok] * (1 + step[:, 3])).clamp(0.01, 0.99)
+        trial = residual_pass(colors, opac)
+        if trial[0] < best[2]:  # monotone: a step that does not lower the photometric error is undone
+            best = (colors, opac, *trial)
+        else:
+            damping *= 0.5
+    colors, opac = best[0], best[1]
     c = colors.numpy().astype(np.float64)
     dc = np.where(changed[:, None], (c - 0.5) / SH_C0, scene.sh_dc)
     logits = np.where(changed, np.log(opac.numpy() / (1 - opac.numpy())), scene.opacity_logits)
