@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
+import stat
 import subprocess
 import sys
-import tempfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -25,8 +24,8 @@ ROOT = Path(__file__).resolve().parent
 ADDON_DIR = ROOT / "blender_addon"
 MANIFEST = ADDON_DIR / "blender_manifest.toml"
 # gs_core modules the add-on imports (numpy + plyfile only), with the package __init__ files they need
-VENDORED = ("gs_core/__init__.py", "gs_core/io/__init__.py", "gs_core/io/ply.py", "gs_core/sh.py",
-            "gs_core/splat_transform.py")
+VENDORED = ("gs_core/__init__.py", "gs_core/io/__init__.py", "gs_core/io/atomic.py", "gs_core/io/ply.py",
+            "gs_core/sh.py", "gs_core/splat_transform.py")
 VENDOR_INIT = '"""Copies of gs_core\'s numpy-only modules, made by build_addon.py: edit gs_core, not these."""\n'
 
 
@@ -64,25 +63,28 @@ def addon_files() -> dict[str, Path]:
     return files
 
 
+def _entry(arcname: str) -> zipfile.ZipInfo:
+    """A regular file readable by everyone (0644) whatever the source's mode or the umask: Blender
+    unpacks the zip with the modes it records, and writestr's default is 0600."""
+    info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = (stat.S_IFREG | 0o644) << 16
+    info.compress_type = zipfile.ZIP_STORED if arcname.endswith(".whl") else zipfile.ZIP_DEFLATED
+    return info
+
+
 def build(output: Path, wheel_cache: Path) -> Path:
-    """Write the extension zip to ``output`` (atomically) and return its path."""
+    """Write the extension zip to ``output`` (atomically, with the umask's mode) and return its path."""
+    from gs_core.io.atomic import atomic_write
+
     manifest = read_manifest()
     entries = addon_files()
     entries.update({f"_vendor/{rel}": ROOT / rel for rel in VENDORED})
     entries.update(fetch_wheels(manifest.get("wheels", []), wheel_cache))
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("_vendor/__init__.py", VENDOR_INIT)
-            for arcname, source in entries.items():
-                compress = zipfile.ZIP_STORED if arcname.endswith(".whl") else zipfile.ZIP_DEFLATED
-                archive.write(source, arcname, compress_type=compress)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(output) as fh, zipfile.ZipFile(fh, "w") as archive:
+        archive.writestr(_entry("_vendor/__init__.py"), VENDOR_INIT)
+        for arcname, source in entries.items():
+            archive.writestr(_entry(arcname), source.read_bytes())
     return output
 
 

@@ -1,9 +1,13 @@
-"""``gs-core`` command line: one sub-command per job; each lives in its own module, imported lazily
-so ``gs-core --help`` stays instant and light installs work."""
+"""gs-core command line: one sub-command per job, each in its own module.
+
+A command's module is imported only when that command runs (or its --help is asked for), so
+`gs-core --help` is instant and light installs work.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -19,27 +23,49 @@ BENCH_COMMANDS = {
     "ply": ("gs_core.bench.ply_io", "PLY load/save speed (1M Gaussians)"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
 }
+DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
+               "Run 'gs-core COMMAND --help' for a command's options.")
 
 
-def _add(sub, name, module, help_):
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line naming the argument (argparse prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _add(sub, name: str, module: str, help_: str, with_arguments: bool):
     parser = sub.add_parser(name, help=help_, description=help_)
     parser.set_defaults(_module=module)
-    try:
-        importlib.import_module(module).add_arguments(parser)
-    except ImportError as exc:  # a sub-command whose extra is not installed
-        parser.set_defaults(_import_error=str(exc))
+    if with_arguments:
+        try:
+            importlib.import_module(module).add_arguments(parser)
+        except ImportError as exc:  # a sub-command whose extra is not installed
+            parser.set_defaults(_import_error=str(exc))
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gs-core", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _selected(argv: list[str]) -> str:
+    """The command named in ``argv`` ("demo", "bench engine"), read before parsing; neither the
+    top-level nor the ``bench`` parser has options taking values, so the first words are it."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:1] == ["bench"]:
+        return " ".join(words[:2])
+    return " ".join(words[:1])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only`` (e.g. "bench engine") only that command's module is imported for its
+    arguments, the others show their one-line help."""
+    parser = _Parser(prog="gs-core", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        _add(sub, name, module, help_)
-    bench = sub.add_parser("bench", help="benchmarks that print measured numbers")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
+        _add(sub, name, module, help_, only in (None, name))
+    bench = sub.add_parser("bench", help="benchmarks that print measured numbers",
+                           description="Benchmarks that print measured numbers and their peak memory.")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     for name, (module, help_) in BENCH_COMMANDS.items():
-        _add(bench_sub, name, module, help_)
+        _add(bench_sub, name, module, help_, only in (None, f"bench {name}"))
     return parser
 
 
@@ -47,21 +73,38 @@ def main(argv=None) -> int:
     # Big tensors (a 512-channel render of a 1080p frame is 4 GB) on 2 MB pages: torch's own allocator
     # option, read once when torch starts. With 4 kB pages, first-touch page faults cost more than the
     # render itself (garden, D=512: 110 ms of faults vs 25 ms). Must precede the first torch import.
+    # (OpenMP's passive waits are set by importing gs_core, which importing this module did.)
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_selected(argv)).parse_args(argv)
     if getattr(args, "_import_error", None):
         print(f"gs-core: this command cannot run: {args._import_error}", file=sys.stderr)
         return 2
     from .errors import UserError
+    from .preflight import preflight
 
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        preflight(args)
+        status = int(importlib.import_module(args._module).run(args) or 0)
     except UserError as exc:  # includes DatasetError: the message names the file or argument
         print(f"gs-core: {exc}", file=sys.stderr)
+        return 2
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as exc:
+        print(f"gs-core: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            raise
+        print(f"gs-core: {exc.filename or 'writing output'}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gs-core: cancelled", file=sys.stderr)
         return 130
+    if args.command == "bench":
+        from .bench.memory import peak_rss_mb
+
+        print(f"peak memory: {peak_rss_mb():,.0f} MB resident (this process, or its largest child)")
+    return status
 
 
 if __name__ == "__main__":

@@ -17,12 +17,21 @@ STEPS = ("generate", "render", "write", "load", "prepare", "naive", "oracle", "e
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("gs_core_demo"), help="output folder")
-    parser.add_argument("--layout", default="tabletop", choices=["tabletop", "room"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise", type=float, default=1.0, help="mask noise: 0 = clean, 1 = typical SAM")
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium"])
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    from .preflight import non_negative_float
+
+    parser.add_argument("--out", type=Path, default=Path("gs_core_demo"),
+                        help="output folder (default: gs_core_demo); a re-run clears only the files the "
+                             "last demo run wrote there")
+    parser.add_argument("--layout", default="tabletop", choices=["tabletop", "room"],
+                        help="synthetic scene: objects on a table, or a furnished room (default: tabletop)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the scene and its masks (default: 0)")
+    parser.add_argument("--noise", type=non_negative_float, default=1.0,
+                        help="mask noise: 0 = clean, 1 = typical SAM (default: 1)")
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium"],
+                        help="scene density, image size and number of views (default: small)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
+                        help="engine backend: auto picks gsplat on an NVIDIA GPU, else the native cpu "
+                             "kernels, else torch (default: auto)")
 
 
 def _extract(out: Path, ev, labels) -> str:
@@ -47,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .outputs import OutputRecord
+    from .preflight import check_output_dir
+
     console = Console()
-    out = args.out
+    out = check_output_dir(args.out, "--out")
+    record = OutputRecord(out, "demo")
+    record.clear_previous()  # the last demo run's files, nothing else
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
             overall = bar.add_task("demo", total=len(STEPS))
@@ -56,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print(f"[yellow]demo cancelled[/]; partial output left in {out}")
         return 130
+    finally:
+        record.save()
     from .bench.segmentation import print_table
 
     print_table(rows, console)

@@ -1,5 +1,6 @@
 """Shared pytest setup: markers that skip visibly when their requirement is missing."""
 
+import gs_core  # noqa: F401  (before torch: OpenMP threads sleep instead of spinning, see gs_core/__init__)
 import pytest
 import torch
 

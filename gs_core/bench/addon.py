@@ -22,10 +22,12 @@ import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--count", type=int, default=1_000_000, help="number of splats (default 1M)")
+    from ..preflight import positive_int
+
+    parser.add_argument("--count", type=positive_int, default=1_000_000, help="number of splats (default 1M)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the PLY files (default: a temporary folder, removed afterwards)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per step; the best is reported")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per step; the best is reported")
     parser.add_argument("--skip-blender-ply", action="store_true",
                         help="do not time Blender's own wm.ply_import for comparison")
 
@@ -65,15 +67,20 @@ def run(args) -> int:
 
     from ..io.ply import read_ply_table, write_ply_table
 
+    from ..errors import UserError
+
     console = Console()
-    if args.count < 2 or args.repeats < 1:
-        console.print("[red]--count must be at least 2 and --repeats positive[/red]")
-        return 2
+    if args.count < 2:
+        raise UserError(f"--count {args.count}: needs at least 2 splats (half of them are separated)")
+    if args.out is not None:
+        from ..preflight import check_output_dir
+
+        check_output_dir(args.out, "--out")
     try:
         bpy, blender_addon = _load_addon()
     except ImportError as exc:
-        console.print(f"[red]needs the bpy wheel and a source checkout with blender_addon/: {exc}[/red]")
-        return 2
+        raise UserError(f"bench addon needs the bpy wheel (pip install 'gs-core[blender]', Python 3.11) and a "
+                        f"source checkout with blender_addon/: {exc}") from None
     from blender_addon import splat_attributes as sa
     from blender_addon import splat_object
 

@@ -1,11 +1,13 @@
 """``gs-core bench engine``: render/trace speed per backend, measured against the torch reference.
 
-Scenes: the real *garden* COLMAP points (``shared/data/garden_points_3cams.npz``) with Gaussian
+Scenes: the real *garden* COLMAP points (``gs_core/data/garden_points_3cams.npz``) with Gaussian
 attributes made as gsplat's ``_helper.load_test_data`` makes them (crop to [-2, 2]^3, scales
 U(0, 0.02), random rotations, opacities U(0, 1)) at the cameras' full 648x420, and a synthetic
 scene of 1M random Gaussians. Per backend and operation: ms per frame, Gaussian-pixel evaluations
-per second (the upper bound sum over tiles of pixels x Gaussians, as DESIGN.md counts them), peak
-extra resident memory, and the speed-up over ``torch``.
+per second (the upper bound sum over tiles of pixels x Gaussians), peak extra resident memory, and
+the speed-up over ``torch``. Backends run interleaved and medians count, so one slow run of the
+reference does not move a ratio. ``--contended`` measures sharing the machine instead
+(:mod:`gs_core.bench.contention`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +24,9 @@ import torch
 
 from ..camera import Camera
 from ..engine import Gaussians, project, render, trace
+from .memory import PeakRSS
 
-GARDEN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "garden_points_3cams.npz"
+GARDEN = Path(__file__).resolve().parents[1] / "data" / "garden_points_3cams.npz"
 
 
 @dataclass
@@ -68,38 +70,6 @@ def random_scene(count: int, seed: int = 0, width: int = 1280, height: int = 720
     return g, torch.rand(count, 3, generator=gen), [cam]
 
 
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 2 ms from /proc."""
-
-    def __enter__(self):
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    def _run(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            return 0
-
-    @property
-    def extra_mb(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
 def tile_evaluations(proj) -> int:
     """Upper bound on Gaussian-pixel evaluations of a full frame: sum_t pixels(t) * Gaussians(t)."""
     ts = proj.tile_size
@@ -120,91 +90,131 @@ def region_labels(height: int, width: int, regions: int, seed: int = 0) -> torch
     return d.argmin(-1).to(torch.int32)
 
 
-def _time(fn, repeats: int) -> tuple[float, float]:
-    best, peak = float("inf"), 0.0
-    for _ in range(repeats):
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-        best, peak = min(best, dt), max(peak, mem.extra_mb)
-    return best, peak
+def _time_once(fn) -> tuple[float, float]:
+    """(seconds, peak extra resident MB) of one call."""
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+    return dt, mem.extra_mb
 
 
 def run_scene(name: str, gaussians: Gaussians, colors, cameras: list[Camera], backends: list[str],
               repeats: int, reference_cameras: int, progress=None) -> list[Row]:
+    """Time every op on every backend ``repeats`` times, interleaved (op by op, backends alternating
+    which goes first), so a slow spell of the machine hits all backends alike. Per camera the median
+    run counts; rows average the per-camera medians. The torch reference runs on the first
+    ``reference_cameras`` cameras only, and speed-ups compare both backends on those cameras.
+    ``project`` does not depend on the backend and is reported once (backend "any")."""
     n = len(gaussians)
     gen = torch.Generator().manual_seed(1)
     feats = {3: colors, 16: torch.rand(n, 16, generator=gen), 512: torch.rand(n, 512, generator=gen)}
+    per_cam: dict[tuple[str, str], list[tuple[float, float, float]]] = {}  # (backend, op) -> [(s, evals, MB)]
+    for ci, cam in enumerate(cameras):
+        cam_backends = [b for b in backends if b != "torch" or ci < reference_cameras]
+        proj = project(gaussians, cam)
+        evals = tile_evaluations(proj)
+        labels = region_labels(cam.height, cam.width, 64)
+        v16 = torch.rand(cam.height, cam.width, 16, generator=gen)
+        ops = {
+            "render D=3": lambda b: render(proj, feats[3], backend=b),
+            "render D=16": lambda b: render(proj, feats[16], backend=b),
+            "render D=512": lambda b: render(proj, feats[512], backend=b),
+            "trace labels": lambda b: trace(proj, labels, backend=b),
+            "trace D=16": lambda b: trace(proj, v16, backend=b),
+        }
+        runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for r in range(repeats):
+            runs.setdefault(("any", "project"), []).append(_time_once(lambda: project(gaussians, cam)))
+            for op, fn in ops.items():
+                for b in (cam_backends if r % 2 == 0 else cam_backends[::-1]):
+                    dt, mb = _time_once(lambda: fn(b))
+                    runs.setdefault((b, op), []).append((dt, mb))
+                    if progress:
+                        progress(f"{name} {cam.name} run {r + 1}/{repeats} {b} {op}: {dt * 1e3:.1f} ms")
+        for key, vals in runs.items():
+            ev = 0 if key[1] == "project" else evals
+            per_cam.setdefault(key, []).append((float(np.median([v[0] for v in vals])), ev,
+                                                max(v[1] for v in vals)))
     rows: list[Row] = []
-    for backend in backends:
-        cams = cameras[:reference_cameras] if backend == "torch" else cameras
-        reps = 1 if backend == "torch" else repeats
-        totals: dict[str, list[float]] = {}
-        for cam in cams:
-            proj_time, peak = _time(lambda: project(gaussians, cam), reps)
-            proj = project(gaussians, cam)
-            evals = tile_evaluations(proj)
-            labels = region_labels(cam.height, cam.width, 64)
-            v16 = torch.rand(cam.height, cam.width, 16, generator=gen)
-            ops = {
-                "project": (lambda: None, 0),
-                "render D=3": (lambda: render(proj, feats[3], backend=backend), evals),
-                "render D=16": (lambda: render(proj, feats[16], backend=backend), evals),
-                "render D=512": (lambda: render(proj, feats[512], backend=backend), evals),
-                "trace labels": (lambda: trace(proj, labels, backend=backend), evals),
-                "trace D=16": (lambda: trace(proj, v16, backend=backend), evals),
-            }
-            for op, (fn, ev) in ops.items():
-                if op == "project":
-                    dt, pk = proj_time, peak
-                else:
-                    dt, pk = _time(fn, reps)
-                totals.setdefault(op, []).append((dt, ev, pk))
-                if progress:
-                    progress(f"{name} {backend} {cam.name} {op}: {dt * 1e3:.1f} ms")
-        for op, vals in totals.items():
-            ms = 1e3 * float(np.mean([v[0] for v in vals]))
-            ev = float(np.mean([v[1] / v[0] for v in vals])) if vals[0][1] else 0.0
-            rows.append(Row(name, backend, op, ms, ev, max(v[2] for v in vals)))
-        if backend == "cpu":
-            ms = {r.op: r.ms for r in rows if r.backend == "cpu" and r.scene == name}
-            rows.append(Row(name, backend, "render D=3 + trace labels", ms["project"] + ms["render D=3"]
-                            + ms["trace labels"], 0.0, 0.0))
-    ref = {r.op: r.ms for r in rows if r.backend == "torch"}
-    for r in rows:
-        if r.backend != "torch" and r.op in ref:
-            r.speedup = ref[r.op] / r.ms
+    for (backend, op), vals in per_cam.items():
+        ms = 1e3 * float(np.mean([v[0] for v in vals]))
+        ev = float(np.mean([v[1] / v[0] for v in vals])) if vals[0][1] else 0.0
+        row = Row(name, backend, op, ms, ev, max(v[2] for v in vals))
+        ref = per_cam.get(("torch", op))
+        if backend != "torch" and ref:
+            k = len(ref)  # the reference cameras come first
+            row.speedup = float(np.mean([v[0] for v in ref]) / np.mean([v[0] for v in vals[:k]]))
+        rows.append(row)
+    if "cpu" in backends:
+        ms = {r.op: r.ms for r in rows if r.backend in ("cpu", "any")}
+        rows.append(Row(name, "cpu", "project + render D=3 + trace labels",
+                        ms["project"] + ms["render D=3"] + ms["trace labels"], 0.0, 0.0))
     return rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--garden", type=Path, default=GARDEN, help="garden_points_3cams.npz")
-    parser.add_argument("--count", type=int, default=1_000_000, help="Gaussians in the synthetic scene (0 = skip)")
+    from ..preflight import positive_int
+
+    parser.add_argument("--garden", type=Path, default=GARDEN,
+                        help="garden points file (default: the copy shipped in gs_core/data)")
+    parser.add_argument("--count", type=int, default=1_000_000,
+                        help="Gaussians in the synthetic scene; 0 skips it. Peak memory grows with it: "
+                             "1M needs about 10 GB with the torch reference, 300k fits in 8 GB")
     parser.add_argument("--backends", default="auto", help="comma list of torch,cpu,gsplat (auto: all that run here)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per op (best is kept; torch runs once)")
-    parser.add_argument("--reference-cameras", type=int, default=1, help="cameras the slow torch reference runs on")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed runs per op and backend, interleaved; the median counts")
+    parser.add_argument("--reference-cameras", type=positive_int, default=1,
+                        help="garden cameras the slow torch reference runs on")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--contended", action="store_true",
+                        help="instead: time the cpu backend quiet and beside a CPU-bound process it starts, "
+                             "with passive and spinning OpenMP threads, and print the slow-down ratios")
+    parser.add_argument("--rounds", type=positive_int, default=5,
+                        help="with --contended: interleaved rounds (medians over rounds)")
+
+
+def _backends(spec: str) -> list[str]:
+    from ..engine import cpu_backend, gsplat_backend
+    from ..errors import UserError
+
+    if spec == "auto":
+        return ["torch"] + (["cpu"] if cpu_backend.available() else []) + (
+            ["gsplat"] if torch.cuda.is_available() and gsplat_backend.available() else [])
+    backends = spec.split(",")
+    for b in backends:
+        if b not in ("torch", "cpu", "gsplat"):
+            raise UserError(f"--backends: unknown backend {b!r}; choose from torch, cpu, gsplat")
+        if b == "cpu" and not cpu_backend.available():
+            raise UserError("--backends cpu: the native CPU kernels are not available here (see the warning above)")
+        if b == "gsplat" and not (torch.cuda.is_available() and gsplat_backend.available()):
+            raise UserError("--backends gsplat: needs an NVIDIA GPU with CUDA and the gsplat package")
+    return backends
 
 
 def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if args.backends == "auto":
-        from ..engine import cpu_backend, gsplat_backend
+    from ..errors import UserError
 
-        backends = ["torch"] + (["cpu"] if cpu_backend.available() else []) + (
-            ["gsplat"] if torch.cuda.is_available() and gsplat_backend.available() else [])
-    else:
-        backends = args.backends.split(",")
-    console.print(f"backends: {backends}; torch threads: {torch.get_num_threads()}")
+    console = Console()
+    if args.count < 0:
+        raise UserError(f"--count {args.count}: must be 0 (skip the synthetic scene) or more")
+    if args.garden and not args.garden.is_file():
+        raise UserError(f"--garden {args.garden}: no such file")
+    if args.json:
+        from ..preflight import check_output_path
+
+        check_output_path(args.json, "--json")
+    if args.contended:
+        return _run_contended(args, console)
+    backends = _backends(args.backends)
+    console.print(f"backends: {backends}; torch threads: {torch.get_num_threads()}; "
+                  f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(libgomp default)')}")
     scenes = []
-    if args.garden and args.garden.is_file():
+    if args.garden:
         scenes.append(("garden",) + garden_scene(args.garden))
-    else:
-        console.print(f"[yellow]garden data not found at {args.garden}; skipping it[/]")
     if args.count:
         scenes.append((f"random {args.count // 1000}k",) + random_scene(args.count))
     rows: list[Row] = []
@@ -215,7 +225,7 @@ def run(args) -> int:
             console.print(f"{name}: {len(g)} Gaussians, {len(cams)} camera(s) at {cams[0].width}x{cams[0].height}")
             rows += run_scene(name, g, colors, cams, backends, args.repeats, args.reference_cameras,
                               progress=status.update)
-    table = Table(title="engine: ms per frame (best of runs; torch runs once)")
+    table = Table(title=f"engine: ms per frame (median of {args.repeats} interleaved runs per backend)")
     for col in ("scene", "backend", "op", "ms/frame", "Geval/s", "peak MB", "x torch"):
         table.add_column(col, justify="right" if col not in ("scene", "backend", "op") else "left")
     for r in rows:
@@ -223,5 +233,29 @@ def run(args) -> int:
                       f"{r.peak_mb:.0f}" if r.peak_mb else "", f"{r.speedup:.1f}" if r.speedup else "")
     console.print(table)
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        from ..io.atomic import write_text
+
+        write_text(args.json, json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+def _run_contended(args, console) -> int:
+    from . import contention
+    from ..engine import cpu_backend
+    from ..errors import UserError
+
+    if not args.garden:
+        raise UserError("--contended needs the garden points (--garden)")
+    if not cpu_backend.available():
+        raise UserError("--contended times the cpu backend, which is not available here")
+    load = os.getloadavg()[0]
+    console.print(f"load average before: {load:.2f} on {os.cpu_count()} CPUs"
+                  + (" [yellow](not a quiet machine: the 'quiet' column includes that load)[/]" if load > 0.5 else ""))
+    with console.status("") as status:
+        medians = contention.measure(args.garden, rounds=args.rounds, progress=status.update)
+    result = contention.report(medians, console)
+    if args.json:
+        from ..io.atomic import write_text
+
+        write_text(args.json, json.dumps(result, indent=1))
     return 0

@@ -18,10 +18,13 @@ import numpy as np
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--count", type=int, default=1_000_000, help="number of Gaussians (default 1M)")
+    from ..preflight import positive_int
+
+    parser.add_argument("--count", type=positive_int, default=1_000_000,
+                        help="number of Gaussians (default 1M)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the PLY (default: a temporary folder, removed afterwards)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per step; the best is reported")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per step; the best is reported")
 
 
 def synthetic_scene(count: int, seed: int = 0):
@@ -54,9 +57,10 @@ def run(args) -> int:
     from ..scene import GaussianScene
 
     console = Console()
-    if args.count < 1 or args.repeats < 1:
-        console.print("[red]--count and --repeats must be positive[/red]")
-        return 2
+    if args.out is not None:
+        from ..preflight import check_output_dir
+
+        check_output_dir(args.out, "--out")
     scene = synthetic_scene(args.count)
     with tempfile.TemporaryDirectory(prefix="gs-core-bench-ply-") as tmp:
         folder = args.out if args.out is not None else Path(tmp)

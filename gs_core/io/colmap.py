@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text
 from ..camera import Camera
 from ..splat_transform import quat_from_matrix, quat_to_matrix
 
@@ -361,12 +361,4 @@ def write_colmap_text(sparse_dir, cameras: list[Camera], image_names: list[str],
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text(path, "\n".join(lines) + "\n")

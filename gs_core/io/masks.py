@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 
 class MaskError(ValueError):
     """A mask file that cannot be used; the message names the file and the problem."""
@@ -51,15 +51,8 @@ def save_mask_stack(path: str | os.PathLike, masks: np.ndarray, scores: np.ndarr
     masks, scores = _checked(path, np.asarray(masks), None if scores is None else np.asarray(scores))
     arrays = {"masks": masks} if scores is None else {"masks": masks, "scores": scores}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:  # a file object, so numpy does not append ".npz"
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as fh:  # a file object, so numpy does not append ".npz"
+        np.savez_compressed(fh, **arrays)
 
 
 def _checked(path: Path, masks: np.ndarray, scores: np.ndarray | None):

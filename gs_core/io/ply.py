@@ -10,11 +10,12 @@ endian and ASCII are read; binary little endian is written, atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write
 
 try:  # plyfile is a small pure-python package; the add-on ships it as a wheel
     import plyfile
@@ -150,15 +151,8 @@ def write_ply_table(path: str | os.PathLike, table: PlyTable) -> None:
     element = plyfile.PlyElement.describe(table.to_structured(), "vertex")
     ply = plyfile.PlyData([element], text=False, byte_order="<", comments=list(table.comments))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            ply.write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as fh:
+        ply.write(fh)
 
 
 # ---- INRIA column layout ---------------------------------------------------------------------

@@ -8,27 +8,34 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..preflight import non_negative_float
     from .world import LAYOUTS, SIZES
 
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
-    parser.add_argument("--layout", default="room", choices=LAYOUTS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", default="small", choices=list(SIZES), help="density, resolution, views")
-    parser.add_argument("--noise", type=float, default=1.0, help="mask noise: 0 = clean, 1 = typical SAM")
-    parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--layout", default="room", choices=LAYOUTS, help="scene layout (default: room)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the scene and its masks (default: 0)")
+    parser.add_argument("--size", default="small", choices=list(SIZES),
+                        help="density, resolution, views (default: small)")
+    parser.add_argument("--noise", type=non_negative_float, default=1.0,
+                        help="mask noise: 0 = clean, 1 = typical SAM (default: 1)")
+    parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"],
+                        help="splat kind written to scene.ply (default: 3dgs)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
+                        help="engine backend for rendering the views (default: auto)")
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from ..preflight import check_output_dir
     from .masks import MaskNoise
     from .views import render_views
     from .world import SynthConfig, make_world
     from .writer import write_dataset
 
     console = Console()
+    check_output_dir(args.out, "--out")
     t0 = time.perf_counter()
     config = SynthConfig.sized(args.size, layout=args.layout, seed=args.seed, kind=args.kind)
     world = make_world(config)

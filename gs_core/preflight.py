@@ -1,0 +1,109 @@
+"""Checks of command-line arguments before any work starts (no torch at import).
+
+A mistake found after minutes of work, as a traceback, is the worst way to learn about it. Commands
+use the argparse types here; :func:`preflight` runs for every command before its ``run`` and checks
+the arguments whose names mean the same everywhere (``out``, ``backend``, ``noise``). Each failure is
+a :class:`~gs_core.errors.UserError` naming the argument and the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from pathlib import Path
+
+from .errors import UserError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_path(path: str | os.PathLike, flag: str) -> None:
+    """``path`` (a file or a folder) can be written: it is writable if it exists, else its nearest
+    existing ancestor is a writable folder. Creates nothing."""
+    path = Path(path)
+    base = _nearest_existing(path)
+    if base != Path(os.path.abspath(path)) and not base.is_dir():
+        raise UserError(f"{flag} {path}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | (os.X_OK if base.is_dir() else 0)):
+        raise UserError(f"{flag} {path}: {base} is not writable (permission denied)")
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Create the output folder ``path`` if needed and prove it writable by writing a probe file
+    (``os.access`` says yes to root on read-only places); return it."""
+    path = Path(path)
+    check_output_path(path, flag)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file, not a folder")
+    probe = path / f".gs_core_probe_{secrets.token_hex(4)}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def check_backend(name: str | None, flag: str = "--backend") -> None:
+    """An explicitly chosen engine backend runs on this machine (``auto`` always does)."""
+    if name in (None, "auto", "torch"):
+        return
+    import torch
+
+    if name == "gsplat":
+        from .engine import gsplat_backend
+
+        if not torch.cuda.is_available():
+            raise UserError(f"{flag} gsplat: needs an NVIDIA GPU with CUDA, and torch sees none here; "
+                            "use --backend auto, cpu or torch")
+        if not gsplat_backend.available():
+            raise UserError(f"{flag} gsplat: the gsplat package does not import (pip install 'gs-core[gpu]')")
+    elif name == "cpu":
+        from .engine import cpu_backend
+
+        if not cpu_backend.available():
+            raise UserError(f"{flag} cpu: the native CPU kernels are not available here (see the warning "
+                            "above); use --backend auto or torch")
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks every command gets: ``--out`` writable, ``--backend`` available, ``--noise`` >= 0."""
+    out = getattr(args, "out", None)
+    if isinstance(out, (str, os.PathLike)):
+        check_output_path(out, "--out")
+    noise = getattr(args, "noise", None)
+    for level in (noise if isinstance(noise, (list, tuple)) else [noise]):
+        if isinstance(level, (int, float)) and not (0 <= level < float("inf")):
+            raise UserError(f"--noise {level:g}: must be a finite number >= 0 (0 = clean masks, 1 = typical SAM)")
+    backend = getattr(args, "backend", None)
+    if isinstance(backend, str):
+        check_backend(backend)
