@@ -2,10 +2,12 @@
 (Trace3D Sec. 3.5), post-lifting aggregation and automatic thresholds. All compositions of the
 engine's ``render`` and ``trace``."""
 
+from .contrastive import ContrastiveConfig, ContrastiveResult, contrastive_loss, query_scores, train_contrastive
 from .closed_form import (FeatureLiftConfig, FeatureSums, LiftedFeatures, feature_view_sums, lift_features,
                           LabelLiftConfig, LabelSums, LiftedLabels, label_view_sums, labels_from_sums,
                           lift_labels, reduce_label_sums, seen_in_view)
 
-__all__ = ["FeatureLiftConfig", "FeatureSums", "LiftedFeatures", "feature_view_sums", "lift_features",
+__all__ = ["ContrastiveConfig", "ContrastiveResult", "contrastive_loss", "query_scores", "train_contrastive",
+           "FeatureLiftConfig", "FeatureSums", "LiftedFeatures", "feature_view_sums", "lift_features",
            "LabelLiftConfig", "LabelSums", "LiftedLabels", "label_view_sums", "labels_from_sums", "lift_labels",
            "reduce_label_sums", "seen_in_view"]
