@@ -16,6 +16,11 @@ import sys
 COMMANDS = {
     "demo": ("gs_core.demo", "main job: build the built-in synthetic sample and run the pipeline on it"),
     "synth": ("gs_core.synth.cli", "write a synthetic dataset (scene.ply, COLMAP, images, masks, gt)"),
+    "prepare": ("gs_core.pipeline.prepare", "patches, GIT, consistent instances, density control -> a work folder"),
+    "segment": ("gs_core.pipeline.segment", "every Gaussian's instance id (.npy) at a granularity"),
+    "query": ("gs_core.pipeline.query_command", "select instances by picked Gaussians or clicked pixels (.npy)"),
+    "render": ("gs_core.pipeline.render_command", "a view's image, or a selection's 2D mask (.png)"),
+    "extract": ("gs_core.pipeline.extract", "the selected Gaussians (and the rest) as PLY files"),
 }
 BENCH_COMMANDS = {
     "engine": ("gs_core.bench.engine", "render/trace speed per backend (garden points, 1M synthetic)"),

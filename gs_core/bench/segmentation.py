@@ -28,6 +28,7 @@ import torch
 from ..dataset import Dataset
 from ..engine import Gaussians, Projection, project, render, trace
 from ..labelmaps import render_labels
+from ..query import from_mask_weights
 from ..metrics import association_scores, novel_view_segmentation, object_extraction, panoptic_scores
 from ..synth import SIZES, GroundTruth, MaskNoise, SynthConfig, make_world, render_views, write_dataset
 from ..viz import label_colors, mask_overlay, panel, to_uint8
@@ -36,7 +37,6 @@ from .methods import METHODS, MethodInput, MethodResult
 DEFAULT_SCENES = ["room:0", "room:1", "tabletop:0", "tabletop:1"]
 DEFAULT_NOISE = [0.0, 0.5, 1.0]
 MIN_QUERY_PIXELS = 16
-QUERY_SHARE = 0.5  # a label is selected when this share of its traced weight lies inside the query mask
 
 # (key, column title, scale) of the printed table; fractions print as percentages
 COLUMNS = [("nv_miou", "NV mIoU", 100), ("nv_macc", "NV mAcc", 100), ("ext_miou", "Ext mIoU", 100),
@@ -66,17 +66,8 @@ class Query:
 
 
 def select(labels: np.ndarray, query: Query) -> np.ndarray:  # labels [N] -> [N] bool
-    """The Gaussians whose label is selected by ``query`` (see the module docstring)."""
-    has = labels >= 0
-    if not has.any():
-        return has
-    n_labels = int(labels.max()) + 1
-    inside = np.bincount(labels[has], query.inside[has], minlength=n_labels)
-    total = np.bincount(labels[has], query.total[has], minlength=n_labels)
-    chosen = inside > QUERY_SHARE * total
-    if not chosen.any() and inside.max() > 0:
-        chosen[np.argmax(inside)] = True
-    return has & chosen[np.where(has, labels, 0)]
+    """The Gaussians whose label is selected by ``query`` (:func:`gs_core.query.from_mask_weights`)."""
+    return from_mask_weights(labels, query.inside, query.total).selected
 
 
 @dataclass

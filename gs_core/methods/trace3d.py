@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ import torch
 from ..camera import Camera
 from ..engine import project, render
 from ..scene import GaussianScene
-from ..trace3d import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches, trace_view
+from ..trace3d import (ConsistencyConfig, ConsistentInstances, GITStore, ViewGIT, consistent_instances, make_patches,
+                       trace_view)
 from ..trace3d.density import DensityConfig, DensityReport, density_control
 from ..trace3d.patches import InstancePatches
 from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
@@ -36,6 +38,7 @@ class Trace3DConfig:
     density: DensityConfig | None = field(default_factory=DensityConfig)  # None: no density control
     consistent: bool = True  # False: per-view ids, no association (the git-density ablation)
     backend: str = "auto"
+    device: str = "cpu"  # where the engine runs ("cuda" uses gsplat where it imports)
 
 
 @dataclass
@@ -53,19 +56,36 @@ class Trace3DResult:
         return [self.instances.view_map(k, p.patch_map) for k, p in enumerate(self.patches)]
 
 
+class ViewCache(Protocol):
+    """Where :func:`trace_all` keeps per-view results so an interrupted run resumes."""
+
+    def get(self, scene: GaussianScene, view: int) -> ViewGIT | None: ...
+    def put(self, scene: GaussianScene, view: int, git: ViewGIT) -> None: ...
+
+
 def trace_all(scene: GaussianScene, cameras: list[Camera], patches: list[InstancePatches],
-              config: Trace3DConfig, progress: Callable[[int, int], None] | None = None) -> tuple[GITStore, float]:
+              config: Trace3DConfig, progress: Callable[[int, int], None] | None = None,
+              cache: ViewCache | None = None) -> tuple[GITStore, float]:
     """GIT of every view, streamed: one projection and one label trace per view. Returns the store
     and the seconds spent in the traces alone."""
-    gaussians = scene.to_gaussians()
+    gaussians = scene.to_gaussians(config.device)
     store = GITStore(len(scene))
     traced = 0.0
     for k, (cam, p) in enumerate(zip(cameras, patches)):
+        cached = cache.get(scene, k) if cache is not None else None
+        if cached is not None:
+            store.add(cached)
+            if progress:
+                progress(k + 1, len(cameras))
+            continue
         proj = project(gaussians, cam)
         t0 = time.perf_counter()
-        store.add(trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
-                             backend=config.backend))
+        git = trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
+                         backend=config.backend)
         traced += time.perf_counter() - t0
+        store.add(git)
+        if cache is not None:
+            cache.put(scene, k, git)
         if progress:
             progress(k + 1, len(cameras))
     return store, traced
@@ -99,11 +119,12 @@ def _per_view_ids(store: GITStore) -> ConsistentInstances:
 
 def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray],
         config: Trace3DConfig = Trace3DConfig(), images: Callable[[int], np.ndarray] | None = None,
-        progress: Callable[[str, int, int], None] | None = None) -> Trace3DResult:
+        progress: Callable[[str, int, int], None] | None = None, cache: ViewCache | None = None) -> Trace3DResult:
     """Trace3D on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
 
     ``images(k)`` gives view ``k``'s photo [H, W, 3] for the colour refit of density control (the
-    refit is skipped without it). ``progress(stage, done, total)`` is called as work advances.
+    refit is skipped without it). ``progress(stage, done, total)`` is called as work advances;
+    ``cache`` keeps each view's GIT so an interrupted run resumes where it stopped.
     """
     say = progress or (lambda stage, done, total: None)
     stages: dict[str, float] = {}
@@ -115,7 +136,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
 
     def associate(sc: GaussianScene) -> tuple[ConsistentInstances, dict]:
         t = time.perf_counter()
-        store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n))
+        store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache)
         stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
         stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
@@ -129,6 +150,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     instances, info = associate(scene)
     report = None
     if config.density is not None:
+        say("density control", 0, 1)
         t = time.perf_counter()
         scene, report = density_control(scene, cameras, instances, patches, config.density, images=images,
                                         trace_config=replace(config, density=None), backend=config.backend)

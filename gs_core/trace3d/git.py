@@ -51,14 +51,14 @@ def trace_view(proj: Projection, patches: InstancePatches, *, top_k: int = DEFAU
     out = trace(proj, torch.from_numpy(labels), top_k=top_k + 1, power=power, backend=backend)
     seen_mask = visibility.of(out) if power == 1 else visibility.of(
         trace(proj, torch.from_numpy(labels), top_k=1, power=1, backend=backend))
-    seen = torch.nonzero(seen_mask).squeeze(1)
-    lab = out.labels[seen].long()  # [S, k+1]
-    w = out.weights[seen]
+    seen = torch.nonzero(seen_mask).squeeze(1).cpu()
+    lab = out.labels.cpu()[seen].long()  # [S, k+1]
+    w = out.weights.cpu()[seen]
     entry = (lab >= 0) & (lab < p) & (w > 0)
     rows = seen[:, None].expand_as(lab)[entry]
     return ViewGIT(rows.numpy().astype(np.int32), lab[entry].numpy().astype(np.int32),
                    w[entry].numpy().astype(np.float32), seen.numpy().astype(np.int32),
-                   out.weight_sum[seen].numpy().astype(np.float32), p)
+                   out.weight_sum.cpu()[seen].numpy().astype(np.float32), p)
 
 
 @dataclass

@@ -1,0 +1,226 @@
+"""``gs-core prepare DATASET --out WORK``: patches, GIT, consistent maps, density control and the
+per-Gaussian instance ids at every granularity, written to the work folder (:mod:`.workdir`).
+
+Resumable: each view's GIT is cached under ``WORK/cache`` keyed on the scene, the view's masks and
+the settings, so a run stopped by Ctrl-C or a crash continues where it stopped; a completed run
+with the same inputs is not repeated (``--force`` repeats it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .workdir import WorkDir, file_fingerprint, fingerprint
+
+METHODS = ("trace3d", "git-consistent")
+LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
+FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
+
+
+def level_threshold(level: float, theta: float, floor: float) -> float:
+    """Merge-tree cut for a granularity ``level`` in [0, 1]: 0 -> only near-certain merges (parts
+    stay apart), 0.5 -> ``theta`` (objects), 1 -> ``floor`` (groups); linear in between."""
+    if level <= 0.5:
+        return FINEST_SCORE + (theta - FINEST_SCORE) * level / 0.5
+    return theta + (floor - theta) * (level - 0.5) / 0.5
+
+
+@dataclass
+class PrepareOptions:
+    dataset: Path
+    out: Path
+    scene: Path | None = None
+    method: str = "trace3d"
+    device: str = "cpu"
+    backend: str = "auto"
+    theta: float = 0.5
+    force: bool = False
+
+
+class DiskViewCache:
+    """Per-view GIT on disk, keyed on the scene's arrays (so the refined scene gets its own)."""
+
+    def __init__(self, work: WorkDir, key: str):
+        self.work, self.key = work, key
+
+    def _path(self, scene, view: int) -> Path:
+        scene_key = fingerprint(scene.means, scene.log_scales, scene.quats, scene.opacity_logits)
+        return self.work.cache_dir(self.key) / scene_key / f"{view:05d}.npz"
+
+    def get(self, scene, view: int):
+        from ..trace3d import ViewGIT
+
+        path = self._path(scene, view)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                return ViewGIT(z["gaussians"], z["patches"], z["weights"], z["seen"], z["total"], int(z["num_patches"]))
+        except (OSError, ValueError, KeyError):
+            return None  # a torn file from a crash: trace again
+
+    def put(self, scene, view: int, git) -> None:
+        import io
+
+        from ..io.atomic import atomic_write
+
+        path = self._path(scene, view)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, gaussians=git.gaussians, patches=git.patches, weights=git.weights, seen=git.seen,
+                 total=git.total, num_patches=git.num_patches)
+        with atomic_write(path, "wb") as fh:
+            fh.write(buffer.getvalue())
+
+
+def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
+    """Views that have masks (SAM-style stacks, else instance PNGs), their stacks and fingerprints."""
+    views, stacks, prints = [], [], []
+    for i in range(len(ds)):
+        stack = ds.masks(i)
+        source = ds.masks_dir / Path(ds.names[i]).with_suffix(".npz") if stack is not None else None
+        if stack is None:
+            ids = ds.label_map(i)
+            if ids is not None:
+                values = np.unique(ids[ids > 0])
+                stack = ids[None] == values[:, None, None]
+                source = ds.object_mask_dir / Path(ds.names[i]).with_suffix(".png")
+        if stack is None:
+            continue
+        views.append(i)
+        stacks.append(np.asarray(stack, bool))
+        prints.append(file_fingerprint(source))
+    if not views:
+        raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
+                        "object_mask/<image stem>.png); generate SAM masks first")
+    return views, stacks, prints
+
+
+def prepare(options: PrepareOptions, progress=None) -> dict:
+    """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json."""
+    from ..dataset import Dataset
+    from ..io.ply import PlyError
+    from ..methods import trace3d
+    from ..methods.trace3d import Trace3DConfig
+    from ..scene import GaussianScene
+    from ..trace3d import ConsistencyConfig
+    from ..trace3d.consistency import gaussian_votes
+
+    say = progress or (lambda stage, done, total: None)
+    if options.method not in METHODS:
+        raise UserError(f"--method {options.method}: choose from {', '.join(METHODS)}")
+    if options.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
+    out = Path(options.out).resolve()
+    dataset_root = Path(options.dataset).resolve()
+    if out == dataset_root or dataset_root in out.parents:
+        raise UserError(f"--out {options.out}: must not be inside the dataset folder {options.dataset} "
+                        "(the dataset is never written to)")
+    t_start = time.perf_counter()
+    ds = Dataset.load(options.dataset)
+    scene_path = Path(options.scene) if options.scene else ds.scene_path
+    if scene_path is None:
+        raise UserError(f"{ds.root / 'scene.ply'}: no such file; give the trained splats with --scene PLY")
+    if not scene_path.is_file():
+        raise UserError(f"--scene {scene_path}: no such file")
+    try:
+        scene = GaussianScene.load(scene_path)
+    except PlyError as exc:
+        raise UserError(str(exc)) from None
+    views, stacks, mask_prints = _mask_stacks(ds)
+    cameras = [ds.cameras[v] for v in views]
+    config = Trace3DConfig(consistency=ConsistencyConfig(theta=options.theta), backend=options.backend,
+                           device=options.device)
+    if options.method == "git-consistent":
+        config = replace(config, density=None)
+    key = fingerprint(file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
+                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, repr(config))
+    work = WorkDir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not options.force and work.manifest_path.is_file():
+        try:
+            old = work.manifest()
+        except UserError:
+            old = {}
+        if old.get("status") == "complete" and old.get("key") == key and work.scene_path.is_file():
+            say("up to date", 1, 1)
+            return old
+    manifest = {"status": "running", "key": key, "dataset": str(dataset_root), "scene": str(scene_path.resolve()),
+                "method": options.method, "views": [ds.names[v] for v in views], "config": repr(config)}
+    work.write_manifest(manifest)
+    result = trace3d.run(scene, cameras, stacks, config, images=lambda k: ds.image(views[k]), progress=say,
+                 cache=DiskViewCache(work, key))
+    say("writing", 0, 1)
+    inst = result.instances
+    cc = config.consistency
+    level_labels = []
+    for level in LEVELS:
+        ids = inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
+                            else None)
+        level_labels.append(gaussian_votes(inst.store, ids)[0])
+    result.scene.save(work.scene_path)
+    work.save_npy("labels.npy", result.labels.astype(np.int32))
+    work.save_npy("confidence.npy", result.confidence.astype(np.float32))
+    work.save_npz("levels.npz", levels=LEVELS, labels=np.stack(level_labels).astype(np.int32))
+    work.save_npz("view_maps.npz", **{f"view_{k:05d}": m.astype(np.int32) for k, m in enumerate(result.view_maps())})
+    work.save_cameras(cameras)
+    manifest.update(status="complete", gaussians=len(result.scene), instances=inst.num_instances,
+                    stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start)
+    work.write_manifest(manifest)
+    work.clear_cache()
+    say("writing", 1, 1)
+    return manifest
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset folder: images/, sparse/0 or transforms.json, "
+                        "scene.ply, masks/ (or object_mask/)")
+    parser.add_argument("--out", type=Path, required=True, help="work folder to write (never inside the dataset)")
+    parser.add_argument("--scene", type=Path, help="trained splats (INRIA PLY); default DATASET/scene.ply")
+    parser.add_argument("--method", default="trace3d", choices=METHODS,
+                        help="trace3d: consistent maps + density control; git-consistent: no density control")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the engine runs")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
+                        help="engine backend (auto: native CPU kernels, gsplat on CUDA)")
+    parser.add_argument("--theta", type=float, default=0.5,
+                        help="merge threshold of the consistent maps (paper 0.5, released code 0.4)")
+    parser.add_argument("--force", action="store_true", help="recompute even if WORK is up to date")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not 0.0 < args.theta < 1.0:
+        raise UserError(f"--theta {args.theta}: must be between 0 and 1")
+    console = Console(stderr=True)
+    options = PrepareOptions(args.dataset, args.out, args.scene, args.method, args.device, args.backend,
+                             args.theta, args.force)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        manifest = prepare(options, progress)
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in manifest.get("stages", {}).items() if not k.startswith("git_"))
+    console.print(f"prepared {manifest.get('gaussians')} Gaussians, {manifest.get('instances')} instances "
+                  f"in {manifest.get('seconds', 0):.1f} s ({stages}) -> {args.out}")
+    return 0
+
+
+run = run_cli

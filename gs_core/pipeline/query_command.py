@@ -1,0 +1,55 @@
+"""``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...])
+[--level L] --out selection.npy``: a bool array [N] selecting the instances pointed at."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .. import query
+from ..errors import UserError
+from .segment import load_levels, save_npy
+from .workdir import WorkDir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
+    parser.add_argument("--gaussians", type=Path, help=".npy of Gaussian indices (or a bool mask [N]) the user picked")
+    parser.add_argument("--view", help="image name of the clicked view (with or without extension)")
+    parser.add_argument("--pixel", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
+                        help="a positive click (repeatable)")
+    parser.add_argument("--negative", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
+                        help="a negative click (repeatable)")
+    parser.add_argument("--level", type=float, default=0.5, help="granularity: 0 parts, 0.5 objects, 1 groups")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
+
+
+def run(args: argparse.Namespace) -> int:
+    work = WorkDir(args.work, must_exist=True)
+    labels = load_levels(work).at(args.level)
+    if (args.gaussians is None) == (args.view is None):
+        raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y")
+    if args.gaussians is not None:
+        try:
+            picked = np.load(args.gaussians, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--gaussians {args.gaussians}: not a readable .npy ({exc})") from None
+        if picked.dtype != bool and not np.issubdtype(picked.dtype, np.integer):
+            raise UserError(f"--gaussians {args.gaussians}: expected integer indices or a bool mask, got {picked.dtype}")
+        sel = query.from_gaussians(labels, picked)
+    else:
+        if not args.pixel:
+            raise UserError("--view needs at least one --pixel X Y")
+        from ..engine import project
+        from ..scene import GaussianScene
+
+        cam = work.camera(args.view)
+        proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
+        sel = query.from_clicks(proj, labels, np.array(args.pixel), np.array(args.negative).reshape(-1, 2),
+                                backend=args.backend)
+    save_npy(args.out, sel.selected)
+    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+    return 0

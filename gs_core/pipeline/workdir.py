@@ -1,0 +1,134 @@
+"""The work folder of ``gs-core prepare``: everything a run computes, written atomically, keyed on
+its inputs so a changed input invalidates it and an interrupted run resumes.
+
+::
+
+    WORK/
+      manifest.json      inputs (dataset, scene, masks fingerprints), config, stage times, status
+      cameras.json       the training cameras (so later commands need not read the dataset)
+      scene.ply          the (possibly refined) scene every per-Gaussian array below indexes
+      labels.npy         [N] int32 global instance id at the object level, -1 = none
+      confidence.npy     [N] float32 share of the traced weight carrying that id
+      levels.npz         ``levels`` [L], ``labels`` [L, N]: ids from part (0) to group (1)
+      view_maps.npz      per training view [H, W] consistent instance maps (for reports)
+      cache/git/<key>/   per-view GIT of interrupted runs (removed when prepare completes)
+
+Nothing is written outside WORK; the dataset folder is only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..camera import Camera
+from ..errors import UserError
+from ..io.atomic import atomic_write, write_text
+
+FORMAT = "gs_core.work/1"
+
+
+class WorkDir:
+    def __init__(self, root: str | os.PathLike, *, must_exist: bool = False):
+        self.root = Path(root)
+        if must_exist:
+            if not self.root.is_dir():
+                raise UserError(f"{self.root}: work folder does not exist (run gs-core prepare first)")
+            if not self.manifest_path.is_file() or self.manifest().get("status") != "complete":
+                raise UserError(f"{self.root}: not a prepared work folder (no complete manifest.json); "
+                                "run gs-core prepare DATASET --out WORK")
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def scene_path(self) -> Path:
+        return self.root / "scene.ply"
+
+    def manifest(self) -> dict:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.manifest_path}: unreadable ({exc})") from None
+        if data.get("format") != FORMAT:
+            raise UserError(f"{self.manifest_path}: format {data.get('format')!r}, expected {FORMAT!r}")
+        return data
+
+    def write_manifest(self, data: dict) -> None:
+        write_text(self.manifest_path, json.dumps({"format": FORMAT, **data}, indent=1))
+
+    # ---- arrays ---------------------------------------------------------------------------------
+    def save_npy(self, name: str, array: np.ndarray) -> None:
+        with atomic_write(self.root / name, "wb") as fh:
+            np.save(fh, array)
+
+    def save_npz(self, name: str, **arrays) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        with atomic_write(self.root / name, "wb") as fh:
+            fh.write(buffer.getvalue())
+
+    def load(self, name: str) -> np.ndarray:
+        path = self.root / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing; run gs-core prepare again")
+        return np.load(path, allow_pickle=False)
+
+    # ---- cameras --------------------------------------------------------------------------------
+    def save_cameras(self, cameras: list[Camera]) -> None:
+        items = [{"name": c.name, "fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": c.width,
+                  "height": c.height, "world_to_camera": np.asarray(c.world_to_camera).tolist()} for c in cameras]
+        write_text(self.root / "cameras.json", json.dumps(items))
+
+    def cameras(self) -> list[Camera]:
+        path = self.root / "cameras.json"
+        try:
+            items = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: unreadable ({exc})") from None
+        return [Camera(d["fx"], d["fy"], d["cx"], d["cy"], d["width"], d["height"],
+                       np.asarray(d["world_to_camera"]), d["name"]) for d in items]
+
+    def camera(self, name: str) -> Camera:
+        """The camera of image ``name`` (with or without its extension, or its folder)."""
+        cameras = self.cameras()
+        stem = Path(name).stem
+        for cam in cameras:
+            if name in (cam.name, Path(cam.name).name) or stem == Path(cam.name).stem:
+                return cam
+        some = ", ".join(c.name for c in cameras[:5]) + (" ..." if len(cameras) > 5 else "")
+        raise UserError(f"--view {name}: no such view in {self.root} (views: {some})")
+
+    # ---- per-view cache -------------------------------------------------------------------------
+    def cache_dir(self, key: str) -> Path:
+        return self.root / "cache" / "git" / key
+
+    def clear_cache(self) -> None:
+        shutil.rmtree(self.root / "cache", ignore_errors=True)
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of strings, bytes and arrays (cache keys)."""
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(str(p.dtype).encode() + str(p.shape).encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        elif isinstance(p, bytes):
+            h.update(p)
+        else:
+            h.update(str(p).encode())
+    return h.hexdigest()[:16]
+
+
+def file_fingerprint(path: Path) -> str:
+    """Name, size and modification time of a file (cheap; a changed file changes it)."""
+    st = path.stat()
+    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"

@@ -1,0 +1,132 @@
+"""Selections from what a user points at: Gaussians, clicked pixels, a reference mask; at a
+granularity from part to group.
+
+Every query works on per-Gaussian instance labels (``-1`` = none) at one level of the merge tree
+(:class:`LabelLevels`) and returns a per-Gaussian score and a boolean selection; ``selection_mask``
+renders any selection to a 2D mask in any view. The pixel queries use ``trace`` restricted to the
+clicked pixels: the Gaussians that blend into a pixel vote for their labels with their weight there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .engine import Projection, render, trace
+from .errors import UserError
+
+QUERY_SHARE = 0.5  # a label is selected by a mask when this share of its traced weight lies inside
+
+
+@dataclass
+class LabelLevels:
+    """Per-Gaussian labels at a grid of granularity levels in [0, 1] (0 finest, 0.5 the objects,
+    1 the groups), from cuts of the merge tree."""
+
+    levels: np.ndarray  # [L] float, ascending
+    labels: np.ndarray  # [L, N] int32, -1 = none
+
+    def at(self, level: float) -> np.ndarray:  # -> [N]
+        """Labels at the grid level nearest ``level``."""
+        if not 0.0 <= level <= 1.0:
+            raise UserError(f"--level must be in [0, 1], got {level}")
+        return self.labels[int(np.argmin(np.abs(self.levels - level)))].astype(np.int64)
+
+
+@dataclass
+class Selection:
+    score: np.ndarray  # [N] float in [0, 1]
+    selected: np.ndarray  # [N] bool
+    labels: np.ndarray  # the instance labels selected
+
+
+def _select_labels(labels: np.ndarray, chosen: np.ndarray) -> Selection:
+    chosen = np.unique(chosen[chosen >= 0])
+    selected = np.isin(labels, chosen) & (labels >= 0)
+    return Selection(selected.astype(np.float32), selected, chosen)
+
+
+def from_gaussians(labels: np.ndarray, picked: np.ndarray) -> Selection:
+    """The instances of the picked Gaussians ``picked`` [K] (indices)."""
+    picked = np.asarray(picked)
+    if picked.dtype == bool:
+        if picked.shape != labels.shape:
+            raise UserError(f"the picked mask has {picked.shape[0]} entries, the scene {labels.shape[0]} Gaussians")
+        picked = np.flatnonzero(picked)
+    picked = picked.astype(np.int64).ravel()
+    if picked.size and (picked.min() < 0 or picked.max() >= len(labels)):
+        raise UserError(f"Gaussian ids must be in [0, {len(labels) - 1}], got {picked.min()}..{picked.max()}")
+    return _select_labels(labels, labels[picked])
+
+
+@torch.no_grad()
+def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """The label of heaviest blending weight at each pixel ``pixels`` [P, 2] (x, y) -> [P] (-1 none)."""
+    pixels = np.asarray(pixels, np.int64).reshape(-1, 2)
+    if len(pixels) == 0:
+        return np.zeros(0, np.int64)
+    bad = (pixels[:, 0] < 0) | (pixels[:, 0] >= proj.width) | (pixels[:, 1] < 0) | (pixels[:, 1] >= proj.height)
+    if bad.any():
+        x, y = pixels[np.argmax(bad)]
+        raise UserError(f"pixel ({x}, {y}) is outside the {proj.width}x{proj.height} view")
+    out = []
+    for xy in pixels:  # one traced pixel each: its Gaussians and their weights there
+        t = trace(proj, torch.ones(1, 1), pixels=torch.from_numpy(xy[None]), backend=backend)
+        w = t.weight_sum.numpy()
+        has = (w > 0) & (labels >= 0)
+        if not has.any():
+            out.append(-1)
+            continue
+        votes = np.bincount(labels[has], w[has])
+        out.append(int(np.argmax(votes)))
+    return np.asarray(out, np.int64)
+
+
+def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, negative: np.ndarray | None = None,
+                backend: str = "auto") -> Selection:
+    """Instances under the positive clicks minus those under the negative ones (pixels [P, 2] x, y)."""
+    pos = pixel_labels(proj, labels, positive, backend)
+    neg = pixel_labels(proj, labels, negative if negative is not None else np.zeros((0, 2)), backend)
+    return _select_labels(labels, np.setdiff1d(pos, neg))
+
+
+@torch.no_grad()
+def mask_weights(proj: Projection, mask: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Per Gaussian, its traced weight inside ``mask`` [H, W] bool and over the whole view."""
+    lab = torch.from_numpy(np.where(mask, 1, 0).astype(np.int32))
+    out = trace(proj, lab, top_k=2, backend=backend)
+    inside = np.where(out.labels.numpy() == 1, out.weights.numpy(), 0).sum(1)
+    return inside, out.weight_sum.numpy()
+
+
+def from_mask_weights(labels: np.ndarray, inside: np.ndarray, total: np.ndarray) -> Selection:
+    """The instances with more than half their traced weight inside a reference mask (the label of
+    most weight inside when none has), as Trace3D queries an image and a mask (Sec. 4.1)."""
+    has = labels >= 0
+    if not has.any():
+        return Selection(np.zeros(len(labels), np.float32), np.zeros(len(labels), bool), np.zeros(0, np.int64))
+    n = int(labels.max()) + 1
+    w_in = np.bincount(labels[has], inside[has], minlength=n)
+    w_all = np.bincount(labels[has], total[has], minlength=n)
+    chosen = w_in > QUERY_SHARE * w_all
+    if not chosen.any() and w_in.max() > 0:
+        chosen[np.argmax(w_in)] = True
+    share = np.where(w_all > 0, w_in / np.maximum(w_all, 1e-30), 0.0)
+    sel = _select_labels(labels, np.flatnonzero(chosen))
+    sel.score = np.where(has, share[np.maximum(labels, 0)], 0.0).astype(np.float32)
+    return sel
+
+
+def from_mask(proj: Projection, labels: np.ndarray, mask: np.ndarray, backend: str = "auto") -> Selection:
+    """:func:`from_mask_weights` for ``mask`` [H, W] bool in the view of ``proj``."""
+    return from_mask_weights(labels, *mask_weights(proj, mask, backend))
+
+
+@torch.no_grad()
+def selection_mask(proj: Projection, selected: np.ndarray, min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:
+    """The 2D mask [H, W] bool of a selection: pixels where the selected Gaussians' share of the
+    blend is at least ``min_alpha`` (occluders in front hide it, as in the image)."""
+    out = render(proj, torch.from_numpy(np.asarray(selected, np.float32)), backend=backend)
+    return out.features[..., 0].numpy() >= min_alpha
