@@ -20,6 +20,7 @@ from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
 from ..methods import gaga
+from ..methods import lifting as lifting_methods
 from ..scene import GaussianScene
 from ..synth.groundtruth import GroundTruth
 
@@ -87,6 +88,7 @@ METHODS: dict[str, Method] = {
     "oracle": oracle,
     "naive": naive_lifting,
     "gaga": gaga.segment,
+    "contrastive-raw": lifting_methods.contrastive_raw,
 }
 
 from ..methods import trace3d as _trace3d  # noqa: E402  (methods import this module's dataclasses)

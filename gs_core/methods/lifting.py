@@ -1,0 +1,107 @@
+"""Lifting methods for the benchmark: contrastive features trained on raw per-view masks, then
+Gaussians clustered into instances. Compositions of :mod:`gs_core.lifting`; callers with their own
+``(Projection, label_map)`` views (e.g. consistent instance maps) call :func:`contrastive_instances`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..engine import Projection, project
+from ..labelmaps import masks_to_labels
+from ..lifting.aggregation import AggregationConfig, aggregate, cluster_features
+from ..lifting.contrastive import ContrastiveConfig, train_contrastive
+
+if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
+    from ..bench.methods import MethodInput, MethodResult
+
+
+@dataclass
+class ContrastiveInstancesConfig:
+    train: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    drop_contradicted: bool = True  # appendix-B cluster filter against the input masks
+    assign_noise: bool = True  # trained Gaussians HDBSCAN left as noise join their nearest kept cluster
+
+
+def raw_views(inp: MethodInput) -> tuple[list[int], list[tuple[Projection, np.ndarray]]]:
+    """The training views' mask stacks as label maps with per-view offset ids (no two views share
+    one), like the naive baseline; views without masks are skipped."""
+    ds = inp.dataset
+    gaussians = ds.load_scene().to_gaussians()
+    used, views, offset = [], [], 0
+    for v in inp.train:
+        masks = ds.masks(v)
+        if masks is None or len(masks) == 0:
+            continue
+        local = masks_to_labels(masks)
+        views.append((project(gaussians, ds.cameras[v]), np.where(local >= 0, local + offset, -1)))
+        used.append(v)
+        offset += len(masks)
+    return used, views
+
+
+def contrastive_instances(views: Iterable[tuple[Projection, np.ndarray]],
+                          config: ContrastiveInstancesConfig = ContrastiveInstancesConfig()) -> dict:
+    """Contrastive features (Trace3D Eq. 5) -> PCA + HDBSCAN clusters of the trained Gaussians ->
+    clusters the masks contradict dropped (linear-inverse paper Eq. 20-22) -> instance labels [N].
+
+    Returns ``labels`` [N] int64 (-1 = none), ``features`` [N, d], ``result`` (the training's
+    :class:`~gs_core.lifting.contrastive.ContrastiveResult`), ``aggregation`` and ``stages`` (seconds).
+    """
+    views = list(views)
+    stages = {}
+    trained = train_contrastive(views, config.train)
+    stages["contrastive"] = trained.seconds
+    t = time.perf_counter()
+    clusters = cluster_features(trained.features, config.aggregation, mask=trained.trained)
+    stages["cluster"] = time.perf_counter() - t
+    t = time.perf_counter()
+    agg = aggregate(views, trained.features, config.aggregation, clusters=clusters)
+    labels = agg.labels if config.drop_contradicted else agg.clusters
+    if config.assign_noise:
+        labels = _assign_to_nearest(trained.features, labels, trained.trained)
+    stages["aggregate"] = time.perf_counter() - t
+    return dict(labels=labels.numpy().astype(np.int64), features=trained.features, result=trained,
+                aggregation=agg, stages=stages)
+
+
+def _assign_to_nearest(features: torch.Tensor, labels: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Unlabelled ``candidates`` [N] bool take the label of their nearest labelled Gaussian in feature space."""
+    from sklearn.neighbors import NearestNeighbors
+
+    labelled = (labels >= 0).numpy()
+    todo = (candidates & (labels < 0)).numpy()
+    if not labelled.any() or not todo.any():
+        return labels
+    x = features.numpy()
+    nn = NearestNeighbors(n_neighbors=1).fit(x[labelled])
+    out = labels.clone()
+    out[torch.from_numpy(todo)] = labels[torch.from_numpy(labelled)][
+        torch.from_numpy(nn.kneighbors(x[todo], return_distance=False)[:, 0])]
+    return out
+
+
+def contrastive_raw(inp: MethodInput, config: ContrastiveInstancesConfig = ContrastiveInstancesConfig()) -> MethodResult:
+    """Benchmark entry ``contrastive-raw``: contrastive lifting on raw per-view masks (no association;
+    pairs are formed within a view, so per-view ids are enough), then Gaussians clustered into instances."""
+    from ..bench.methods import MethodResult
+
+    t = time.perf_counter()
+    used, views = raw_views(inp)
+    if not views:
+        n = len(inp.dataset.load_scene().to_gaussians())
+        return MethodResult(np.full(n, -1, dtype=np.int64))
+    prep = time.perf_counter() - t
+    out = contrastive_instances(views, config)
+    agg = out["aggregation"]
+    info = dict(steps=len(out["result"].loss), final_loss=float(np.mean(out["result"].loss[-50:])),
+                clusters=int(len(agg.kept)), clusters_kept=int(agg.kept.sum()),
+                noise_share=float((agg.clusters < 0).float().mean()))
+    return MethodResult(out["labels"], stages={"views": prep, **out["stages"]}, info=info)
