@@ -25,6 +25,7 @@ COMMANDS = {
 BENCH_COMMANDS = {
     "engine": ("gs_core.bench.engine", "render/trace speed per backend (garden points, 1M synthetic)"),
     "segmentation": ("gs_core.bench.segmentation", "segmentation methods x synthetic scenes x noise levels"),
+    "git": ("gs_core.bench.git", "Gaussian Instance Tracing over many views vs forward rendering; store size"),
     "ply": ("gs_core.bench.ply_io", "PLY load/save speed (1M Gaussians)"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
 }

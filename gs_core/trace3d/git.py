@@ -29,7 +29,7 @@ class ViewGIT:
     ``patches[e]`` that Gaussian ``gaussians[e]`` blends into; only seen Gaussians appear."""
 
     gaussians: np.ndarray  # [E] int32
-    patches: np.ndarray  # [E] int32 local patch id
+    patches: np.ndarray  # [E] int16 (int32 past 32767 patches) local patch id
     weights: np.ndarray  # [E] float32
     seen: np.ndarray  # [S] int32: Gaussians seen in this view (labelled or not)
     total: np.ndarray  # [S] float32: their sum of w^k over every pixel, covered or not
@@ -56,7 +56,8 @@ def trace_view(proj: Projection, patches: InstancePatches, *, top_k: int = DEFAU
     w = out.weights.cpu()[seen]
     entry = (lab >= 0) & (lab < p) & (w > 0)
     rows = seen[:, None].expand_as(lab)[entry]
-    return ViewGIT(rows.numpy().astype(np.int32), lab[entry].numpy().astype(np.int32),
+    patch_dtype = np.int16 if p < np.iinfo(np.int16).max else np.int32
+    return ViewGIT(rows.numpy().astype(np.int32), lab[entry].numpy().astype(patch_dtype),
                    w[entry].numpy().astype(np.float32), seen.numpy().astype(np.int32),
                    out.weight_sum.cpu()[seen].numpy().astype(np.float32), p)
 
