@@ -37,7 +37,7 @@ class ConsistencyConfig:
     iterations: int = 1  # statistics recomputed on the merged maps until the ids stop changing
     absorb_unconfirmed: bool = True  # a cluster no other view confirms joins its nearest (MergeTree.cut)
     hard: bool = True  # in the other views a Gaussian votes for its heaviest patch only (patch_statistics)
-    normalise: bool = True  # score relative to each cluster's agreement with itself (see agglomerate)
+    normalise: str = "geometric"  # "geometric" | "max" | "none": score relative to each cluster's agreement with itself (see agglomerate)
     floor: float = 0.1  # the merge tree is recorded down to this score (group level)
     min_views: int = 2  # a pair needs this many supporting views (released code: 2) ...
     min_view_share: float = 0.2  # ... each with this share of both patches' Gaussians labelled
@@ -164,7 +164,11 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
 
     def row_scores(i: int) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = num[i] / den[i] / np.sqrt(selfsim[i] * selfsim) if config.normalise else num[i] / den[i]
+            r = num[i] / den[i]
+            if config.normalise == "geometric":
+                r = r / np.sqrt(selfsim[i] * selfsim)
+            elif config.normalise == "max":
+                r = r / np.maximum(selfsim[i], selfsim)
         r[~active | (sup[i] < config.min_views) | (den[i] <= 0) | ~np.isfinite(r)] = -np.inf
         r[i] = -np.inf
         return r
