@@ -230,7 +230,7 @@ def split_gaussians(scene: GaussianScene, rows: np.ndarray, offsets: np.ndarray,
     S = s[:, :dims]
     phys = S[:, :, None] * np.einsum("rij,rj,rkj->rik", vec, lam, vec) * S[:, None, :]
     lam2, vec2 = np.linalg.eigh(phys)
-    vec2 = vec2 * np.where(np.linalg.det(vec2) < 0, -1.0, 1.0)[:, None, None]
+    vec2[:, :, -1] *= np.where(np.linalg.det(vec2) < 0, -1.0, 1.0)[:, None]  # proper (2x2: -V keeps det)
     local_rot = np.tile(np.eye(3), (len(rows), 1, 1))
     local_rot[:, :dims, :dims] = vec2
     child_rot = R @ local_rot
