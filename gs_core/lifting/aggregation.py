@@ -36,6 +36,7 @@ class AggregationConfig:
     pca_dim: int = 50  # PCA first when the features are wider (the paper: PCA(50))
     min_cluster_size: int = 30  # HDBSCAN
     min_samples: int | None = None  # HDBSCAN (None = min_cluster_size)
+    selection: str = "eom"  # HDBSCAN cluster selection: "eom" (excess of mass) or "leaf" (finer clusters)
     max_fit: int = 20000  # HDBSCAN is fitted on at most this many Gaussians; the rest join their nearest
     iou_threshold: float = 0.5  # Eq. 22 (pixels) and appendix B (clusters)
     min_alpha: float = 0.5  # pixels rendered below this alpha have no cluster
@@ -67,7 +68,8 @@ def cluster_features(features: Tensor, config: AggregationConfig = AggregationCo
     fit = rng.permutation(len(x))[:config.max_fit] if len(x) > config.max_fit else np.arange(len(x))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.8+: the default of ``copy`` changes
-        labels = HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples).fit_predict(x[fit])
+        labels = HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples,
+                         cluster_selection_method=config.selection).fit_predict(x[fit])
     full = np.full(len(x), -1, dtype=np.int64)
     full[fit] = labels
     if len(fit) < len(x):

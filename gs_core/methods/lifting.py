@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
 
 @dataclass
 class ContrastiveInstancesConfig:
-    train: ContrastiveConfig = field(default_factory=ContrastiveConfig)
-    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    train: ContrastiveConfig = field(default_factory=lambda: ContrastiveConfig(steps=1000))
+    # leaf selection: on features trained from raw masks, excess-of-mass selection merges objects
+    # (tiny table top, 150-500 steps: adjusted Rand 0.02-0.6 with eom, 0.69-0.79 with leaf)
+    aggregation: AggregationConfig = field(default_factory=lambda: AggregationConfig(selection="leaf"))
     drop_contradicted: bool = True  # appendix-B cluster filter against the input masks
     assign_noise: bool = True  # trained Gaussians HDBSCAN left as noise join their nearest kept cluster
 
