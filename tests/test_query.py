@@ -1,0 +1,154 @@
+"""Selections from what a user points at (gs_core.query): picked Gaussians, clicked pixels, a mask,
+their 2D mask in a view, and the granularity levels; bad input is a UserError."""
+
+import numpy as np
+import pytest
+import torch
+
+from gs_core.camera import Camera
+from gs_core.engine import Gaussians, project
+from gs_core.errors import UserError
+from gs_core.labelmaps import render_labels
+from gs_core.query import (LabelLevels, from_clicks, from_gaussians, from_mask, from_mask_weights, mask_weights,
+                           pixel_labels, selection_mask)
+
+SPACING = 0.05
+H, W = 48, 64
+
+
+def _square(cx, cy, z, half):
+    t = np.arange(-half, half + 1e-9, SPACING)
+    a, b = np.meshgrid(t, t, indexing="ij")
+    return np.stack([cx + a.ravel(), cy + b.ravel(), np.full(a.size, z)], 1)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Objects 0 (left) and 1 (right) in the plane z = 0, object 2 a small square 0.5 m in front of
+    object 0's right edge (it hides part of it), and a few unlabelled splats (-1) at the top."""
+    surfaces = [_square(-0.45, 0, 0, 0.3), _square(0.45, 0, 0, 0.3), _square(-0.25, 0, 0.5, 0.12),
+                _square(0, 0.75, 0, 0.1)]
+    labels = np.concatenate([np.full(len(s), k if k < 3 else -1) for k, s in enumerate(surfaces)])
+    means = torch.as_tensor(np.concatenate(surfaces), dtype=torch.float32)
+    n = len(means)
+    g = Gaussians(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                  scales=torch.full((n, 3), 0.7 * SPACING), opacities=torch.full((n,), 0.95))
+    cam = Camera.look_at((0, 0.01, 3.0), (0, 0, 0), (0, 1, 0), fov_x_deg=60, width=W, height=H, name="front")
+    proj = project(g, cam)
+    lm = render_labels(proj, np.where(labels >= 0, labels, 3))  # 3 = the unlabelled splats
+    assert set(np.unique(lm).tolist()) == {-1, 0, 1, 2, 3}
+    return proj, labels, lm
+
+
+def _pixel(lm, o, which=0):  # (x, y) of some pixel showing owner o
+    ys, xs = np.nonzero(lm == o)
+    i = [len(ys) // 2, 0, len(ys) - 1][which]
+    return int(xs[i]), int(ys[i])
+
+
+def test_from_gaussians(planted):
+    _, labels, _ = planted
+    zero = np.flatnonzero(labels == 0)
+    sel = from_gaussians(labels, zero[[3]])
+    assert np.array_equal(sel.selected, labels == 0) and sel.labels.tolist() == [0]
+    assert sel.score.dtype == np.float32 and np.array_equal(sel.score, (labels == 0).astype(np.float32))
+    two = from_gaussians(labels, np.array([zero[0], np.flatnonzero(labels == 2)[1]]))
+    assert np.array_equal(two.selected, np.isin(labels, [0, 2])) and two.labels.tolist() == [0, 2]
+    none = from_gaussians(labels, np.flatnonzero(labels == -1)[:2])  # unlabelled: nothing
+    assert not none.selected.any() and len(none.labels) == 0
+    assert not from_gaussians(labels, np.zeros(0, np.int64)).selected.any()
+    mask = np.zeros(len(labels), bool)
+    mask[np.flatnonzero(labels == 1)[5]] = True  # a bool mask [N] is a pick too
+    assert np.array_equal(from_gaussians(labels, mask).selected, labels == 1)
+
+
+@pytest.mark.parametrize("bad", [[-1], [10**6], [0, 3, -2]])
+def test_from_gaussians_bad_ids(planted, bad):
+    _, labels, _ = planted
+    with pytest.raises(UserError, match="Gaussian ids"):
+        from_gaussians(labels, np.array(bad))
+    with pytest.raises(UserError):
+        from_gaussians(labels, np.array([len(labels)]))  # one past the end
+
+
+def test_from_gaussians_bad_mask_length(planted):
+    _, labels, _ = planted
+    with pytest.raises(UserError, match=str(len(labels))):
+        from_gaussians(labels, np.ones(len(labels) - 1, bool))
+
+
+def test_from_clicks(planted):
+    proj, labels, lm = planted
+    p0, p1 = _pixel(lm, 0), _pixel(lm, 1)
+    assert pixel_labels(proj, labels, np.array([p0, p1])).tolist() == [0, 1]
+    sel = from_clicks(proj, labels, np.array([p0]))
+    assert np.array_equal(sel.selected, labels == 0)
+    sel = from_clicks(proj, labels, np.array([p1]))
+    assert np.array_equal(sel.selected, labels == 1)
+    both = from_clicks(proj, labels, np.array([p0, p1]))
+    assert np.array_equal(both.selected, np.isin(labels, [0, 1]))
+    # a negative click on object 1 removes it; on object 2 (not selected) changes nothing
+    sel = from_clicks(proj, labels, np.array([p0, p1]), negative=np.array([_pixel(lm, 1, 1)]))
+    assert np.array_equal(sel.selected, labels == 0)
+    sel = from_clicks(proj, labels, np.array([p0]), negative=np.array([_pixel(lm, 2)]))
+    assert np.array_equal(sel.selected, labels == 0)
+    # the front object where it hides object 0
+    assert np.array_equal(from_clicks(proj, labels, np.array([_pixel(lm, 2)])).selected, labels == 2)
+    # background, and the unlabelled splats: nothing
+    bg = np.argwhere(lm == -1)[0][::-1]
+    assert not from_clicks(proj, labels, np.array([bg])).selected.any()
+    assert not from_clicks(proj, labels, np.array([_pixel(lm, 3)])).selected.any()
+
+
+@pytest.mark.parametrize("xy", [(W, 0), (0, H), (-1, 5), (5, -1)])
+def test_click_outside_the_view(planted, xy):
+    proj, labels, _ = planted
+    with pytest.raises(UserError, match=rf"\({xy[0]}, {xy[1]}\).*{W}x{H}"):
+        from_clicks(proj, labels, np.array([xy]))
+
+
+def test_from_mask(planted):
+    proj, labels, lm = planted
+    sel = from_mask(proj, labels, lm == 1)
+    assert np.array_equal(sel.selected, labels == 1)
+    assert sel.score[labels == 1].min() > 0.5 and sel.score[labels == 0].max() < 0.5
+    # most of object 0 and a sliver of object 1: object 0 only
+    ys, xs = np.nonzero(lm == 1)
+    sliver = (lm == 1) & (np.arange(W)[None, :] <= xs.min() + 1)
+    sel = from_mask(proj, labels, (lm == 0) | sliver)
+    assert np.array_equal(sel.selected, labels == 0)
+    # a small part of object 1 alone: no label has half its weight inside, the heaviest one is taken
+    part = (lm == 1) & (np.arange(W)[None, :] <= xs.min() + 2)
+    inside, total = mask_weights(proj, part)
+    assert (inside <= total + 1e-6).all()
+    sel = from_mask_weights(labels, inside, total)
+    assert np.array_equal(sel.selected, labels == 1)
+    assert not from_mask(proj, labels, np.zeros((H, W), bool)).selected.any()
+    empty = from_mask_weights(np.full(len(labels), -1), inside, total)
+    assert not empty.selected.any() and len(empty.labels) == 0
+
+
+def test_selection_mask(planted):
+    proj, labels, lm = planted
+    m0 = selection_mask(proj, labels == 0)
+    assert m0.shape == (H, W) and m0.dtype == bool
+    assert not (m0 & (lm == 2)).any()  # the front object hides object 0 there
+    assert not (m0 & (lm == 1)).any()
+    iou = (m0 & (lm == 0)).sum() / (m0 | (lm == 0)).sum()
+    assert iou > 0.9
+    m2 = selection_mask(proj, labels == 2)
+    assert (m2 & (lm == 2)).sum() / (m2 | (lm == 2)).sum() > 0.9
+    assert not selection_mask(proj, np.zeros(len(labels), bool)).any()
+    assert selection_mask(proj, labels >= -1).sum() >= (lm >= 0).sum() - 2  # everything: the whole footprint
+
+
+def test_label_levels():
+    levels = LabelLevels(np.array([0.0, 0.5, 1.0]), np.array([[0, 1, 2, -1], [0, 0, 1, -1], [0, 0, 0, -1]], np.int32))
+    assert levels.at(0.0).tolist() == [0, 1, 2, -1]
+    assert levels.at(0.2).tolist() == [0, 1, 2, -1]  # nearest grid level
+    assert levels.at(0.3).tolist() == [0, 0, 1, -1]
+    assert levels.at(1.0).tolist() == [0, 0, 0, -1]
+    assert levels.at(0.8).dtype == np.int64
+    for bad in (-0.01, 1.01, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="--level"):
+            levels.at(bad)

@@ -1,0 +1,204 @@
+"""Consistent instance maps (Trace3D Sec. 3.3): planted table-top scenes, masks made per view from the
+ground truth, then clean masks, a hierarchy flip and a mixed patch; the merge tree's cuts."""
+
+import numpy as np
+import pytest
+
+from gs_core.engine import project
+from gs_core.trace3d import GITStore, MergeTree, consistent_instances, make_patches, trace_view
+from gs_core.trace3d.consistency import same_partition
+
+from trace3d_scenes import cam, cat_scenes, gt_masks, make_scene, square
+
+TABLE, A, B, C = 0, 1, 2, 3
+CENTRES = {A: (-0.3, 0.2), B: (0.3, 0.25), C: (0.05, -0.3)}
+HALVES = {A: 0.15, B: 0.12, C: 0.1}
+
+
+def table_top(spacing: float, views: int = 5):
+    """A flat table (square of half-size 0.6 at z = 0) with three flat objects lying 3 cm above it,
+    all sampled at one splat density; ``views`` cameras around and above. -> (scene, owner, cams)."""
+    surfaces = [square((0, 0, 0), half=0.6, spacing=spacing)]
+    surfaces += [square((*CENTRES[o], 0.03), half=HALVES[o], spacing=spacing) for o in (A, B, C)]
+    scene = cat_scenes(*(make_scene(s, 0.7 * spacing) for s in surfaces))
+    owner = np.repeat(np.arange(4), [len(s) for s in surfaces])
+    angles = np.linspace(0, 2 * np.pi, views + 1)[:-1] + 0.3
+    cams = [cam((np.cos(a), np.sin(a), 1.8), name=f"v{k}") for k, a in enumerate(angles)]
+    return scene, owner, cams
+
+
+def associate(scene, cams, stacks):
+    g = scene.to_gaussians()
+    store, patches = GITStore(len(scene)), []
+    for c, masks in zip(cams, stacks):
+        patches.append(make_patches(masks, 1))
+        store.add(trace_view(project(g, c), patches[-1]))
+    return consistent_instances(store), patches
+
+
+class Planted:
+    def __init__(self, spacing: float, views: int = 5):
+        self.scene, self.owner, self.cams = table_top(spacing, views)
+        per_view = [gt_masks(self.scene, self.owner, c) for c in self.cams]
+        self.stacks = [m for m, _ in per_view]
+        self.owners = [ids for _, ids in per_view]
+        assert all(ids == [TABLE, A, B, C] for ids in self.owners)  # every object in every view
+
+    def region(self, k: int, o: int) -> np.ndarray:  # [H, W] ground-truth mask of owner o in view k
+        return self.stacks[k][self.owners[k].index(o)]
+
+    def exposed_table(self) -> np.ndarray:  # [N] table splats no object lies over (plus a margin)
+        xy = self.scene.means[:, :2]
+        under = np.zeros(len(xy), bool)
+        for o in (A, B, C):
+            under |= (np.abs(xy - CENTRES[o]) <= HALVES[o] + 0.05).all(1)
+        return (self.owner == TABLE) & ~under
+
+    def mixed(self, k0: int, small: int = C, support: int = TABLE) -> list[np.ndarray]:
+        """Masks where view ``k0`` has one mask for ``small`` and its ``support`` together."""
+        stacks = list(self.stacks)
+        merged = self.region(k0, small) | self.region(k0, support)
+        stacks[k0] = np.stack([merged] + [self.region(k0, o) for o in (A, B, C) if o != small])
+        return stacks
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return Planted(spacing=0.025)
+
+
+def _ids(inst, patches, k, region) -> set:
+    return set(np.unique(inst.view_map(k, patches[k].patch_map)[region]).tolist())
+
+
+def test_clean_masks_one_id_per_object(planted):
+    inst, patches = associate(planted.scene, planted.cams, planted.stacks)
+    assert inst.num_instances == 4
+    assert inst.patch_ids.shape == (inst.store.num_patches,)
+    ids = {}
+    for o in (TABLE, A, B, C):
+        per_view = [_ids(inst, patches, k, planted.region(k, o)) for k in range(len(planted.cams))]
+        assert all(len(s) == 1 for s in per_view), (o, per_view)  # one id over the object's mask ...
+        assert len(set.union(*per_view)) == 1, (o, per_view)  # ... the same in every view
+        ids[o] = per_view[0].pop()
+    assert len(set(ids.values())) == 4
+    for k, p in enumerate(patches):  # pixels no mask covers stay -1
+        vm = inst.view_map(k, p.patch_map)
+        assert np.array_equal(vm >= 0, planted.stacks[k].any(0))
+    # on the Gaussians: every splat of an object, and every exposed table splat, carries its id
+    for o in (A, B, C):
+        assert (inst.labels[planted.owner == o] == ids[o]).all(), o
+    exposed = planted.exposed_table()
+    assert exposed.sum() > 1000 and (inst.labels[exposed] == ids[TABLE]).all()
+    assert ((inst.confidence >= 0) & (inst.confidence <= 1 + 1e-9)).all()
+    assert (inst.confidence[inst.labels < 0] == 0).all()
+
+
+def test_hierarchy_flip_parts_end_in_the_object(planted):
+    """View 0 shows object A as two part masks (its left and right halves), the others whole."""
+    k0 = 0
+    left = (planted.owner == A) & (planted.scene.means[:, 0] < CENTRES[A][0])
+    owner = planted.owner.copy()
+    owner[(planted.owner == A) & ~left] = 4  # the right half, a part of its own in view 0
+    masks, owners = gt_masks(planted.scene, owner, planted.cams[k0])
+    assert owners == [TABLE, A, B, C, 4]
+    stacks = list(planted.stacks)
+    stacks[k0] = masks
+    inst, patches = associate(planted.scene, planted.cams, stacks)
+    a_ids = set().union(*(_ids(inst, patches, k, planted.region(k, A)) for k in range(1, 5)))
+    assert len(a_ids) == 1
+    part_ids = [_ids(inst, patches, k0, masks[owners.index(p)]) for p in (A, 4)]
+    assert part_ids == [a_ids, a_ids]
+    assert inst.num_instances == 4
+    assert (inst.labels[planted.owner == A] == next(iter(a_ids))).all()
+
+
+@pytest.mark.parametrize("k0", range(5))
+def test_mixed_patch_does_not_swallow_the_small_object(planted, k0):
+    """View ``k0`` has one mask for object C and the table under it: C keeps its own id in the
+    other views and on its Gaussians; the mixed patch takes the table's id."""
+    inst, patches = associate(planted.scene, planted.cams, planted.mixed(k0))
+    others = [k for k in range(5) if k != k0]
+    c_ids = set().union(*(_ids(inst, patches, k, planted.region(k, C)) for k in others))
+    t_ids = set().union(*(_ids(inst, patches, k, planted.region(k, TABLE)) for k in others))
+    assert len(c_ids) == 1 and len(t_ids) == 1 and c_ids != t_ids
+    (c_id,), (t_id,) = c_ids, t_ids
+    assert _ids(inst, patches, k0, planted.region(k0, C) | planted.region(k0, TABLE)) == {t_id}
+    assert np.mean(inst.labels[planted.owner == C] == c_id) >= 0.8
+    assert not (inst.labels[planted.exposed_table()] == c_id).any()
+
+
+@pytest.mark.xfail(reason="known weakness (see report): a coarsely sampled small object (25 splats) in 5 views "
+                   "is absorbed by its support after one mixed view; normalised pooled score 0.51-0.53 > theta",
+                   strict=False)
+def test_mixed_patch_coarse_small_object():
+    coarse = Planted(spacing=0.05)
+    inst, patches = associate(coarse.scene, coarse.cams, coarse.mixed(0))
+    c_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, C)) for k in range(1, 5)))
+    t_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, TABLE)) for k in range(1, 5)))
+    assert len(c_ids) == 1 and c_ids != t_ids
+
+
+# ---- the merge tree ----------------------------------------------------------------------------
+
+def _refines(fine: np.ndarray, coarse: np.ndarray) -> bool:
+    """Every cluster of ``fine`` lies inside one cluster of ``coarse``."""
+    pairs = np.unique(np.stack([fine, coarse]), axis=1)
+    return pairs.shape[1] == len(np.unique(fine))
+
+
+def test_cut_is_monotone_on_the_planted_tree(planted):
+    inst, _ = associate(planted.scene, planted.cams, planted.mixed(2))
+    tree, view = inst.tree, inst.store.patch_view
+    assert len(tree.score) > 0 and tree.score.min() >= 0.1  # recorded down to the floor
+    assert np.array_equal(tree.cut(0.5, view), inst.patch_ids)
+    thresholds = np.linspace(1.1, 0.0, 23)
+    for pv in (None, view):
+        cuts = [tree.cut(t, pv) for t in thresholds]
+        counts = [len(np.unique(c)) for c in cuts]
+        assert counts == sorted(counts, reverse=True)
+        assert all(_refines(f, c) for f, c in zip(cuts, cuts[1:]))
+        assert counts[0] > counts[-1]  # the grid spans more than one partition
+    assert len(np.unique(tree.cut(2.0))) == tree.num_patches  # above every score: no merge
+    assert len(np.unique(tree.cut(0.0))) == tree.num_patches - len(tree.score)  # every recorded merge
+
+
+def test_cut_is_monotone_on_random_trees():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        P = int(rng.integers(2, 10))
+        view = rng.integers(0, int(rng.integers(1, 4)), P)
+        active, into, other = list(range(P)), [], []
+        while len(active) > 1 and rng.random() > 0.1:
+            a, b = sorted(rng.choice(active, 2, replace=False).tolist())
+            into.append(a), other.append(b), active.remove(b)
+        tree = MergeTree(P, np.array(into, np.int64), np.array(other, np.int64),
+                         np.sort(rng.random(len(into)))[::-1])
+        th = np.sort(rng.random(5))[::-1]
+        for pv in (None, view):
+            cuts = [tree.cut(t, pv) for t in th]
+            assert all(_refines(f, c) for f, c in zip(cuts, cuts[1:]))
+            for c in cuts:  # dense ids
+                assert set(c.tolist()) == set(range(len(np.unique(c))))
+
+
+def test_cut_absorbs_clusters_no_other_view_confirms():
+    # patches 0, 1 (views 0, 1) merge at 0.9; patch 2 (view 0 alone) would join at 0.3; 3 (view 1) and
+    # 4 (view 2) would join at 0.2
+    tree = MergeTree(5, np.array([0, 0, 3]), np.array([1, 2, 4]), np.array([0.9, 0.3, 0.2]))
+    assert tree.cut(0.5).tolist() == [0, 0, 1, 2, 3]
+    view = np.array([0, 1, 0, 1, 2])
+    # 2 is one view's patch alone: follows the tree into 0's cluster; 3 and 4 are single-view too
+    assert tree.cut(0.5, view).tolist() == [0, 0, 0, 1, 1]
+    tree2 = MergeTree(5, np.array([0, 3, 0]), np.array([1, 4, 3]), np.array([0.9, 0.8, 0.3]))
+    # {0, 1} and {3, 4} are both confirmed by two views: the 0.3 merge stays undone
+    assert tree2.cut(0.5, view).tolist() == [0, 0, 1, 2, 2]
+
+
+def test_same_partition():
+    a = np.array([0, 0, 1, 2, 2])
+    assert same_partition(a, np.array([5, 5, 3, 9, 9]))
+    assert same_partition(a, a)
+    assert not same_partition(a, np.array([0, 0, 1, 2, 3]))  # finer
+    assert not same_partition(a, np.array([0, 0, 0, 2, 2]))  # coarser
+    assert not same_partition(a, np.array([0, 1, 1, 2, 2]))  # crossing
