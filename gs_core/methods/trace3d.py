@@ -155,6 +155,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
         scene, report = density_control(scene, cameras, instances, patches, config.density, images=images,
                                         trace_config=replace(config, density=None), backend=config.backend)
         stages["density"] = time.perf_counter() - t
+        say("density control", 1, 1)
         instances, info = associate(scene)  # the refined scene, traced again
         info["density"] = report.to_json()
     return Trace3DResult(scene, instances, patches, instances.labels, instances.confidence, stages, info, report)

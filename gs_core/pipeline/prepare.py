@@ -144,8 +144,10 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
         config = replace(config, density=None)
     key = fingerprint(file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
                       np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, repr(config))
+    from ..preflight import check_output_dir
+
+    check_output_dir(out, "--out")
     work = WorkDir(out)
-    out.mkdir(parents=True, exist_ok=True)
     if not options.force and work.manifest_path.is_file():
         try:
             old = work.manifest()
@@ -153,7 +155,7 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
             old = {}
         if old.get("status") == "complete" and old.get("key") == key and work.scene_path.is_file():
             say("up to date", 1, 1)
-            return old
+            return {**old, "up_to_date": True}
     manifest = {"status": "running", "key": key, "dataset": str(dataset_root), "scene": str(scene_path.resolve()),
                 "method": options.method, "views": [ds.names[v] for v in views], "config": repr(config)}
     work.write_manifest(manifest)
@@ -217,6 +219,9 @@ def run_cli(args: argparse.Namespace) -> int:
             bar.update(tasks[stage], completed=done, total=total)
 
         manifest = prepare(options, progress)
+    if manifest.get("up_to_date"):
+        console.print(f"{args.out} is up to date with its inputs (use --force to recompute)")
+        return 0
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in manifest.get("stages", {}).items() if not k.startswith("git_"))
     console.print(f"prepared {manifest.get('gaussians')} Gaussians, {manifest.get('instances')} instances "
                   f"in {manifest.get('seconds', 0):.1f} s ({stages}) -> {args.out}")

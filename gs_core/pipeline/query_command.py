@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--gaussians {args.gaussians}: not a readable .npy ({exc})") from None
         if picked.dtype != bool and not np.issubdtype(picked.dtype, np.integer):
             raise UserError(f"--gaussians {args.gaussians}: expected integer indices or a bool mask, got {picked.dtype}")
-        sel = query.from_gaussians(labels, picked)
+        try:
+            sel = query.from_gaussians(labels, picked)
+        except UserError as exc:
+            raise UserError(f"--gaussians {args.gaussians}: {exc}") from None
     else:
         if not args.pixel:
             raise UserError("--view needs at least one --pixel X Y")
@@ -48,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
         cam = work.camera(args.view)
         proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
-        sel = query.from_clicks(proj, labels, np.array(args.pixel), np.array(args.negative).reshape(-1, 2),
-                                backend=args.backend)
+        try:
+            sel = query.from_clicks(proj, labels, np.array(args.pixel), np.array(args.negative).reshape(-1, 2),
+                                    backend=args.backend)
+        except UserError as exc:
+            raise UserError(f"--view {args.view} --pixel/--negative: {exc}") from None
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0

@@ -263,8 +263,6 @@ def test_unwritable_out(dataset, work, tmp_path, capsys):
     _fails(capsys, ["segment", work, "--out", blocker / "labels.npy"], "--out", blocker)
 
 
-@pytest.mark.xfail(reason="prepare does out.mkdir() on an existing file: FileExistsError escapes main() as a "
-                   "traceback, exit 1 (see report)", strict=False)
 def test_prepare_out_is_an_existing_file(dataset, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -298,8 +296,6 @@ def test_gaussian_ids_out_of_range(work, tmp_path, capsys, scene_size):
 
 
 @slow
-@pytest.mark.xfail(reason="the messages come from gs_core.query without the CLI's context: they name neither "
-                   "--gaussians and its file nor --pixel and the view (see report)", strict=False)
 @pytest.mark.parametrize("case", ["gaussians", "pixel"])
 def test_query_errors_name_the_argument(work, tmp_path, capsys, scene_size, case):
     if case == "gaussians":
