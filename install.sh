@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Install gs_core (editable) with its test and Blender extras into ./.venv, from scratch if needed.
-# Usage: ./install.sh            (idempotent; re-running only installs what is missing)
+# Install gs_core (editable) with its test and Blender extras into ./.venv, from scratch if needed,
+# and compile its native CPU kernels (three instruction-set variants, a few minutes once).
+#
+# Usage: ./install.sh [--cpu | --cuda]
+#   --cpu   torch's CPU-only build (about 200 MB) from https://download.pytorch.org/whl/cpu
+#   --cuda  torch's default build from PyPI, with its CUDA libraries (several GB)
+#   neither: --cuda when nvidia-smi sees an NVIDIA GPU, else --cpu. A torch wheel on pip's
+#   find-links is used in either case; re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
+TORCH_VERSION=2.13.0
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+flavour=auto
+for arg in "$@"; do
+  case "$arg" in
+    --cpu) flavour=cpu ;;
+    --cuda) flavour=cuda ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown option $arg (use --cpu or --cuda)" >&2; exit 2 ;;
+  esac
+done
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   # bpy (Blender as a module) 5.0 needs exactly Python 3.11
@@ -10,11 +27,28 @@ if [ -z "$PY" ]; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip"
-$PIP install --quiet --upgrade pip
-# torch first, pinned: where a local CPU wheel is on pip's find-links it is used, so nothing pulls
-# the multi-GB CUDA build; elsewhere pip takes the registry's wheel of the same version.
-$PIP install --quiet "torch==2.13.0"
+# build tools first: the package is built without isolation, against the venv's torch (setup.py)
+$PIP install --quiet --upgrade pip "setuptools>=77" wheel ninja
+
+if [ "$flavour" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
+fi
+torch_args=()
+if [ "$flavour" = cpu ]; then
+  # pip prefers 2.13.0+cpu from this index over PyPI's 2.13.0 (which pulls the CUDA libraries)
+  if .venv/bin/python -c "import socket; socket.getaddrinfo('download.pytorch.org', 443)" 2>/dev/null; then
+    torch_args=(--extra-index-url "$CPU_INDEX")
+  else
+    echo "install.sh: $CPU_INDEX is unreachable; taking torch from pip's find-links or PyPI" >&2
+  fi
+fi
+echo "installing torch $TORCH_VERSION ($flavour)"
+$PIP install --quiet "torch==$TORCH_VERSION" ${torch_args[@]+"${torch_args[@]}"}
+
 extras="dev"
 if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then extras="dev,blender"; fi
-$PIP install --quiet -e ".[$extras]"
-echo "installed gs_core into .venv (extras: $extras)"
+echo "installing gs_core (extras: $extras) and compiling its native CPU kernels..."
+start=$SECONDS
+$PIP install --quiet --no-build-isolation -e ".[$extras]"
+.venv/bin/python -c "from gs_core.engine import cpu_backend as c; print('native CPU kernels:', ', '.join(c.prebuilt_variants()) or 'none prebuilt (compiled on first use)')"
+echo "installed gs_core into .venv in $((SECONDS - start)) s (torch: $flavour; extras: $extras)"

@@ -33,7 +33,10 @@
 // per Gaussian with each thread owning a contiguous range of Gaussian ids. Label traces emit
 // (gaussian, label, weight) entries that are bucketed by Gaussian and reduced to a top-k histogram.
 
-#include <torch/extension.h>
+// ATen and torch's pybind11 glue, not <torch/extension.h>: the whole C++ frontend (autograd, nn,
+// optim) is not used here and parsing it took a third of each build's time.
+#include <ATen/ATen.h>
+#include <torch/python.h>
 
 #include <algorithm>
 #include <cmath>
@@ -895,4 +898,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("trace_dense", &trace_dense, "trace a D-dim pixel signal onto Gaussians");
   m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms");
   m.def("num_threads", &num_threads, "OpenMP threads");
+  // the widest vector extension this build was compiled for (gs_core/engine/isa.py's variants)
+#if defined(__AVX512F__)
+  m.attr("isa") = "avx512";
+#elif defined(__AVX2__)
+  m.attr("isa") = "avx2";
+#else
+  m.attr("isa") = "portable";
+#endif
 }

@@ -47,13 +47,20 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_output_path(path: str | os.PathLike, flag: str) -> None:
     """``path`` (a file or a folder) can be written: it is writable if it exists, else its nearest
-    existing ancestor is a writable folder. Creates nothing."""
+    existing ancestor is a folder where a file can be created (a probe file, removed at once)."""
     path = Path(path)
     base = _nearest_existing(path)
     if base != Path(os.path.abspath(path)) and not base.is_dir():
         raise UserError(f"{flag} {path}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | (os.X_OK if base.is_dir() else 0)):
         raise UserError(f"{flag} {path}: {base} is not writable (permission denied)")
+    if base.is_dir():  # os.access says yes to root on read-only places: try it
+        probe = base / f".gs_core_probe_{secrets.token_hex(4)}"
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"{flag} {path}: cannot write in {base} ({exc.strerror or exc})") from None
 
 
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:

@@ -44,6 +44,11 @@ class GaussianScene:
     def __len__(self) -> int:
         return len(self.means)
 
+    def __repr__(self) -> str:  # the dataclass default prints every array in full
+        extra = f", extra columns {sorted(self.extra)}" if self.extra else ""
+        return (f"GaussianScene({len(self):,} {self.kind.upper()} splats, SH degree {self.sh_degree}"
+                f"{', with normals' if self.normals is not None else ''}{extra})")
+
     @property
     def kind(self) -> str:
         return "2dgs" if self.log_scales.shape[1] == 2 else "3dgs"

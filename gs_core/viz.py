@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .labelmaps import masks_to_labels
 
@@ -36,13 +36,17 @@ def panel(rows: list[list[tuple[str, np.ndarray]]], path: str | os.PathLike, sca
     """A grid of captioned uint8 [H, W, 3] tiles (rows of (caption, tile)), saved as PNG."""
     h = max(t.shape[0] for row in rows for _, t in row) * scale
     w = max(t.shape[1] for row in rows for _, t in row) * scale
-    cap = 14
+    cap = 16
     cols = max(len(row) for row in rows)
     canvas = Image.new("RGB", (cols * w, len(rows) * (h + cap)), (24, 24, 24))
     draw = ImageDraw.Draw(canvas)
+    try:  # Pillow's default font at its default 10 px kerns "GT objects" into "GTobjects"
+        font = ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1: the bitmap font, which has no size
+        font = ImageFont.load_default()
     for r, row in enumerate(rows):
         for c, (caption, tile) in enumerate(row):
             im = Image.fromarray(tile).resize((tile.shape[1] * scale, tile.shape[0] * scale), Image.NEAREST)
             canvas.paste(im, (c * w, r * (h + cap) + cap))
-            draw.text((c * w + 3, r * (h + cap) + 1), caption, fill=(230, 230, 230))
+            draw.text((c * w + 3, r * (h + cap) + 1), caption, fill=(230, 230, 230), font=font)
     canvas.save(path)

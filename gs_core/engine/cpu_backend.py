@@ -1,26 +1,36 @@
-"""The native CPU backend: C++/OpenMP kernels from ``cuda/raster_cpu.cpp``, built on first use.
+"""The native CPU backend: C++/OpenMP kernels from ``cuda/raster_cpu.cpp``.
 
-The extension is compiled with torch's ``cpp_extension`` (``-O3 -march=native -fopenmp``) into a
-cache folder keyed by the source, torch version and CPU, so it builds once per machine. If there is
-no compiler, :func:`available` is False, a warning says why, and ``auto`` falls back to ``torch``.
+Installing gs_core compiles the kernels once per instruction-set variant (``setup.py``,
+:mod:`~gs_core.engine.isa`); here the widest variant this CPU runs is imported. When none is
+prebuilt, or a source checkout's ``raster_cpu.cpp`` or torch changed since, the kernels are compiled
+for this machine with torch's ``cpp_extension`` (``-march=native``) into a cache folder keyed by the
+source, torch version and CPU, saying so on stderr with the time it took. Without a compiler,
+:func:`available` is False, a warning says why, and ``auto`` falls back to ``torch``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import os
 import platform
+import sys
+import time
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from . import isa
 from .projection import Projection
 
 _SOURCE_NAME = "raster_cpu.cpp"
+_BUILD_INFO = Path(__file__).resolve().parent / "_raster_build.json"  # written by setup.py
 SCRATCH_BYTES = 256 << 20  # cap on the per-intersection trace buffer
 _ext = None
+_variant: str | None = None  # what _ext is: an isa.VARIANTS name or isa.NATIVE
 _error: str | None = None
 
 
@@ -51,18 +61,116 @@ def _build_dir(source: Path) -> Path:
     return path
 
 
-def load(verbose: bool = False):
-    """Build (once) and import the extension; raises on failure."""
-    global _ext
-    if _ext is None:
-        from torch.utils import cpp_extension
+def runnable_variants() -> list[str]:
+    """The prebuilt variants this CPU can run, widest first (torch's CPU detection decides)."""
+    return isa.runnable(torch.backends.cpu.get_cpu_capability())
 
+
+def _stale_reason(variant: str) -> str | None:
+    """Why the prebuilt ``variant`` does not match this source checkout and torch (None if it does)."""
+    try:
+        info = json.loads(_BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        return "no prebuilt kernels (gs_core was installed without building them)"
+    if variant not in info.get("variants", []):
+        return f"the {variant} kernels were not built when gs_core was installed"
+    if info.get("torch") != torch.__version__:
+        return f"the prebuilt kernels are for torch {info.get('torch')}, this is torch {torch.__version__}"
+    try:
         source = source_path()
-        _ext = cpp_extension.load(
-            name="gs_core_raster_cpu", sources=[str(source)], build_directory=str(_build_dir(source)),
-            extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=off"],
-            extra_ldflags=["-fopenmp"], verbose=verbose)
+    except FileNotFoundError:
+        return None  # an installed wheel: no source to compare with
+    if hashlib.sha1(source.read_bytes()).hexdigest() != info.get("source_sha1"):
+        return f"{source} changed since the kernels were prebuilt"
+    return None
+
+
+def prebuilt(variant: str):
+    """Import the prebuilt module of ``variant``; raises ImportError if it is missing or stale."""
+    if variant not in isa.VARIANTS:
+        raise ValueError(f"unknown kernel variant {variant!r}; choose from {', '.join(isa.VARIANTS)}")
+    if variant not in runnable_variants():
+        raise ImportError(f"this CPU cannot run the {variant} kernels (torch reports "
+                          f"{torch.backends.cpu.get_cpu_capability()})")
+    reason = _stale_reason(variant)
+    if reason:
+        raise ImportError(reason)
+    return importlib.import_module(f"{__package__}.{isa.module_name(variant)}")
+
+
+def prebuilt_variants() -> list[str]:
+    """The prebuilt variants that import here (present, up to date, runnable on this CPU)."""
+    found = []
+    for name in runnable_variants():
+        try:
+            prebuilt(name)
+            found.append(name)
+        except ImportError:
+            pass
+    return found
+
+
+def _compile(verbose: bool = False):
+    """Compile the kernels for this CPU (-march=native) into the cache; announce it when it runs."""
+    from torch.utils import cpp_extension
+
+    source = source_path()
+    build_dir = _build_dir(source)
+    fresh = not (build_dir / "gs_core_raster_cpu.so").is_file()
+    if fresh:
+        print(f"gs_core: compiling the native CPU kernels for this machine (once; about a minute) into "
+              f"{build_dir}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    ext = cpp_extension.load(
+        name="gs_core_raster_cpu", sources=[str(source)], build_directory=str(build_dir),
+        extra_cflags=isa.COMMON_FLAGS + ["-march=native"], extra_ldflags=isa.LINK_FLAGS, verbose=verbose)
+    if fresh:
+        print(f"gs_core: compiled the native CPU kernels in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
+    return ext
+
+
+def load(verbose: bool = False):
+    """Import (the first time: choose, and compile if needed) the kernels; raises on failure.
+
+    ``GS_CORE_ISA`` forces a prebuilt variant (an error if it is missing or this CPU cannot run it)
+    or ``native``; otherwise the widest runnable prebuilt variant, else a compile for this CPU."""
+    global _ext, _variant
+    if _ext is None:
+        wanted = isa.forced()
+        if wanted == isa.NATIVE:
+            _ext, _variant = _compile(verbose), isa.NATIVE
+        elif wanted is not None:
+            _ext, _variant = prebuilt(wanted), wanted
+        else:
+            reason = None
+            for variant in runnable_variants():
+                try:
+                    _ext, _variant = prebuilt(variant), variant
+                    break
+                except ImportError as exc:
+                    reason = reason or str(exc)
+            else:
+                print(f"gs_core: {reason}", file=sys.stderr)
+                _ext, _variant = _compile(verbose), isa.NATIVE
     return _ext
+
+
+def use(variant: str | None) -> str | None:
+    """Switch the kernels this process uses to a prebuilt ``variant`` (None: choose again on next
+    use); returns the previous one. For tests and benchmarks that compare variants."""
+    global _ext, _variant
+    previous = _variant
+    if variant is None:
+        _ext, _variant = None, None
+    else:
+        _ext, _variant = prebuilt(variant), variant
+    return previous
+
+
+def variant() -> str | None:
+    """Which kernels are loaded: a prebuilt variant name, ``native`` (compiled here), or None."""
+    return _variant
 
 
 def available() -> bool:

@@ -85,3 +85,21 @@ def test_zip_installs_and_enables(built_zip, splat_ply, tmp_path):
     with pytest.raises(KeyError):  # disabled: its operators are gone
         bpy.ops.gs_splats.import_ply.get_rna_type()
     assert not Path(repo_dir, PACKAGE).exists()
+
+
+def test_zip_entries_are_world_readable_and_the_zip_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        built = build_addon.build(tmp_path / f"{PACKAGE}.zip", build_addon.ROOT / "build" / "wheels")
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot download the manifest's wheels: {exc}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(built.stat().st_mode) == 0o644
+    with zipfile.ZipFile(built) as archive:
+        modes = {info.filename: stat.S_IMODE(info.external_attr >> 16) for info in archive.infolist()}
+        assert "LICENSE" in modes and b"GNU GENERAL PUBLIC LICENSE" in archive.read("LICENSE")
+    assert set(modes.values()) == {0o644}, modes
