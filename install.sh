@@ -27,8 +27,9 @@ if [ -z "$PY" ]; then
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip"
-# build tools first: the package is built without isolation, against the venv's torch (setup.py)
-$PIP install --quiet --upgrade pip "setuptools>=77" wheel ninja
+# build tools first (numpy too: torch warns at build time without it): the package is built without
+# isolation, against the venv's torch (setup.py)
+$PIP install --quiet --upgrade pip "setuptools>=77" wheel ninja numpy
 
 if [ "$flavour" = auto ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
