@@ -159,8 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--garden", type=Path, default=GARDEN,
                         help="garden points file (default: the copy shipped in gs_core/data)")
     parser.add_argument("--count", type=int, default=1_000_000,
-                        help="Gaussians in the synthetic scene; 0 skips it. Peak memory grows with it: "
-                             "1M needs about 10 GB with the torch reference, 300k fits in 8 GB")
+                        help="Gaussians in the synthetic scene; 0 skips it. Peak memory grows with it (the run "
+                             "prints its peak; 1M with the torch reference was reported at 10.5 GB, the garden "
+                             "scene alone peaked at 2.8 GB here): use --count 0 or a smaller scene on an 8 GB machine")
     parser.add_argument("--backends", default="auto", help="comma list of torch,cpu,gsplat (auto: all that run here)")
     parser.add_argument("--repeats", type=positive_int, default=3,
                         help="timed runs per op and backend, interleaved; the median counts")
