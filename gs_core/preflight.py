@@ -63,6 +63,13 @@ def check_output_path(path: str | os.PathLike, flag: str) -> None:
             raise UserError(f"{flag} {path}: cannot write in {base} ({exc.strerror or exc})") from None
 
 
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """``path`` can be written as a file: writable (:func:`check_output_path`) and not a folder."""
+    check_output_path(path, flag)
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file name")
+
+
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """Create the output folder ``path`` if needed and prove it writable by writing a probe file
     (``os.access`` says yes to root on read-only places); return it."""

@@ -172,6 +172,22 @@ class GaussianScene:
             extra={k: v[index] for k, v in self.extra.items()},
         )
 
+    def concat(self, other: "GaussianScene") -> "GaussianScene":
+        """Rows of ``self`` then rows of ``other`` (same columns; normals kept only when both have them)."""
+        if self.kind != other.kind or self.sh_rest.shape[1:] != other.sh_rest.shape[1:] or \
+                set(self.extra) != set(other.extra):
+            raise ValueError("concat needs scenes with the same columns")
+
+        def cat(x, y):
+            return None if x is None or y is None else np.concatenate([x, y])
+
+        return replace(self, means=cat(self.means, other.means), quats=cat(self.quats, other.quats),
+                       log_scales=cat(self.log_scales, other.log_scales),
+                       opacity_logits=cat(self.opacity_logits, other.opacity_logits),
+                       sh_dc=cat(self.sh_dc, other.sh_dc), sh_rest=cat(self.sh_rest, other.sh_rest),
+                       normals=cat(self.normals, other.normals),
+                       extra={k: np.concatenate([v, other.extra[k]]) for k, v in self.extra.items()})
+
     def to_gaussians(self, device="cpu") -> "Gaussians":
         """Activated torch tensors for the engine (normalised quats, exp scales, sigmoid opacity)."""
         from .engine.gaussians import Gaussians

@@ -135,10 +135,9 @@ class Evaluation:
         return SceneContext(gaussians, colors, proj, self._queries(gaussians), self._test_psnr(gaussians, colors, proj))
 
     def _test_psnr(self, gaussians: Gaussians, colors: torch.Tensor, projections: list[Projection]) -> float:
-        from ..metrics import psnr
+        from ..trace3d.density import render_psnr
 
-        return float(np.mean([psnr(render(p, colors, backend=self.backend).features.numpy(), self.dataset.image(v))
-                              for p, v in zip(projections, self.test)]))
+        return render_psnr(projections, colors, [self.dataset.image(v) for v in self.test], self.backend)
 
     def _queries(self, gaussians: Gaussians) -> list[Query]:
         things = self.gt.hierarchy.things

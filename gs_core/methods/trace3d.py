@@ -134,11 +134,12 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
         raise ValueError(f"{len(patches)} mask stacks for {len(cameras)} cameras")
     stages["patches"] = time.perf_counter() - t0
 
-    def associate(sc: GaussianScene) -> tuple[ConsistentInstances, dict]:
-        t = time.perf_counter()
-        store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache)
-        stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
-        stages["git_traces"] = stages.get("git_traces", 0.0) + traced
+    def associate(sc: GaussianScene, store: GITStore | None = None) -> tuple[ConsistentInstances, dict]:
+        if store is None:
+            t = time.perf_counter()
+            store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache)
+            stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
+            stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
         inst = consistent_instances(store, config.consistency) if config.consistent else _per_view_ids(store)
         stages["consistency"] = stages.get("consistency", 0.0) + time.perf_counter() - t
@@ -152,11 +153,12 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     if config.density is not None:
         say("density control", 0, 1)
         t = time.perf_counter()
-        scene, report = density_control(scene, cameras, instances, patches, config.density, images=images,
-                                        trace_config=replace(config, density=None), backend=config.backend)
+        scene, report, store = density_control(scene, cameras, instances, patches, config.density, images=images,
+                                               trace_config=replace(config, density=None), backend=config.backend)
         stages["density"] = time.perf_counter() - t
         say("density control", 1, 1)
-        instances, info = associate(scene)  # the refined scene, traced again
+        if report.split:  # associate again on the refined scene's GIT (traced once, inside density control)
+            instances, info = associate(scene, store)
         info["density"] = report.to_json()
     return Trace3DResult(scene, instances, patches, instances.labels, instances.confidence, stages, info, report)
 

@@ -19,12 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import check_output_path
     from ..scene import GaussianScene
 
+    from ..preflight import check_output_file
+
+    check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     if args.rest is not None:
-        check_output_path(args.rest, "--rest")
+        check_output_file(args.rest, "--rest")
     scene = GaussianScene.load(work.scene_path)
     sel = load_selection(args.selection, len(scene))
     if not sel.any():

@@ -81,6 +81,8 @@ class DiskViewCache:
 
 def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     """Views that have masks (SAM-style stacks, else instance PNGs), their stacks and fingerprints."""
+    from ..io.masks import labels_to_stack
+
     views, stacks, prints = [], [], []
     for i in range(len(ds)):
         stack = ds.masks(i)
@@ -88,8 +90,7 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
         if stack is None:
             ids = ds.label_map(i)
             if ids is not None:
-                values = np.unique(ids[ids > 0])
-                stack = ids[None] == values[:, None, None]
+                stack, _ = labels_to_stack(ids)
                 source = ds.object_mask_dir / Path(ds.names[i]).with_suffix(".png")
         if stack is None:
             continue

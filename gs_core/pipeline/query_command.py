@@ -10,8 +10,8 @@ import numpy as np
 
 from .. import query
 from ..errors import UserError
-from .segment import load_levels, save_npy
-from .workdir import WorkDir
+from .segment import load_levels
+from .workdir import WorkDir, save_npy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..preflight import check_output_file
+
+    check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     labels = load_levels(work).at(args.level)
     if (args.gaussians is None) == (args.view is None):

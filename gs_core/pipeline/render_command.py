@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from ..query import selection_mask
     from ..scene import GaussianScene
 
+    from ..preflight import check_output_file
+
+    check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     cam = work.camera(args.view)
     scene = GaussianScene.load(work.scene_path)

@@ -8,19 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from ..query import LabelLevels
-from .workdir import WorkDir
+from .workdir import WorkDir, save_npy
 
 
 def load_levels(work: WorkDir) -> LabelLevels:
     z = work.load("levels.npz")
     return LabelLevels(z["levels"], z["labels"])
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    from ..io.atomic import atomic_write
-
-    with atomic_write(path, "wb") as fh:
-        np.save(fh, array)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..preflight import check_output_file
+
+    check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     labels = load_levels(work).at(args.level).astype(np.int32)
     save_npy(args.out, labels)

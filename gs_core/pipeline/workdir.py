@@ -66,8 +66,7 @@ class WorkDir:
 
     # ---- arrays ---------------------------------------------------------------------------------
     def save_npy(self, name: str, array: np.ndarray) -> None:
-        with atomic_write(self.root / name, "wb") as fh:
-            np.save(fh, array)
+        save_npy(self.root / name, array)
 
     def save_npz(self, name: str, **arrays) -> None:
         buffer = io.BytesIO()
@@ -112,6 +111,12 @@ class WorkDir:
 
     def clear_cache(self) -> None:
         shutil.rmtree(self.root / "cache", ignore_errors=True)
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array as ``.npy`` atomically."""
+    with atomic_write(path, "wb") as fh:
+        np.save(fh, array)
 
 
 def fingerprint(*parts) -> str:

@@ -231,18 +231,22 @@ class ConsistentInstances:
 
 def gaussian_votes(store: GITStore, patch_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-Gaussian instance id by the traced weight each id receives over all views where the
-    Gaussian is seen (closed-form lifting of the consistent maps' one-hot ids, power as traced),
-    and the winning share. ``patch_ids`` [P] -> (labels [N] int64 -1 = none, confidence [N])."""
-    W = store.weights(normalise=False, labelled_only=False)  # [N, P]
-    K = int(patch_ids.max()) + 1 if len(patch_ids) else 0
-    onehot = sp.csr_matrix((np.ones(len(patch_ids)), (np.arange(len(patch_ids)), patch_ids)),
-                           shape=(len(patch_ids), max(K, 1)))
-    votes = (W @ onehot).tocsr()  # [N, K]
-    total = np.asarray(votes.sum(axis=1)).ravel()
-    best = np.asarray(votes.argmax(axis=1)).ravel()
-    top = np.asarray(votes.max(axis=1).todense()).ravel()
-    labels = np.where(total > 0, best, -1).astype(np.int64)
-    return labels, np.where(total > 0, top / np.maximum(total, 1e-30), 0.0)
+    Gaussian is seen: closed-form lifting of the consistent maps' one-hot ids from the stored GIT,
+    without tracing again (:func:`gs_core.lifting.closed_form.labels_from_sums`), and the winning
+    share. ``patch_ids`` [P] -> (labels [N] int64 -1 = none, confidence [N])."""
+    import torch
+
+    from ..lifting.closed_form import LabelSums, labels_from_sums
+
+    offsets = store.offsets
+    g = np.concatenate([v.gaussians for v in store.views]).astype(np.int64) if store.views else np.zeros(0, np.int64)
+    ids = (np.concatenate([patch_ids[offsets[k] + v.patches.astype(np.int64)] for k, v in enumerate(store.views)])
+           if store.views else np.zeros(0, np.int64))
+    w = np.concatenate([v.weights for v in store.views]) if store.views else np.zeros(0, np.float32)
+    total = np.bincount(g, w.astype(np.float64), minlength=store.num_gaussians).astype(np.float32)
+    lifted = labels_from_sums(LabelSums(torch.from_numpy(g), torch.from_numpy(ids.astype(np.int64)),
+                                        torch.from_numpy(w.astype(np.float32)), torch.from_numpy(total)))
+    return lifted.labels.numpy().astype(np.int64), lifted.confidence.numpy().astype(np.float64)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -243,29 +243,23 @@ def split_gaussians(scene: GaussianScene, rows: np.ndarray, offsets: np.ndarray,
                        log_scales=np.repeat(np.log(child_scales), 2, axis=0).astype(scene.log_scales.dtype))
     keep = np.ones(len(scene), bool)
     keep[rows] = False
-    return concat_scenes(scene.subset(keep), children)
-
-
-def concat_scenes(a: GaussianScene, b: GaussianScene) -> GaussianScene:
-    """Rows of ``a`` then rows of ``b`` (same columns)."""
-    def cat(x, y):
-        return None if x is None or y is None else np.concatenate([x, y])
-
-    return replace(a, means=cat(a.means, b.means), quats=cat(a.quats, b.quats),
-                   log_scales=cat(a.log_scales, b.log_scales), opacity_logits=cat(a.opacity_logits, b.opacity_logits),
-                   sh_dc=cat(a.sh_dc, b.sh_dc), sh_rest=cat(a.sh_rest, b.sh_rest), normals=cat(a.normals, b.normals),
-                   extra={k: np.concatenate([v, b.extra[k]]) for k, v in a.extra.items()})
+    return scene.subset(keep).concat(children)
 
 
 # ---- closed-form refit -------------------------------------------------------------------------
 
 @torch.no_grad()
+def render_psnr(projections: list, colors: torch.Tensor, images: list[np.ndarray], backend: str = "auto") -> float:
+    """Mean PSNR of ``colors`` [N, 3] rendered in ``projections`` against ``images`` [H, W, 3]."""
+    return float(np.mean([psnr(render(p, colors, backend=backend).features.numpy(), img)
+                          for p, img in zip(projections, images)]))
+
+
 def train_psnr(scene: GaussianScene, cameras: list[Camera], images: list[np.ndarray], backend: str = "auto") -> float:
-    """Mean PSNR of the base-colour renders against ``images``."""
+    """Mean PSNR of the scene's base-colour renders against ``images``."""
     gaussians = scene.to_gaussians()
-    colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
-    return float(np.mean([psnr(render(project(gaussians, cam), colors, backend=backend).features.numpy(), img)
-                          for cam, img in zip(cameras, images)]))
+    return render_psnr([project(gaussians, cam) for cam in cameras],
+                       torch.as_tensor(scene.base_colors, dtype=torch.float32), images, backend)
 
 
 @torch.no_grad()
@@ -317,8 +311,9 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
 def density_control(scene: GaussianScene, cameras: list[Camera], instances: ConsistentInstances,
                     patches: list[InstancePatches], config: DensityConfig = DensityConfig(), *,
                     images: Callable[[int], np.ndarray] | None = None, trace_config=None,
-                    backend: str = "auto") -> tuple[GaussianScene, DensityReport]:
+                    backend: str = "auto") -> tuple[GaussianScene, DensityReport, GITStore]:
     """Detect ambiguous Gaussians, split them, re-trace, prune the children still ambiguous, refit.
+    Returns the refined scene, the report and the refined scene's GIT (its last trace, reused).
 
     ``instances`` gives the global id of every patch (consistent maps, or per-view ids for the
     ablation); the ids are kept across rounds (patches do not change, only the Gaussians).
@@ -368,11 +363,11 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         report.psnr_train_after = train_psnr(scene, cameras, photos, backend)
         report.seconds["refit"] = time.perf_counter() - t
     report.gaussians_after = len(scene)
-    if report.split:
+    if report.split:  # the refined scene traced once: for the report here and for the caller's association
         store, _ = trace_all(scene, cameras, patches, trace_config)
         score, views = ambiguity(store, patch_ids, config.gamma)
         report.ambiguous_after = int(((score > config.theta) & (views > 0)).sum())
-    return scene, report
+    return scene, report, store
 
 
 @torch.no_grad()

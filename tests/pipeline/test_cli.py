@@ -270,8 +270,6 @@ def test_prepare_out_is_an_existing_file(dataset, tmp_path, capsys):
 
 
 @slow
-@pytest.mark.xfail(reason="atomic_write's os.replace onto a folder: the message names the temporary file, "
-                   "not --out (see report)", strict=False)
 def test_file_out_is_an_existing_folder(work, tmp_path, capsys):
     folder = tmp_path / "folder"
     folder.mkdir()

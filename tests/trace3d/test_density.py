@@ -118,7 +118,7 @@ def test_density_control_refit_does_not_lower_train_psnr(straddle):
     g = scene.to_gaussians()
     colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
     photos = [render(project(g, c), colors).features.numpy() for c in cams]
-    refined, report = density_control(scene, cams, inst, patches, images=lambda k: photos[k],
+    refined, report, _ = density_control(scene, cams, inst, patches, images=lambda k: photos[k],
                                       trace_config=Trace3DConfig(density=None))
     assert report.gaussians_before == len(scene)
     assert report.ambiguous_before >= 1 and report.split >= 1

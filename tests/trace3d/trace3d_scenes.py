@@ -44,11 +44,10 @@ def make_scene(means: np.ndarray, scale, *, kind: str = "3dgs", opacity=0.95, co
 
 
 def cat_scenes(*scenes: GaussianScene) -> GaussianScene:
-    from gs_core.trace3d.density import concat_scenes
 
     out = scenes[0]
     for s in scenes[1:]:
-        out = concat_scenes(out, s)
+        out = out.concat(s)
     return out
 
 
