@@ -1,17 +1,11 @@
-"""Segmentation methods the benchmark runs: a protocol, a registry and two baselines.
+"""The methods the benchmark runs: a registry, the two baselines (ground-truth oracle and naive
+lifting), and every method of :mod:`gs_core.methods` (contract: :mod:`gs_core.methods.base`).
+Adding a method is one line in :data:`METHODS`::
 
-A method reads a dataset folder (through :class:`~gs_core.dataset.Dataset`, like real data) and
-returns one instance label per Gaussian of its ``scene.ply``; it may also return per-view label
-maps (e.g. its consistent training masks), which the benchmark then scores instead of rendering
-its labels there. Adding a method is one line::
-
-    METHODS["trace3d"] = trace3d.segment  # any callable MethodInput -> MethodResult
+    "trace3d": trace3d.segment,  # any callable MethodInput -> MethodResult
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,28 +15,9 @@ from ..engine import project, trace
 from ..labelmaps import masks_to_labels
 from ..methods import gaga
 from ..methods import lifting as lifting_methods
-from ..scene import GaussianScene
+from ..methods import trace3d
+from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
 from ..synth.groundtruth import GroundTruth
-
-
-@dataclass
-class MethodInput:
-    dataset: Dataset
-    train: list[int]  # indices into dataset of the views a method may read (images, masks)
-    backend: str = "auto"  # engine backend for render/trace
-
-
-@dataclass
-class MethodResult:
-    labels: np.ndarray  # [N] int64 instance label per Gaussian of scene.ply, -1 = none
-    view_maps: dict[int, np.ndarray] = field(default_factory=dict)  # view index -> [H, W] labels, same ids
-    scene: "GaussianScene | None" = None  # a refined scene the labels index (None: the dataset's scene.ply)
-    stages: dict[str, float] = field(default_factory=dict)  # stage name -> seconds
-    info: dict = field(default_factory=dict)  # method-specific figures for results.json
-
-
-class Method(Protocol):
-    def __call__(self, inp: MethodInput) -> MethodResult: ...
 
 
 def oracle(inp: MethodInput) -> MethodResult:
@@ -89,12 +64,7 @@ METHODS: dict[str, Method] = {
     "naive": naive_lifting,
     "gaga": gaga.segment,
     "contrastive-raw": lifting_methods.contrastive_raw,
+    "trace3d": trace3d.segment,
+    "git-consistent": trace3d.segment_consistent,
+    "git-density": trace3d.segment_density,
 }
-
-from ..methods import trace3d as _trace3d  # noqa: E402  (methods import this module's dataclasses)
-
-METHODS.update({
-    "trace3d": _trace3d.segment,
-    "git-consistent": _trace3d.segment_consistent,
-    "git-density": _trace3d.segment_density,
-})

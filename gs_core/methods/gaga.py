@@ -39,7 +39,7 @@ from ..labelmaps import masks_to_labels
 from ..lifting.closed_form import LabelLiftConfig, lift_labels
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
-    from ..bench.methods import MethodInput, MethodResult
+    from .base import MethodInput, MethodResult
 
 CONFLICTS = ("greedy", "hungarian", "none")
 
@@ -219,7 +219,7 @@ def segment(inp: MethodInput, config: GagaConfig = GagaConfig()) -> MethodResult
     """The benchmark's entry: associate the training views' masks in order and lift the consistent
     maps onto the Gaussians. A view's group ids are final once it is associated (groups never merge),
     so each view is projected once and lifted as it goes. Views without masks get no map."""
-    from ..bench.methods import MethodResult
+    from .base import MethodResult
 
     ds = inp.dataset
     gaussians = ds.load_scene().to_gaussians()

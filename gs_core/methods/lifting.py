@@ -19,7 +19,7 @@ from ..lifting.aggregation import AggregationConfig, aggregate, cluster_features
 from ..lifting.contrastive import ContrastiveConfig, train_contrastive
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
-    from ..bench.methods import MethodInput, MethodResult
+    from .base import MethodInput, MethodResult
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _assign_to_nearest(features: torch.Tensor, labels: torch.Tensor, candidates:
 def contrastive_raw(inp: MethodInput, config: ContrastiveInstancesConfig = ContrastiveInstancesConfig()) -> MethodResult:
     """Benchmark entry ``contrastive-raw``: contrastive lifting on raw per-view masks (no association;
     pairs are formed within a view, so per-view ids are enough), then Gaussians clustered into instances."""
-    from ..bench.methods import MethodResult
+    from .base import MethodResult
 
     t = time.perf_counter()
     used, views = raw_views(inp)

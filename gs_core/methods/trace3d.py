@@ -166,7 +166,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
 # ---- benchmark entries -------------------------------------------------------------------------
 
 def _segment(inp, config: Trace3DConfig):
-    from ..bench.methods import MethodResult
+    from .base import MethodResult
 
     ds = inp.dataset
     scene = ds.load_scene()
