@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import UserError
 from .workdir import WorkDir, file_fingerprint, fingerprint
 
-METHODS = ("trace3d", "git-consistent")
+if TYPE_CHECKING:
+    from ..scene import GaussianScene
+
 LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
 FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
 
@@ -103,19 +106,84 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     return views, stacks, prints
 
 
+@dataclass
+class PrepareInput:
+    """What a method's preparer gets: the scene, the views that have masks, and where to cache."""
+
+    scene: "GaussianScene"
+    cameras: list  # [V] Camera of the views with masks
+    stacks: list[np.ndarray]  # [V] bool [M, H, W] mask stacks of those views
+    images: Callable[[int], np.ndarray]  # k -> [H, W, 3] float image of view k (loaded on demand)
+    options: PrepareOptions
+    cache: "DiskViewCache | None" = None  # per-view GIT cache (methods that trace)
+
+
+@dataclass
+class PreparedResult:
+    """What a preparer returns: the arrays of the work folder (:mod:`.workdir`)."""
+
+    scene: "GaussianScene"  # the scene every array indexes (refined, or the input)
+    labels: np.ndarray  # [N] int instance id per Gaussian (objects), -1 = none
+    confidence: np.ndarray  # [N] float in [0, 1]
+    levels: np.ndarray  # [L] float granularity levels, ascending (a single [0.5] if the method has one)
+    level_labels: np.ndarray  # [L, N] int ids at each level
+    view_maps: list[np.ndarray]  # [V] int [H, W] the method's instance map of each input view
+    num_instances: int
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    info: dict = field(default_factory=dict)  # method-specific figures for the manifest
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """A method as ``prepare`` runs it: ``settings`` (a string; changing it invalidates WORK) and ``run``."""
+
+    settings: Callable[[PrepareOptions], str]
+    run: Callable[[PrepareInput, Callable], PreparedResult]
+
+
+def _trace3d_config(options: PrepareOptions):
+    from ..methods.trace3d import Trace3DConfig
+    from ..trace3d import ConsistencyConfig
+
+    config = Trace3DConfig(consistency=ConsistencyConfig(theta=options.theta), backend=options.backend,
+                           device=options.device)
+    return replace(config, density=None) if options.method == "git-consistent" else config
+
+
+def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
+    """Trace3D: GIT, consistent maps, density control; every granularity from the merge tree."""
+    from ..methods import trace3d
+    from ..trace3d.consistency import gaussian_votes
+
+    config = _trace3d_config(inp.options)
+    result = trace3d.run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress,
+                         cache=inp.cache)
+    inst, cc = result.instances, config.consistency
+    level_labels = []
+    for level in LEVELS:
+        ids = inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
+                            else None)
+        level_labels.append(gaussian_votes(inst.store, ids)[0])
+    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, np.stack(level_labels),
+                          result.view_maps(), inst.num_instances, result.stages, result.info)
+
+
+TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=_run_trace3d)
+
+# --method name -> Preparer. A method adds one line here; its module is imported inside its functions,
+# so `prepare` loads only the method it runs.
+PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D}
+
+
 def prepare(options: PrepareOptions, progress=None) -> dict:
     """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json."""
     from ..dataset import Dataset
     from ..io.ply import PlyError
-    from ..methods import trace3d
-    from ..methods.trace3d import Trace3DConfig
     from ..scene import GaussianScene
-    from ..trace3d import ConsistencyConfig
-    from ..trace3d.consistency import gaussian_votes
 
     say = progress or (lambda stage, done, total: None)
-    if options.method not in METHODS:
-        raise UserError(f"--method {options.method}: choose from {', '.join(METHODS)}")
+    if options.method not in PREPARERS:
+        raise UserError(f"--method {options.method}: choose from {', '.join(PREPARERS)}")
     if options.device == "cuda":
         import torch
 
@@ -139,12 +207,10 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
         raise UserError(str(exc)) from None
     views, stacks, mask_prints = _mask_stacks(ds)
     cameras = [ds.cameras[v] for v in views]
-    config = Trace3DConfig(consistency=ConsistencyConfig(theta=options.theta), backend=options.backend,
-                           device=options.device)
-    if options.method == "git-consistent":
-        config = replace(config, density=None)
+    preparer = PREPARERS[options.method]
+    settings = preparer.settings(options)
     key = fingerprint(file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
-                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, repr(config))
+                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, settings)
     from ..preflight import check_output_dir
 
     check_output_dir(out, "--out")
@@ -158,30 +224,30 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
             say("up to date", 1, 1)
             return {**old, "up_to_date": True}
     manifest = {"status": "running", "key": key, "dataset": str(dataset_root), "scene": str(scene_path.resolve()),
-                "method": options.method, "views": [ds.names[v] for v in views], "config": repr(config)}
+                "method": options.method, "views": [ds.names[v] for v in views], "config": settings}
     work.write_manifest(manifest)
-    result = trace3d.run(scene, cameras, stacks, config, images=lambda k: ds.image(views[k]), progress=say,
-                 cache=DiskViewCache(work, key))
+    inputs = PrepareInput(scene, cameras, stacks, images=lambda k: ds.image(views[k]), options=options,
+                          cache=DiskViewCache(work, key))
+    result = preparer.run(inputs, say)
     say("writing", 0, 1)
-    inst = result.instances
-    cc = config.consistency
-    level_labels = []
-    for level in LEVELS:
-        ids = inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
-                            else None)
-        level_labels.append(gaussian_votes(inst.store, ids)[0])
-    result.scene.save(work.scene_path)
-    work.save_npy("labels.npy", result.labels.astype(np.int32))
-    work.save_npy("confidence.npy", result.confidence.astype(np.float32))
-    work.save_npz("levels.npz", levels=LEVELS, labels=np.stack(level_labels).astype(np.int32))
-    work.save_npz("view_maps.npz", **{f"view_{k:05d}": m.astype(np.int32) for k, m in enumerate(result.view_maps())})
-    work.save_cameras(cameras)
-    manifest.update(status="complete", gaussians=len(result.scene), instances=inst.num_instances,
+    write_prepared(work, result, cameras)
+    manifest.update(status="complete", gaussians=len(result.scene), instances=result.num_instances,
                     stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start)
     work.write_manifest(manifest)
     work.clear_cache()
     say("writing", 1, 1)
     return manifest
+
+
+def write_prepared(work: WorkDir, result: PreparedResult, cameras) -> None:
+    """The arrays every later command reads (:mod:`.workdir`), each written atomically."""
+    result.scene.save(work.scene_path)
+    work.save_npy("labels.npy", result.labels.astype(np.int32))
+    work.save_npy("confidence.npy", result.confidence.astype(np.float32))
+    work.save_npz("levels.npz", levels=np.asarray(result.levels, np.float64),
+                  labels=np.asarray(result.level_labels).astype(np.int32))
+    work.save_npz("view_maps.npz", **{f"view_{k:05d}": m.astype(np.int32) for k, m in enumerate(result.view_maps)})
+    work.save_cameras(cameras)
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -191,7 +257,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "scene.ply, masks/ (or object_mask/)")
     parser.add_argument("--out", type=Path, required=True, help="work folder to write (never inside the dataset)")
     parser.add_argument("--scene", type=Path, help="trained splats (INRIA PLY); default DATASET/scene.ply")
-    parser.add_argument("--method", default="trace3d", choices=METHODS,
+    parser.add_argument("--method", default="trace3d", choices=sorted(PREPARERS),
                         help="trace3d: consistent maps + density control; git-consistent: no density control")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the engine runs")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
