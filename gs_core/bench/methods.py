@@ -63,6 +63,8 @@ METHODS: dict[str, Method] = {
     "oracle": oracle,
     "naive": naive_lifting,
     "gaga": gaga.segment,
+    "closed-form": lifting_methods.closed_form,
+    "contrastive": lifting_methods.contrastive_consistent,
     "contrastive-raw": lifting_methods.contrastive_raw,
     "trace3d": trace3d.segment,
     "git-consistent": trace3d.segment_consistent,

@@ -1,13 +1,18 @@
-"""Lifting methods for the benchmark: contrastive features trained on raw per-view masks, then
-Gaussians clustered into instances. Compositions of :mod:`gs_core.lifting`; callers with their own
-``(Projection, label_map)`` views (e.g. consistent instance maps) call :func:`contrastive_instances`.
+"""Lifting methods for the benchmark, compositions of :mod:`gs_core.lifting`:
+
+* ``closed-form``: the Trace3D core's consistent instance maps lifted in closed form (linear-inverse
+  paper, Eq. 23-24: weights ``w^2``, opacity polarisation 1.2), argmax per Gaussian;
+* ``contrastive``: contrastive features (Trace3D Eq. 5) trained on the consistent maps, clustered;
+* ``contrastive-raw``: the same on raw per-view masks (no association), the ablation's baseline.
+
+Callers with their own ``(Projection, label_map)`` views call :func:`contrastive_instances`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +21,7 @@ import torch
 from ..engine import Projection, project
 from ..labelmaps import masks_to_labels
 from ..lifting.aggregation import AggregationConfig, aggregate, cluster_features
+from ..lifting.closed_form import LabelLiftConfig, lift_labels
 from ..lifting.contrastive import ContrastiveConfig, train_contrastive
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
@@ -109,3 +115,42 @@ def contrastive_raw(inp: MethodInput, config: ContrastiveInstancesConfig = Contr
                 clusters=int(len(agg.kept)), clusters_kept=int(agg.kept.sum()),
                 noise_share=float((agg.clusters < 0).float().mean()))
     return MethodResult(out["labels"], stages={"views": prep, **out["stages"]}, info=info)
+
+
+def consistent_views(inp: MethodInput) -> tuple[dict[int, np.ndarray], list[tuple[Projection, np.ndarray]], dict]:
+    """The Trace3D core's consistent instance maps of the training views (no density control), as
+    ``(Projection, global id map)`` pairs on the dataset's scene; also the maps by view and the stage times."""
+    from .trace3d import Trace3DConfig, run, training_masks
+
+    ds = inp.dataset
+    scene = ds.load_scene()
+    cams = [ds.cameras[v] for v in inp.train]
+    result = run(scene, cams, training_masks(ds, inp.train), Trace3DConfig(density=None, backend=inp.backend))
+    maps = dict(zip(inp.train, result.view_maps()))
+    gaussians = scene.to_gaussians()
+    return maps, [(project(gaussians, cam), maps[v]) for v, cam in zip(inp.train, cams)], dict(result.stages)
+
+
+@torch.no_grad()
+def closed_form(inp: MethodInput, config: LabelLiftConfig = LabelLiftConfig(power=2, opacity_lambda=1.2)) -> MethodResult:
+    """Benchmark entry ``closed-form``: consistent maps lifted by ``argmax_l sum w^k [label = l]``."""
+    from .base import MethodResult
+
+    maps, views, stages = consistent_views(inp)
+    t = time.perf_counter()
+    lifted = lift_labels(views, replace(config, backend=inp.backend))
+    stages["lift"] = time.perf_counter() - t
+    return MethodResult(lifted.labels.numpy().astype(np.int64), maps, stages=stages,
+                        info=dict(mean_confidence=float(lifted.confidence[lifted.labels >= 0].mean())))
+
+
+def contrastive_consistent(inp: MethodInput,
+                           config: ContrastiveInstancesConfig = ContrastiveInstancesConfig()) -> MethodResult:
+    """Benchmark entry ``contrastive``: contrastive features on the consistent maps, then clusters."""
+    from .base import MethodResult
+
+    maps, views, stages = consistent_views(inp)
+    out = contrastive_instances(views, config)
+    info = dict(steps=len(out["result"].loss), final_loss=float(np.mean(out["result"].loss[-50:])),
+                clusters=int(len(out["aggregation"].kept)))
+    return MethodResult(out["labels"], maps, stages={**stages, **out["stages"]}, info=info)

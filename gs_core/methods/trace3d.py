@@ -165,17 +165,23 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
 
 # ---- benchmark entries -------------------------------------------------------------------------
 
+def training_masks(ds, views: list[int]) -> list[np.ndarray]:
+    """The mask stacks of ``views`` ([M, H, W] bool; an empty stack where a view has none)."""
+    masks = []
+    for v in views:
+        m = ds.masks(v)
+        cam = ds.cameras[v]
+        masks.append(m if m is not None else np.zeros((0, cam.height, cam.width), bool))
+    return masks
+
+
 def _segment(inp, config: Trace3DConfig):
     from .base import MethodResult
 
     ds = inp.dataset
     scene = ds.load_scene()
     cams = [ds.cameras[v] for v in inp.train]
-    masks = []
-    for v in inp.train:
-        m = ds.masks(v)
-        masks.append(m if m is not None else np.zeros((0, cams[0].height, cams[0].width), bool))
-    result = run(scene, cams, masks, replace(config, backend=inp.backend),
+    result = run(scene, cams, training_masks(ds, inp.train), replace(config, backend=inp.backend),
                  images=lambda k: ds.image(inp.train[k]))
     result.stages["render_all_views"] = render_time(result.scene, cams, inp.backend)
     maps = dict(zip(inp.train, result.view_maps()))
