@@ -59,9 +59,11 @@ def create_splat_object(context, name: str, data: sa.SplatData):
         write_attributes(pointcloud, data.attributes)
         obj[sa.SCHEMA_PROPERTY] = sa.schema_to_json(data.schema)
         pointcloud.color_attributes.active = pointcloud.attributes[sa.COLOR]
-        if DISPLAY_MATERIAL not in bpy.data.materials:
-            created.append(display_material())
-        pointcloud.materials.append(display_material())
+        material_existed = DISPLAY_MATERIAL in bpy.data.materials
+        material = display_material()
+        if not material_existed:
+            created.append(material)
+        pointcloud.materials.append(material)
         return obj
     except BaseException:
         for block in reversed(created):
@@ -135,16 +137,22 @@ def display_material():
     material = bpy.data.materials.get(DISPLAY_MATERIAL)
     if material is not None:
         return material
-    material = bpy.data.materials.new(DISPLAY_MATERIAL)  # 5.0: always has a node tree
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    nodes.clear()
-    attribute = nodes.new('ShaderNodeAttribute')
-    attribute.attribute_type = 'GEOMETRY'
-    attribute.attribute_name = sa.COLOR
-    emission = nodes.new('ShaderNodeEmission')
-    output = nodes.new('ShaderNodeOutputMaterial')
-    links.new(attribute.outputs['Color'], emission.inputs['Color'])
-    links.new(emission.outputs['Emission'], output.inputs['Surface'])
+    material = bpy.data.materials.new(DISPLAY_MATERIAL)
+    try:
+        if material.node_tree is None:  # 4.5: no node tree until use_nodes; 5.0: always one
+            material.use_nodes = True
+        nodes, links = material.node_tree.nodes, material.node_tree.links
+        nodes.clear()
+        attribute = nodes.new('ShaderNodeAttribute')
+        attribute.attribute_type = 'GEOMETRY'
+        attribute.attribute_name = sa.COLOR
+        emission = nodes.new('ShaderNodeEmission')
+        output = nodes.new('ShaderNodeOutputMaterial')
+        links.new(attribute.outputs['Color'], emission.inputs['Color'])
+        links.new(emission.outputs['Emission'], output.inputs['Surface'])
+    except BaseException:  # no half-built material left behind
+        bpy.data.materials.remove(material)
+        raise
     return material
 
 
