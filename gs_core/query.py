@@ -62,26 +62,34 @@ def from_gaussians(labels: np.ndarray, picked: np.ndarray) -> Selection:
 
 
 @torch.no_grad()
-def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backend: str = "auto") -> np.ndarray:
-    """The label of heaviest blending weight at each pixel ``pixels`` [P, 2] (x, y) -> [P] (-1 none)."""
+def pixel_weights(proj: Projection, pixels: np.ndarray, backend: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per pixel of ``pixels`` [P, 2] (x, y): the Gaussians that blend into it and their weights
+    ``w = alpha T`` there, as (indices [K] int64, weights [K] float32). ``proj`` may be any camera."""
     pixels = np.asarray(pixels, np.int64).reshape(-1, 2)
-    if len(pixels) == 0:
-        return np.zeros(0, np.int64)
     bad = (pixels[:, 0] < 0) | (pixels[:, 0] >= proj.width) | (pixels[:, 1] < 0) | (pixels[:, 1] >= proj.height)
     if bad.any():
         x, y = pixels[np.argmax(bad)]
         raise UserError(f"pixel ({x}, {y}) is outside the {proj.width}x{proj.height} view")
     out = []
     for xy in pixels:  # one traced pixel each: its Gaussians and their weights there
-        t = trace(proj, torch.ones(1, 1), pixels=torch.from_numpy(xy[None]), backend=backend)
-        w = t.weight_sum.numpy()
-        has = (w > 0) & (labels >= 0)
-        if not has.any():
-            out.append(-1)
-            continue
-        votes = np.bincount(labels[has], w[has])
-        out.append(int(np.argmax(votes)))
-    return np.asarray(out, np.int64)
+        w = trace(proj, torch.ones(1, 1), pixels=torch.from_numpy(xy[None]), backend=backend).weight_sum.numpy()
+        hit = np.flatnonzero(w > 0)
+        out.append((hit, w[hit].astype(np.float32)))
+    return out
+
+
+def heaviest_label(labels: np.ndarray, gaussians: np.ndarray, weights: np.ndarray) -> int:
+    """The label carrying most of the weights ``weights`` [K] of Gaussians ``gaussians`` [K] (-1 none)."""
+    lab = labels[gaussians]
+    has = lab >= 0
+    if not has.any():
+        return -1
+    return int(np.argmax(np.bincount(lab[has], weights[has])))
+
+
+def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backend: str = "auto") -> np.ndarray:
+    """The label of heaviest blending weight at each pixel ``pixels`` [P, 2] (x, y) -> [P] (-1 none)."""
+    return np.asarray([heaviest_label(labels, g, w) for g, w in pixel_weights(proj, pixels, backend)], np.int64)
 
 
 def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, negative: np.ndarray | None = None,
