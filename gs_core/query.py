@@ -138,3 +138,54 @@ def selection_mask(proj: Projection, selected: np.ndarray, min_alpha: float = 0.
     blend is at least ``min_alpha`` (occluders in front hide it, as in the image)."""
     out = render(proj, torch.from_numpy(np.asarray(selected, np.float32)), backend=backend)
     return out.features[..., 0].numpy() >= min_alpha
+
+
+def fit_mask_weights(labels: np.ndarray, inside: np.ndarray, total: np.ndarray) -> tuple[Selection, float]:
+    """The set of instances that best covers a reference mask, and its weighted IoU with it.
+
+    Instances are ranked by the share of their traced weight that falls inside the mask; the
+    selection is the prefix of that ranking with the largest IoU measured in traced weight
+    (``TP = inside weight of the chosen``, ``FP = their weight outside``, ``FN = inside weight of
+    the rest``, unlabelled Gaussians included). The share threshold thus adapts to each mask,
+    where :func:`from_mask_weights` fixes it at one half: a large object that is half hidden
+    behind the mask's edge is kept, a support that the mask only grazes is not.
+    """
+    n_gauss = len(labels)
+    has = labels >= 0
+    fn_unlabelled = float(inside[~has].sum())
+    if not has.any():
+        return Selection(np.zeros(n_gauss, np.float32), np.zeros(n_gauss, bool), np.zeros(0, np.int64)), 0.0
+    n = int(labels.max()) + 1
+    w_in = np.bincount(labels[has], inside[has], minlength=n)
+    w_all = np.bincount(labels[has], total[has], minlength=n)
+    share = np.where(w_all > 0, w_in / np.maximum(w_all, 1e-30), 0.0)
+    order = np.argsort(-share, kind="stable")
+    order = order[w_in[order] > 0]
+    if len(order) == 0:
+        return Selection(np.zeros(n_gauss, np.float32), np.zeros(n_gauss, bool), np.zeros(0, np.int64)), 0.0
+    tp = np.cumsum(w_in[order])
+    fp = np.cumsum(w_all[order] - w_in[order])
+    fn = w_in.sum() - tp + fn_unlabelled
+    iou = tp / np.maximum(tp + fp + fn, 1e-30)
+    k = int(np.argmax(iou))  # first maximum: the smallest best set
+    sel = _select_labels(labels, order[:k + 1])
+    sel.score = np.where(has, share[np.maximum(labels, 0)], 0.0).astype(np.float32)
+    return sel, float(iou[k])
+
+
+def fit_mask_levels(levels: LabelLevels, inside: np.ndarray, total: np.ndarray) -> tuple[Selection, float, float]:
+    """:func:`fit_mask_weights` at every granularity level; the level whose best set fits the mask
+    best wins (ties: the level nearest 0.5, the objects). Returns (selection, level, weighted IoU).
+
+    This is our form of Trace3D's iterative query-point finding (Sec. 3.5): the paper searches query
+    features and thresholds in feature space until the selection matches the reference mask; here
+    the search runs over the instance hierarchy that the consistent maps' merge tree provides,
+    which every method with per-Gaussian labels has (one level when it has no tree).
+    """
+    best = None
+    for level, labels in zip(levels.levels, levels.labels):
+        sel, iou = fit_mask_weights(labels.astype(np.int64), inside, total)
+        key = (round(iou, 6), -abs(float(level) - 0.5))
+        if best is None or key > best[0]:
+            best = (key, sel, float(level), iou)
+    return best[1], best[2], best[3]

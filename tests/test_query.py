@@ -9,8 +9,8 @@ from gs_core.camera import Camera
 from gs_core.engine import Gaussians, project
 from gs_core.errors import UserError
 from gs_core.labelmaps import render_labels
-from gs_core.query import (LabelLevels, from_clicks, from_gaussians, from_mask, from_mask_weights, mask_weights,
-                           pixel_labels, selection_mask)
+from gs_core.query import (LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
+                           from_mask_weights, mask_weights, pixel_labels, selection_mask)
 
 SPACING = 0.05
 H, W = 48, 64
@@ -126,6 +126,42 @@ def test_from_mask(planted):
     assert not from_mask(proj, labels, np.zeros((H, W), bool)).selected.any()
     empty = from_mask_weights(np.full(len(labels), -1), inside, total)
     assert not empty.selected.any() and len(empty.labels) == 0
+
+
+def test_fit_mask_weights(planted):
+    proj, labels, lm = planted
+    sel, iou = fit_mask_weights(labels, *mask_weights(proj, lm == 1))
+    assert np.array_equal(sel.selected, labels == 1) and iou > 0.9
+    # object 1 and most (about 60%) of object 0's pixels: half a rule would drop object 0 only
+    # below one half; the best-fitting set takes both, and drops object 0 when the mask grazes it
+    xs0 = np.nonzero(lm == 0)[1]
+    cut = np.quantile(xs0, 0.4)
+    most = (lm == 1) | ((lm == 0) & (np.arange(W)[None, :] >= cut))
+    sel, iou_both = fit_mask_weights(labels, *mask_weights(proj, most))
+    assert np.array_equal(sel.selected, (labels == 0) | (labels == 1))
+    graze = (lm == 1) | ((lm == 0) & (np.arange(W)[None, :] >= np.quantile(xs0, 0.85)))
+    sel, _ = fit_mask_weights(labels, *mask_weights(proj, graze))
+    assert np.array_equal(sel.selected, labels == 1)
+    # nothing labelled, or nothing inside: an empty selection of IoU 0
+    sel, iou = fit_mask_weights(np.full(len(labels), -1), *mask_weights(proj, lm == 1))
+    assert not sel.selected.any() and iou == 0.0
+    sel, iou = fit_mask_weights(labels, *mask_weights(proj, np.zeros((H, W), bool)))
+    assert not sel.selected.any() and iou == 0.0
+
+
+def test_fit_mask_levels_picks_the_granularity_of_the_mask(planted):
+    proj, labels, lm = planted
+    merged_01 = np.where(labels == 1, 0, labels)  # a coarser level where objects 0 and 1 are one
+    everything = np.where(labels >= 0, 0, -1)
+    levels = LabelLevels(np.array([0.0, 0.5, 1.0]), np.stack([labels, merged_01, everything]).astype(np.int32))
+    weights = mask_weights(proj, lm == 0)
+    sel, level, iou = fit_mask_levels(levels, *weights)
+    assert level == 0.0 and np.array_equal(sel.selected, labels == 0)
+    # (object 0's edge splats spill past its mask, and object 2 hides a part of it: IoU 0.84)
+    assert iou > 0.75 and iou > fit_mask_weights(merged_01.astype(np.int64), *weights)[1] + 0.2
+    sel, level, iou = fit_mask_levels(levels, *mask_weights(proj, (lm == 0) | (lm == 1)))
+    assert np.array_equal(sel.selected, (labels == 0) | (labels == 1)) and iou > 0.85
+    assert level == 0.5  # levels 0 and 0.5 fit equally (0 by two instances): the objects' level wins
 
 
 def test_selection_mask(planted):

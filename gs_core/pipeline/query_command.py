@@ -1,5 +1,7 @@
-"""``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...])
-[--level L] --out selection.npy``: a bool array [N] selecting the instances pointed at."""
+"""``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
+--view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
+pointed at. With a reference mask the instances and the granularity that fit it best are chosen
+(:func:`gs_core.query.fit_mask_levels`) unless ``--level`` fixes the granularity."""
 
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a positive click (repeatable)")
     parser.add_argument("--negative", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a negative click (repeatable)")
-    parser.add_argument("--level", type=float, default=0.5, help="granularity: 0 parts, 0.5 objects, 1 groups")
+    parser.add_argument("--mask", type=Path, help="a reference mask of the view (PNG, non-zero = inside): the "
+                        "instances and granularity that fit it best")
+    parser.add_argument("--level", type=float, default=None,
+                        help="granularity: 0 parts, 0.5 objects (default), 1 groups; with --mask: fitted")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
 
@@ -32,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
-    labels = load_levels(work).at(args.level)
+    levels = load_levels(work)
+    labels = levels.at(0.5 if args.level is None else args.level)
     if (args.gaussians is None) == (args.view is None):
-        raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y")
+        raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y (or --mask PNG)")
     if args.gaussians is not None:
         try:
             picked = np.load(args.gaussians, allow_pickle=False)
@@ -47,13 +53,20 @@ def run(args: argparse.Namespace) -> int:
         except UserError as exc:
             raise UserError(f"--gaussians {args.gaussians}: {exc}") from None
     else:
-        if not args.pixel:
-            raise UserError("--view needs at least one --pixel X Y")
+        if not args.pixel and args.mask is None:
+            raise UserError("--view needs at least one --pixel X Y, or a --mask PNG")
+        if args.pixel and args.mask is not None:
+            raise UserError("give --pixel clicks or a --mask, not both")
         from ..engine import project
         from ..scene import GaussianScene
 
         cam = work.camera(args.view)
         proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
+        if args.mask is not None:
+            sel = _mask_query(args, proj, levels)
+            save_npy(args.out, sel.selected)
+            print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+            return 0
         try:
             sel = query.from_clicks(proj, labels, np.array(args.pixel), np.array(args.negative).reshape(-1, 2),
                                     backend=args.backend)
@@ -62,3 +75,25 @@ def run(args: argparse.Namespace) -> int:
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0
+
+
+def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
+    from ..io.masks import MaskError, load_label_map
+
+    try:
+        mask = load_label_map(args.mask) != 0
+    except MaskError as exc:
+        raise UserError(f"--mask {exc}") from None
+    if mask.shape != (proj.height, proj.width):
+        raise UserError(f"--mask {args.mask}: {mask.shape[1]}x{mask.shape[0]}, the view {args.view} is "
+                        f"{proj.width}x{proj.height}")
+    if not mask.any():
+        raise UserError(f"--mask {args.mask}: the mask is empty")
+    weights = query.mask_weights(proj, mask, backend=args.backend)
+    if args.level is not None:
+        sel, iou = query.fit_mask_weights(levels.at(args.level), *weights)
+        level = args.level
+    else:
+        sel, level, iou = query.fit_mask_levels(levels, *weights)
+    print(f"reference mask fitted at granularity {level:.2f} (weighted IoU {iou:.2f})")
+    return sel
