@@ -10,3 +10,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session")
+def tiny_work(tmp_path_factory):
+    """A tiny synthetic dataset and its prepared work folder (git-consistent: the work scene keeps the
+    dataset's rows); returns (dataset, work). About 3 s, made once per session."""
+    from gs_core.pipeline.prepare import PrepareOptions, prepare
+    from gs_core.synth import MaskNoise, SynthConfig, build_dataset
+
+    root = tmp_path_factory.mktemp("tiny_work")
+    dataset = root / "dataset"
+    build_dataset(dataset, SynthConfig.sized("tiny"), MaskNoise.level(0.5))
+    prepare(PrepareOptions(dataset, root / "work", method="git-consistent"))
+    return dataset, root / "work"

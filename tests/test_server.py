@@ -1,0 +1,230 @@
+"""The backend's JSON-lines protocol (gs_core.server) against a real ``python -m gs_core.server``
+process on a tiny prepared scene: answers match the library's own queries from any camera, the
+granularity walk is monotonic, clicks add and remove, mistakes are one-line errors that leave the
+process serving, prepare reports progress and can be cancelled, then resumes."""
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gs_core.camera import Camera
+from gs_core.engine import project
+from gs_core.pipeline.segment import load_levels
+from gs_core.pipeline.workdir import WorkDir
+from gs_core.query import from_clicks
+from gs_core.scene import GaussianScene
+
+
+class Server:
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "gs_core.server"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.ready = self.read()
+        self.next_id = 1
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        assert line, f"server exited: {self.proc.stderr.read()[-2000:]}"
+        return json.loads(line)  # every stdout line is JSON
+
+    def send(self, cmd, **args) -> int:
+        rid, self.next_id = self.next_id, self.next_id + 1
+        self.proc.stdin.write(json.dumps({"id": rid, "cmd": cmd, "args": args}) + "\n")
+        return rid
+
+    def call(self, cmd, **args) -> tuple[dict, list[dict]]:
+        rid, progress = self.send(cmd, **args), []
+        while True:
+            message = self.read()
+            assert message["id"] == rid, message
+            if "progress" in message:
+                progress.append(message["progress"])
+            else:
+                return message, progress
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    if s.proc.poll() is None:
+        s.proc.kill()
+    s.proc.wait()
+
+
+def camera_json(cam: Camera) -> dict:
+    return {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "width": cam.width, "height": cam.height,
+            "world_to_camera": cam.world_to_camera.tolist()}
+
+
+def rows(answer) -> np.ndarray:
+    assert answer["ok"], answer
+    out = np.load(answer["result"]["rows"])
+    assert out.dtype == np.int64 and answer["result"]["count"] == len(out)
+    assert np.all(np.diff(out) > 0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(server, tiny_work):
+    _, work = tiny_work
+    answer, _ = server.call("load", work=str(work))
+    assert answer["ok"], answer
+    wd = WorkDir(work, must_exist=True)
+    return wd, load_levels(wd), GaussianScene.load(wd.scene_path).to_gaussians()
+
+
+def test_ready_and_ping(server):
+    assert server.ready["event"] == "ready" and server.ready["protocol"] == 1
+    answer, _ = server.call("ping")
+    assert answer["ok"] and answer["result"]["version"] == server.ready["version"]
+    assert answer["result"]["pid"] == server.proc.pid
+
+
+def test_load_reports_the_work_folder(server, loaded):
+    wd, levels, gaussians = loaded
+    answer, _ = server.call("load", work=str(wd.root))
+    result = answer["result"]
+    assert result["gaussians"] == len(gaussians.means) == levels.labels.shape[1]
+    assert result["levels"] == levels.levels.tolist()
+    assert result["cameras"] == [c.name for c in wd.cameras()] and result["text"] is False
+
+
+def _camera_and_click(wd, gaussians):
+    """A camera that is no dataset camera (between the first two, further out, another size), and
+    the pixel at its centre."""
+    c0, c1 = wd.cameras()[:2]
+    centre = gaussians.means.numpy().mean(0)
+    eye = centre + 1.15 * (0.5 * (c0.position + c1.position) - centre)
+    cam = Camera.look_at(eye, centre, up=-c0.world_to_camera[1, :3], fov_x_deg=55, width=90, height=70)
+    return cam, (45, 35)
+
+
+def test_query_pixels_from_any_camera_matches_the_library(server, loaded, tmp_path):
+    wd, levels, gaussians = loaded
+    cam, xy = _camera_and_click(wd, gaussians)
+    labels = levels.labels[0].astype(np.int64)  # level 0: the first grid level, no union involved
+    expected = from_clicks(project(gaussians, cam), labels, np.array([xy]))
+    answer, _ = server.call("query_pixels", camera=camera_json(cam), positive=[list(xy)], level=0.0,
+                            out=str(tmp_path / "sel.npy"))
+    got = rows(answer)
+    assert len(got) > 0 and np.array_equal(got, np.flatnonzero(expected.selected))
+    assert answer["result"]["instances"] == expected.labels.tolist()
+    # a dataset camera too (the case `gs-core query --view` covers)
+    cam = wd.cameras()[0]
+    expected = from_clicks(project(gaussians, cam), labels, np.array([[30, 20]]), np.array([[5, 40]]))
+    answer, _ = server.call("query_pixels", camera=camera_json(cam), positive=[[30, 20]], negative=[[5, 40]],
+                            level=0.0, out=str(tmp_path / "sel.npy"))
+    assert np.array_equal(rows(answer), np.flatnonzero(expected.selected))
+
+
+def test_granularity_walk_is_monotonic_and_returns(server, loaded, tmp_path):
+    wd, levels, gaussians = loaded
+    cam, xy = _camera_and_click(wd, gaussians)
+    first = rows(server.call("query_pixels", camera=camera_json(cam), positive=[list(xy)], level=0.0,
+                             out=str(tmp_path / "a.npy"))[0])
+    previous, sizes = first, []
+    for level in levels.levels[1:]:
+        now = rows(server.call("query_level", level=float(level), out=str(tmp_path / "b.npy"))[0])
+        assert np.isin(previous, now).all(), f"level {level} dropped splats"
+        previous = now
+        sizes.append(len(now))
+    assert sizes[-1] > len(first), "groups should take more than the finest part here"
+    back = rows(server.call("query_level", level=0.0, out=str(tmp_path / "c.npy"))[0])
+    assert np.array_equal(back, first)
+
+
+def test_clicks_add_and_remove(server, loaded, tmp_path):
+    wd, levels, _ = loaded
+    cam = wd.cameras()[0]
+    labels = levels.at(0.5)
+    proj = project(loaded[2], cam)
+    # two pixels on two different instances at level 0.5
+    from gs_core.query import pixel_labels
+
+    grid = np.stack(np.meshgrid(np.arange(2, cam.width, 6), np.arange(2, cam.height, 6)), -1).reshape(-1, 2)
+    owner = pixel_labels(proj, labels, grid)
+    a = grid[np.flatnonzero(owner >= 0)[0]]
+    b = grid[np.flatnonzero((owner >= 0) & (owner != owner[np.flatnonzero(owner >= 0)[0]]))[0]]
+    out = str(tmp_path / "s.npy")
+    one = rows(server.call("query_pixels", camera=camera_json(cam), positive=[a.tolist()], level=0.5, out=out)[0])
+    two = rows(server.call("query_pixels", camera=camera_json(cam), positive=[b.tolist()], level=0.5, out=out,
+                           append=True)[0])
+    alone_b = np.flatnonzero(from_clicks(proj, labels, b[None]).selected)
+    assert np.array_equal(two, np.union1d(one, alone_b)) and len(two) > len(one)
+    removed = rows(server.call("query_pixels", camera=camera_json(cam), negative=[a.tolist()], level=0.5, out=out,
+                               append=True)[0])
+    assert np.array_equal(removed, alone_b)
+    replaced = rows(server.call("query_pixels", camera=camera_json(cam), positive=[a.tolist()], level=0.5, out=out)[0])
+    assert np.array_equal(replaced, one)
+
+
+def test_mistakes_are_one_line_errors_and_the_server_keeps_serving(server, loaded, tmp_path):
+    wd = loaded[0]
+    cam = camera_json(wd.cameras()[0])
+    out = str(tmp_path / "x.npy")
+    cases = [
+        (("query_text", {"text": "red chair", "out": out}), "user", "no CLIP features in WORK"),
+        (("query_pixels", {"camera": {"fx": 1}, "positive": [[1, 1]], "out": out}), "user", "camera: missing fy"),
+        (("query_pixels", {"camera": cam, "positive": [[500, 1]], "out": out}), "user", "outside the 64x48 view"),
+        (("query_pixels", {"camera": cam, "positive": [[1, 1]], "level": 2, "out": out}), "user", "level"),
+        (("load", {"work": str(tmp_path / "nowhere")}), "user", "work folder does not exist"),
+        (("prepare", {"dataset": str(tmp_path), "out": str(tmp_path / "w"), "sam_model": "vit_h"}), "user",
+         "option 'sam_model' is not supported"),
+        (("frobnicate", {}), "protocol", "unknown command 'frobnicate'"),
+    ]
+    for (cmd, args), kind, needle in cases:
+        answer, _ = server.call(cmd, **args)
+        assert answer["ok"] is False and answer["kind"] == kind and needle in answer["error"], answer
+        assert "\n" not in answer["error"]
+    server.proc.stdin.write("this is not json\n")
+    answer = server.read()
+    assert answer == {"id": None, "ok": False, "kind": "protocol",
+                      "error": "bad request line (Expecting value: line 1 column 1 (char 0)): 'this is not json'"}
+    assert server.call("ping")[0]["ok"]
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_prepare_progress_cancel_and_resume(server, tiny_work, tmp_path):
+    dataset, work = tiny_work
+    out = tmp_path / "work"
+    rid = server.send("prepare", dataset=str(dataset), out=str(out), method="git-consistent")
+    first = server.read()
+    assert first["id"] == rid and first["progress"]["total"] >= 1, first
+    server.proc.stdin.write(json.dumps({"id": 99, "cmd": "cancel", "args": {"target": rid}}) + "\n")
+    seen = []
+    while True:
+        message = server.read()
+        if message["id"] == 99:
+            assert message["result"] == {"cancelled": rid}
+        elif "progress" in message:
+            seen.append(message["progress"])
+        else:
+            break
+    assert message == {"id": rid, "ok": False, "kind": "cancelled", "error": "prepare cancelled"}
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    start = time.perf_counter()
+    answer, progress = server.call("prepare", dataset=str(dataset), out=str(out), method="git-consistent")
+    assert answer["ok"], answer
+    result = answer["result"]
+    assert result["gaussians"] == len(GaussianScene.load(work / "scene.ply")) and result["up_to_date"] is False
+    assert progress and progress[-1]["stage"] == "writing" and progress[-1]["done"] == 1
+    assert all(p["elapsed"] <= time.perf_counter() - start + 1 for p in progress)
+    assert server.call("prepare", dataset=str(dataset), out=str(out), method="git-consistent")[0]["result"][
+        "up_to_date"] is True
+
+
+def test_shutdown_exits(tiny_work):
+    s = Server()
+    assert s.call("shutdown")[0] == {"id": 1, "ok": True, "result": {}}
+    assert s.proc.wait(timeout=30) == 0
+
+
+def test_end_of_input_ends_the_server():
+    s = Server()
+    s.proc.stdin.close()
+    assert s.proc.wait(timeout=30) == 0
