@@ -7,7 +7,7 @@
       sparse/0/          COLMAP model, text or binary   } one of these
       transforms.json    instant-ngp / nerfstudio       }
       scene.ply          optional trained splats (INRIA PLY)
-      masks/<stem>.npz   optional SAM-style mask stacks
+      masks/<stem>.npz   optional SAM-style mask stacks (or <stem>.npy stacks, <stem>/ folders of binary PNGs)
       object_mask/<stem>.png  optional instance-id PNGs (Gaussian Grouping)
 
 Loading reads only the camera model and each image's header (to check its size); pixels and masks
@@ -28,7 +28,7 @@ import numpy as np
 from .camera import Camera
 from .errors import UserError
 from .io.colmap import ColmapError, find_model_files, read_colmap
-from .io.masks import MaskError, load_label_map, load_mask_stack
+from .io.masks import MaskError, load_binary_pngs, load_label_map, load_mask_npy, load_mask_stack
 from .io.ply import PlyError
 from .io.transforms_json import TransformsError, read_transforms_json
 
@@ -117,19 +117,38 @@ class Dataset:
             rgb = _resize_image(rgb, cam.width, cam.height)
         return rgb
 
-    def masks(self, i: int) -> np.ndarray | None:  # [M, H, W] bool
-        """The SAM-style stack ``masks/<stem>.npz`` of view ``i`` (``<stem>``: the image name without
-        its extension) at its camera's size, or None when the view has none."""
+    def mask_source(self, i: int) -> Path | None:
+        """Where view ``i``'s precomputed masks are: ``masks/<stem>.npz`` (SAM-style stack), else
+        ``masks/<stem>.npy`` (bare stack), else the folder ``masks/<stem>/`` of binary PNGs; None."""
         if self.masks_dir is None:
             return None
-        path = self.masks_dir / Path(self.names[i]).with_suffix(".npz")
-        if not path.is_file():
+        base = self.masks_dir / Path(self.names[i]).with_suffix("")
+        for path in (base.parent / f"{base.name}.npz", base.parent / f"{base.name}.npy"):
+            if path.is_file():
+                return path
+        return base if base.is_dir() else None
+
+    def masks(self, i: int) -> np.ndarray | None:  # [M, H, W] bool
+        """View ``i``'s mask stack (:meth:`mask_source`; ``<stem>``: the image name without its
+        extension) at its camera's size, or None when the view has none."""
+        path = self.mask_source(i)
+        if path is None:
             return None
         try:
-            stack, _ = load_mask_stack(path)
+            if path.suffix == ".npz":
+                stack, _ = load_mask_stack(path)
+            elif path.suffix == ".npy":
+                stack = load_mask_npy(path)
+            else:
+                stack = load_binary_pngs(path)
         except MaskError as exc:
             raise DatasetError(str(exc)) from exc
         return self._fit_to_camera(i, stack, path, "mask stack")
+
+    def with_masks(self, masks_dir: str | os.PathLike) -> "Dataset":
+        """The same views with their masks read from ``masks_dir`` (e.g. generated SAM masks in a
+        work folder) instead of ``root/masks``."""
+        return replace(self, masks_dir=Path(masks_dir))
 
     def label_map(self, i: int) -> np.ndarray | None:  # [H, W] int32, 0 = no object
         """The instance-id PNG ``object_mask/<stem>.png`` of view ``i`` at its camera's size, or None.

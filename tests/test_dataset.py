@@ -226,3 +226,44 @@ def test_rgba_and_16bit_grey_images(tmp_path):
     np.testing.assert_array_equal(ds.image(0), rgba[:, :, :3] / np.float32(255))  # alpha dropped
     image = ds.image(1)
     assert image.shape == (H, W, 3) and image[0, 0].tolist() == [0, 0, 0] and image[1, 1].tolist() == [1, 1, 1]
+
+
+def test_precomputed_mask_formats(tmp_path):
+    """masks/<stem>.npz, .npy and <stem>/ folders of binary PNGs; sizes checked against the image."""
+    make_dataset(tmp_path, n=4)
+    rng = np.random.default_rng(1)
+    npy = rng.random((3, H, W)) > 0.5
+    (tmp_path / "masks" / "view_01.npz").unlink()
+    np.save(tmp_path / "masks" / "view_01.npy", npy)
+    pngs = rng.random((2, H, W)) > 0.5
+    (tmp_path / "masks" / "view_02.npz").unlink()
+    (tmp_path / "masks" / "view_02").mkdir()
+    Image.fromarray(pngs[0].astype(np.uint8) * 255).save(tmp_path / "masks" / "view_02" / "a.png")
+    Image.fromarray(pngs[1]).save(tmp_path / "masks" / "view_02" / "b.png")  # 1-bit
+    ds = Dataset.load(tmp_path)
+    assert ds.mask_source(0).name == "view_00.npz" and ds.mask_source(1).name == "view_01.npy"
+    assert ds.mask_source(2).name == "view_02" and ds.mask_source(3) is None
+    np.testing.assert_array_equal(ds.masks(1), npy)
+    np.testing.assert_array_equal(ds.masks(2), pngs)
+    assert ds.masks(3) is None
+
+    np.save(tmp_path / "masks" / "view_01.npy", np.zeros((1, H + 1, W), bool))
+    with pytest.raises(DatasetError, match=r"view_01\.npy: mask stack is 16x13, but image .*view_01\.png is 16x12"):
+        ds.masks(1)
+    np.save(tmp_path / "masks" / "view_01.npy", np.full((1, H, W), 2, np.uint8))
+    with pytest.raises(DatasetError, match=r"view_01\.npy: masks must be bool"):
+        ds.masks(1)
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "masks" / "view_02" / "c.png")
+    with pytest.raises(DatasetError, match=r"c\.png: binary masks must be greyscale"):
+        ds.masks(2)
+    Image.fromarray(np.zeros((H, W + 2), np.uint8)).save(tmp_path / "masks" / "view_02" / "c.png")
+    with pytest.raises(DatasetError, match=r"c\.png: mask is 18x12, but a\.png in the same folder is 16x12"):
+        ds.masks(2)
+
+
+def test_mask_names_keep_dots_and_generated_masks_folder(tmp_path):
+    make_dataset(tmp_path, n=2)
+    other = tmp_path.parent / f"{tmp_path.name}_generated"
+    save_mask_stack(other / "view_00.npz", np.ones((1, H, W), bool))
+    ds = Dataset.load(tmp_path).with_masks(other)
+    assert ds.masks(0).shape == (1, H, W) and ds.masks(1) is None

@@ -4,6 +4,8 @@
   ``[M]``; masks may overlap. Generated masks are cached in the same form, written atomically.
 * Instance PNGs (Gaussian Grouping's ``object_mask/``): 8- or 16-bit greyscale, one id per pixel,
   0 = no object; read as an int label map or as a stack of disjoint binary masks.
+* Other precomputed forms users have: ``masks/<stem>.npy`` (a bare ``[M, H, W]`` bool or 0/1 stack)
+  and ``masks/<stem>/*.png`` (a folder of binary PNGs per view, one mask each, any non-zero pixel in).
 """
 
 from __future__ import annotations
@@ -53,6 +55,47 @@ def save_mask_stack(path: str | os.PathLike, masks: np.ndarray, scores: np.ndarr
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as fh:  # a file object, so numpy does not append ".npz"
         np.savez_compressed(fh, **arrays)
+
+
+def load_mask_npy(path: str | os.PathLike) -> np.ndarray:  # -> [M, H, W] bool
+    """A bare ``.npy`` stack ``[M, H, W]`` (bool or 0/1 integers); no pickles."""
+    path = Path(path)
+    try:
+        masks = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise MaskError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise MaskError(f"{path}: not a readable .npy mask stack ({exc})") from None
+    if not isinstance(masks, np.ndarray):
+        raise MaskError(f"{path}: expected a bare [M, H, W] array")
+    return _checked(path, masks, None)[0]
+
+
+def load_binary_pngs(folder: str | os.PathLike) -> np.ndarray:  # -> [M, H, W] bool
+    """A folder of binary mask PNGs (one mask per file, sorted by name; any non-zero pixel is in).
+
+    Greyscale, 1-bit, 16-bit or palette images; colour images are refused (an overlay or a photo
+    dropped there by mistake would otherwise be read as a mask)."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith("."))
+    if not files:
+        raise MaskError(f"{folder}: mask folder has no .png files")
+    masks = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("1", "L", "LA", "P", "I;16", "I;16B", "I;16L", "I"):
+                    raise MaskError(f"{path}: binary masks must be greyscale, 1-bit or palette PNGs, got mode {im.mode}")
+                m = np.asarray(im.getchannel(0) if im.mode == "LA" else im)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise MaskError(f"{path}: not a readable image ({exc})") from None
+        if masks and m.shape != masks[0].shape:
+            raise MaskError(f"{path}: mask is {m.shape[1]}x{m.shape[0]}, but {files[0].name} in the same folder "
+                            f"is {masks[0].shape[1]}x{masks[0].shape[0]}")
+        masks.append(m != 0)
+    return np.stack(masks)
 
 
 def _checked(path: Path, masks: np.ndarray, scores: np.ndarray | None):

@@ -89,7 +89,7 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     views, stacks, prints = [], [], []
     for i in range(len(ds)):
         stack = ds.masks(i)
-        source = ds.masks_dir / Path(ds.names[i]).with_suffix(".npz") if stack is not None else None
+        source = ds.mask_source(i) if stack is not None else None
         if stack is None:
             ids = ds.label_map(i)
             if ids is not None:
@@ -99,7 +99,8 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
             continue
         views.append(i)
         stacks.append(np.asarray(stack, bool))
-        prints.append(file_fingerprint(source))
+        prints.append(file_fingerprint(source) if source.is_file() else
+                      [file_fingerprint(p) for p in sorted(source.glob("*.png"))])
     if not views:
         raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
                         "object_mask/<image stem>.png); generate SAM masks first")
@@ -153,18 +154,16 @@ def _trace3d_config(options: PrepareOptions):
 def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
     """Trace3D: GIT, consistent maps, density control; every granularity from the merge tree."""
     from ..methods import trace3d
-    from ..trace3d.consistency import gaussian_votes
+    from ..trace3d.consistency import nested_level_labels
 
     config = _trace3d_config(inp.options)
     result = trace3d.run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress,
                          cache=inp.cache)
     inst, cc = result.instances, config.consistency
-    level_labels = []
-    for level in LEVELS:
-        ids = inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
-                            else None)
-        level_labels.append(gaussian_votes(inst.store, ids)[0])
-    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, np.stack(level_labels),
+    cuts = [inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
+                          else None) for level in LEVELS]
+    level_labels = nested_level_labels(inst.store, cuts, anchor=int(np.argmin(np.abs(LEVELS - 0.5))))
+    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, level_labels,
                           result.view_maps(), inst.num_instances, result.stages, result.info)
 
 
