@@ -30,9 +30,52 @@ class LabelLevels:
 
     def at(self, level: float) -> np.ndarray:  # -> [N]
         """Labels at the grid level nearest ``level``."""
+        return self.labels[self.index(level)].astype(np.int64)
+
+    def index(self, level: float) -> int:
+        """Index of the grid level nearest ``level``."""
         if not 0.0 <= level <= 1.0:
             raise UserError(f"--level must be in [0, 1], got {level}")
-        return self.labels[int(np.argmin(np.abs(self.levels - level)))].astype(np.int64)
+        return int(np.argmin(np.abs(self.levels - level)))
+
+    def click_path(self, gaussians: np.ndarray, weights: np.ndarray, anchor: float = 0.5) -> np.ndarray:  # -> [L]
+        """The label a click selects at every level, from the Gaussians ``gaussians`` [K] under the
+        clicked pixel and their weights ``weights`` [K] there (:func:`pixel_weights`).
+
+        At the ``anchor`` level it is the heaviest label under the pixel; above, its ancestors;
+        below, the heaviest of its children under the pixel (the heaviest child overall where none
+        is under it). With nested levels (:func:`gs_core.trace3d.consistency.nested_level_labels`)
+        the selections ``labels[l] == path[l]`` then grow monotonically with the level.
+        """
+        L = len(self.levels)
+        path = np.full(L, -1, np.int64)
+        a = self.index(anchor)
+        path[a] = heaviest_label(self.labels[a].astype(np.int64), gaussians, weights)
+        if path[a] < 0:
+            return path
+        for i in range(a + 1, L):  # ancestors: the coarser label of the members
+            members = self.labels[i - 1] == path[i - 1]
+            up = self.labels[i][members]
+            path[i] = int(np.bincount(up[up >= 0]).argmax()) if (up >= 0).any() else -1
+        for i in range(a - 1, -1, -1):  # descendants: the heaviest child under the pixel
+            inside = self.labels[i + 1] == path[i + 1]
+            under = inside[gaussians]
+            child = heaviest_label(self.labels[i].astype(np.int64), gaussians[under], weights[under])
+            if child < 0:
+                kids = self.labels[i][inside]
+                child = int(np.bincount(kids[kids >= 0]).argmax()) if (kids >= 0).any() else -1
+            path[i] = child
+        return path
+
+    def from_clicks(self, level: float, positive: list[tuple[np.ndarray, np.ndarray]],
+                    negative: list[tuple[np.ndarray, np.ndarray]] = ()) -> Selection:
+        """Instances at ``level`` under positive clicks minus those under negative ones, each click
+        given as :func:`pixel_weights` of its pixel; monotone in ``level`` (:meth:`click_path`)."""
+        i = self.index(level)
+        labels = self.labels[i].astype(np.int64)
+        pos = np.array([self.click_path(g, w)[i] for g, w in positive], np.int64)
+        neg = np.array([self.click_path(g, w)[i] for g, w in negative], np.int64)
+        return _select_labels(labels, np.setdiff1d(pos, neg))
 
 
 @dataclass
@@ -181,6 +224,11 @@ def fit_mask_levels(levels: LabelLevels, inside: np.ndarray, total: np.ndarray) 
     features and thresholds in feature space until the selection matches the reference mask; here
     the search runs over the instance hierarchy that the consistent maps' merge tree provides,
     which every method with per-Gaussian labels has (one level when it has no tree).
+
+    Measured on the benchmark's whole-object reference masks (noise 0.5-1, four scenes): equal to
+    the half-share rule of :func:`from_mask_weights` within a point on three, 8 points lower in
+    extraction mIoU on tabletop:1, where an instance that mixes an object with its support fits
+    the mask's weight better than the object alone. Use it for masks of parts or groups.
     """
     best = None
     for level, labels in zip(levels.levels, levels.labels):

@@ -154,18 +154,16 @@ def _trace3d_config(options: PrepareOptions):
 def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
     """Trace3D: GIT, consistent maps, density control; every granularity from the merge tree."""
     from ..methods import trace3d
-    from ..trace3d.consistency import gaussian_votes
+    from ..trace3d.consistency import nested_level_labels
 
     config = _trace3d_config(inp.options)
     result = trace3d.run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress,
                          cache=inp.cache)
     inst, cc = result.instances, config.consistency
-    level_labels = []
-    for level in LEVELS:
-        ids = inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
-                            else None)
-        level_labels.append(gaussian_votes(inst.store, ids)[0])
-    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, np.stack(level_labels),
+    cuts = [inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
+                          else None) for level in LEVELS]
+    level_labels = nested_level_labels(inst.store, cuts, anchor=int(np.argmin(np.abs(LEVELS - 0.5))))
+    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, level_labels,
                           result.view_maps(), inst.num_instances, result.stages, result.info)
 
 

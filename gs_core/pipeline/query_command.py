@@ -1,7 +1,8 @@
 """``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
 --view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
-pointed at. With a reference mask the instances and the granularity that fit it best are chosen
-(:func:`gs_core.query.fit_mask_levels`) unless ``--level`` fixes the granularity."""
+pointed at. A reference mask selects the instances with most of their weight inside it
+(:func:`gs_core.query.from_mask_weights`); with ``--fit``, the set of instances and the granularity
+that fit it best (:func:`gs_core.query.fit_mask_levels`)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a negative click (repeatable)")
     parser.add_argument("--mask", type=Path, help="a reference mask of the view (PNG, non-zero = inside): the "
-                        "instances and granularity that fit it best")
+                        "instances with most of their weight inside it")
+    parser.add_argument("--fit", action="store_true", help="with --mask: the set of instances, and the granularity "
+                        "unless --level is given, that fit the mask best (for parts or groups of objects)")
     parser.add_argument("--level", type=float, default=None,
-                        help="granularity: 0 parts, 0.5 objects (default), 1 groups; with --mask: fitted")
+                        help="granularity: 0 parts, 0.5 objects (default), 1 groups")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
 
@@ -68,10 +71,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
             return 0
         try:
-            sel = query.from_clicks(proj, labels, np.array(args.pixel), np.array(args.negative).reshape(-1, 2),
-                                    backend=args.backend)
+            clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
+                      for p in (args.pixel, args.negative)]
         except UserError as exc:
             raise UserError(f"--view {args.view} --pixel/--negative: {exc}") from None
+        sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0
@@ -90,6 +94,8 @@ def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
     if not mask.any():
         raise UserError(f"--mask {args.mask}: the mask is empty")
     weights = query.mask_weights(proj, mask, backend=args.backend)
+    if not args.fit:
+        return query.from_mask_weights(levels.at(0.5 if args.level is None else args.level), *weights)
     if args.level is not None:
         sel, iou = query.fit_mask_weights(levels.at(args.level), *weights)
         level = args.level

@@ -238,15 +238,72 @@ def gaussian_votes(store: GITStore, patch_ids: np.ndarray) -> tuple[np.ndarray, 
 
     from ..lifting.closed_form import LabelSums, labels_from_sums
 
-    offsets = store.offsets
-    g = np.concatenate([v.gaussians for v in store.views]).astype(np.int64) if store.views else np.zeros(0, np.int64)
-    ids = (np.concatenate([patch_ids[offsets[k] + v.patches.astype(np.int64)] for k, v in enumerate(store.views)])
-           if store.views else np.zeros(0, np.int64))
-    w = np.concatenate([v.weights for v in store.views]) if store.views else np.zeros(0, np.float32)
-    total = np.bincount(g, w.astype(np.float64), minlength=store.num_gaussians).astype(np.float32)
+    g, p, w = _triplets(store)
+    ids = patch_ids[p]
+    total = np.bincount(g, w, minlength=store.num_gaussians).astype(np.float32)
     lifted = labels_from_sums(LabelSums(torch.from_numpy(g), torch.from_numpy(ids.astype(np.int64)),
                                         torch.from_numpy(w.astype(np.float32)), torch.from_numpy(total)))
     return lifted.labels.numpy().astype(np.int64), lifted.confidence.numpy().astype(np.float64)
+
+
+def _triplets(store: GITStore) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored GIT as (gaussian [M], global patch [M], weight [M]) over all views."""
+    if not store.views:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    offsets = store.offsets
+    g = np.concatenate([v.gaussians for v in store.views]).astype(np.int64)
+    p = np.concatenate([offsets[k] + v.patches.astype(np.int64) for k, v in enumerate(store.views)])
+    w = np.concatenate([v.weights for v in store.views]).astype(np.float64)
+    return g, p, w
+
+
+def _parents(fine: np.ndarray, coarse: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """For each cluster of the patch partition ``fine`` [P], the cluster of ``coarse`` [P] holding
+    most of its patches' traced mass ``mass`` [P] (the cuts of one tree are nested but for rare
+    absorptions of unconfirmed clusters, which this resolves)."""
+    nf, nc = int(fine.max()) + 1, int(coarse.max()) + 1
+    joint = np.bincount(fine * nc + coarse, mass + 1e-12, minlength=nf * nc).reshape(nf, nc)
+    return joint.argmax(1)
+
+
+def nested_level_labels(store: GITStore, cuts: list[np.ndarray], anchor: int) -> np.ndarray:  # -> [L, N]
+    """Per-Gaussian ids at each cut of the merge tree (``cuts`` [L] of [P] patch ids, finest first),
+    nested so that a granularity slider grows a selection monotonically: every id at one level lies
+    inside a single id of the next coarser level.
+
+    The ``anchor`` level (the objects) is the closed-form vote of :func:`gaussian_votes`; coarser
+    levels map its ids to their parent clusters; finer levels re-vote each Gaussian only among the
+    children of its id one level up (its heaviest child overall where it saw none of them).
+    """
+    import torch
+
+    from ..lifting.closed_form import LabelSums, labels_from_sums
+
+    n = store.num_gaussians
+    out = np.full((len(cuts), n), -1, np.int64)
+    out[anchor] = gaussian_votes(store, cuts[anchor])[0]
+    g, p, w = _triplets(store)
+    mass = np.bincount(p, w, minlength=store.num_patches)
+    for i in range(anchor + 1, len(cuts)):
+        up = _parents(cuts[i - 1], cuts[i], mass)
+        out[i] = np.where(out[i - 1] >= 0, up[np.maximum(out[i - 1], 0)], -1)
+    for i in range(anchor - 1, -1, -1):
+        up = _parents(cuts[i], cuts[i + 1], mass)
+        child_mass = np.bincount(cuts[i], mass, minlength=len(up))
+        fine = cuts[i][p]
+        ok = (up[fine] == out[i + 1][g]) & (out[i + 1][g] >= 0)
+        total = np.bincount(g[ok], w[ok], minlength=n).astype(np.float32)
+        lifted = labels_from_sums(LabelSums(torch.from_numpy(g[ok]), torch.from_numpy(fine[ok]),
+                                            torch.from_numpy(w[ok].astype(np.float32)), torch.from_numpy(total)))
+        labels = lifted.labels.numpy().astype(np.int64)
+        # labelled one level up but no vote for any of its children: that label's heaviest child
+        heaviest = np.full(int(cuts[i + 1].max()) + 1, -1, np.int64)
+        for c in np.argsort(child_mass):  # ascending mass: the heaviest child is written last
+            heaviest[up[c]] = c
+        orphan = (labels < 0) & (out[i + 1] >= 0)
+        labels[orphan] = heaviest[out[i + 1][orphan]]
+        out[i] = labels
+    return out
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -208,15 +208,19 @@ def test_query_view_mask(work, tmp_path, capsys):
     Image.fromarray(((vmap == target) * 255).astype(np.uint8)).save(tmp_path / "ref.png")
     out = tmp_path / "sel.npy"
     assert main(["query", str(work), "--view", name, "--mask", str(tmp_path / "ref.png"), "--level", "0.5",
-                 "--out", str(out)]) == 0
+                 "--fit", "--out", str(out)]) == 0
     sel, want = np.load(out), labels == target
     # the map's region of the instance also covers a few Gaussians the votes gave to small
     # neighbours; the fit may take those along (measured: 2 extra instances, 108 of 1213 Gaussians)
     assert (sel & want).sum() == want.sum() and (sel & want).sum() / sel.sum() > 0.85
-    assert main(["query", str(work), "--view", name, "--mask", str(tmp_path / "ref.png"), "--out", str(out)]) == 0
+    assert main(["query", str(work), "--view", name, "--mask", str(tmp_path / "ref.png"), "--fit",
+                 "--out", str(out)]) == 0
     fitted = np.load(out)  # measured: level 0, 1237 Gaussians, IoU 0.89 with the clicked instance
     assert (fitted & expected).sum() / (fitted | expected).sum() > 0.85
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
+    # without --fit: the instances with most of their weight inside, the clicked one among them
+    assert main(["query", str(work), "--view", name, "--mask", str(tmp_path / "ref.png"), "--out", str(out)]) == 0
+    assert (np.load(out) & want).sum() == want.sum()
     _fails(capsys, ["query", work, "--view", name, "--mask", tmp_path / "small.png", "--out", out], "--mask", "5x5")
     Image.fromarray(np.zeros(vmap.shape, np.uint8)).save(tmp_path / "empty.png")
     _fails(capsys, ["query", work, "--view", name, "--mask", tmp_path / "empty.png", "--out", out], "empty")
