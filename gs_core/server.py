@@ -50,6 +50,9 @@ answers ``no CLIP features in WORK`` until the work folder has them.
 Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] ascending; result:
 ``{rows: out, count, instances, level, gaussians}``.
 
+``labels`` ``{level, out}``: every Gaussian's instance id at ``level`` (int32 [N], -1 none; what
+``gs-core segment`` writes), for instance-colour previews. Result: ``{labels: out, level, instances}``.
+
 ``shutdown``: answers, then the process exits 0. End of stdin also ends it.
 """
 
@@ -271,6 +274,15 @@ class Server:
         if not session.clicks:
             raise UserError("query_level: nothing selected yet (click first)")
         return self._answer(session, _level(args), args, "query_level")
+
+    def cmd_labels(self, rid, args) -> dict:
+        from .pipeline.workdir import save_npy
+
+        session = self._loaded("labels")
+        level = _level(args)
+        labels = session.levels.at(level).astype(np.int32)
+        save_npy(_path(args, "out", "labels"), labels)
+        return {"labels": args["out"], "level": level, "instances": int(len(np.unique(labels[labels >= 0])))}
 
     def cmd_query_text(self, rid, args) -> dict:
         session = self._loaded("query_text")

@@ -94,6 +94,14 @@ def test_load_reports_the_work_folder(server, loaded):
     assert result["cameras"] == [c.name for c in wd.cameras()] and result["text"] is False
 
 
+def test_labels_at_a_level(server, loaded, tmp_path):
+    _, levels, _ = loaded
+    answer, _ = server.call("labels", level=1.0, out=str(tmp_path / "labels.npy"))
+    labels = np.load(tmp_path / "labels.npy")
+    assert labels.dtype == np.int32 and np.array_equal(labels, levels.labels[-1])
+    assert answer["result"]["instances"] == len(np.unique(labels[labels >= 0]))
+
+
 def _camera_and_click(wd, gaussians):
     """A camera that is no dataset camera (between the first two, further out, another size), and
     the pixel at its centre."""
