@@ -4,17 +4,18 @@ gs_core backend) segment them.
 Layout, one concept per module: ``splat_attributes`` (PLY columns <-> attributes, bpy-free),
 ``gs_core_modules`` (the numpy-only gs_core code: vendored copy or source checkout),
 ``splat_object`` (point-cloud objects), ``import_splats``, ``export_splats``, ``edit_ops``,
-``panel``, ``preferences``. Only register/unregister touch bpy here, so the bpy-free modules import
+``panel``, ``preferences``; segmentation through the gs_core backend: ``backend_client`` (process and
+protocol, bpy-free), ``view_camera`` (viewport <-> pinhole camera, bpy-free), ``segmentation``. Only register/unregister touch bpy here, so the bpy-free modules import
 in plain Python (tests, gs_core).
 """
 
 
 def _registry():
     """(classes in registration order, (menu, draw function) pairs)."""
-    from . import edit_ops, export_splats, import_splats, panel, preferences
+    from . import edit_ops, export_splats, import_splats, panel, preferences, segmentation
 
     classes = (*preferences.classes, *import_splats.classes, *export_splats.classes, *edit_ops.classes,
-               *panel.classes)
+               *segmentation.classes, *panel.classes)
     menus = (*import_splats.menus, *export_splats.menus)
     return classes, menus
 
@@ -23,8 +24,11 @@ def register():
     import bpy
 
     classes, menus = _registry()
+    from . import segmentation
+
     for cls in classes:
         bpy.utils.register_class(cls)
+    segmentation.register_properties()
     for menu, draw in menus:
         menu.append(draw)
 
@@ -33,7 +37,10 @@ def unregister():
     import bpy
 
     classes, menus = _registry()
+    from . import segmentation
+
     for menu, draw in menus:
         menu.remove(draw)
+    segmentation.unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import edit_ops, export_splats, import_splats, splat_object
+from . import edit_ops, export_splats, import_splats, segmentation, splat_object
 from .preferences import addon_preferences
 
 
@@ -39,6 +39,39 @@ class GS_PT_splats(bpy.types.Panel):
         backend.label(text="Backend", icon='CONSOLE')
         backend.label(text=(prefs.python_path if prefs and prefs.python_path
                             else "Set the gs_core Python in the add-on preferences"))
+        draw_segmentation(layout, context)
+
+
+def draw_segmentation(layout, context):
+    """Prepare, then click / granularity / text selection, preview, and the edits of the selection."""
+    s = segmentation.settings(context)
+    box = layout.box()
+    box.label(text="Segmentation", icon='GROUP_VERTEX')
+    col = box.column(align=True)
+    col.prop(s, "dataset")
+    col.prop(s, "mask_source")
+    if s.mask_source == 'SAM':
+        col.prop(s, "sam_checkpoint")
+    col.prop(s, "method")
+    col.prop(s, "device")
+    col.prop(s, "work_dir")
+    box.operator(segmentation.GS_OT_prepare.bl_idname, icon='PLAY')
+    if s.running:
+        box.prop(s, "progress", text="Esc cancels")
+    if s.status:
+        box.label(text=s.status)
+    col = box.column(align=True)
+    col.enabled = bool(s.work)
+    col.operator(segmentation.GS_OT_click_select.bl_idname, icon='RESTRICT_SELECT_OFF')
+    col.prop(s, "level", slider=True)
+    row = col.row(align=True)
+    row.prop(s, "text", text="")
+    row.operator(segmentation.GS_OT_text_query.bl_idname, text="", icon='VIEWZOOM')
+    col.prop(s, "preview", icon='COLOR')
+    row = col.row(align=True)
+    row.operator(edit_ops.GS_OT_separate.bl_idname, text="Separate", icon='SELECT_SUBTRACT')
+    row.operator(edit_ops.GS_OT_delete.bl_idname, text="Delete", icon='TRASH')
+    row.operator(edit_ops.GS_OT_hide.bl_idname, text="Hide", icon='HIDE_ON')
 
 
 classes = (GS_PT_splats,)

@@ -38,9 +38,13 @@ def test_panel_draws_with_and_without_a_splat_object(bpy, imported):
     calls = draw(bpy)
     assert ("label", (), {"text": "scene: 10 splats", "icon": 'POINTCLOUD_DATA'}) in calls
     operators = [c for c in calls if c[0] == "operator"]
-    assert len(operators) == 8
+    assert len(operators) == 14  # 8 splat edits, prepare, click, text, and the selection's separate/delete/hide
     for _, (idname,), kwargs in operators:
         category, name = idname.split(".")
         getattr(getattr(bpy.ops, category), name).get_rna_type()  # registered
+    for _, _, kwargs in calls:
         assert kwargs.get("icon", 'NONE') in icons
+    settings = bpy.context.scene.gs_segment
+    for _, args, _ in [c for c in calls if c[0] == "prop" and c[1][0] == settings]:
+        assert args[1] in settings.bl_rna.properties  # a real setting
     assert any("gs_core Python" in str(c) for c in calls)  # backend hint until a path is set
