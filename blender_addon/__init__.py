@@ -5,7 +5,8 @@ Layout, one concept per module: ``splat_attributes`` (PLY columns <-> attributes
 ``gs_core_modules`` (the numpy-only gs_core code: vendored copy or source checkout),
 ``splat_object`` (point-cloud objects), ``import_splats``, ``export_splats``, ``edit_ops``,
 ``panel``, ``preferences``; segmentation through the gs_core backend: ``backend_client`` (process and
-protocol, bpy-free), ``view_camera`` (viewport <-> pinhole camera, bpy-free), ``segmentation``. Only register/unregister touch bpy here, so the bpy-free modules import
+protocol, bpy-free), ``view_camera`` (viewport <-> pinhole camera, bpy-free), ``segmentation``.
+Only register/unregister touch bpy here, so the bpy-free modules import
 in plain Python (tests, gs_core).
 """
 
