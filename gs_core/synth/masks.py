@@ -84,6 +84,22 @@ def _jittered(mask: np.ndarray, amplitude: float, rng: np.random.Generator) -> n
     coarse = rng.normal(size=(max(2, H // 8), max(2, W // 8)))
     field = ndimage.zoom(coarse, (H / coarse.shape[0], W / coarse.shape[1]), order=1)[:H, :W]
     field = field / max(float(field.std()), 1e-6)
+    # Only pixels within the field's largest reach of the mask can change: the distance transforms
+    # run on that box (exactly the same distances: for any pixel of the box, the nearest pixel
+    # outside it clamped onto the box's edge is no farther and of the same kind).
+    reach = int(np.ceil(max(amplitude * float(field.max()), 0.0))) + 1
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return signed_below(mask, field, amplitude)
+    y0, y1 = max(ys.min() - reach, 0), min(ys.max() + reach + 1, H)
+    x0, x1 = max(xs.min() - reach, 0), min(xs.max() + reach + 1, W)
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = signed_below(mask[y0:y1, x0:x1], field[y0:y1, x0:x1], amplitude)
+    return out
+
+
+def signed_below(mask: np.ndarray, field: np.ndarray, amplitude: float) -> np.ndarray:
+    """Pixels whose signed distance to ``mask``'s boundary (negative inside) is below ``amplitude * field``."""
     signed = ndimage.distance_transform_edt(~mask) - ndimage.distance_transform_edt(mask)
     return signed < amplitude * field
 
