@@ -110,7 +110,7 @@ def apply_rows(context, work: str, rows: np.ndarray) -> int:
     splat_object.ensure_object_mode(context)
     for obj, mask in zip(objects, masks):
         splat_object.write_attributes(obj.data, {SELECTION: sa.Attribute("BOOLEAN", mask)})
-        obj.data.update()
+        obj.data.update_tag()
     active = context.view_layer.objects.active
     if active not in objects or not masks[objects.index(active)].any():
         best = int(np.argmax([m.sum() for m in masks]))
@@ -319,7 +319,7 @@ def set_preview(context, on: bool) -> None:
             name = PREVIEW if on and PREVIEW in obj.data.attributes else sa.COLOR
             if name in obj.data.attributes:
                 obj.data.color_attributes.active = obj.data.attributes[name]
-            obj.data.update()
+            obj.data.update_tag()
 
 
 # ---- operators ----------------------------------------------------------------------------------
