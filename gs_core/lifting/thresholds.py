@@ -7,6 +7,10 @@ when the ideal hard threshold moves. Here: the histogram is smoothed with a Gaus
 by a significant rise (above Poisson noise of the smoothed counts, 4 standard deviations, and ``min_rise`` of the peak) is
 the valley; a flat run of minima (an empty gap between modes) gives its middle. With no such
 valley, Otsu's threshold (maximum between-class variance) is the fallback.
+
+``side="top"`` is for scores whose wanted set is a small mode at the top and whose rest is not one
+peak but several (a text query's relevancy: every unrelated object makes its own bump below): the
+valley is sought below the highest significant mode instead of above the largest one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from scipy.ndimage import gaussian_filter1d
 class ThresholdConfig:
     bins: int = 128
     smooth_bins: float = 2.0  # standard deviation of the Gaussian smoothing, in bins (0 = none)
-    side: str = "above"  # look for the valley above ("above") or below ("below") the largest peak
+    side: str = "above"  # valley above ("above") or below ("below") the largest peak, or below the top mode ("top")
     min_rise: float = 0.01  # the far side of a valley must rise by this share of the largest peak ...
     noise_z: float = 4.0  # ... and by this many standard deviations of (far count - valley count)
 
@@ -52,8 +56,8 @@ def otsu(values: np.ndarray, bins: int = 128) -> float:
 def auto_threshold(values, config: ThresholdConfig = ThresholdConfig()) -> Threshold:
     """First valley after the largest peak of the smoothed histogram of ``values`` [M]; Otsu when
     there is none. Non-finite values are ignored. Select with ``values > threshold.value``."""
-    if config.side not in ("above", "below"):
-        raise ValueError(f"side must be 'above' or 'below', got {config.side!r}")
+    if config.side not in ("above", "below", "top"):
+        raise ValueError(f"side must be 'above', 'below' or 'top', got {config.side!r}")
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -67,10 +71,13 @@ def auto_threshold(values, config: ThresholdConfig = ThresholdConfig()) -> Thres
         h = gaussian_filter1d(h, config.smooth_bins, mode="constant")
     # variance of a smoothed Poisson count: count * sum(kernel^2) = count / (2 sqrt(pi) sigma)
     gain = 1.0 / (2.0 * np.sqrt(np.pi) * config.smooth_bins) if config.smooth_bins > 0 else 1.0
-    flip = config.side == "below"
+    flip = config.side in ("below", "top")
     if flip:
         h = h[::-1]
-    valley = _first_valley(h, config.min_rise, config.noise_z, gain)
+    if config.side == "top":
+        valley = _top_valley(h, config.min_rise, config.noise_z, gain)
+    else:
+        valley = _first_valley(h, config.min_rise, config.noise_z, gain)
     if valley is None:
         return Threshold(otsu(v, config.bins), "otsu")
     centre = valley if not flip else config.bins - 1 - valley
@@ -97,4 +104,28 @@ def _first_valley(h: np.ndarray, min_rise: float, noise_z: float, gain: float) -
             return 0.5 * (start + i)
         while i + 1 < n and h[i + 1] >= h[i]:  # climb to the next local maximum and go on
             i += 1
+    return None
+
+
+def _top_valley(h: np.ndarray, min_rise: float, noise_z: float, gain: float) -> float | None:
+    """Fractional bin index of the valley after the first significant mode of ``h`` (walking from
+    index 0: the top scores when the histogram is flipped)."""
+    n = len(h)
+    i = 0
+    while i < n and h[i] <= 0:
+        i += 1
+    while i + 1 < n:
+        while i + 1 < n and h[i + 1] >= h[i]:  # climb to the mode
+            i += 1
+        peak = h[i]
+        start = i
+        while i + 1 < n and h[i + 1] <= h[i]:  # descend to the valley (through flat runs)
+            if h[i + 1] < h[i]:
+                start = i + 1
+            i += 1
+        if i + 1 >= n:
+            return None
+        needed = max(min_rise * h.max(), noise_z * np.sqrt(max(peak + h[i], 1.0) * gain))
+        if peak - h[i] >= needed:
+            return 0.5 * (start + i)
     return None

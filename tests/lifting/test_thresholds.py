@@ -77,3 +77,17 @@ def test_degenerate_inputs():
     assert auto_threshold(np.array([5.0])).method == "constant"
     with pytest.raises(ValueError):
         auto_threshold(np.arange(4.0), ThresholdConfig(side="left"))
+
+
+def test_top_side_finds_the_small_top_mode_above_several_bumps():
+    """A text query's relevancy: every unrelated object is a bump of its own below the wanted mode;
+    "above the largest peak" stops between two unrelated bumps, "top" below the wanted one."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.15, 0.03, 3000), rng.normal(0.45, 0.03, 2000),
+                             rng.normal(0.65, 0.03, 1200), rng.normal(0.97, 0.01, 150)])
+    top = auto_threshold(scores, ThresholdConfig(side="top"))
+    assert top.method == "valley" and 0.75 < top.value < 0.94
+    above = auto_threshold(scores, ThresholdConfig(side="above"))
+    assert above.value < 0.6  # the failure "top" exists for
+    with pytest.raises(ValueError, match="side"):
+        auto_threshold(scores, ThresholdConfig(side="sideways"))
