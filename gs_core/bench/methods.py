@@ -15,7 +15,7 @@ from ..engine import project, trace
 from ..labelmaps import masks_to_labels
 from ..methods import gaga
 from ..methods import lifting as lifting_methods
-from ..methods import trace3d
+from ..methods import foundation, trace3d
 from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
 from ..synth.groundtruth import GroundTruth
 
@@ -69,4 +69,6 @@ METHODS: dict[str, Method] = {
     "trace3d": trace3d.segment,
     "git-consistent": trace3d.segment_consistent,
     "git-density": trace3d.segment_density,
+    "self-prompt": foundation.self_prompt,  # stand-in SAM predictor (GT + mask noise), issue 12
+    "text": foundation.text,  # stand-in CLIP (a random vector per GT object), issue 12
 }
