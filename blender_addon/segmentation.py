@@ -245,8 +245,9 @@ def _apply_answer(context, result: dict) -> int:
     rows = backend_client.load_rows(result, result.get("gaussians", 0))
     count = apply_rows(context, s.work, rows)
     s.has_clicks = True
-    s.status = (f"{count:,} splats selected ({', '.join(map(str, result.get('instances', []))) or 'no'} "
-                f"instance(s) at {result.get('level', s.level):.2f})")
+    ids = result.get("instances", [])
+    s.status = (f"{count:,} splats selected (instance{'s' if len(ids) != 1 else ''} "
+                f"{', '.join(map(str, ids)) or 'none'} at granularity {result.get('level', s.level):.2f})")
     return count
 
 

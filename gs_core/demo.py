@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
                         help="engine backend: auto picks gsplat on an NVIDIA GPU, else the native cpu "
                              "kernels, else torch (default: auto)")
+    parser.add_argument("--blender", type=Path, metavar="OUT.blend",
+                        help="run the job in Blender instead (bpy wheel, the add-on, headless): import, prepare, "
+                             "click-select, separate, move, export, re-import, save OUT.blend, render OUT.png")
 
 
 @dataclass
@@ -89,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     from .outputs import OutputRecord
     from .preflight import check_output_dir
 
+    if getattr(args, "blender", None) is not None:
+        from .demo_blender import run as run_blender
+        from .preflight import check_output_file
+
+        check_output_file(args.blender, "--blender")
+        return run_blender(args, args.blender)
     console = Console()
     out = check_output_dir(args.out, "--out")
     record = OutputRecord(out, "demo")
