@@ -203,7 +203,7 @@ def prepare_arguments(context, obj) -> dict:
     if s.mask_source == 'SAM':
         if not s.sam_checkpoint or not Path(bpy.path.abspath(s.sam_checkpoint)).is_file():
             raise SegmentError(f"SAM checkpoint {s.sam_checkpoint or '(none)'}: no such file")
-        args["sam_checkpoint"] = str(Path(bpy.path.abspath(s.sam_checkpoint)))
+        args["sam"] = {"checkpoint": str(Path(bpy.path.abspath(s.sam_checkpoint))), "device": s.device}
     return args
 
 

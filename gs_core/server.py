@@ -20,8 +20,9 @@ answers at once (``{"cancelled": ID}``) whatever runs. Commands:
 
 ``prepare`` ``{dataset, out, scene?, method?, device?, backend?, theta?, force?, ...}``: runs
 :func:`gs_core.pipeline.prepare.prepare` (the ``gs-core prepare`` job) with progress messages; any
-other key must be a field of :class:`~gs_core.pipeline.prepare.PrepareOptions` (so options that
-issue 12 adds, e.g. a SAM checkpoint, pass through), else a ``user`` error names it. A
+other key must be a field of :class:`~gs_core.pipeline.prepare.PrepareOptions`, else a ``user`` error
+names it; ``sam`` and ``clip`` are objects of their option dataclasses' fields (e.g. ``{"sam":
+{"checkpoint": FILE}}``). A
 ``{"cmd": "cancel", "args": {"target": ID}}`` line (no target: whatever runs) stops request ``ID``
 at its next progress step, or before it starts if it is still queued (answer: kind ``cancelled``; the work folder's per-view cache makes the next run resume). Result: ``{gaussians,
 instances, seconds, stages, up_to_date, work}``.
@@ -44,8 +45,9 @@ level ``L`` is the union of the selections at every grid level up to ``L``, so m
 toward groups never drops a splat a finer level selected (per-level labels are separate per-Gaussian
 votes, so a few splats change instance between cuts and would otherwise flicker).
 
-``query_text`` ``{text, level?, out}``: a text query; needs CLIP features in WORK (issue 12), and
-answers ``no CLIP features in WORK`` until the work folder has them.
+``query_text`` ``{text, out}``: a text query (:func:`gs_core.language.text_query`: lifted CLIP
+features scored by relevancy, thresholded automatically); a work folder prepared without a CLIP model
+answers ``no CLIP features in WORK``. Replaces the current clicks.
 
 Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] ascending; result:
 ``{rows: out, count, instances, level, gaussians}``.
@@ -74,7 +76,7 @@ from . import __version__
 from .errors import UserError
 
 PROTOCOL = 1
-TEXT_FEATURES = ("clip_features.npy", "clip_features.npz")  # what issue 12's prepare is expected to write
+TEXT_FEATURES = ("clip_features.npy",)  # gs_core.language.FEATURES_FILE, written by prepare with a CLIP model
 
 
 class Cancelled(Exception):
@@ -216,8 +218,7 @@ class Server:
                             "views) is not in this gs_core yet: choose the folder with the photos, cameras and masks")
         if not args.get("out"):
             raise UserError("prepare: no work folder ('out') given")
-        options = PrepareOptions(**{k: Path(v) if k in ("dataset", "out", "scene") and v else v
-                                    for k, v in args.items()})
+        options = PrepareOptions(**{k: _option(k, v) for k, v in args.items()})
         start = time.perf_counter()
 
         def progress(stage: str, done: int, total: int) -> None:
@@ -285,15 +286,28 @@ class Server:
         return {"labels": args["out"], "level": level, "instances": int(len(np.unique(labels[labels >= 0])))}
 
     def cmd_query_text(self, rid, args) -> dict:
+        from .language import text_query
+        from .pipeline.workdir import save_npy
+
         session = self._loaded("query_text")
         text = args.get("text")
         if not isinstance(text, str) or not text.strip():
             raise UserError("query_text: empty text")
-        features = _text_features(session.work.root)
-        if features is None:
+        if _text_features(session.work.root) is None:
             raise UserError(f"no CLIP features in WORK ({session.work.root}): prepare with a CLIP model first")
-        raise UserError(f"query_text: {features.name} found, but text queries need the CLIP model of issue 12, "
-                        f"which this gs_core {__version__} does not have")
+        out = _path(args, "out", "query_text")
+        try:
+            result = text_query(session.work.root, text)
+        except UserError as exc:
+            raise UserError(f"query_text: {exc}") from None
+        if len(result.selected) != session.num_gaussians:
+            raise UserError(f"{session.work.root}: the CLIP features cover {len(result.selected)} Gaussians, the "
+                            f"scene {session.num_gaussians}; run prepare again")
+        session.clicks = []  # a text selection has no clicks to re-cut
+        rows = np.flatnonzero(result.selected)
+        save_npy(out, rows.astype(np.int64))
+        return {"rows": str(out), "count": int(len(rows)), "instances": [], "level": _level(args),
+                "gaussians": session.num_gaussians, "threshold": result.threshold}
 
     # ---- helpers --------------------------------------------------------------------------------
     def _loaded(self, cmd: str) -> Session:
@@ -352,6 +366,30 @@ def _level(args: dict) -> float:
     if not isinstance(level, (int, float)) or isinstance(level, bool) or not 0.0 <= level <= 1.0:
         raise UserError(f"level must be a number in [0, 1], got {level!r}")
     return float(level)
+
+
+# prepare options that arrive as JSON objects: the dataclass each one is (issue 12's SAM and CLIP)
+OPTION_TYPES = {"sam": ("gs_core.pipeline.sam_masks", "SamOptions"), "clip": ("gs_core.models.clip", "ClipOptions")}
+
+
+def _option(key: str, value):
+    """A prepare option from JSON: paths as Paths, nested objects as their option dataclasses."""
+    if key in ("dataset", "out", "scene"):
+        return Path(value) if value else None
+    if isinstance(value, dict) and key in OPTION_TYPES:
+        import importlib
+
+        module, name = OPTION_TYPES[key]
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise UserError(f"prepare: option {key!r} needs {module}.{name}, which does not import here ({exc})") \
+                from None
+        try:
+            return cls(**{k: Path(v) if k == "checkpoint" and v else v for k, v in value.items()})
+        except TypeError as exc:
+            raise UserError(f"prepare: option {key!r}: {exc}") from None
+    return value
 
 
 def _path(args: dict, key: str, cmd: str) -> Path:

@@ -236,3 +236,22 @@ def test_end_of_input_ends_the_server():
     s = Server()
     s.proc.stdin.close()
     assert s.proc.wait(timeout=30) == 0
+
+
+def test_query_text_reaches_the_language_field(server, loaded, tmp_path):
+    """With CLIP features in WORK the text query runs gs_core.language.text_query: features that name no
+    model (as a stand-in embedder leaves them) are its one-line error; the loaded scene is kept."""
+    import shutil
+
+    from gs_core.language import LanguageField
+
+    wd, levels, _ = loaded
+    work = tmp_path / "work"
+    shutil.copytree(wd.root, work)
+    n = levels.labels.shape[1]
+    LanguageField(np.eye(n, 4, dtype=np.float32), np.ones(n, np.float32), {}).save(work)
+    assert server.call("load", work=str(work))[0]["result"]["text"] is True
+    answer, _ = server.call("query_text", text="red chair", out=str(tmp_path / "t.npy"))
+    assert answer["kind"] == "user" and answer["error"].startswith("query_text: the work folder's CLIP features "
+                                                                   "name no model"), answer
+    assert server.call("load", work=str(wd.root))[0]["ok"]
