@@ -42,8 +42,10 @@ the instances of heaviest weight under the positive clicks minus those under the
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. The selection at
 level ``L`` is the union of the selections at every grid level up to ``L``, so moving the slider
-toward groups never drops a splat a finer level selected (per-level labels are separate per-Gaussian
-votes, so a few splats change instance between cuts and would otherwise flicker).
+toward groups never drops a splat a finer level selected. Work folders of the current prepare have
+nested levels (a coarser instance is a union of finer ones), where this is the plain cut; in older
+ones each level was a separate per-Gaussian vote and 2-9 of ~40 instances per step lost a few
+splats to another instance (measured on the tiny synthetic scene), which the union keeps selected.
 
 ``query_text`` ``{text, out}``: a text query (:func:`gs_core.language.text_query`: lifted CLIP
 features scored by relevancy, thresholded automatically); a work folder prepared without a CLIP model
