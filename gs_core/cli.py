@@ -26,7 +26,8 @@ BENCH_COMMANDS = {
     "engine": ("gs_core.bench.engine", "render/trace speed per backend (garden points, 1M synthetic)"),
     "segmentation": ("gs_core.bench.segmentation", "segmentation methods x synthetic scenes x noise levels"),
     "git": ("gs_core.bench.git", "Gaussian Instance Tracing over many views vs forward rendering; store size"),
-    "ply": ("gs_core.bench.ply_io", "PLY load/save speed (1M Gaussians)"),
+    "ply": ("gs_core.bench.ply_io", "scene file load/save speed: PLY, SPZ, .splat, compressed PLY (1M Gaussians)"),
+    "fuzz": ("gs_core.bench.fuzz", "mutated PLY/SPZ/.splat files fed to the readers: load or a clear error, nothing else"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
@@ -87,12 +88,13 @@ def main(argv=None) -> int:
         print(f"gs-core: this command cannot run: {args._import_error}", file=sys.stderr)
         return 2
     from .errors import UserError
+    from .io.errors import SceneFormatError
     from .preflight import preflight
 
     try:
         preflight(args)
         status = int(importlib.import_module(args._module).run(args) or 0)
-    except UserError as exc:  # includes DatasetError: the message names the file or argument
+    except (UserError, SceneFormatError) as exc:  # DatasetError, PlyError, SpzError...: names the file or argument
         print(f"gs-core: {exc}", file=sys.stderr)
         return 2
     except (PermissionError, NotADirectoryError, IsADirectoryError) as exc:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .io import compressed_ply, spz, splat
+from .io.errors import SceneFormatError
 from .io.ply import (PlyError, PlyTable, contiguous_transpose, count_indexed, read_ply_table, sh_degree_for,
                      write_ply_table)
 
@@ -154,13 +156,23 @@ class GaussianScene:
 
     # ---- files ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "GaussianScene":
-        """Read an INRIA-format 3DGS/2DGS PLY (binary LE/BE or ASCII)."""
-        return cls.from_table(read_ply_table(path), source=str(path))
+    def load(cls, path: str | os.PathLike, **options) -> "GaussianScene":
+        """Read a scene file by its type (:func:`scene_file_type`): INRIA 3DGS/2DGS PLY (binary or
+        ASCII), PlayCanvas compressed PLY, SPZ or .splat; ``options`` go to the format's reader
+        (SPZ: ``axes``). Raises a :class:`~gs_core.io.errors.SceneFormatError` naming the file."""
+        return cls.from_table(read_scene_table(path, **options), source=str(path))
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write binary little-endian PLY atomically."""
-        write_ply_table(Path(path), self.to_table())
+    def save(self, path: str | os.PathLike, **options) -> None:
+        """Write atomically, the format chosen by the extension: ``.ply`` (binary little-endian,
+        lossless), ``.spz`` (``version`` 2-4, default 3) or ``.splat``; see :func:`lost_on_save`."""
+        path = Path(path)
+        kind = scene_file_type(path, for_writing=True)
+        if kind == "spz":
+            spz.write_spz(path, self, **options)
+        elif kind == "splat":
+            splat.write_splat(path, self, **options)
+        else:
+            write_ply_table(path, self.to_table(), **options)
 
     # ---- editing ----------------------------------------------------------------------------
     def subset(self, index) -> "GaussianScene":
@@ -193,3 +205,64 @@ class GaussianScene:
         from .engine.gaussians import Gaussians
 
         return Gaussians.from_scene(self, device=device)
+
+
+# ---- scene files by type ---------------------------------------------------------------------------
+
+READABLE = (".ply", ".compressed.ply", ".spz", ".splat")
+WRITABLE = (".ply", ".spz", ".splat")
+
+
+def scene_file_type(path: str | os.PathLike, for_writing: bool = False) -> str:
+    """"ply", "compressed_ply", "spz" or "splat", from the extension (case-insensitive); for reading
+    a ``.ply`` the header tells compressed from plain, and a file with another extension is sniffed
+    (gzip or NGSP: SPZ; "ply": PLY). Raises :class:`SceneFormatError` for anything else."""
+    path = Path(path)
+    name = path.name.lower()
+    if for_writing:
+        if name.endswith(".compressed.ply"):
+            raise SceneFormatError(f"{path}: writing PlayCanvas compressed PLY is not supported; "
+                                   "write .spz (smaller, widely read) or .ply")
+        for suffix in WRITABLE:
+            if name.endswith(suffix):
+                return suffix[1:]
+        raise SceneFormatError(f"{path}: unknown scene file type; write {', '.join(WRITABLE)}")
+    if name.endswith(".spz"):
+        return "spz"
+    if name.endswith(".splat"):
+        return "splat"
+    if not name.endswith(".ply"):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:
+            head = b""
+        if head[:2] == b"\x1f\x8b" or head == b"NGSP":
+            return "spz"
+        if head[:3] != b"ply":
+            raise SceneFormatError(f"{path}: unknown scene file type; read {', '.join(READABLE)}")
+    return "compressed_ply" if compressed_ply.is_compressed_ply(path) else "ply"
+
+
+def read_scene_table(path: str | os.PathLike, **options) -> PlyTable:
+    """The splats of any scene file we read, as INRIA PLY columns (lossless for plain PLY)."""
+    kind = scene_file_type(path)
+    if kind == "spz":
+        return spz.read_spz_table(path, **options)
+    if options:
+        raise TypeError(f"options {sorted(options)} apply to SPZ files only")
+    if kind == "splat":
+        return splat.read_splat_table(path)
+    if kind == "compressed_ply":
+        return compressed_ply.read_compressed_ply_table(path)
+    return read_ply_table(path)
+
+
+def lost_on_save(path: str | os.PathLike, scene: GaussianScene) -> list[str]:
+    """What saving ``scene`` to ``path`` drops (empty for PLY): for the CLI's note and the add-on's report."""
+    kind = scene_file_type(path, for_writing=True)
+    if kind == "spz":
+        return spz.lost_in_spz(scene)
+    if kind == "splat":
+        return splat.lost_in_splat(scene)
+    return []

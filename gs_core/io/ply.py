@@ -10,12 +10,14 @@ endian and ASCII are read; binary little endian is written, atomically.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
+from .errors import SceneFormatError
 
 try:  # plyfile is a small pure-python package; the add-on ships it as a wheel
     import plyfile
@@ -23,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only in a broken inst
     raise ImportError("gs_core.io.ply needs the 'plyfile' package (pip install plyfile)") from exc
 
 
-class PlyError(ValueError):
+class PlyError(SceneFormatError):
     """A PLY file that cannot be used; the message names the file and the problem."""
 
 
@@ -67,18 +69,11 @@ def read_ply_table(path: str | os.PathLike) -> PlyTable:
     path = Path(path)
     if not path.is_file():
         raise PlyError(f"{path}: no such file")
-    try:
-        with open(path, "rb") as fh:
-            # plyfile parses the header and checks the body length; with mmap its binary reader
-            # is lazy (without, it loops in Python per value: ~1 min for 1M splats)
-            data = plyfile.PlyData.read(fh, mmap="c")
-            body = _read_vertex_body(fh, data)
-    except plyfile.PlyHeaderParseError as exc:
-        raise PlyError(f"{path}: not a valid PLY header ({exc})") from exc
-    except plyfile.PlyElementParseError as exc:
-        raise PlyError(f"{path}: truncated or corrupt data ({exc})") from exc
-    except (ValueError, EOFError, IndexError, MemoryError) as exc:
-        raise PlyError(f"{path}: cannot parse PLY ({exc})") from exc
+    with _ply_errors(path), open(path, "rb") as fh:
+        # plyfile parses the header and checks the body length; with mmap its binary reader
+        # is lazy (without, it loops in Python per value: ~1 min for 1M splats)
+        data = plyfile.PlyData.read(fh, mmap="c")
+        body = _read_vertex_body(fh, data)
     try:
         vertex = data["vertex"]
     except KeyError:
@@ -94,6 +89,40 @@ def read_ply_table(path: str | os.PathLike) -> PlyTable:
         body = np.array(vertex.data)  # [N] structured, copied out of the map
     del data, vertex  # drop plyfile's map so the file can be replaced (Windows)
     return PlyTable(_split_columns(body), comments)
+
+
+@contextmanager
+def _ply_errors(path: Path):
+    """plyfile's parse errors (and numpy's, on hostile headers) as one-line PlyErrors naming ``path``."""
+    try:
+        yield
+    except plyfile.PlyHeaderParseError as exc:
+        raise PlyError(f"{path}: not a valid PLY header ({exc})") from exc
+    except plyfile.PlyElementParseError as exc:
+        raise PlyError(f"{path}: truncated or corrupt data ({exc})") from exc
+    except (ValueError, EOFError, IndexError, MemoryError, OverflowError, UnicodeDecodeError) as exc:
+        if isinstance(exc, PlyError):
+            raise
+        raise PlyError(f"{path}: cannot parse PLY ({exc})") from exc
+
+
+def read_ply_elements(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every element of ``path`` as a structured array [count] in native byte order, and the
+    comments; for multi-element files such as PlayCanvas's compressed PLY. Raises :class:`PlyError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlyError(f"{path}: no such file")
+    with _ply_errors(path), open(path, "rb") as fh:
+        data = plyfile.PlyData.read(fh, mmap="c")
+        elements = {}
+        for element in data.elements:
+            if any(isinstance(p, plyfile.PlyListProperty) for p in element.properties):
+                raise PlyError(f"{path}: element {element.name!r} has list properties")
+            body = np.array(element.data)  # copied out of the map
+            elements[element.name] = body.astype(body.dtype.newbyteorder("="), copy=False)
+        comments = list(data.comments)
+        del data
+    return elements, comments
 
 
 def _read_vertex_body(fh, data: "plyfile.PlyData") -> np.ndarray | None:
