@@ -184,3 +184,20 @@ def text_query(source, text: str, *, embedder=None, negatives: Sequence[str] = C
     else:
         value, method = float(threshold), "given"
     return TextQuery(score, seen & (score > value), value, method)
+
+
+def prepare_language(work_root, scene, cameras, stacks, images: Callable[[int], np.ndarray], options,
+                     progress=None, backend: str = "auto") -> dict:
+    """``prepare --clip-model``: embed the views' masks with the user's CLIP, lift onto the work
+    folder's (refined) scene, save ``clip_features.npy`` and ``clip.json``; returns the meta."""
+    import time
+
+    from .models.clip import ClipEmbedder
+
+    t0 = time.perf_counter()
+    embedder = ClipEmbedder.load(options)
+    field_ = lift_embeddings(scene, cameras, stacks, lambda k, m: embedder.embed_masks(images(k), m),
+                             backend=backend, progress=progress, name=embedder.name)
+    field_.meta.update(options.to_json(), seconds=time.perf_counter() - t0)
+    field_.save(work_root)
+    return field_.meta

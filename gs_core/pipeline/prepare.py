@@ -44,6 +44,8 @@ class PrepareOptions:
     backend: str = "auto"
     theta: float = 0.5
     force: bool = False
+    sam: "SamOptions | None" = None  # SAM makes the masks when the dataset has none (issue 12)
+    clip: "ClipOptions | None" = None  # CLIP features for text queries
 
 
 class DiskViewCache:
@@ -103,7 +105,7 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
                       [file_fingerprint(p) for p in sorted(source.glob("*.png"))])
     if not views:
         raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
-                        "object_mask/<image stem>.png); generate SAM masks first")
+                        "object_mask/<image stem>.png); give --sam-checkpoint FILE to make SAM masks")
     return views, stacks, prints
 
 
@@ -174,8 +176,9 @@ TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=
 PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D}
 
 
-def prepare(options: PrepareOptions, progress=None) -> dict:
-    """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json."""
+def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
+    """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json. ``log``
+    prints messages such as SAM's time estimate."""
     from ..dataset import Dataset
     from ..io.ply import PlyError
     from ..scene import GaussianScene
@@ -195,6 +198,14 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
                         "(the dataset is never written to)")
     t_start = time.perf_counter()
     ds = Dataset.load(options.dataset)
+    if options.sam is not None:
+        from .sam_masks import has_masks, masks_for_prepare
+
+        if not has_masks(ds):
+            from ..preflight import check_output_dir
+
+            check_output_dir(out, "--out")
+            ds, _, _ = masks_for_prepare(ds, out, options.sam, say, log)
     scene_path = Path(options.scene) if options.scene else ds.scene_path
     if scene_path is None:
         raise UserError(f"{ds.root / 'scene.ply'}: no such file; give the trained splats with --scene PLY")
@@ -209,7 +220,8 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
     preparer = PREPARERS[options.method]
     settings = preparer.settings(options)
     key = fingerprint(file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
-                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, settings)
+                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, settings,
+                      None if options.clip is None else options.clip.to_json())
     from ..preflight import check_output_dir
 
     check_output_dir(out, "--out")
@@ -230,6 +242,11 @@ def prepare(options: PrepareOptions, progress=None) -> dict:
     result = preparer.run(inputs, say)
     say("writing", 0, 1)
     write_prepared(work, result, cameras)
+    if options.clip is not None:
+        from ..language import prepare_language
+
+        manifest["clip"] = prepare_language(work.root, result.scene, cameras, stacks, inputs.images, options.clip, say,
+                                             options.backend)
     manifest.update(status="complete", gaussians=len(result.scene), instances=result.num_instances,
                     stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start)
     work.write_manifest(manifest)
@@ -264,6 +281,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--theta", type=float, default=0.5,
                         help="merge threshold of the consistent maps (paper 0.5, released code 0.4)")
     parser.add_argument("--force", action="store_true", help="recompute even if WORK is up to date")
+    from ..models import clip
+    from . import sam_masks
+
+    sam_masks.add_arguments(parser)
+    clip.add_arguments(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -275,6 +297,10 @@ def run_cli(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     options = PrepareOptions(args.dataset, args.out, args.scene, args.method, args.device, args.backend,
                              args.theta, args.force)
+    from ..models import clip
+    from . import sam_masks
+
+    options.sam, options.clip = sam_masks.options_from_args(args), clip.options_from_args(args)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -284,7 +310,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        manifest = prepare(options, progress)
+        manifest = prepare(options, progress, log=bar.console.print)
     if manifest.get("up_to_date"):
         console.print(f"{args.out} is up to date with its inputs (use --force to recompute)")
         return 0

@@ -1,22 +1,20 @@
-"""Tiny, randomly initialised models of the real architectures, saved as checkpoint files the way
-users have them. Each fixture skips visibly when its library (and torchvision) is not installed."""
+"""Checkpoint files of tiny random models (:mod:`tiny_models`); skip visibly without their libraries."""
 
 from __future__ import annotations
 
 import pytest
-from tiny_models import TINY_SAM
+from tiny_models import make_tiny_clip, make_tiny_sam
 
 
 @pytest.fixture(scope="session")
 def tiny_sam_checkpoint(tmp_path_factory):
     pytest.importorskip("torchvision")
     pytest.importorskip("segment_anything")
-    import torch
+    return make_tiny_sam(tmp_path_factory.mktemp("sam") / "sam_tiny.pth")
 
-    from gs_core.models.sam import SamSpec, build_sam
 
-    torch.manual_seed(0)
-    sam = build_sam(SamSpec(**TINY_SAM))
-    path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    return path
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("open_clip")
+    return make_tiny_clip(tmp_path_factory.mktemp("clip"))

@@ -1,0 +1,183 @@
+"""Automatic masks for a dataset that has none: the user's SAM (or SAM 2) on a covering subset of its
+views, cached in ``WORK/masks/<stem>.npz`` in the SAM-style stack format of DESIGN.md.
+
+Resumable: each view's stack is written atomically as soon as it is made, under a key of the
+generator (checkpoint file, model, settings) in ``WORK/masks/generator.json``; a run stopped by
+Ctrl-C continues with the views still missing, a changed generator starts over. On a CPU the
+estimated time is printed before the first view (FLOPs counted on a meta-device copy of the model
+over this machine's measured matmul rate, :func:`gs_core.models.sam.estimate_time`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..io.atomic import write_text
+from ..io.masks import MaskError, load_mask_stack, save_mask_stack
+from .workdir import file_fingerprint, fingerprint
+
+SAM2_MODELS = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large")
+DEFAULT_BUDGET_MINUTES = 30.0
+
+
+@dataclass
+class SamOptions:
+    """How ``prepare`` makes masks: ``--sam-checkpoint``, ``--sam-model``, ``--mask-views``..."""
+
+    checkpoint: Path
+    model: str = "auto"  # vit_h | vit_l | vit_b | sam2.1_hiera_* | auto (read from the file)
+    device: str = "cpu"
+    mask_views: int | None = None  # None: as many as --mask-budget affords (at least 8)
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES
+    points_per_side: int = 32
+    mask_config: object | None = None  # a full SamMaskConfig (library use: thresholds); overrides points_per_side
+
+
+@dataclass
+class Generator:
+    """A loaded mask generator, its cache key and its estimated seconds per view (None on a GPU)."""
+
+    generate: Callable  # image [H, W, 3] -> (masks [M, H, W], scores [M])
+    key: str
+    name: str
+    seconds_per_view: float | None
+
+
+def load_generator(options: SamOptions) -> Generator:
+    """The user's SAM / SAM 2 checkpoint as a mask generator (one-line errors for a bad file)."""
+    if options.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
+    if options.model in SAM2_MODELS or options.model.startswith("sam2"):
+        from ..models import sam2 as backend
+
+        model, spec_name = backend.load_sam2(options.checkpoint, options.model, options.device)
+        gen = backend.Sam2MaskGenerator(model, points_per_side=options.points_per_side)
+        seconds = None
+        settings = repr(gen.config)
+    else:
+        from ..models.sam import SamMaskConfig, SamMaskGenerator, estimate_time, load_sam
+
+        model, spec = load_sam(options.checkpoint, options.model, options.device)
+        config = options.mask_config or SamMaskConfig(points_per_side=options.points_per_side)
+        gen = SamMaskGenerator(model, config, name=f"sam {spec.name}")
+        seconds = estimate_time(spec, config).seconds_per_view if options.device == "cpu" else None
+        spec_name, settings = spec.name, repr(config)
+    key = fingerprint(file_fingerprint(Path(options.checkpoint)), spec_name, settings)
+    return Generator(gen.generate, key, f"{gen.name}", seconds)
+
+
+def cached_views(masks_dir: Path, key: str) -> set[str]:
+    """Stems whose stack in ``masks_dir`` was made by the generator ``key`` (a changed generator:
+    none; its old files are removed so they cannot be mixed with new ones)."""
+    meta = masks_dir / "generator.json"
+    try:
+        old = json.loads(meta.read_text()).get("key")
+    except (OSError, ValueError):
+        old = None
+    if old != key:
+        for path in masks_dir.glob("*.npz"):
+            path.unlink()
+        return set()
+    return {p.stem for p in masks_dir.glob("*.npz")}
+
+
+def generate_dataset_masks(ds, views: list[int], generator: Generator, masks_dir: Path,
+                           progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """SAM masks of ``ds``'s ``views`` into ``masks_dir/<stem>.npz`` (resumes; Ctrl-C safe)."""
+    say = progress or (lambda stage, done, total: None)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    done = cached_views(masks_dir, generator.key)
+    write_text(masks_dir / "generator.json", json.dumps({"key": generator.key, "generator": generator.name}))
+    stems = [Path(ds.names[v]).with_suffix("").name for v in views]
+    for k, (v, stem) in enumerate(zip(views, stems)):
+        say("SAM masks", k, len(views))
+        if stem in done:
+            try:
+                load_mask_stack(masks_dir / f"{stem}.npz")
+                continue
+            except MaskError:
+                pass  # torn or foreign file: make it again
+        masks, scores = generator.generate(ds.image(v))
+        save_mask_stack(masks_dir / f"{stem}.npz", masks, scores)
+    say("SAM masks", len(views), len(views))
+    return masks_dir
+
+
+def choose_views(ds, options: SamOptions, generator: Generator, say=print) -> list[int]:
+    """``--mask-views`` views covering the capture, or as many as the time budget affords; prints
+    the estimate on a CPU before any work."""
+    from ..viewselect import covering_views, views_for_budget
+
+    total = len(ds)
+    if options.mask_views is not None:
+        n = min(options.mask_views, total)
+    elif generator.seconds_per_view is not None:
+        n = views_for_budget(generator.seconds_per_view, options.budget_minutes * 60, total)
+    else:
+        n = total
+    views = covering_views(ds.cameras, n)
+    if generator.seconds_per_view is not None:
+        s = generator.seconds_per_view
+        say(f"{generator.name} on the CPU: about {s:.0f} s per view, {_duration(s * n)} for {n} of {total} views "
+            f"({'--mask-views' if options.mask_views is not None else f'--mask-budget {options.budget_minutes:g} min'})")
+    return views
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, say=print):
+    """The dataset with generated masks (``Dataset.with_masks``) and the views that have them."""
+    t0 = time.perf_counter()
+    generator = load_generator(options)
+    views = choose_views(ds, options, generator, say)
+    masks_dir = generate_dataset_masks(ds, views, generator, Path(work_root) / "masks", progress)
+    return ds.with_masks(masks_dir), views, time.perf_counter() - t0
+
+
+def has_masks(ds) -> bool:
+    """Whether any view of ``ds`` has precomputed masks (stacks, PNG folders or instance PNGs)."""
+    for i in range(len(ds)):
+        if ds.mask_source(i) is not None:
+            return True
+        if ds.object_mask_dir is not None and (ds.object_mask_dir / Path(ds.names[i]).with_suffix(".png")).is_file():
+            return True
+    return False
+
+
+def add_arguments(parser) -> None:
+    """``--sam-checkpoint`` and its options (``gs-core prepare``)."""
+    from ..preflight import positive_int
+    from ..models.sam import SAM_MODELS
+
+    parser.add_argument("--sam-checkpoint", type=Path, help="SAM / SAM 2.1 checkpoint (.pth / .pt): makes the masks "
+                        "when the dataset has none (cached in WORK/masks, resumable)")
+    parser.add_argument("--sam-model", default="auto", choices=["auto", *SAM_MODELS, *SAM2_MODELS],
+                        help="checkpoint type (auto: read from the file's tensor shapes)")
+    parser.add_argument("--mask-views", type=positive_int, help="views SAM runs on, spread over camera positions and "
+                        "directions (default: what --mask-budget affords on a CPU, at least 8; all on a GPU)")
+    parser.add_argument("--mask-budget", type=float, default=DEFAULT_BUDGET_MINUTES, metavar="MINUTES",
+                        help="time the masks may take on a CPU when --mask-views is not given")
+    parser.add_argument("--sam-points", type=positive_int, default=32, help="SAM's point grid per side (32: 1024 prompts)")
+
+
+def options_from_args(args) -> SamOptions | None:
+    if getattr(args, "sam_checkpoint", None) is None:
+        return None
+    if not args.mask_budget > 0:
+        raise UserError(f"--mask-budget {args.mask_budget}: must be a positive number of minutes")
+    return SamOptions(Path(args.sam_checkpoint), args.sam_model, args.device, args.mask_views, args.mask_budget,
+                      args.sam_points)

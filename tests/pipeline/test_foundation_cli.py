@@ -1,0 +1,94 @@
+"""prepare with SAM masks made from a checkpoint and CLIP features, on a tiny dataset without masks
+(tiny random SAM and CLIP of the real architectures), and the one-line errors of their options."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from gs_core.cli import main
+from gs_core.synth import MaskNoise, SynthConfig, build_dataset
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    """A tiny dataset with no masks."""
+    root = tmp_path_factory.mktemp("fmcli") / "bare"
+    build_dataset(root, SynthConfig.sized("tiny", layout="tabletop"), MaskNoise.level(0.0))
+    shutil.rmtree(root / "masks")
+    return root
+
+
+def _fails(capsys, argv, *needles):
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gs-core: ") and "Traceback" not in err, err
+    for n in needles:
+        assert str(n) in lines[0], (n, lines[0])
+
+
+def test_option_errors(bare, tmp_path, capsys):
+    _fails(capsys, ["prepare", bare, "--out", tmp_path / "w"], "no masks for any view", "--sam-checkpoint")
+    _fails(capsys, ["prepare", bare, "--out", tmp_path / "w", "--sam-checkpoint", tmp_path / "sam.pth"],
+           tmp_path / "sam.pth", "no such file", "github.com/facebookresearch/segment-anything")
+    _fails(capsys, ["prepare", bare, "--out", tmp_path / "w", "--clip-checkpoint", tmp_path / "c.pt"],
+           "--clip-checkpoint needs --clip-model")
+    _fails(capsys, ["prepare", bare, "--out", tmp_path / "w", "--sam-checkpoint", tmp_path / "sam.pth",
+                    "--mask-budget", "0"], "--mask-budget 0")
+    assert not (tmp_path / "w" / "masks").exists()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("segment_anything")
+    pytest.importorskip("open_clip")
+    from tiny_models import make_tiny_clip, make_tiny_sam
+
+    folder = tmp_path_factory.mktemp("models")
+    return make_tiny_sam(folder / "sam.pth"), *make_tiny_clip(folder)
+
+
+def test_prepare_with_sam_and_clip(bare, models, tmp_path):
+    from gs_core.language import text_query
+    from gs_core.models.clip import ClipOptions
+    from gs_core.models.sam import SamMaskConfig
+    from gs_core.pipeline.prepare import PrepareOptions, prepare
+    from gs_core.pipeline.sam_masks import SamOptions
+    from gs_core.scene import GaussianScene
+
+    sam_ckpt, clip_config, clip_weights = models
+    before = _snapshot(bare)
+    # a random SAM's quality scores mean nothing: its filters are opened so masks reach the pipeline
+    loose = SamMaskConfig(points_per_side=4, pred_iou_thresh=-1e9, stability_score_thresh=-1e9, min_area=4)
+    options = PrepareOptions(bare, tmp_path / "work", method="git-consistent",
+                             sam=SamOptions(sam_ckpt, mask_views=3, mask_config=loose),
+                             clip=ClipOptions(str(clip_config), None, clip_weights))
+    said = []
+    manifest = prepare(options, log=said.append)
+    masks = sorted(p.name for p in (tmp_path / "work" / "masks").glob("*.npz"))
+    assert len(masks) == 3 and sorted(manifest["views"]) == [m.replace(".npz", ".png") for m in masks]
+    assert any("s per view" in s and "3 of 8 views" in s for s in said), said  # the CPU estimate, before work
+    n = len(GaussianScene.load(tmp_path / "work" / "scene.ply"))
+    feats = np.load(tmp_path / "work" / "clip_features.npy")
+    assert feats.shape == (n, 33) and manifest["clip"]["dim"] == 32
+    q = text_query(tmp_path / "work", "chair")  # the text tower named in clip.json, loaded from its files
+    assert q.score.shape == (n,) and q.selected.dtype == bool
+    assert _snapshot(bare) == before  # nothing written into the dataset
+
+    # resumable: a view's stack lost (a crash) is made again, the others are kept as they are
+    work_masks = tmp_path / "work" / "masks"
+    kept = {p.name: p.stat().st_mtime_ns for p in work_masks.glob("*.npz")}
+    (work_masks / masks[0]).unlink()
+    del kept[masks[0]]
+    prepare(PrepareOptions(**{**options.__dict__, "force": True}), log=said.append)
+    assert (work_masks / masks[0]).is_file()
+    assert {p.name: p.stat().st_mtime_ns for p in work_masks.glob("*.npz") if p.name in kept} == kept
