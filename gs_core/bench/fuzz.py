@@ -58,20 +58,21 @@ def _scene(n: int, degree: int, rng, kind: str = "3dgs"):
         sh_rest=rng.uniform(-0.5, 0.5, (n, (degree + 1) ** 2 - 1, 3)).astype(f))
 
 
-def _compressed_ply(n: int, rng) -> bytes:
-    """A small valid PlayCanvas compressed PLY (random packed words inside random chunk bounds)."""
+def _compressed_ply(n: int, rng, sh_bands: int = 1) -> bytes:
+    """A valid PlayCanvas compressed PLY (random packed words inside random chunk bounds)."""
     chunks = -(-n // 256)
     names = ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z", "min_scale_x", "min_scale_y", "min_scale_z",
              "max_scale_x", "max_scale_y", "max_scale_z", "min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
     lines = ["ply", "format binary_little_endian 1.0", f"element chunk {chunks}"]
     lines += [f"property float {name}" for name in names]
     lines += [f"element vertex {n}"] + [f"property uint packed_{p}" for p in ("position", "rotation", "scale", "color")]
-    lines += [f"element sh {n}"] + [f"property uchar f_rest_{i}" for i in range(9)] + ["end_header"]
+    rest = 3 * ((sh_bands + 1) ** 2 - 1)
+    lines += [f"element sh {n}"] + [f"property uchar f_rest_{i}" for i in range(rest)] + ["end_header"]
     lo = rng.uniform(-2, 0, (chunks, 9)).astype("<f4")
     bounds = np.concatenate([lo[:, :3], lo[:, :3] + 1, lo[:, 3:6] - 3, lo[:, 3:6] - 1, lo[:, 6:] + 1,
                              lo[:, 6:] + 2], 1).astype("<f4")  # [chunks, 18] in the header's order
     words = rng.integers(0, 2**32, (n, 4), dtype=np.uint64).astype("<u4")
-    sh = rng.integers(0, 256, (n, 9), dtype=np.uint8)
+    sh = rng.integers(0, 256, (n, rest), dtype=np.uint8)
     return ("\n".join(lines) + "\n").encode() + bounds.tobytes() + words.tobytes() + sh.tobytes()
 
 

@@ -1,4 +1,6 @@
-"""``gs-core bench ply``: save and load speed of a synthetic 3DGS PLY against raw-I/O references.
+"""``gs-core bench ply``: save and load speed of a synthetic 3DGS PLY against raw-I/O references,
+then of the same scene as SPZ v3 (gzip), SPZ v4 (zstd) and .splat, and of a PlayCanvas compressed
+PLY of as many splats (read only; its packed words are random).
 
 The scene is N Gaussians with SH degree 3 and normals, the INRIA layout of 62 float32 columns. Each
 step runs ``--repeats`` times and the best time is reported (the file sits in the page cache, so
@@ -95,6 +97,8 @@ def run(args) -> int:
         if args.out is None:
             path.unlink()
 
+        formats = _other_formats(scene, folder, args)
+
     table = Table(title=f"PLY I/O: {args.count:,} Gaussians, SH degree 3, 62 columns, {size_mb:.0f} MB "
                         f"(best of {args.repeats})")
     for column in ("step", "seconds", "MB/s", "x raw"):
@@ -109,4 +113,37 @@ def run(args) -> int:
     console.print(table)
     console.print(f"load / plyfile ratio: {load_s / plyfile_s:.2f}; "
                   f"round trip bit-exact: {'[green]yes[/green]' if exact else '[red]NO[/red]'}")
+    other = Table(title=f"Other formats, the same {args.count:,} Gaussians (best of {args.repeats})")
+    for column in ("format", "save s", "load s", "MB", "x smaller than PLY"):
+        other.add_column(column, justify="left" if column == "format" else "right")
+    for name, save, load_time, mb in formats:
+        other.add_row(name, "-" if save is None else f"{save:.3f}", f"{load_time:.3f}", f"{mb:.1f}", f"{size_mb / mb:.1f}")
+    console.print(other)
     return 0 if exact else 1
+
+
+def _compressed_ply_bytes(count: int, rng) -> bytes:
+    """A PlayCanvas compressed PLY of ``count`` splats, SH degree 3, random packed words."""
+    from .fuzz import _compressed_ply
+
+    return _compressed_ply(count, rng, sh_bands=3)
+
+
+def _other_formats(scene, folder: Path, args) -> list[tuple[str, float | None, float, float]]:
+    """(format, save s, load s, file MB) for SPZ v3, SPZ v4, .splat and compressed PLY."""
+    from ..scene import GaussianScene
+
+    rows = []
+    for name, suffix, options in (("SPZ v3 (gzip)", ".spz", {"version": 3}), ("SPZ v4 (zstd)", ".spz", {"version": 4}),
+                                  (".splat", ".splat", {})):
+        path = folder / f"bench_{args.count}_{len(rows)}{suffix}"
+        save = _best(lambda: scene.save(path, **options), args.repeats)
+        load = _best(lambda: GaussianScene.load(path), args.repeats)
+        rows.append((name, save, load, path.stat().st_size / 1e6))
+        path.unlink()
+    path = folder / f"bench_{args.count}.compressed.ply"
+    path.write_bytes(_compressed_ply_bytes(args.count, np.random.default_rng(0)))
+    load = _best(lambda: GaussianScene.load(path), args.repeats)
+    rows.append(("compressed PLY (read only)", None, load, path.stat().st_size / 1e6))
+    path.unlink()
+    return rows
