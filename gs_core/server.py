@@ -40,12 +40,9 @@ selection (the add-on's shift- and ctrl-clicks), else they replace it. At a leve
 the instances of heaviest weight under the positive clicks minus those under the negative ones
 (the rule of :func:`gs_core.query.from_clicks`, Trace3D Sec. 3.5 queries).
 
-``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. The selection at
-level ``L`` is the union of the selections at every grid level up to ``L``, so moving the slider
-toward groups never drops a splat a finer level selected. Work folders of the current prepare have
-nested levels (a coarser instance is a union of finer ones), where this is the plain cut; in older
-ones each level was a separate per-Gaussian vote and 2-9 of ~40 instances per step lost a few
-splats to another instance (measured on the tiny synthetic scene), which the union keeps selected.
+``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
+the nested levels of the merge tree (:meth:`gs_core.query.LabelLevels.click_path`), so moving the
+slider toward groups only grows the selection.
 
 ``query_text`` ``{text, out}``: a text query (:func:`gs_core.language.text_query`: lifted CLIP
 features scored by relevancy, thresholded automatically); a work folder prepared without a CLIP model
@@ -104,28 +101,12 @@ class Session:
         return self.levels.labels.shape[1]
 
     def select(self, level: float) -> tuple[np.ndarray, list[int]]:
-        """Selected rows and instance ids (at ``level``) of the current clicks (module docstring)."""
-        self.levels.at(level)  # range check, one message
-        grid = self.levels.levels
-        nearest = int(np.argmin(np.abs(grid - level)))
-        selected = np.zeros(self.num_gaussians, bool)
-        chosen: list[int] = []
-        for k in range(nearest + 1):
-            labels = self.levels.labels[k].astype(np.int64)
-            votes = {+1: set(), -1: set()}
-            for c in self.clicks:
-                votes[c.sign].add(_heaviest(labels, c))
-            keep = np.array(sorted(votes[+1] - votes[-1] - {-1}), np.int64)
-            selected |= np.isin(labels, keep) & (labels >= 0)
-            if k == nearest:
-                chosen = keep.tolist()
-        return np.flatnonzero(selected), chosen
-
-
-def _heaviest(labels: np.ndarray, click: Click) -> int:
-    from .query import heaviest_label
-
-    return heaviest_label(labels, click.gaussians, click.weights)
+        """Selected rows and instance ids (at ``level``) of the current clicks
+        (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
+        positive = [(c.gaussians, c.weights) for c in self.clicks if c.sign > 0]
+        negative = [(c.gaussians, c.weights) for c in self.clicks if c.sign < 0]
+        sel = self.levels.from_clicks(level, positive, negative)
+        return np.flatnonzero(sel.selected), [int(x) for x in sel.labels]
 
 
 class Server:

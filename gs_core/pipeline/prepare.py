@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
 FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
+WORK_FORMAT = 2  # bumped when what prepare writes changes meaning (2: nested levels), so old WORKs recompute
 
 
 def level_threshold(level: float, theta: float, floor: float) -> float:
@@ -219,7 +220,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     cameras = [ds.cameras[v] for v in views]
     preparer = PREPARERS[options.method]
     settings = preparer.settings(options)
-    key = fingerprint(file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
+    key = fingerprint(WORK_FORMAT, file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
                       np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, settings,
                       None if options.clip is None else options.clip.to_json())
     from ..preflight import check_output_dir
