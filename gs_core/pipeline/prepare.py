@@ -181,7 +181,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json. ``log``
     prints messages such as SAM's time estimate."""
     from ..dataset import Dataset
-    from ..io.ply import PlyError
+    from ..io.errors import SceneFormatError
     from ..scene import GaussianScene
 
     say = progress or (lambda stage, done, total: None)
@@ -214,7 +214,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
         raise UserError(f"--scene {scene_path}: no such file")
     try:
         scene = GaussianScene.load(scene_path)
-    except PlyError as exc:
+    except SceneFormatError as exc:  # PLY, compressed PLY, SPZ or .splat
         raise UserError(str(exc)) from None
     views, stacks, mask_prints = _mask_stacks(ds)
     cameras = [ds.cameras[v] for v in views]
@@ -273,7 +273,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset folder: images/, sparse/0 or transforms.json, "
                         "scene.ply, masks/ (or object_mask/)")
     parser.add_argument("--out", type=Path, required=True, help="work folder to write (never inside the dataset)")
-    parser.add_argument("--scene", type=Path, help="trained splats (INRIA PLY); default DATASET/scene.ply")
+    parser.add_argument("--scene", type=Path, help="trained splats: INRIA PLY, PlayCanvas compressed PLY, SPZ or .splat "
+                        "(default DATASET/scene.ply); SPZ is read in its right-up-back axes, turned to PLY's")
     parser.add_argument("--method", default="trace3d", choices=sorted(PREPARERS),
                         help="trace3d: consistent maps + density control; git-consistent: no density control")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the engine runs")
