@@ -13,7 +13,7 @@ import torch
 from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
-from ..methods import gaga
+from ..methods import gaga, iqgs
 from ..methods import lifting as lifting_methods
 from ..methods import foundation, trace3d
 from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
@@ -71,4 +71,6 @@ METHODS: dict[str, Method] = {
     "git-density": trace3d.segment_density,
     "self-prompt": foundation.self_prompt,  # stand-in SAM predictor (GT + mask noise), issue 12
     "text": foundation.text,  # stand-in CLIP (a random vector per GT object), issue 12
+    "iqgs": iqgs.segment,
+    "iqgs-h": iqgs.segment_hungarian,
 }

@@ -1,0 +1,228 @@
+"""IQGS training on sampled pixels (Eq. 15) and inference (per-Gaussian labels, masks in any view).
+
+A step takes one training view at random and ``pixels_per_step`` pixels of it, uniformly (the mask
+losses are means over pixels, so a uniform sample estimates them without bias, as MaskFormer's
+point sampling does). It renders the attributes there (``render(..., pixels=xy)``, whose backward
+is the engine's ``trace``), enriches the queries over those pixels' features, matches queries to the
+view's masks (:mod:`.matching`) and minimises
+
+    L = l_mask L_focal + l_dice L_dice + l_reg L_reg3D + l_geom L_consist        (Eq. 15)
+
+with the paper's weights 20, 1, 1, 1 (Tab. 4). Not in the paper (which has no class head and does
+not say what unmatched queries learn): every query left unmatched in a step gets the focal loss
+against the empty mask, weighted ``unmatched_weight``, so queries of objects absent from the view,
+and queries of no object at all, stay off. The consistency loss (Eq. 14) is taken over the matched
+queries (it renders one channel per query, and unmatched queries are already held at zero).
+
+Inference: a query is *active* if it has an id (ID matching) or was matched in the last fifth of
+training (Hungarian). A Gaussian's label is the active query of largest mask probability, averaged
+over the enriched queries of every training view (Eq. 6 with each view's ``Q``), when that
+probability reaches ``score_threshold``; Gaussians no training pixel ever reached get -1. A view's
+2D labels (Eq. 7) use that view's own enriched queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..engine import Projection, render
+from .losses import consistency_loss, dice_loss, focal_loss, knn_regulariser
+from .matching import hungarian_matching, id_matching
+from .model import IQGSModel, mask_logits
+
+MATCHINGS = ("id", "hungarian")
+
+
+@dataclass
+class TrainConfig:
+    matching: str = "id"  # "id" (IQGS, Eq. 8) | "hungarian" (IQGS-H, Eq. 9-10)
+    steps: int | None = None  # None: ``epochs`` passes over the views' pixels (paper: 30k steps on a GPU)
+    epochs: float = 10.0  # CPU budget: sampled pixels / all training pixels, within [min_steps, max_steps]
+    min_steps: int = 100
+    max_steps: int = 2000
+    pixels_per_step: int = 4096
+    memory_pixels: int = 1024  # of those, the keys/values of the queries' cross-attention (Eq. 5)
+    unmatched_pixels: int = 1024  # of those, where unmatched queries are held at the empty mask
+    lr_attributes: float = 1e-2  # Adam on the per-Gaussian attributes
+    lr_head: float = 1e-2  # Adam on P, Q' and the decoder (paper: 5e-4 over 30k GPU steps)
+    w_mask: float = 20.0  # lambda_mask (focal), Eq. 15
+    w_dice: float = 1.0  # lambda_dice
+    w_reg: float = 1.0  # lambda_reg (3D kNN regulariser)
+    w_geom: float = 1.0  # lambda_geom (2D-3D consistency)
+    unmatched_weight: float = 1.0  # focal towards the empty mask for unmatched queries (ours, see above)
+    knn: int = 8  # neighbours per Gaussian in Eq. 13
+    reg_samples: int = 4096  # Gaussians per step in Eq. 13
+    score_threshold: float = 0.5  # inference: least mask probability that labels a Gaussian / pixel
+    train_head: bool = True  # False: only the attributes learn (a head carried over from another scene)
+    seed: int = 0
+    backend: str = "auto"
+
+    def num_steps(self, pixels: int) -> int:
+        """Steps for views of ``pixels`` pixels in all."""
+        if self.steps is not None:
+            return self.steps
+        return int(np.clip(np.ceil(self.epochs * pixels / self.pixels_per_step), self.min_steps, self.max_steps))
+
+    def __post_init__(self):
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching must be one of {MATCHINGS}, got {self.matching!r}")
+
+
+@dataclass
+class TrainView:
+    proj: Projection
+    targets: np.ndarray  # [H, W] int64 mask id per pixel, -1 = none (global ids for "id", per view for "hungarian")
+
+
+@dataclass
+class TrainResult:
+    active: np.ndarray  # [Nq] bool: queries used at inference
+    trained: np.ndarray  # [N] bool: Gaussians some sampled pixel reached
+    losses: dict[str, list[float]] = field(default_factory=dict)  # term -> per step
+    match_counts: np.ndarray | None = None  # [Nq] steps in which each query was matched
+    seconds: float = 0.0
+
+
+def _targets(lm: Tensor, idx: Tensor) -> tuple[np.ndarray, Tensor]:  # lm [H*W], idx [P] -> ids [M], [M, P]
+    sampled = lm[idx]
+    ids = torch.unique(sampled[sampled >= 0])
+    return ids.numpy(), (sampled[None, :] == ids[:, None]).float()
+
+
+def train_iqgs(model: IQGSModel, views: list[TrainView], neighbours: Tensor,  # [N, k] kNN of each Gaussian
+               config: TrainConfig = TrainConfig(), query_ids: np.ndarray | None = None,  # [Nq] for "id"
+               progress: Callable[[int, int], None] | None = None) -> TrainResult:
+    """Train ``model`` on ``views`` (Eq. 15). ``progress(done, total)`` is called every 25 steps;
+    Ctrl-C (KeyboardInterrupt) stops it between steps like any other Python work."""
+    t0 = time.perf_counter()
+    if not views:
+        raise ValueError("no views to train on")
+    if config.matching == "id" and query_ids is None:
+        raise ValueError("ID matching needs query_ids (query -> global id)")
+    nq, n = model.config.num_queries, model.attributes.shape[0]
+    gen = torch.Generator().manual_seed(config.seed)
+    groups = [{"params": [model.attributes], "lr": config.lr_attributes}]
+    if config.train_head:
+        groups.append({"params": list(model.head.parameters()), "lr": config.lr_head})
+    else:
+        model.head.requires_grad_(False)
+    opt = torch.optim.Adam(groups)
+    pools = [(v.proj, torch.as_tensor(np.asarray(v.targets)).long().reshape(-1)) for v in views]
+    for (proj, lm), v in zip(pools, views):
+        if lm.numel() != proj.width * proj.height:
+            raise ValueError(f"target map is {np.asarray(v.targets).shape}, view is {(proj.height, proj.width)}")
+    losses: dict[str, list[float]] = {k: [] for k in ("total", "focal", "dice", "unmatched", "reg", "consist")}
+    counts = np.zeros(nq, np.int64)
+    late = np.zeros(nq, bool)
+    trained = torch.zeros(n, dtype=torch.bool)
+    steps = config.num_steps(sum(p.width * p.height for p, _ in pools))
+    for step in range(steps):
+        proj, lm = pools[int(torch.randint(len(pools), (1,), generator=gen))]
+        hw = proj.width * proj.height
+        idx = torch.randperm(hw, generator=gen)[:min(config.pixels_per_step, hw)]
+        xy = torch.stack([idx % proj.width, idx // proj.width], dim=1)
+        f2d, _ = model.features_2d(proj, xy, backend=config.backend)  # [P, D]
+        q = model.queries(f2d[:config.memory_pixels])  # [Nq, D]; the sample is random, so its head is too
+        s2d = mask_logits(q, f2d)  # [Nq, P]
+        mask_ids, target = _targets(lm, idx)
+        if config.matching == "id":
+            qi, mi = id_matching(query_ids, mask_ids)
+        else:
+            qi, mi = hungarian_matching(s2d.detach(), target, config.w_mask, config.w_dice)
+        counts[qi] += 1
+        if step >= 0.8 * steps:
+            late[qi] = True
+        k = max(len(qi), 1)
+        qi_t, mi_t = torch.from_numpy(qi), torch.from_numpy(mi)
+        l_focal = focal_loss(s2d[qi_t], target[mi_t]).sum() / k
+        l_dice = dice_loss(s2d[qi_t], target[mi_t]).sum() / k
+        rest = torch.ones(nq, dtype=torch.bool)
+        rest[qi_t] = False
+        if rest.any() and config.unmatched_weight:
+            off = s2d[rest, :config.unmatched_pixels]
+            l_empty = focal_loss(off, torch.zeros_like(off)).mean()
+        else:
+            l_empty = s2d.sum() * 0.0
+        f3d = model.features_3d()  # [N, D]
+        sample = torch.randint(n, (min(config.reg_samples, n),), generator=gen)
+        l_reg = knn_regulariser(f3d, neighbours, sample) if config.w_reg else f3d.sum() * 0.0
+        if config.w_geom and len(qi):
+            p3d = torch.sigmoid(mask_logits(q[qi_t], f3d))  # [K, N]
+            rendered = render(proj, p3d.T, pixels=xy, backend=config.backend).features  # [P, K]
+            l_geom = consistency_loss(rendered, torch.sigmoid(s2d[qi_t]).T)
+        else:
+            l_geom = s2d.sum() * 0.0
+        loss = (config.w_mask * (l_focal + config.unmatched_weight * l_empty) + config.w_dice * l_dice
+                + config.w_reg * l_reg + config.w_geom * l_geom)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        trained |= model.attributes.grad.abs().sum(dim=1) > 0
+        opt.step()
+        for name, value in (("total", loss), ("focal", l_focal), ("dice", l_dice), ("unmatched", l_empty),
+                            ("reg", l_reg), ("consist", l_geom)):
+            losses[name].append(float(value.detach()))
+        if progress and ((step + 1) % 25 == 0 or step + 1 == steps):
+            progress(step + 1, steps)
+    if not config.train_head:
+        model.head.requires_grad_(True)
+    active = (query_ids >= 0) & (counts > 0) if config.matching == "id" else late
+    return TrainResult(active, trained.numpy(), losses, counts, time.perf_counter() - t0)
+
+
+# ---- inference -------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def view_probabilities(model: IQGSModel, proj: Projection, active: np.ndarray,  # [Nq] bool
+                       backend: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
+    """A whole view decoded: (2D mask probabilities [A, H, W] of the active queries, alpha [H, W],
+    the view's enriched queries [Nq, D])."""
+    f2d, alpha = model.features_2d(proj, backend=backend)
+    q = model.queries(f2d)
+    act = torch.from_numpy(np.asarray(active, bool))
+    probs = torch.sigmoid(mask_logits(q[act], f2d)).reshape(-1, proj.height, proj.width)
+    return probs, alpha.reshape(proj.height, proj.width), q
+
+
+@torch.no_grad()
+def view_labels(model: IQGSModel, proj: Projection, active: np.ndarray, score_threshold: float = 0.5,
+                min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:  # -> [H, W] int64 query, -1 none
+    """2D instance labels of any view (Eq. 7): per pixel the active query of largest probability,
+    -1 below ``score_threshold`` or where the scene's alpha is below ``min_alpha``."""
+    probs, alpha, _ = view_probabilities(model, proj, active, backend)
+    ids = np.flatnonzero(active)
+    if len(ids) == 0:
+        return np.full((proj.height, proj.width), -1, np.int64)
+    best, arg = probs.max(dim=0)
+    out = torch.from_numpy(ids)[arg]
+    out[(best < score_threshold) | (alpha < min_alpha)] = -1
+    return out.numpy()
+
+
+@torch.no_grad()
+def gaussian_labels(model: IQGSModel, projections: list[Projection], active: np.ndarray,
+                    trained: np.ndarray | None = None, score_threshold: float = 0.5,
+                    backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:  # -> labels [N] int64, score [N]
+    """3D instance labels (Eq. 6): each Gaussian's active query of largest mask probability averaged
+    over the views' enriched queries; -1 below ``score_threshold`` and for untrained Gaussians."""
+    ids = np.flatnonzero(active)
+    n = model.attributes.shape[0]
+    if len(ids) == 0 or not projections:
+        return np.full(n, -1, np.int64), np.zeros(n, np.float32)
+    f3d = model.features_3d()
+    total = torch.zeros(len(ids), n)
+    for proj in projections:
+        f2d, _ = model.features_2d(proj, backend=backend)
+        q = model.queries(f2d)[torch.from_numpy(ids)]
+        total += torch.sigmoid(mask_logits(q, f3d))
+    best, arg = (total / len(projections)).max(dim=0)
+    labels = torch.from_numpy(ids)[arg].numpy().astype(np.int64)
+    labels[best.numpy() < score_threshold] = -1
+    if trained is not None:
+        labels[~np.asarray(trained, bool)] = -1
+    return labels, best.numpy().astype(np.float32)
