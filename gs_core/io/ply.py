@@ -70,6 +70,7 @@ def read_ply_table(path: str | os.PathLike) -> PlyTable:
     if not path.is_file():
         raise PlyError(f"{path}: no such file")
     with _ply_errors(path), open(path, "rb") as fh:
+        _check_text_counts(path, fh)
         # plyfile parses the header and checks the body length; with mmap its binary reader
         # is lazy (without, it loops in Python per value: ~1 min for 1M splats)
         data = plyfile.PlyData.read(fh, mmap="c")
@@ -89,6 +90,28 @@ def read_ply_table(path: str | os.PathLike) -> PlyTable:
         body = np.array(vertex.data)  # [N] structured, copied out of the map
     del data, vertex  # drop plyfile's map so the file can be replaced (Windows)
     return PlyTable(_split_columns(body), comments)
+
+
+def _check_text_counts(path: Path, fh) -> None:
+    """An ASCII PLY's element counts against its size, before plyfile allocates ``count`` rows: each
+    value takes at least two bytes (a digit and a separator), so a header claiming more rows than the
+    file can hold is refused instead of allocated (the fuzzer found a 2 kB file asking for 56 TB)."""
+    head = fh.read(1 << 20)
+    fh.seek(0)
+    end = head.find(b"end_header")
+    if end < 0 or b"format ascii" not in head[:end]:
+        return  # binary bodies are checked against the file length by plyfile itself
+    body = os.fstat(fh.fileno()).st_size - end
+    values, count = 0, 0
+    for line in head[:end].split(b"\n"):
+        words = line.split()
+        if len(words) == 3 and words[0] == b"element" and words[2].isdigit():
+            count = int(words[2])
+        elif words[:1] == [b"property"]:
+            values += count
+    if 2 * values > body + 2:
+        raise PlyError(f"{path}: truncated ASCII PLY (the header claims {values:,} values, the file has "
+                       f"{body:,} bytes after it)")
 
 
 @contextmanager
@@ -113,6 +136,7 @@ def read_ply_elements(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], l
     if not path.is_file():
         raise PlyError(f"{path}: no such file")
     with _ply_errors(path), open(path, "rb") as fh:
+        _check_text_counts(path, fh)
         data = plyfile.PlyData.read(fh, mmap="c")
         elements = {}
         for element in data.elements:

@@ -91,3 +91,11 @@ def test_fuzzed_files_load_or_raise_the_readers_error():
 def test_fixture_files_all_load():
     for path in sorted(p for p in DATA.iterdir() if p.suffix != ".md"):
         assert len(GaussianScene.load(path)) == 256, path.name
+
+
+def test_ascii_ply_claiming_more_rows_than_it_holds_is_refused_before_allocating(tmp_path):
+    """Found by the fuzzer: plyfile allocates the header's row count up front (a 2 kB file asked for 56 TB)."""
+    header = "ply\nformat ascii 1.0\nelement vertex 7000000000000\nproperty float x\nproperty float y\nend_header\n"
+    (tmp_path / "claims.ply").write_text(header + "0 0\n1 1\n")
+    with pytest.raises(SceneFormatError, match=r"claims\.ply: truncated ASCII PLY \(the header claims 14,000,000,000,000 values"):
+        GaussianScene.load(tmp_path / "claims.ply")
