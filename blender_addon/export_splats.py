@@ -43,8 +43,9 @@ def world_table(obj, include_hidden=True) -> ply.PlyTable:
         raise ExportError(f"object {obj.name!r}: {exc}") from None
 
 
-def export_splats(objects, path, overwrite_source=False, include_hidden=True) -> int:
-    """Write ``objects`` into one PLY at ``path``; returns the number of splats written."""
+def export_table(objects, path, overwrite_source=False, include_hidden=True) -> ply.PlyTable:
+    """``objects`` with their world transforms baked in, as one INRIA table to be written at ``path``
+    (refused when ``path`` is a file they were imported from, unless ``overwrite_source``)."""
     path = Path(path)
     if not objects:
         raise ExportError("no splat objects to export")
@@ -55,9 +56,15 @@ def export_splats(objects, path, overwrite_source=False, include_hidden=True) ->
                     raise ExportError(f"{path} is the file {obj.name!r} was imported from; choose another "
                                       "file name, or enable 'Overwrite Source File'")
     try:
-        table = sa.concatenate_tables([world_table(obj, include_hidden) for obj in objects])
+        return sa.concatenate_tables([world_table(obj, include_hidden) for obj in objects])
     except ValueError as exc:  # an object that lost its splat attributes
         raise ExportError(str(exc)) from None
+
+
+def export_splats(objects, path, overwrite_source=False, include_hidden=True) -> int:
+    """Write ``objects`` into one PLY at ``path``; returns the number of splats written."""
+    path = Path(path)
+    table = export_table(objects, path, overwrite_source, include_hidden)
     try:
         ply.write_ply_table(path, table)
     except OSError as exc:
