@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import query
 from ..errors import UserError
+from . import foundation_query
 from .segment import load_levels
 from .workdir import WorkDir, save_npy
 
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="granularity: 0 parts, 0.5 objects (default), 1 groups")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
+    foundation_query.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
+    if foundation_query.wanted(args):
+        return foundation_query.run(args, work)
     levels = load_levels(work)
     labels = levels.at(0.5 if args.level is None else args.level)
     if (args.gaussians is None) == (args.view is None):

@@ -47,6 +47,34 @@ def test_option_errors(bare, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
+def plain_work(bare, tmp_path_factory):
+    """A work folder prepared from simulated masks (no CLIP features)."""
+    root = tmp_path_factory.mktemp("plain")
+    ds = root / "ds"
+    shutil.copytree(bare, ds)
+    build_dataset(root / "noisy", SynthConfig.sized("tiny", layout="tabletop"), MaskNoise.level(0.0))
+    shutil.copytree(root / "noisy" / "masks", ds / "masks")
+    assert main(["prepare", str(ds), "--out", str(root / "work"), "--method", "git-consistent"]) == 0
+    return root / "work"
+
+
+def test_query_option_errors(plain_work, tmp_path, capsys):
+    out = tmp_path / "sel.npy"
+    _fails(capsys, ["query", plain_work, "--text", "chair", "--out", out], "no CLIP features", "--clip-model")
+    _fails(capsys, ["query", plain_work, "--text", " ", "--out", out], "empty query")
+    _fails(capsys, ["query", plain_work, "--text", "chair", "--view", "train_000", "--out", out], "--text takes no")
+    _fails(capsys, ["query", plain_work, "--text", "chair", "--threshold", "2", "--out", out], "--threshold 2")
+    _fails(capsys, ["query", plain_work, "--view", "train_000", "--online", "--out", out], "--online needs --view")
+    _fails(capsys, ["query", plain_work, "--view", "train_000", "--pixel", "3", "4", "--online", "--out", out],
+           "--online needs --sam-checkpoint")
+    _fails(capsys, ["query", plain_work, "--view", "train_000", "--pixel", "300", "4", "--online", "--sam-checkpoint",
+                    tmp_path / "x.pth", "--out", out], "pixel (300, 4) is outside the 64x48 view")
+    _fails(capsys, ["query", plain_work, "--view", "train_000", "--pixel", "3", "4", "--online", "--sam-checkpoint",
+                    tmp_path / "x.pth", "--out", out], "x.pth", "no such file")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
 def models(tmp_path_factory):
     pytest.importorskip("torchvision")
     pytest.importorskip("segment_anything")
@@ -83,6 +111,19 @@ def test_prepare_with_sam_and_clip(bare, models, tmp_path):
     q = text_query(tmp_path / "work", "chair")  # the text tower named in clip.json, loaded from its files
     assert q.score.shape == (n,) and q.selected.dtype == bool
     assert _snapshot(bare) == before  # nothing written into the dataset
+
+    # the command line on that work folder: a text query, and self-prompting with the SAM checkpoint
+    work = tmp_path / "work"
+    assert main(["query", str(work), "--text", "chair", "--out", str(tmp_path / "t.npy"),
+                 "--scores", str(tmp_path / "s.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), q.selected)
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), q.score)
+    assert main(["query", str(work), "--text", "chair", "--threshold", "0", "--out", str(tmp_path / "t0.npy")]) == 0
+    assert np.load(tmp_path / "t0.npy").sum() > q.selected.sum()
+    view = manifest["views"][0]
+    assert main(["query", str(work), "--view", view, "--pixel", "30", "20", "--online", "--sam-checkpoint",
+                 str(sam_ckpt), "--out", str(tmp_path / "o.npy")]) == 0
+    assert np.load(tmp_path / "o.npy").shape == (n,)
 
     # resumable: a view's stack lost (a crash) is made again, the others are kept as they are
     work_masks = tmp_path / "work" / "masks"
