@@ -145,10 +145,15 @@ def build_sam(spec: SamSpec):
     return sam.eval()
 
 
-def load_sam(checkpoint: str | os.PathLike, model_type: str | None = None, device: str = "cpu"):
+def is_sam2(state: Mapping) -> bool:
+    """A SAM 2 state dict (Hiera trunk) rather than SAM's ViT encoder."""
+    return any(k.startswith("image_encoder.trunk.") for k in state)
+
+
+def load_sam(checkpoint: str | os.PathLike, model_type: str | None = None, device: str = "cpu", state=None):
     """SAM from the user's checkpoint; ``model_type`` (vit_h/vit_l/vit_b), when given, must match
-    the file. Returns ``(model, spec)``."""
-    state = read_checkpoint(checkpoint)
+    the file. Returns ``(model, spec)``. ``state``: the file's state dict when already read."""
+    state = read_checkpoint(checkpoint) if state is None else state
     spec = spec_from_state_dict(state, f"--sam-checkpoint {checkpoint}")
     if model_type not in (None, "auto") and model_type != spec.name:
         raise UserError(f"--sam-checkpoint {checkpoint}: holds a {spec.name} model ({spec.embed_dim}-wide, "

@@ -55,21 +55,25 @@ def load_generator(options: SamOptions) -> Generator:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
-    if options.model in SAM2_MODELS or options.model.startswith("sam2"):
-        from ..models import sam2 as backend
+    from ..models.sam import SamMaskConfig, is_sam2, read_checkpoint
 
-        model, spec_name = backend.load_sam2(options.checkpoint, options.model, options.device)
-        gen = backend.Sam2MaskGenerator(model, points_per_side=options.points_per_side)
-        seconds = None
-        settings = repr(gen.config)
+    state = read_checkpoint(options.checkpoint)
+    config = options.mask_config or SamMaskConfig(points_per_side=options.points_per_side)
+    if options.model.startswith("sam2") or (options.model == "auto" and is_sam2(state)):
+        from ..models.sam2 import Sam2MaskGenerator, load_sam2
+
+        model, spec_name = load_sam2(options.checkpoint, options.model, options.device, state)
+        gen = Sam2MaskGenerator(model, config, name=spec_name)
+        seconds = None  # no FLOP count for Hiera yet: the progress bar's rate is the estimate
     else:
-        from ..models.sam import SamMaskConfig, SamMaskGenerator, estimate_time, load_sam
+        from ..models.sam import SamMaskGenerator, estimate_time, load_sam
 
-        model, spec = load_sam(options.checkpoint, options.model, options.device)
-        config = options.mask_config or SamMaskConfig(points_per_side=options.points_per_side)
+        model, spec = load_sam(options.checkpoint, options.model, options.device, state)
         gen = SamMaskGenerator(model, config, name=f"sam {spec.name}")
         seconds = estimate_time(spec, config).seconds_per_view if options.device == "cpu" else None
-        spec_name, settings = spec.name, repr(config)
+        spec_name = spec.name
+    del state
+    settings = repr(config)
     key = fingerprint(file_fingerprint(Path(options.checkpoint)), spec_name, settings)
     return Generator(gen.generate, key, f"{gen.name}", seconds)
 
@@ -140,11 +144,21 @@ def _duration(seconds: float) -> str:
 
 
 def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, say=print):
-    """The dataset with generated masks (``Dataset.with_masks``) and the views that have them."""
+    """The dataset with generated masks (``Dataset.with_masks``) and the views that have them.
+
+    With no FLOP count for the model (SAM 2) on a CPU, the first covering view is made first and
+    its time is the estimate for the others."""
+    from ..viewselect import covering_views
+
     t0 = time.perf_counter()
     generator = load_generator(options)
+    masks_dir = Path(work_root) / "masks"
+    if generator.seconds_per_view is None and options.device == "cpu" and options.mask_views is None:
+        t = time.perf_counter()
+        generate_dataset_masks(ds, covering_views(ds.cameras, 1), generator, masks_dir, progress)
+        generator.seconds_per_view = time.perf_counter() - t
     views = choose_views(ds, options, generator, say)
-    masks_dir = generate_dataset_masks(ds, views, generator, Path(work_root) / "masks", progress)
+    generate_dataset_masks(ds, views, generator, masks_dir, progress)
     return ds.with_masks(masks_dir), views, time.perf_counter() - t0
 
 

@@ -138,3 +138,35 @@ def test_flop_count_scales_with_prompts():
     assert dec16 == pytest.approx(4 * dec8, rel=1e-9)
     enc_b, _ = count_flops(SamSpec.released("vit_b"), points_per_side=1, points_per_batch=1)
     assert enc_b > 100 * enc8
+
+
+@pytest.fixture(scope="module")
+def sam2_checkpoint(tmp_path_factory):
+    """SAM 2.1 tiny, the real architecture (39M parameters), random weights, saved like the released .pt."""
+    pytest.importorskip("torchvision")
+    pytest.importorskip("sam2")
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu")
+    path = tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.mark.slow  # builds the 39M-parameter model and runs it at 1024 px: about a minute on 2 busy cores
+def test_sam2_behind_the_same_interface(sam2_checkpoint, tmp_path):
+    from gs_core.models.sam import SamMaskConfig
+    from gs_core.models.sam2 import Sam2MaskGenerator, Sam2PointPredictor, load_sam2
+
+    model, name = load_sam2(sam2_checkpoint)
+    assert name == "sam2.1_hiera_tiny"
+    with pytest.raises(UserError, match="holds sam2.1_hiera_tiny, not --sam-model sam2.1_hiera_large"):
+        load_sam2(sam2_checkpoint, "sam2.1_hiera_large")
+    with pytest.raises(UserError, match="no such file"):
+        load_sam2(tmp_path / "none.pt")
+    config = SamMaskConfig(points_per_side=3, pred_iou_thresh=-1e9, stability_score_thresh=-1e9, min_area=20)
+    masks, scores = Sam2MaskGenerator(model, config).generate(_image())
+    assert masks.shape[1:] == (48, 64) and masks.dtype == bool and scores.shape == (len(masks),)
+    mask, score = Sam2PointPredictor(model).predict(_image(), np.array([[20, 15]]), np.array([1]))
+    assert mask.shape == (48, 64) and mask.dtype == bool and np.isfinite(score)

@@ -133,3 +133,28 @@ def test_prepare_with_sam_and_clip(bare, models, tmp_path):
     prepare(PrepareOptions(**{**options.__dict__, "force": True}), log=said.append)
     assert (work_masks / masks[0]).is_file()
     assert {p.name: p.stat().st_mtime_ns for p in work_masks.glob("*.npz") if p.name in kept} == kept
+
+
+@pytest.mark.slow  # 8 views at 1024 px through Hiera-T: a minute or more on 2 busy cores
+def test_sam2_masks_for_prepare(bare, tmp_path):
+    """A SAM 2.1 checkpoint (read as such from its keys) makes the masks the same way; with no FLOP
+    count for Hiera, the first view's time is the estimate."""
+    pytest.importorskip("torchvision")
+    pytest.importorskip("sam2")
+    import torch
+    from sam2.build_sam import build_sam2
+
+    from gs_core.dataset import Dataset
+    from gs_core.models.sam import SamMaskConfig
+    from gs_core.pipeline.sam_masks import SamOptions, masks_for_prepare
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu").state_dict()}, ckpt)
+    loose = SamMaskConfig(points_per_side=2, pred_iou_thresh=-1e9, stability_score_thresh=-1e9, min_area=4)
+    said = []
+    ds, views, _ = masks_for_prepare(Dataset.load(bare), tmp_path / "work", SamOptions(ckpt, mask_config=loose,
+                                     budget_minutes=1e-9), say=said.append)
+    assert len(views) == 8  # the budget affords none: its floor of 8 views (all there are)
+    assert any("sam2.1_hiera_tiny on the CPU" in s for s in said), said
+    assert all(ds.masks(v) is not None for v in views)
