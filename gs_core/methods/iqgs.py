@@ -54,7 +54,8 @@ class IQGSResult:
 
 
 def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.ndarray], config: IQGSConfig,
-                progress: Callable[[str, int, int], None] | None = None) -> tuple[list[np.ndarray], dict, dict]:
+                progress: Callable[[str, int, int], None] | None = None,
+                cache=None) -> tuple[list[np.ndarray], dict, dict]:
     """The per-view mask ids the queries learn: global ids of the consistent maps for ID matching,
     each view's own regions for Hungarian matching. Returns (maps, stages, info)."""
     if config.train.matching == "id":
@@ -62,7 +63,7 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
 
         t3 = trace3d.Trace3DConfig(min_area=config.min_area, consistency=config.consistency, density=None,
                                    backend=config.backend)
-        result = trace3d.run(scene, list(cameras), stacks, t3, progress=progress)
+        result = trace3d.run(scene, list(cameras), stacks, t3, progress=progress, cache=cache)
         return result.view_maps(), {f"trace3d_{k}": v for k, v in result.stages.items()}, \
             {"instances": result.instances.num_instances}
     t = time.perf_counter()
@@ -77,17 +78,18 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
 
 def run(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.ndarray],
         config: IQGSConfig = IQGSConfig(), progress: Callable[[str, int, int], None] | None = None,
-        head: IQGSHead | None = None) -> IQGSResult:
+        head: IQGSHead | None = None, cache=None) -> IQGSResult:
     """IQGS on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
 
     ``head`` starts from (and, with ``config.train.train_head`` False, keeps) a head trained
-    elsewhere (cross-scene transfer, Tab. 2). ``progress(stage, done, total)`` reports each stage.
+    elsewhere (cross-scene transfer, Tab. 2). ``progress(stage, done, total)`` reports each stage;
+    ``cache`` keeps the Trace3D core's per-view GIT (:class:`~gs_core.methods.trace3d.ViewCache`).
     """
     say = progress or (lambda stage, done, total: None)
     if len(stacks) != len(cameras):
         raise ValueError(f"{len(stacks)} mask stacks for {len(cameras)} cameras")
     train_cfg = replace(config.train, backend=config.backend)
-    maps, stages, info = target_maps(scene, cameras, stacks, config, say)
+    maps, stages, info = target_maps(scene, cameras, stacks, config, say, cache)
     t = time.perf_counter()
     gaussians = scene.to_gaussians()
     projections = [project(gaussians, cam) for cam in cameras]
@@ -145,3 +147,35 @@ def segment(inp: MethodInput) -> MethodResult:
 def segment_hungarian(inp: MethodInput) -> MethodResult:
     """``iqgs-h``: Hungarian matching against each view's own masks."""
     return _segment(inp, bench_config("hungarian"))
+
+
+# ---- gs-core prepare --method iqgs | iqgs-h ------------------------------------------------------
+
+def prepare_config(options) -> IQGSConfig:
+    """The configuration ``gs-core prepare`` runs for ``options`` (a PrepareOptions)."""
+    matching = "hungarian" if options.method == "iqgs-h" else "id"
+    return IQGSConfig(train=TrainConfig(matching=matching), consistency=ConsistencyConfig(theta=options.theta),
+                      backend=options.backend)
+
+
+def prepare_iqgs(inp, progress):
+    """``prepare``'s preparer (a PrepareInput -> PreparedResult): labels are query indices at a single
+    level (0.5), confidence the mask probability, view maps the 2D masks of the input views (Eq. 7);
+    the trained model is kept as WORK/iqgs_model.pt (written atomically) for masks in new views."""
+    import io
+
+    from ..io.atomic import atomic_write
+    from ..pipeline.prepare import PreparedResult
+
+    config = prepare_config(inp.options)
+    result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache)
+    buffer = io.BytesIO()
+    torch.save({"config": result.model.config.__dict__, "state": result.model.state_dict(),
+                "active": result.training.active}, buffer)
+    from pathlib import Path
+
+    with atomic_write(Path(inp.options.out) / "iqgs_model.pt", "wb") as fh:
+        fh.write(buffer.getvalue())
+    labels = result.labels
+    return PreparedResult(inp.scene, labels, result.scores, np.array([0.5]), labels[None], result.view_maps,
+                          int(len(np.unique(labels[labels >= 0]))), result.stages, result.info)

@@ -172,9 +172,24 @@ def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
 
 TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=_run_trace3d)
 
+
+def _iqgs_settings(options: PrepareOptions) -> str:
+    from ..methods import iqgs
+
+    return repr(iqgs.prepare_config(options))
+
+
+def _iqgs_run(inp: PrepareInput, progress) -> PreparedResult:
+    from ..methods import iqgs
+
+    return iqgs.prepare_iqgs(inp, progress)
+
+
+IQGS = Preparer(settings=_iqgs_settings, run=_iqgs_run)
+
 # --method name -> Preparer. A method adds one line here; its module is imported inside its functions,
 # so `prepare` loads only the method it runs.
-PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D}
+PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D, "iqgs": IQGS, "iqgs-h": IQGS}
 
 
 def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
@@ -276,7 +291,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", type=Path, help="trained splats: INRIA PLY, PlayCanvas compressed PLY, SPZ or .splat "
                         "(default DATASET/scene.ply); SPZ is read in its right-up-back axes, turned to PLY's")
     parser.add_argument("--method", default="trace3d", choices=sorted(PREPARERS),
-                        help="trace3d: consistent maps + density control; git-consistent: no density control")
+                        help="trace3d: consistent maps + density control; git-consistent: no density control; "
+                        "iqgs / iqgs-h: instance queries trained on the consistent maps / on each view's masks")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the engine runs")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
                         help="engine backend (auto: native CPU kernels, gsplat on CUDA)")
