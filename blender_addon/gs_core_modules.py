@@ -7,14 +7,14 @@ as a wheel); a source checkout imports the repository's ``gs_core`` directly.
 from pathlib import Path
 
 if (Path(__file__).parent / "_vendor").is_dir():
-    from ._vendor.gs_core import sh, splat_transform
+    from ._vendor.gs_core import sh, splat_ids, splat_transform
     from ._vendor.gs_core.io import ply
 else:
     try:
-        from gs_core import sh, splat_transform
+        from gs_core import sh, splat_ids, splat_transform
         from gs_core.io import ply
     except ImportError as exc:
         raise ImportError("the add-on runs from a source checkout but cannot import gs_core; put the "
                           "repository root on sys.path or install the zip made by build_addon.py") from exc
 
-__all__ = ["ply", "sh", "splat_transform"]
+__all__ = ["ply", "sh", "splat_ids", "splat_transform"]

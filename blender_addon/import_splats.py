@@ -13,7 +13,7 @@ from bpy_extras.io_utils import ImportHelper, poll_file_object_drop
 
 from . import splat_attributes as sa
 from . import splat_object
-from .gs_core_modules import ply
+from .gs_core_modules import ply, splat_ids
 
 
 def read_splat_file(path) -> sa.SplatData:
@@ -25,7 +25,7 @@ def read_splat_file(path) -> sa.SplatData:
         raise ply.PlyError(f"{path}: {exc.strerror or exc}") from exc
     if len(table) == 0:
         raise ply.PlyError(f"{path}: the file has no splats")
-    return sa.table_to_splat_data(table, str(path))
+    return sa.table_to_splat_data(table, str(path), splat_ids.file_id(path))
 
 
 def import_splats(context, paths) -> list:

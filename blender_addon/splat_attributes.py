@@ -24,8 +24,10 @@ derived from the native value. Recolouring, rescaling in Blender, joining with a
 raw attributes (e.g. a 5.3-native import) all export what Blender shows; untouched splats export
 their original bits.
 
-Add-on bookkeeping (``gs:index`` stable per-splat row of the source file, ``gs:color`` viewport
-colour from the DC term, ``gs:hidden``, ``radius``) is never written to PLY.
+Add-on bookkeeping is never written to PLY: ``gs:source`` and ``gs:index``, the stable per-splat
+source id (the file's content id and the splat's row in it, see :mod:`gs_core.splat_ids`; Blender's
+separate, join and delete carry them along, so backend selections over a file's rows map back to
+the right splats), ``gs:color`` viewport colour from the DC term, ``gs:hidden``, ``radius``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .gs_core_modules import ply, sh, splat_transform
+from .gs_core_modules import ply, sh, splat_ids, splat_transform
 
 POSITION = "position"
 BASE = "radiance:base"
@@ -45,6 +47,7 @@ ROTATION = "rotation"
 SH_PREFIX = "radiance:sh_"
 RAW_PREFIX = "ply:"
 INDEX = "gs:index"
+SOURCE = "gs:source"
 COLOR = "gs:color"
 HIDDEN = "gs:hidden"
 RADIUS = "radius"
@@ -263,8 +266,9 @@ def splat_layout(table: ply.PlyTable, source: str) -> Layout:
 
 # ---- PLY table -> attributes ------------------------------------------------------------------------
 
-def table_to_splat_data(table: ply.PlyTable, source: str) -> SplatData:
-    """Attributes for ``table`` (see the module docstring); raises ply.PlyError for a non-splat table."""
+def table_to_splat_data(table: ply.PlyTable, source: str, source_id: int = splat_ids.UNKNOWN) -> SplatData:
+    """Attributes for ``table`` (see the module docstring); ``source_id`` is the file's
+    :func:`gs_core.splat_ids.file_id`. Raises ply.PlyError for a non-splat table."""
     layout = splat_layout(table, source)
     n = len(table)
     cols = table.columns
@@ -282,6 +286,7 @@ def table_to_splat_data(table: ply.PlyTable, source: str) -> SplatData:
     for name, column in cols.items():
         if name not in exact:
             attributes[RAW_PREFIX + name] = encode_raw(column)
+    attributes[SOURCE] = Attribute("INT", np.full(n, source_id, dtype=np.int32))
     attributes[INDEX] = Attribute("INT", np.arange(n, dtype=np.int32))
     attributes.update(display_attributes(attributes[BASE].values, cols, layout.num_scales))
     schema = make_schema({k: v.dtype for k, v in cols.items()}, table.comments, [source])

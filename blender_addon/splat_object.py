@@ -168,10 +168,11 @@ def matrix_of(obj) -> np.ndarray:  # [4, 4] float64
 
 
 def replace_splats(obj, table) -> None:
-    """Rewrite the object's splat attributes from ``table`` (same rows), keeping ``gs:index`` and
-    ``gs:hidden``; raw ``ply:`` attributes are rebuilt for the new values."""
+    """Rewrite the object's splat attributes from ``table`` (same rows), keeping the source ids
+    (``gs:source``, ``gs:index``) and ``gs:hidden``; raw ``ply:`` attributes are rebuilt for the new
+    values."""
     data = sa.table_to_splat_data(table, obj.name)
     pointcloud = obj.data
     for name in [a.name for a in pointcloud.attributes if a.name.startswith(sa.RAW_PREFIX)]:
         pointcloud.attributes.remove(pointcloud.attributes[name])
-    write_attributes(pointcloud, {k: v for k, v in data.attributes.items() if k != sa.INDEX})
+    write_attributes(pointcloud, {k: v for k, v in data.attributes.items() if k not in (sa.INDEX, sa.SOURCE)})
