@@ -53,3 +53,17 @@ start=$SECONDS
 $PIP install --quiet --no-build-isolation -e ".[$extras]"
 .venv/bin/python -c "from gs_core.engine import cpu_backend as c; print('native CPU kernels:', ', '.join(c.prebuilt_variants()) or 'none prebuilt (compiled on first use)')"
 echo "installed gs_core into .venv in $((SECONDS - start)) s (torch: $flavour; extras: $extras)"
+
+# Blender 4.5 LTS beside 5.0: its bpy wheel in a second venv (Python 3.11 only, like bpy 5.0), where
+# tests/blender_addon/test_blender_versions.py re-runs the add-on's Blender tests. A .pth file appends
+# the checkout (gs_core, never built into the tree from here) and .venv's packages (torch, scipy, ...)
+# after the venv's own site-packages, so bpy 4.5 and its numpy win and nothing is installed twice.
+if [ "$extras" = "dev,blender" ]; then
+  start=$SECONDS
+  [ -x .venv-blender45/bin/python ] || .venv/bin/python -m venv .venv-blender45
+  .venv-blender45/bin/python -m pip install --quiet "bpy==4.5.15" numpy plyfile pytest
+  main_site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  lts_site=$(.venv-blender45/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  printf '%s\n%s\n' "$PWD" "$main_site" > "$lts_site/gs_core_checkout.pth"
+  echo "made .venv-blender45 (Blender 4.5 LTS for the add-on tests) in $((SECONDS - start)) s"
+fi
