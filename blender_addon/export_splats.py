@@ -45,12 +45,14 @@ def world_table(obj, include_hidden=True) -> ply.PlyTable:
 
 def export_table(objects, path, overwrite_source=False, include_hidden=True) -> ply.PlyTable:
     """``objects`` with their world transforms baked in, as one INRIA table to be written at ``path``
-    (refused when ``path`` is a file they were imported from, unless ``overwrite_source``)."""
+    (refused when ``path`` is a file they, or any other splat object of the file, were imported from,
+    unless ``overwrite_source``: exporting the selection must not replace the scene's original either)."""
     path = Path(path)
     if not objects:
         raise ExportError("no splat objects to export")
     if path.exists() and not overwrite_source:
-        for obj in objects:
+        others = [o for o in bpy.data.objects if o not in objects and splat_object.is_splat_object(o)]
+        for obj in [*objects, *others]:
             for source in splat_object.schema_of(obj).get("sources", []):
                 if Path(source).exists() and path.samefile(source):
                     raise ExportError(f"{path} is the file {obj.name!r} was imported from; choose another "

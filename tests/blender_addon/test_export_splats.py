@@ -125,3 +125,15 @@ def test_hidden_splats_are_exported_unless_excluded(bpy, imported, tmp_path):
     bpy.ops.gs_splats.export_ply(filepath=str(tmp_path / "shown.ply"), include_hidden_splats=False)
     assert len(read_ply_table(tmp_path / "all.ply")) == 100
     assert len(read_ply_table(tmp_path / "shown.ply")) == 70
+
+
+def test_exporting_the_selection_never_replaces_another_objects_source(bpy, imported, tmp_path):
+    a, _, path_a = imported("a.ply", n=30)
+    b, _, _ = imported("b.ply", n=20, seed=1)
+    original = path_a.read_bytes()
+    a.select_set(False)
+    with pytest.raises(RuntimeError, match="a.ply is the file 'a' was imported from"):
+        bpy.ops.gs_splats.export_ply(filepath=str(path_a), use_selection=True)
+    assert path_a.read_bytes() == original
+    assert bpy.ops.gs_splats.export_ply(filepath=str(path_a), use_selection=True, overwrite_source=True) == {'FINISHED'}
+    assert len(read_ply_table(path_a)) == 20
