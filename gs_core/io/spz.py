@@ -295,8 +295,18 @@ def lost_in_spz(scene) -> list[str]:
     return lost
 
 
-def _round_half_away(x: np.ndarray) -> np.ndarray:  # C's std::round, as Niantic packs
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """C's std::round (halves away from zero), as Niantic packs, in the input's precision: numpy's
+    rint (halves to even), then the exact halves that went toward zero moved away. (Adding 0.5 and
+    flooring is wrong in float32 just below a half; float64 round trips cost 4x.)"""
+    x = np.asarray(x)
+    r = np.rint(x)
+    half = np.flatnonzero(np.abs(x - r) == 0.5)  # x - r is exact
+    if half.size:
+        flat_x, flat_r = x.reshape(-1), r.reshape(-1)
+        toward_zero = half[np.sign(flat_x[half] - flat_r[half]) == np.sign(flat_x[half])]
+        flat_r[toward_zero] += np.sign(flat_x[toward_zero])
+    return r
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
@@ -304,9 +314,11 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
+    """Niantic's quantizeSH: 8 bits, then the nearest multiple of ``2^(8-bits)`` (halves up)."""
     bucket = 1 << (8 - bits)
-    q = _round_half_away(x.astype(np.float32) * np.float32(128)) + 128
-    q = (q + bucket // 2) // bucket * bucket
+    y = np.clip(x.astype(np.float32) * np.float32(128), -1024, 1024)  # beyond +-1024 clips to 0 / 255 anyway
+    q = _round_half_away(y).astype(np.int32) + (128 + bucket // 2)
+    q &= ~(bucket - 1)  # floor to a multiple of the bucket (negatives clip to 0 below)
     return np.clip(q, 0, 255).astype(np.uint8)
 
 

@@ -219,3 +219,12 @@ def test_hostile_v4_files(tmp_path, edit, message):
 
 def test_spz_errors_are_scene_format_errors():
     assert issubclass(SpzError, SceneFormatError) and issubclass(SpzError, ValueError)
+
+
+def test_rounding_matches_c_round_on_halves_and_their_neighbours():
+    """Niantic packs with std::round (halves away from zero); float32 just below a half must not round up."""
+    halves = (np.arange(-300, 300) + 0.5).astype(np.float32)
+    x = np.concatenate([halves, np.nextafter(halves, np.float32(0)), np.nextafter(halves, np.float32(1e9)),
+                        np.float32([0.49999997, -0.49999997, 0.0, -0.0, 8388607.5])])
+    exact = np.trunc(x.astype(np.float64) + np.copysign(0.5, x.astype(np.float64)))
+    np.testing.assert_array_equal(spz._round_half_away(x), exact)
