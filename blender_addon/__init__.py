@@ -3,7 +3,8 @@ gs_core backend) segment them.
 
 Layout, one concept per module: ``splat_attributes`` (PLY columns <-> attributes, bpy-free),
 ``gs_core_modules`` (the numpy-only gs_core code: vendored copy or source checkout),
-``splat_object`` (point-cloud objects), ``import_splats``, ``export_splats``, ``edit_ops``,
+``splat_object`` (point-cloud objects), ``import_splats``, ``export_splats``, ``splat_formats`` (SPZ and
+.splat import/export), ``edit_ops``,
 ``panel``, ``preferences``; segmentation through the gs_core backend: ``backend_client`` (process and
 protocol, bpy-free), ``view_camera`` (viewport <-> pinhole camera, bpy-free), ``segmentation``.
 Only register/unregister touch bpy here, so the bpy-free modules import
@@ -13,11 +14,11 @@ in plain Python (tests, gs_core).
 
 def _registry():
     """(classes in registration order, (menu, draw function) pairs)."""
-    from . import edit_ops, export_splats, import_splats, panel, preferences, segmentation
+    from . import edit_ops, export_splats, import_splats, panel, preferences, segmentation, splat_formats
 
-    classes = (*preferences.classes, *import_splats.classes, *export_splats.classes, *edit_ops.classes,
-               *segmentation.classes, *panel.classes)
-    menus = (*import_splats.menus, *export_splats.menus)
+    classes = (*preferences.classes, *import_splats.classes, *export_splats.classes, *splat_formats.classes,
+               *edit_ops.classes, *segmentation.classes, *panel.classes)
+    menus = (*import_splats.menus, *export_splats.menus, *splat_formats.menus)
     return classes, menus
 
 

@@ -1,4 +1,5 @@
-"""File > Import > Gaussian Splats (.ply), and drag-and-drop of .ply files onto the 3D view.
+"""File > Import > Gaussian Splats (.ply), and drag-and-drop of .ply files onto the 3D view (INRIA PLY, and
+PlayCanvas compressed PLY told by its header; SPZ and .splat have their entries in ``splat_formats``).
 
 Every file is read and checked before anything is created, so a malformed file reports its name
 and problem and leaves the scene as it was.
@@ -13,14 +14,17 @@ from bpy_extras.io_utils import ImportHelper, poll_file_object_drop
 
 from . import splat_attributes as sa
 from . import splat_object
-from .gs_core_modules import ply, splat_ids
+from .gs_core_modules import errors, ply, scene, splat_ids
 
 
-def read_splat_file(path) -> sa.SplatData:
-    """Parse and check one splat PLY; raises ply.PlyError whose message names the file."""
+def read_splat_file(path, spz_axes="rub") -> sa.SplatData:
+    """Parse and check one splat file (INRIA PLY losslessly; compressed PLY, SPZ, .splat through
+    gs_core.scene); raises errors.SceneFormatError (ply.PlyError for PLY) whose message names the file."""
     path = Path(path)
     try:
-        table = ply.read_ply_table(path)
+        kind = scene.scene_file_type(path)
+        table = ply.read_ply_table(path) if kind == "ply" else \
+            scene.read_scene_table(path, **({"axes": spz_axes} if kind == "spz" else {}))
     except OSError as exc:
         raise ply.PlyError(f"{path}: {exc.strerror or exc}") from exc
     if len(table) == 0:
@@ -28,9 +32,9 @@ def read_splat_file(path) -> sa.SplatData:
     return sa.table_to_splat_data(table, str(path), splat_ids.file_id(path))
 
 
-def import_splats(context, paths) -> list:
-    """Import splat PLY files as point-cloud objects (all or nothing); returns the new objects."""
-    datas = [(Path(p).stem, read_splat_file(p)) for p in paths]
+def import_splats(context, paths, spz_axes="rub") -> list:
+    """Import splat files as point-cloud objects (all or nothing); returns the new objects."""
+    datas = [(Path(p).stem, read_splat_file(p, spz_axes)) for p in paths]
     splat_object.ensure_object_mode(context)
     objects = []
     try:
@@ -67,7 +71,7 @@ class GS_OT_import_ply(bpy.types.Operator, ImportHelper):
         start = time.perf_counter()
         try:
             objects = import_splats(context, paths)
-        except ply.PlyError as exc:
+        except errors.SceneFormatError as exc:  # PlyError, CompressedPlyError...
             self.report({'ERROR'}, f"Cannot import: {exc}")
             return {'CANCELLED'}
         count = sum(len(obj.data.points) for obj in objects)
