@@ -246,11 +246,14 @@ def run_fuzz(count: int, seed: int = 0, timeout_s: float = 10.0, memory_mb: floa
             except Exception as exc:  # noqa: BLE001 - the point: anything else is a reader bug
                 line = traceback.format_exception_only(type(exc), exc)[-1].strip()
                 report.failures.append(f"mutant {i} ({kind}): {line}")
-                if folder is not None and os.environ.get("GS_CORE_FUZZ_KEEP"):
-                    (folder / f"crash_{i}{SUFFIX[kind]}").write_bytes(data)
+                keep = os.environ.get("GS_CORE_FUZZ_KEEP")  # a folder to keep crashing mutants in
+                if keep:
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    (Path(keep) / f"crash_{i}{SUFFIX[kind]}").write_bytes(data)
             elapsed = time.perf_counter() - t0
             peak = tracemalloc.get_traced_memory()[1] / 1e6
             tracemalloc.stop()
+            path.unlink()  # (a fresh name each time: never truncate a file a reader may still map)
             report.slowest_s = max(report.slowest_s, elapsed)
             report.peak_mb = max(report.peak_mb, peak)
             if peak > memory_mb:
