@@ -26,24 +26,26 @@ from pathlib import Path
 import numpy as np
 
 UNKNOWN = 0
-_CHUNK = 16 << 20
+_CHUNK = 4 << 20
 _cache: dict[tuple, int] = {}  # (real path, size, mtime_ns, inode) -> id
 
 
 def file_id(path: str | os.PathLike) -> int:
     """The id of the file at ``path``: CRC-32 of its bytes in 31 bits, never ``UNKNOWN``.
 
-    About 0.15 s per 250 MB (1M splats with SH degree 3) on a shared 2-core machine; the answer is
-    cached per (path, size, modification time, inode) for the life of the process.
+    CRC-32 runs at about 2 GB/s here (0.13 s for the 248 MB of 1M splats with SH degree 3, in
+    memory, quiet machine); the answer is cached per (path, size, modification time, inode) for the
+    life of the process.
     """
     path = Path(path)
     stat = path.stat()
     key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     if key not in _cache:
-        crc = 0
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                crc = zlib.crc32(chunk, crc)
+        crc, buffer = 0, bytearray(_CHUNK)  # one reused cache-sized buffer: no per-chunk allocation
+        view = memoryview(buffer)
+        with open(path, "rb", buffering=0) as fh:
+            while size := fh.readinto(buffer):
+                crc = zlib.crc32(view[:size], crc)
         _cache[key] = (crc & 0x7FFFFFFF) or 1
     return _cache[key]
 
