@@ -37,7 +37,7 @@ def level_threshold(level: float, theta: float, floor: float) -> float:
 
 @dataclass
 class PrepareOptions:
-    dataset: Path
+    dataset: Path | None  # None: only a splat file (--scene); virtual views are rendered (issue 12)
     out: Path
     scene: Path | None = None
     method: str = "trace3d"
@@ -208,6 +208,15 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
         if not torch.cuda.is_available():
             raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
     out = Path(options.out).resolve()
+    if options.dataset is None:
+        if options.scene is None or options.sam is None:
+            raise UserError("give a DATASET folder, or --scene PLY with --sam-checkpoint FILE to segment a splat file "
+                            "that came without its photos")
+        from ..preflight import check_output_dir
+        from ..virtual_views import dataset_for_splats
+
+        check_output_dir(out, "--out")
+        options = replace(options, dataset=dataset_for_splats(Path(options.scene), out, progress=say, log=log))
     dataset_root = Path(options.dataset).resolve()
     if out == dataset_root or dataset_root in out.parents:
         raise UserError(f"--out {options.out}: must not be inside the dataset folder {options.dataset} "
@@ -285,7 +294,7 @@ def write_prepared(work: WorkDir, result: PreparedResult, cameras) -> None:
 # ---- command line ------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", type=Path, help="dataset folder: images/, sparse/0 or transforms.json, "
+    parser.add_argument("dataset", type=Path, nargs="?", help="dataset folder: images/, sparse/0 or transforms.json, "
                         "scene.ply, masks/ (or object_mask/)")
     parser.add_argument("--out", type=Path, required=True, help="work folder to write (never inside the dataset)")
     parser.add_argument("--scene", type=Path, help="trained splats: INRIA PLY, PlayCanvas compressed PLY, SPZ or .splat "

@@ -158,3 +158,30 @@ def test_sam2_masks_for_prepare(bare, tmp_path):
     assert len(views) == 8  # the budget affords none: its floor of 8 views (all there are)
     assert any("sam2.1_hiera_tiny on the CPU" in s for s in said), said
     assert all(ds.masks(v) is not None for v in views)
+
+
+def test_no_photos_errors(bare, tmp_path, capsys):
+    _fails(capsys, ["prepare", "--out", tmp_path / "w"], "give a DATASET folder, or --scene PLY with --sam-checkpoint")
+    _fails(capsys, ["prepare", "--scene", bare / "scene.ply", "--out", tmp_path / "w"], "--sam-checkpoint")
+    _fails(capsys, ["prepare", "--scene", tmp_path / "none.ply", "--out", tmp_path / "w", "--sam-checkpoint",
+                    tmp_path / "s.pth"], "--scene", "none.ply", "no such file")
+
+
+@pytest.mark.slow  # virtual views placed and rendered at 640x480, SAM on each, then Trace3D
+def test_prepare_a_splat_file_without_photos(bare, models, tmp_path):
+    """``prepare --scene PLY --sam-checkpoint`` with no dataset: virtual views -> SAM -> the pipeline."""
+    from gs_core.models.sam import SamMaskConfig
+    from gs_core.pipeline.prepare import PrepareOptions, prepare
+    from gs_core.pipeline.sam_masks import SamOptions
+
+    loose = SamMaskConfig(points_per_side=3, pred_iou_thresh=-1e9, stability_score_thresh=-1e9, min_area=50)
+    said = []
+    manifest = prepare(PrepareOptions(None, tmp_path / "w", scene=bare / "scene.ply", method="git-consistent",
+                                      sam=SamOptions(models[0], mask_views=4, mask_config=loose)), log=said.append)
+    assert any("virtual views" in s for s in said), said
+    assert manifest["status"] == "complete" and len(manifest["views"]) == 4
+    assert all(v.startswith("virtual_") for v in manifest["views"])
+    assert (tmp_path / "w" / "virtual" / "images").is_dir() and (tmp_path / "w" / "labels.npy").is_file()
+    again = prepare(PrepareOptions(None, tmp_path / "w", scene=bare / "scene.ply", method="git-consistent",
+                                   sam=SamOptions(models[0], mask_views=4, mask_config=loose)), log=said.append)
+    assert again.get("up_to_date")  # the virtual views and masks are reused, the work is up to date
