@@ -78,15 +78,11 @@ def regions_of(masks: np.ndarray, min_share: float = 0.0) -> np.ndarray:  # mask
     return np.where(drop[regions], -1, regions)
 
 
-def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int, -1 = none
-                    config: GagaConfig = GagaConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """The front set ``F`` of every region of one view (pure; Gaga ``get_patch_front_gaussian_of_mask``).
-
-    A Gaussian belongs to the region under its projected centre (pixel ``floor(means2d)``, centres
-    at +0.5); per (region, cell) only the ``max(floor(front_fraction * n), 1)`` nearest by depth
-    are kept, ties by index. Returns ``(gaussian ids [K] int64, region [K] int64)``, sorted by
-    region; each Gaussian appears at most once.
-    """
+def region_members(proj: Projection, regions: np.ndarray  # regions [H, W] int, -1 = none
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The Gaussians of every region before any filter (pure; Eq. 9 of Proto-SaGa): those visible
+    whose projected centre (pixel ``floor(means2d)``) lies in a region. Returns
+    ``(gaussian ids [K], x [K], y [K], region [K])``, int64, ascending ids."""
     regions = np.asarray(regions)
     H, W = regions.shape
     if (H, W) != (proj.height, proj.width):
@@ -97,7 +93,20 @@ def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int
     x, y = xy[ids, 0].long().numpy(), xy[ids, 1].long().numpy()
     region = regions[y, x].astype(np.int64)
     keep = region >= 0
-    ids, x, y, region = ids[keep], x[keep], y[keep], region[keep]
+    return ids[keep], x[keep], y[keep], region[keep]
+
+
+def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int, -1 = none
+                    config: GagaConfig = GagaConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The front set ``F`` of every region of one view (pure; Gaga ``get_patch_front_gaussian_of_mask``).
+
+    A Gaussian belongs to the region under its projected centre (pixel ``floor(means2d)``, centres
+    at +0.5); per (region, cell) only the ``max(floor(front_fraction * n), 1)`` nearest by depth
+    are kept, ties by index. Returns ``(gaussian ids [K] int64, region [K] int64)``, sorted by
+    region; each Gaussian appears at most once.
+    """
+    H, W = np.shape(regions)
+    ids, x, y, region = region_members(proj, regions)
     cw, ch = -(-W // config.grid), -(-H // config.grid)  # cell size in pixels, as Gaga: ceil(size / grid)
     cell = (y // ch) * config.grid + x // cw
     depth = proj.depths.cpu().numpy()[ids]
@@ -196,12 +205,22 @@ def associate_view(bank: MemoryBank, proj: Projection, masks: np.ndarray,  # mas
     """
     regions = regions_of(masks, config.min_region_share)  # [H, W] mask index, -1 = none
     ids, region = front_gaussians(proj, regions, config)
-    present = np.unique(regions[regions >= 0])  # masks that kept pixels, ascending
-    chosen = match(bank.scores(ids, region, len(masks))[present], config.threshold, config.conflicts)
-    bounds = np.searchsorted(region, np.r_[present, len(masks)])  # region is sorted
-    group_of = np.full(len(masks), -1, dtype=np.int64)
+    return associate_regions(bank, regions, len(masks), ids, region, config)
+
+
+def associate_regions(bank: MemoryBank, regions: np.ndarray, num_regions: int,  # regions [H, W] int, -1 = none
+                      gaussians: np.ndarray, region: np.ndarray,  # [K] the set of every region, sorted by region
+                      config: GagaConfig = GagaConfig()) -> np.ndarray:  # -> [H, W] int64 group ids, -1 = none
+    """The memory-bank step of one view (Eq. 11-13 of Proto-SaGa), for any choice of the regions'
+    Gaussian sets (Gaga's front sets; Proto-SaGa's semantic sets): every region that has pixels is
+    matched (:func:`match`) on the scores at the start of the view, then added to its group in
+    region order (a region without Gaussians still gets a new, empty group, as Gaga)."""
+    present = np.unique(regions[regions >= 0])  # regions that have pixels, ascending
+    chosen = match(bank.scores(gaussians, region, num_regions)[present], config.threshold, config.conflicts)
+    bounds = np.searchsorted(region, np.r_[present, num_regions])  # region is sorted
+    group_of = np.full(num_regions, -1, dtype=np.int64)
     for k, m in enumerate(present):
-        group_of[m] = bank.add(int(chosen[k]), ids[bounds[k]:bounds[k + 1]])
+        group_of[m] = bank.add(int(chosen[k]), gaussians[bounds[k]:bounds[k + 1]])
     return np.where(regions >= 0, group_of[np.maximum(regions, 0)], -1)
 
 
