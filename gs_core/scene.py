@@ -235,8 +235,8 @@ def scene_file_type(path: str | os.PathLike, for_writing: bool = False) -> str:
         try:
             with open(path, "rb") as fh:
                 head = fh.read(4)
-        except OSError:
-            head = b""
+        except OSError as exc:
+            raise SceneFormatError(f"{path}: {exc.strerror or exc}") from None
         if head[:2] == b"\x1f\x8b" or head == b"NGSP":
             return "spz"
         if head[:3] != b"ply":

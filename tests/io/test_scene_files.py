@@ -99,3 +99,9 @@ def test_ascii_ply_claiming_more_rows_than_it_holds_is_refused_before_allocating
     (tmp_path / "claims.ply").write_text(header + "0 0\n1 1\n")
     with pytest.raises(SceneFormatError, match=r"claims\.ply: truncated ASCII PLY \(the header claims 14,000,000,000,000 values"):
         GaussianScene.load(tmp_path / "claims.ply")
+
+
+def test_missing_files_say_so_whatever_the_extension(tmp_path):
+    for name in ("a.ply", "b.spz", "c.splat", "d.bin"):
+        with pytest.raises(SceneFormatError, match=f"{name}: (no such file|No such file)"):
+            GaussianScene.load(tmp_path / name)
