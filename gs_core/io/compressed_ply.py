@@ -115,6 +115,9 @@ def read_compressed_ply_table(path: str | os.PathLike) -> PlyTable:
         rest = [name for name in sh.dtype.names if name.startswith("f_rest_")]
         if len(rest) not in (9, 24, 45) or rest != [f"f_rest_{i}" for i in range(len(rest))]:
             raise CompressedPlyError(f"{path}: 'sh' element has {len(rest)} f_rest columns (expected 9, 24 or 45)")
+        wrong = [name for name in rest if sh[name].dtype != np.uint8]
+        if wrong:
+            raise CompressedPlyError(f"{path}: SH column {wrong[0]!r} has type {sh[wrong[0]].dtype}, expected uchar")
         b = np.arange(256, dtype=np.float32)
         t = np.where(b == 0, 0, np.where(b == 255, 1, (b + np.float32(0.5)) / np.float32(256)))
         table = ((t - np.float32(0.5)) * np.float32(8)).astype(np.float32)  # byte -> coefficient

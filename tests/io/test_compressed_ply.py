@@ -85,3 +85,10 @@ def test_nan_bounds(tmp_path):
 
 def test_error_family():
     assert issubclass(CompressedPlyError, PlyError) and issubclass(CompressedPlyError, SceneFormatError)
+
+
+def test_sh_columns_must_be_bytes(tmp_path):
+    """Found by the fuzzer (seed 1, mutant 553): an SH column retyped in the header indexed past the byte table."""
+    path = edited(tmp_path, "typed.ply", b"property uchar f_rest_0", b"property  char f_rest_0")  # same length
+    with pytest.raises(CompressedPlyError, match=r"typed\.ply: SH column 'f_rest_0' has type int8, expected uchar"):
+        GaussianScene.load(path)
