@@ -23,7 +23,7 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntVectorProperty,
                        PointerProperty, StringProperty)
 
-from . import backend_client, splat_object, view_camera
+from . import backend_client, selection, splat_object, view_camera
 from . import splat_attributes as sa
 from .backend_client import BackendError
 from .preferences import addon_preferences
@@ -78,15 +78,20 @@ def stop_backends() -> None:
 
 # ---- rows <-> splats ----------------------------------------------------------------------------
 
-def splats_of_rows(obj, rows: np.ndarray) -> np.ndarray:  # -> [N] bool
-    """The splats of ``obj`` that are rows ``rows`` of the prepared scene.
+_source_ids: dict = {}  # (path, mtime, size) -> file id of a work folder's scene.ply
 
-    Until the stable per-splat source id lands this is the ``gs:index`` attribute (each splat's row
-    in the file it was imported from); the one place to switch."""
-    index = splat_object.read_attributes(obj.data, [sa.INDEX]).get(sa.INDEX)
-    if index is None:
-        raise SegmentError(f"{obj.name!r} has no {sa.INDEX} ids; import it with this add-on")
-    return np.isin(index, rows)
+
+def work_source(work: str) -> int:
+    """The file id (``gs:source``) of ``WORK/scene.ply``, whose rows the backend's answers index."""
+    path = Path(work) / "scene.ply"
+    try:
+        st = path.stat()
+    except OSError:
+        raise SegmentError(f"{path}: no such file; run Prepare again") from None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _source_ids:
+        _source_ids[key] = selection.resolve_source(path)
+    return _source_ids[key]
 
 
 def bound_objects(context, work: str) -> list:
@@ -95,27 +100,26 @@ def bound_objects(context, work: str) -> list:
 
 
 def apply_rows(context, work: str, rows: np.ndarray) -> int:
-    """Select the splats of ``rows`` (Edit Mode's ``.selection``) on every object bound to ``work``;
-    the active object becomes one that has some. Returns how many splats are selected."""
+    """Select the splats of ``rows`` of ``WORK/scene.ply`` (Edit Mode's ``.selection``) on every object
+    bound to ``work``, wherever separate / join have put them (:func:`.selection.select_rows`); the
+    active object becomes one that has some. Returns how many splats are selected."""
     from .edit_ops import SELECTION
 
     objects = bound_objects(context, work)
     if not objects:
         raise SegmentError(f"no splat object is bound to {work}; run Prepare again")
-    masks = []
-    for obj in objects:  # everything computed before anything is written
-        mask = splats_of_rows(obj, rows)
-        hidden = splat_object.read_attributes(obj.data, [sa.HIDDEN]).get(sa.HIDDEN)
-        masks.append(mask if hidden is None else mask & ~hidden)
+    source = work_source(work)
+    if not any(source in selection.source_ids(obj) for obj in objects):
+        raise SegmentError(f"none of the splat objects bound to {work} comes from its scene.ply; "
+                           "import it with this add-on (or run Prepare again)")
     splat_object.ensure_object_mode(context)
-    for obj, mask in zip(objects, masks):
-        splat_object.write_attributes(obj.data, {SELECTION: sa.Attribute("BOOLEAN", mask)})
-        obj.data.update_tag()
+    count = selection.select_rows(objects, rows, source)
     active = context.view_layer.objects.active
-    if active not in objects or not masks[objects.index(active)].any():
-        best = int(np.argmax([m.sum() for m in masks]))
-        context.view_layer.objects.active = objects[best]
-    return int(sum(m.sum() for m in masks))
+    counts = [int(splat_object.read_attributes(o.data, [SELECTION]).get(SELECTION, np.zeros(0, bool)).sum())
+              for o in objects]
+    if active not in objects or counts[objects.index(active)] == 0:
+        context.view_layer.objects.active = objects[int(np.argmax(counts))]
+    return count
 
 
 # ---- settings -----------------------------------------------------------------------------------
@@ -147,7 +151,9 @@ class GS_SegmentSettings(bpy.types.PropertyGroup):
         ('git-consistent', "Consistent instances", "Trace3D's instance tracing and consistent maps; your splats stay "
                                                    "as they are"),
         ('trace3d', "Trace3D (refine splats)", "Also splits or prunes ambiguous splats: the refined scene is "
-                                               "imported as a new object and the original hidden")])
+                                               "imported as a new object and the original hidden"),
+        ('iqgs', "Instance queries (IQGS)", "Trains one query per consistent instance on your splats (minutes on "
+                                            "a CPU); for 2DGS scenes, one granularity only")])
     device: EnumProperty(name="Device", items=[('cpu', "CPU", ""), ('cuda', "CUDA", "An NVIDIA GPU")])
     work_dir: StringProperty(name="Work folder", subtype='DIR_PATH',
                              description="Where Prepare writes (empty: beside the .blend, or a temporary folder)")
@@ -305,12 +311,17 @@ def set_preview(context, on: bool) -> None:
         out = exchange_path(work, "labels.npy")
         result = backend(context).call("labels", level=settings(context).level, out=out)
         labels = np.load(result["labels"], allow_pickle=False)
+        source = work_source(work)
         for obj in bound_objects(context, work):
-            index = splat_object.read_attributes(obj.data, [sa.INDEX])[sa.INDEX]
-            if index.size and index.max() >= len(labels):
+            ids = splat_object.read_attributes(obj.data, [sa.SOURCE, sa.INDEX])
+            index = ids.get(sa.INDEX, np.zeros(0, np.int64))
+            ours = (ids[sa.SOURCE] == source) if sa.SOURCE in ids else np.zeros(len(index), bool)
+            if (index[ours] >= len(labels)).any():
                 raise SegmentError(f"{obj.name!r}: splat rows beyond the prepared scene's {len(labels)}")
+            # splats from other files have no instance here: shown unlabelled (-1)
+            per_splat = np.where(ours, labels[np.where(ours, index, 0)], -1)
             splat_object.write_attributes(obj.data, {PREVIEW: sa.Attribute("FLOAT_COLOR",
-                                                                            instance_colors(labels[index]))})
+                                                                            instance_colors(per_splat))})
     if material is not None and material.node_tree is not None:
         for node in material.node_tree.nodes:
             if node.bl_idname == 'ShaderNodeAttribute':
