@@ -310,24 +310,54 @@ def machine_flops_per_second() -> float:
     return _RATE
 
 
+def postprocess_seconds_per_prompt(spec: SamSpec, height: int, width: int, keep_share: float = 0.3,
+                                   probe_prompts: int = 8) -> float:
+    """Measured seconds per prompt of what SAM's generator does outside the network: its three
+    low-resolution masks upsampled to the encoder's size and then the image's, stability scores,
+    and for the ``keep_share`` that pass the filters, boxes and run-length encoding. FLOPs miss this
+    memory-bound work, which dominates small encoders (measured: 40x the FLOP estimate for a tiny
+    one at 640x480)."""
+    torch = require("torch", "sam")
+    import torch.nn.functional as F
+
+    require("segment_anything", "sam")
+    from segment_anything.utils.amg import batched_mask_to_box, calculate_stability_score, mask_to_rle_pytorch
+
+    low = 4 * spec.image_size // spec.patch_size
+    scale = spec.image_size / max(height, width)
+    ih, iw = int(height * scale + 0.5), int(width * scale + 0.5)
+    masks = torch.randn(probe_prompts, 3, low, low)
+    t0 = time.perf_counter()
+    up = F.interpolate(masks, (spec.image_size, spec.image_size), mode="bilinear", align_corners=False)
+    up = F.interpolate(up[..., :ih, :iw], (height, width), mode="bilinear", align_corners=False).flatten(0, 1)
+    calculate_stability_score(up, 0.0, 1.0)
+    kept = up[: max(1, int(keep_share * len(up)))] > 0
+    batched_mask_to_box(kept)
+    mask_to_rle_pytorch(kept)
+    return (time.perf_counter() - t0) / probe_prompts
+
+
 @dataclass
 class TimeEstimate:
     seconds_per_view: float
     encoder_gflops: float
     decoder_gflops: float
     machine_gflops_per_s: float
+    postprocess_seconds: float  # per view, measured (see postprocess_seconds_per_prompt)
 
     def total(self, views: int) -> float:
         return self.seconds_per_view * views
 
 
-def estimate_time(spec: SamSpec, config: SamMaskConfig = SamMaskConfig(), efficiency: float = 0.5) -> TimeEstimate:
-    """Seconds per view of automatic masks on this CPU: counted FLOPs over the measured matmul rate,
-    at ``efficiency`` of it (attention, layer norms and the mask post-processing run below peak;
-    0.5 is what the tiny and vit_b models measured here, see the README)."""
+def estimate_time(spec: SamSpec, config: SamMaskConfig = SamMaskConfig(), efficiency: float = 0.5,
+                  image_size: tuple[int, int] = (1080, 1920)) -> TimeEstimate:
+    """Seconds per view of automatic masks on this CPU: the networks' FLOPs (counted) over the measured
+    matmul rate at ``efficiency`` of it, plus the measured per-prompt post-processing at the views'
+    ``image_size`` (height, width)."""
     enc, dec = count_flops(spec, config.points_per_side, config.points_per_batch)
     rate = machine_flops_per_second()
-    return TimeEstimate((enc + dec) / (rate * efficiency), enc / 1e9, dec / 1e9, rate / 1e9)
+    post = postprocess_seconds_per_prompt(spec, *image_size) * config.points_per_side ** 2
+    return TimeEstimate((enc + dec) / (rate * efficiency) + post, enc / 1e9, dec / 1e9, rate / 1e9, post)
 
 
 def with_points(config: SamMaskConfig, points_per_side: int) -> SamMaskConfig:

@@ -48,7 +48,7 @@ class Generator:
     seconds_per_view: float | None
 
 
-def load_generator(options: SamOptions) -> Generator:
+def load_generator(options: SamOptions, image_size: tuple[int, int] = (1080, 1920)) -> Generator:
     """The user's SAM / SAM 2 checkpoint as a mask generator (one-line errors for a bad file)."""
     if options.device == "cuda":
         import torch
@@ -70,7 +70,9 @@ def load_generator(options: SamOptions) -> Generator:
 
         model, spec = load_sam(options.checkpoint, options.model, options.device, state)
         gen = SamMaskGenerator(model, config, name=f"sam {spec.name}")
-        seconds = estimate_time(spec, config).seconds_per_view if options.device == "cpu" else None
+        seconds = None
+        if options.device == "cpu":
+            seconds = estimate_time(spec, config, image_size=image_size).seconds_per_view
         spec_name = spec.name
     del state
     settings = repr(config)
@@ -151,7 +153,7 @@ def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, s
     from ..viewselect import covering_views
 
     t0 = time.perf_counter()
-    generator = load_generator(options)
+    generator = load_generator(options, (ds.cameras[0].height, ds.cameras[0].width))
     masks_dir = Path(work_root) / "masks"
     if generator.seconds_per_view is None and options.device == "cpu" and options.mask_views is None:
         t = time.perf_counter()
