@@ -60,7 +60,7 @@ def _text(args: argparse.Namespace, work: WorkDir) -> int:
 
 def _online(args: argparse.Namespace, work: WorkDir) -> int:
     from ..dataset import Dataset
-    from ..models.sam import SamPointPredictor, load_sam
+    from ..models.sam import SamPointPredictor, is_sam2, load_sam, read_checkpoint
     from ..scene import GaussianScene
     from ..selfprompt import self_prompt
 
@@ -80,8 +80,14 @@ def _online(args: argparse.Namespace, work: WorkDir) -> int:
         if not (0 <= x < cam.width and 0 <= y < cam.height):
             raise UserError(f"--view {args.view} --pixel/--negative: pixel ({x}, {y}) is outside the "
                             f"{cam.width}x{cam.height} view")
-    model, _ = load_sam(args.sam_checkpoint, args.sam_model, args.sam_device)
-    predictor = SamPointPredictor(model)
+    state = read_checkpoint(args.sam_checkpoint)
+    if args.sam_model.startswith("sam2") or (args.sam_model == "auto" and is_sam2(state)):
+        from ..models.sam2 import Sam2PointPredictor, load_sam2
+
+        predictor = Sam2PointPredictor(load_sam2(args.sam_checkpoint, args.sam_model, args.sam_device, state)[0])
+    else:
+        predictor = SamPointPredictor(load_sam(args.sam_checkpoint, args.sam_model, args.sam_device, state)[0])
+    del state
     gaussians = GaussianScene.load(work.scene_path).to_gaussians()
     res = self_prompt(gaussians, ds.cameras, lambda k, p, lab: predictor.predict(ds.image(k), p, lab, key=k), ref,
                       np.array(args.pixel), np.array(args.negative).reshape(-1, 2))
