@@ -43,7 +43,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import SceneFormatError
-from .ply import PlyTable
+from .ply import PlyTable, contiguous_transpose
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
 VERSIONS = (2, 3, 4)
@@ -228,7 +228,6 @@ def _decode(streams, n: int, degree: int, version: int, fractional_bits: int, fl
         opacity = np.log(a / (np.float32(1) - a)).astype(np.float32)
     dc = ((colors.reshape(n, 3).astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(COLOR_SCALE))
     k = rest_count(degree)
-    rest = (sh.reshape(n, k, 3).astype(np.float32) - np.float32(128)) / np.float32(128)
     if version >= 3:
         xyzw = _unpack_smallest_three(rotations.view("<u4") if rotations.size else np.zeros(0, "<u4"))
     else:
@@ -236,16 +235,23 @@ def _decode(streams, n: int, degree: int, version: int, fractional_bits: int, fl
         w = np.sqrt(np.maximum(np.float32(0), np.float32(1) - np.einsum("ij,ij->i", xyz, xyz)))
         xyzw = np.concatenate([xyz, w[:, None]], axis=1)
     quats = xyzw[:, [3, 0, 1, 2]]  # wxyz, as INRIA PLY
+    sh_scale = np.full(k, 1 / 128, np.float32)
     if flip:
-        means, quats, rest = flip_axes(means, quats, rest)
-    cols = {"x": means[:, 0], "y": means[:, 1], "z": means[:, 2]}
-    cols.update({f"f_dc_{i}": dc[:, i] for i in range(3)})
+        means, quats, _ = flip_axes(means, quats, np.zeros((0, k, 3), np.float32))
+        sh_scale *= _SH_FLIP[:k]  # the flip folded into the SH decode: one pass over the largest stream
+    # one [N, C] block in INRIA column order, transposed once: the columns are its rows
+    block = np.empty((n, 14 + 3 * k), np.float32)
+    block[:, 0:3] = means
+    block[:, 3:6] = dc
     # f_rest is channel-major in PLY: column c * k + j holds coefficient j of channel c
-    cols.update({f"f_rest_{c * k + j}": rest[:, j, c] for c in range(3) for j in range(k)})
-    cols["opacity"] = opacity
-    cols.update({f"scale_{i}": log_scales[:, i] for i in range(3)})
-    cols.update({f"rot_{i}": quats[:, i] for i in range(4)})
-    return PlyTable({name: np.ascontiguousarray(col, np.float32) for name, col in cols.items()}, [])
+    rest = block[:, 6:6 + 3 * k].reshape(n, 3, k)
+    np.multiply(sh.reshape(n, k, 3).transpose(0, 2, 1).astype(np.float32) - np.float32(128), sh_scale, out=rest)
+    block[:, 6 + 3 * k] = opacity
+    block[:, 7 + 3 * k:10 + 3 * k] = log_scales
+    block[:, 10 + 3 * k:] = quats
+    names = (["x", "y", "z"] + [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(3 * k)]
+             + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)])
+    return PlyTable(dict(zip(names, contiguous_transpose(block))), [])
 
 
 def _unpack_smallest_three(words: np.ndarray) -> np.ndarray:  # [N] uint32 -> [N, 4] xyzw float32
