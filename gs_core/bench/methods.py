@@ -14,6 +14,7 @@ from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
 from ..methods import gaga, iqgs
+from ..methods import proto_saga
 from ..methods import lifting as lifting_methods
 from ..methods import foundation, trace3d
 from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
@@ -73,4 +74,9 @@ METHODS: dict[str, Method] = {
     "text": foundation.text,  # stand-in CLIP (a random vector per GT object), issue 12
     "iqgs": iqgs.segment,
     "iqgs-h": iqgs.segment_hungarian,
+    "proto-saga": proto_saga.segment,  # + Tab. 3 (association) and Tab. 4 (inference) ablations:
+    "proto-saga-depth": proto_saga.segment_depth,
+    "proto-saga-prob": proto_saga.segment_probability,
+    "proto-saga-cls": proto_saga.segment_classifier,
+    "proto-saga-kmeans": proto_saga.segment_kmeans,
 }
