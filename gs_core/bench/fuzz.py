@@ -42,6 +42,7 @@ class FuzzReport:
     failures: list[str] = field(default_factory=list)  # crashes, hangs, unbounded allocations
     seconds: float = 0.0
     slowest_s: float = 0.0
+    slowest: str = ""  # which mutant took slowest_s
     peak_mb: float = 0.0
     by_seed: dict[str, list[int]] = field(default_factory=dict)  # seed -> [loaded, rejected]
 
@@ -254,7 +255,8 @@ def run_fuzz(count: int, seed: int = 0, timeout_s: float = 10.0, memory_mb: floa
             peak = tracemalloc.get_traced_memory()[1] / 1e6
             tracemalloc.stop()
             path.unlink()  # (a fresh name each time: never truncate a file a reader may still map)
-            report.slowest_s = max(report.slowest_s, elapsed)
+            if elapsed > report.slowest_s:
+                report.slowest_s, report.slowest = elapsed, f"mutant {i} ({kind}, {len(data):,} bytes)"
             report.peak_mb = max(report.peak_mb, peak)
             if peak > memory_mb:
                 report.failures.append(f"mutant {i} ({kind}): allocated {peak:.0f} MB for a {len(data):,}-byte file")
@@ -292,7 +294,7 @@ def run(args) -> int:
     for name, (loaded, rejected) in report.by_seed.items():
         table.add_row(name, f"{loaded:,}", f"{rejected:,}")
     console.print(table)
-    console.print(f"crashes, hangs or unbounded allocations: {len(report.failures)}; slowest mutant "
+    console.print(f"crashes, hangs or unbounded allocations: {len(report.failures)}; slowest: {report.slowest}, "
                   f"{report.slowest_s * 1e3:.0f} ms; largest peak allocation {report.peak_mb:.1f} MB")
     for line in report.failures[:20]:
         console.print(f"  [red]{line}[/red]")
