@@ -231,6 +231,8 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
 
             check_output_dir(out, "--out")
             ds, _, _ = masks_for_prepare(ds, out, options.sam, say, log)
+        else:
+            log(f"{ds.root} has masks: --sam-checkpoint is not used (remove its masks/ to make new ones)")
     scene_path = Path(options.scene) if options.scene else ds.scene_path
     if scene_path is None:
         raise UserError(f"{ds.root / 'scene.ply'}: no such file; give the trained splats with --scene PLY")
