@@ -24,7 +24,7 @@ SPZ_AXES = (
 )
 SPZ_VERSIONS = (
     ("3", "SPZ v3 (gzip)", "Read by every SPZ reader"),
-    ("4", "SPZ v4 (zstd)", "A little smaller; needs a recent reader (Blender 5.3, spz 2.1+)"),
+    ("4", "SPZ v4 (zstd)", "A little smaller; only recent readers take it (Blender 5.3, current Niantic spz)"),
     ("2", "SPZ v2", "For old readers; rotations keep less precision"),
 )
 

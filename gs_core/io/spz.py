@@ -47,7 +47,7 @@ from .ply import PlyTable, contiguous_transpose
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
 VERSIONS = (2, 3, 4)
-DEFAULT_VERSION = 3  # gzip: readable by every SPZ reader; v4 needs zstd (Blender 5.3, spz >= 2.1)
+DEFAULT_VERSION = 3  # gzip: readable by every SPZ reader; v4 (zstd) only by recent ones (Blender 5.3)
 MAX_SH_DEGREE = 3
 COLOR_SCALE = 0.15
 SH1_BITS, SH_REST_BITS = 5, 4  # Niantic's defaults
