@@ -90,13 +90,6 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
     gen = torch.Generator().manual_seed(config.seed)
     feats = torch.randn(n, config.dim, generator=gen) * config.init_std if init is None else init.clone().float()
     feats.requires_grad_(True)
-    weights = [torch.randn(max(c, 1), config.dim, generator=gen) for c in sizes]
-    if config.classifier_init == "pooled":
-        _pool_rows(weights, views, feats.detach(), shared, config.backend)
-    for w in weights:
-        w.requires_grad_(True)
-    opt = torch.optim.Adam([{"params": [feats], "lr": config.lr_features},
-                            {"params": weights, "lr": config.lr_classifiers}])
     pools = []
     for k, (proj, lm) in enumerate(views):
         lm = torch.as_tensor(np.asarray(lm)).long().reshape(-1)
@@ -109,6 +102,13 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
             pools.append((k, proj, lm, flat))
     if not pools:
         raise ValueError("no view has labelled pixels")
+    weights = [torch.randn(max(c, 1), config.dim, generator=gen) for c in sizes]
+    if config.classifier_init == "pooled":
+        _pool_rows(weights, views, feats.detach(), shared, config.backend)
+    for w in weights:
+        w.requires_grad_(True)
+    opt = torch.optim.Adam([{"params": [feats], "lr": config.lr_features},
+                            {"params": weights, "lr": config.lr_classifiers}])
     trained = torch.zeros(n, dtype=torch.bool)
     losses = []
     for step in range(config.steps):
