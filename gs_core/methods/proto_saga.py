@@ -143,6 +143,24 @@ def run(gaussians: Gaussians, cameras: Sequence[Camera], stacks: Sequence[np.nda
     return ProtoSagaResult(labels, confidence, features, maps, ids, vectors, stages, info)
 
 
+# ---- gs-core prepare --method proto-saga ----------------------------------------------------------
+
+def prepare_config(options) -> ProtoSagaConfig:
+    """The settings ``prepare`` runs with (its cache key): the defaults on the chosen backend."""
+    return ProtoSagaConfig(backend=options.backend)
+
+
+def prepare_proto_saga(inp, progress):
+    """Preparer (:class:`gs_core.pipeline.prepare.PrepareInput` -> ``PreparedResult``): one level
+    (objects, 0.5), the associated map of every view, labels and confidence from the prototypes."""
+    from ..pipeline.prepare import PreparedResult
+
+    result = run(inp.scene.to_gaussians(inp.options.device), inp.cameras, inp.stacks, prepare_config(inp.options),
+                 progress)
+    return PreparedResult(inp.scene, result.labels, result.confidence, np.array([0.5]), result.labels[None],
+                          result.view_maps, int(result.info["classes"]), result.stages, result.info)
+
+
 # ---- benchmark entries -------------------------------------------------------------------------
 
 _CACHE: dict = {}  # one finished training, shared by the entries run on the same dataset

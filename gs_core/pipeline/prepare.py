@@ -187,9 +187,25 @@ def _iqgs_run(inp: PrepareInput, progress) -> PreparedResult:
 
 IQGS = Preparer(settings=_iqgs_settings, run=_iqgs_run)
 
+
+def _proto_saga_settings(options: PrepareOptions) -> str:
+    from ..methods import proto_saga
+
+    return repr(proto_saga.prepare_config(options))
+
+
+def _proto_saga_run(inp: PrepareInput, progress) -> PreparedResult:
+    from ..methods import proto_saga
+
+    return proto_saga.prepare_proto_saga(inp, progress)
+
+
+PROTO_SAGA = Preparer(settings=_proto_saga_settings, run=_proto_saga_run)
+
 # --method name -> Preparer. A method adds one line here; its module is imported inside its functions,
 # so `prepare` loads only the method it runs.
-PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D, "iqgs": IQGS, "iqgs-h": IQGS}
+PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D, "iqgs": IQGS, "iqgs-h": IQGS,
+                                  "proto-saga": PROTO_SAGA}
 
 
 def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
