@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gs_core.bench.methods import METHODS, MethodInput, MethodResult, naive_lifting, oracle
-from gs_core.bench.segmentation import (BenchConfig, Evaluation, Query, parse_scene, run_bench, select)
+from gs_core.bench.segmentation import (DEFAULT_METHODS, BenchConfig, Evaluation, Query, parse_scene, run_bench,
+                                        select)
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project, render
@@ -105,12 +106,12 @@ def test_bench_command_writes_table_json_and_pictures(tmp_path, capsys):
                  "--noise", "0", "1", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
-    assert len(rows) == 2 * 2 * len(METHODS)
+    assert len(rows) == 2 * 2 * len(DEFAULT_METHODS)
     assert {(r["scene"], r["noise"]) for r in rows} == {(s, n) for s in ("tabletop:4", "room:1") for n in (0.0, 1.0)}
     for r in rows:
         assert 0 <= r["pan_miou"] <= 1 and r["seconds"] >= 0
     md = (out / "results.md").read_text()
-    assert md.startswith("| scene | noise | method |") and md.count("\n| room:1 |") == 2 * len(METHODS)
+    assert md.startswith("| scene | noise | method |") and md.count("\n| room:1 |") == 2 * len(DEFAULT_METHODS)
     for tag in ("tabletop4_n0", "tabletop4_n1", "room1_n0", "room1_n1"):
         assert (out / f"{tag}.png").stat().st_size > 0
         assert (out / "data" / tag / "scene.ply").is_file()
