@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Install gs_core (editable) with its test and Blender extras into ./.venv, from scratch if needed,
+# Install gs_core (editable) with its test, SAM/CLIP and Blender extras into ./.venv, from scratch if needed,
 # and compile its native CPU kernels (three instruction-set variants, a few minutes once).
 #
 # Usage: ./install.sh [--cpu | --cuda]
-#   --cpu   torch's CPU-only build (about 200 MB) from https://download.pytorch.org/whl/cpu
+#   --cpu   torch's (and torchvision's) CPU-only build (about 200 MB) from https://download.pytorch.org/whl/cpu
 #   --cuda  torch's default build from PyPI, with its CUDA libraries (several GB)
 #   neither: --cuda when nvidia-smi sees an NVIDIA GPU, else --cpu. A torch wheel on pip's
 #   find-links is used in either case; re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
-TORCH_VERSION=2.13.0
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
 CPU_INDEX=https://download.pytorch.org/whl/cpu
 flavour=auto
 for arg in "$@"; do
@@ -44,10 +45,10 @@ if [ "$flavour" = cpu ]; then
   fi
 fi
 echo "installing torch $TORCH_VERSION ($flavour)"
-$PIP install --quiet "torch==$TORCH_VERSION" ${torch_args[@]+"${torch_args[@]}"}
+$PIP install --quiet "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" ${torch_args[@]+"${torch_args[@]}"}
 
-extras="dev"
-if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then extras="dev,blender"; fi
+extras="dev,sam,clip"
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then extras="dev,sam,clip,blender"; fi
 echo "installing gs_core (extras: $extras) and compiling its native CPU kernels..."
 start=$SECONDS
 $PIP install --quiet --no-build-isolation -e ".[$extras]"
@@ -58,7 +59,7 @@ echo "installed gs_core into .venv in $((SECONDS - start)) s (torch: $flavour; e
 # tests/blender_addon/test_blender_versions.py re-runs the add-on's Blender tests. A .pth file appends
 # the checkout (gs_core, never built into the tree from here) and .venv's packages (torch, scipy, ...)
 # after the venv's own site-packages, so bpy 4.5 and its numpy win and nothing is installed twice.
-if [ "$extras" = "dev,blender" ]; then
+if [[ "$extras" == *blender* ]]; then
   start=$SECONDS
   [ -x .venv-blender45/bin/python ] || .venv/bin/python -m venv .venv-blender45
   .venv-blender45/bin/python -m pip install --quiet "bpy==4.5.15" numpy plyfile pytest
