@@ -478,6 +478,31 @@ inline void weighted_rows(float* dst, const float* src, int64_t D, int64_t d0, i
 
 constexpr int64_t CHANNEL_BLOCK = 256;  // channels per pass over a chunk: its rows' slices stay in L2
 
+// Load the pixels [base, base + CHUNK) of tile t (at most) into the chunk: positions, caller rows,
+// row starts, T = 1, all live; the last block's padding is inert (never live).
+inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
+  c.tile_x0 = static_cast<int>((t % v.tiles_x) * TILE);
+  c.tile_y0 = static_cast<int>((t / v.tiles_x) * TILE);
+  c.n = static_cast<int>(std::min<int64_t>(CHUNK, v.pix_offsets[t + 1] - base));
+  int r = 0;
+  for (int p = 0; p < c.n; ++p) {
+    const int32_t row = v.order[base + p];
+    c.row[p] = row;
+    c.x[p] = static_cast<float>(v.pix_x[row]) + 0.5f;
+    c.y[p] = static_cast<float>(v.pix_y[row]) + 0.5f;
+    c.T[p] = 1.0f;
+    c.live[p] = 1.0f;
+    const int local = v.pix_y[row] - c.tile_y0;  // rows are sorted within the tile
+    while (r <= local) c.row_begin[r++] = p;
+  }
+  while (r <= TILE) c.row_begin[r++] = c.n;
+  for (int p = c.n; p < (c.n + LANES - 1) / LANES * LANES; ++p) {  // inert padding of the last block
+    c.x[p] = c.y[p] = 0.0f;
+    c.T[p] = 1.0f;
+    c.live[p] = 0.0f;
+  }
+}
+
 // Run the blend over tiles [tile_begin, tile_end) in parallel. For each chunk of a tile's pixels:
 // on_begin(chunk, base) (may clear `live` of pixels to ignore), then on_gaussian(isect, g, chunk,
 // blend) for each Gaussian that blends into a pixel, then on_end(chunk, base). Pixel k of the chunk
@@ -491,27 +516,8 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = tile_begin; t < tile_end; ++t) {
       const int64_t g_begin = v.tile_offsets[t], g_end = v.tile_offsets[t + 1];
-      c.tile_x0 = static_cast<int>((t % v.tiles_x) * TILE);
-      c.tile_y0 = static_cast<int>((t / v.tiles_x) * TILE);
       for (int64_t base = v.pix_offsets[t]; base < v.pix_offsets[t + 1]; base += CHUNK) {
-        c.n = static_cast<int>(std::min<int64_t>(CHUNK, v.pix_offsets[t + 1] - base));
-        int r = 0;
-        for (int p = 0; p < c.n; ++p) {
-          const int32_t row = v.order[base + p];
-          c.row[p] = row;
-          c.x[p] = static_cast<float>(v.pix_x[row]) + 0.5f;
-          c.y[p] = static_cast<float>(v.pix_y[row]) + 0.5f;
-          c.T[p] = 1.0f;
-          c.live[p] = 1.0f;
-          const int local = v.pix_y[row] - c.tile_y0;  // rows are sorted within the tile
-          while (r <= local) c.row_begin[r++] = p;
-        }
-        while (r <= TILE) c.row_begin[r++] = c.n;
-        for (int p = c.n; p < (c.n + LANES - 1) / LANES * LANES; ++p) {  // inert padding of the last block
-          c.x[p] = c.y[p] = 0.0f;
-          c.T[p] = 1.0f;
-          c.live[p] = 0.0f;
-        }
+        load_chunk(v, t, base, c);
         on_begin(c, base);
         c.live_blocks = 0;
         for (int blk = 0; blk < c.n; blk += LANES)
@@ -554,8 +560,10 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
                                           torch::Tensor opacities, torch::Tensor depths,
                                           torch::Tensor tile_offsets, torch::Tensor flat_ids,
                                           torch::Tensor pix_x, torch::Tensor pix_y, torch::Tensor order,
-                                          torch::Tensor pix_offsets, int64_t tiles_x, torch::Tensor features) {
+                                          torch::Tensor pix_offsets, int64_t tiles_x, torch::Tensor features,
+                                          bool keep_state) {
   check_pixels(pix_x, order, pix_offsets);
+  TORCH_CHECK(flat_ids.size(0) < std::numeric_limits<int32_t>::max(), "too many intersections for int32");
   const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
                            order, pix_offsets, tiles_x);
   const int64_t P = pix_x.size(0), D = features.size(1);
@@ -563,6 +571,12 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
   auto out = torch::empty({P, D}, features.options());
   auto alpha_out = torch::empty({P}, features.options());
   auto depth_out = torch::empty({P}, features.options());
+  // For the backward (keep_state): each pixel's final transmittance and last blended intersection.
+  auto T_out = torch::empty({keep_state ? P : 0}, features.options());
+  auto last_out = torch::empty({keep_state ? P : 0}, features.options().dtype(torch::kInt32));
+  float* Tf = T_out.data_ptr<float>();
+  int32_t* lo = last_out.data_ptr<int32_t>();
+  std::vector<std::vector<int32_t>> last_of(num_threads(), std::vector<int32_t>(CHUNK));
   float* o = out.data_ptr<float>();
   float* ao = alpha_out.data_ptr<float>();
   float* dout = depth_out.data_ptr<float>();
@@ -589,8 +603,16 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
           for (int64_t d = 0; d <= (dense ? D : 0); ++d) std::fill(c.plane[d], c.plane[d] + CHUNK, 0.0f);
           if (local) local_rows[thread_id()].assign(CHUNK * D, 0.0f);
           else if (!dense) pairs[thread_id()].n = 0;
+          if (keep_state) std::fill(last_of[thread_id()].begin(), last_of[thread_id()].end(), -1);
         },
-        [&](int64_t, int32_t g, Chunk& c, const Blend& bl) {
+        [&](int64_t i, int32_t g, Chunk& c, const Blend& bl) {
+          if (keep_state) {
+            int32_t* __restrict last = last_of[thread_id()].data();
+            const int32_t ii = static_cast<int32_t>(i);
+            for_each_block(bl.blocks, [&](const int blk) {
+              for (int j = blk; j < blk + LANES; ++j) last[j] = c.w[j] > 0.0f ? ii : last[j];
+            });
+          }
           accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.blocks);
           if (dense) {
             const float* fg = f + static_cast<int64_t>(g) * D;
@@ -629,6 +651,11 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
             ao[c.row[p]] = 1.0f - c.T[p];
             dout[c.row[p]] = pz[p];
           }
+          if (keep_state)
+            for (int p = 0; p < c.n; ++p) {
+              Tf[c.row[p]] = c.T[p];
+              lo[c.row[p]] = last_of[thread_id()][p];
+            }
           if (dense) {
             for (int p = 0; p < c.n; ++p)
               for (int64_t d = 0; d < D; ++d) o[static_cast<int64_t>(c.row[p]) * D + d] = c.plane[d][p];
@@ -666,6 +693,7 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
                                    start[p + 1] - start[p]);
         });
   });
+  if (keep_state) return {out, alpha_out, depth_out, T_out, last_out};
   return {out, alpha_out, depth_out};
 }
 
@@ -762,6 +790,324 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
     t0 = t1;
   }
   return {acc, wsum, asum, hits};
+}
+
+namespace {
+
+// Per-chunk state of the backward pass, beside the forward's Chunk (positions, T, w, planes).
+struct Back {
+  alignas(64) float S[CHUNK];       // sum over the Gaussians behind the current one of w * (f . dL/dC)
+  alignas(64) float vATf[CHUNK];    // dL/d(alpha_out) * T_final
+  alignas(64) int32_t last[CHUNK];  // the pixel's last blended intersection (-1: none, and padding)
+  alignas(64) float al[CHUNK];      // alpha of the current Gaussian (0 where it does not blend)
+  alignas(64) float e[CHUNK];       // o * exp(-sigma) before the 0.999 clamp
+  alignas(64) float vis[CHUNK];     // exp(-sigma)
+  alignas(64) float dot[CHUNK];     // f_g . dL/dC_p
+  int block_last[CHUNK / LANES];    // max of `last` over each block
+};
+
+// The backward of one Gaussian over the chunk's pixels in `todo` (gsplat's RasterizeToPixels*Bwd,
+// one Gaussian at a time, back to front): alpha recomputed exactly as the forward computes it, T
+// before the Gaussian recovered from T after it (T_before = T_after / (1 - alpha)), then
+//   dL/dalpha = (f . dL/dC) T_before - (S - dL/dA T_final) / (1 - alpha)
+// with S the blended (f . dL/dC) of the Gaussians behind it, and the chain through
+// alpha = min(0.999, o exp(-sigma)) to the opacity, the conic (3DGS: sigma = d^T Q d / 2) or the
+// ray transform (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller), and
+// the mean. `acc` [3 + S] receives sum over pixels of (dL/do, dL/dmx, dL/dmy, dL/dshape...).
+// Returns the blocks where the Gaussian blends (w > 0; c.w and bk.dot are valid there).
+template <bool TWO_D, typename DotFn>
+inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo, Chunk& c, Back& bk,
+                             float* acc, DotFn&& dot_fn) {
+  constexpr int NS = TWO_D ? 9 : 3;
+  const auto& rec = record<TWO_D>(v, g);
+  const float mx = rec.mx, my = rec.my, o = rec.o;
+  const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
+  const float* M = rec.shape;
+  uint32_t hit = 0;
+  // Pass 1: alpha (the forward's arithmetic, so every skip decision is the same), T before, w.
+  for_each_block(todo, [&](const int blk) {
+    float* __restrict T = c.T + blk;
+    float* __restrict w = c.w + blk;
+    float* __restrict al_ = bk.al + blk;
+    float* __restrict e_ = bk.e + blk;
+    float* __restrict vis_ = bk.vis + blk;
+    const int32_t* __restrict last = bk.last + blk;
+    const float* __restrict xs = c.x + blk;
+    const float* __restrict ys = c.y + blk;
+#pragma omp simd aligned(T, w, al_, e_, vis_, last, xs, ys : 64)
+    for (int j = 0; j < LANES; ++j) {
+      const float dx = xs[j] - mx, dy = ys[j] - my;
+      float sigma;
+      bool valid = true;
+      if (TWO_D) {
+        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
+        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
+        const float c0 = hu1 * hv2 - hu2 * hv1;
+        const float c1 = hu2 * hv0 - hu0 * hv2;
+        const float c2 = hu0 * hv1 - hu1 * hv0;
+        const float us = c0 / c2, vs = c1 / c2;
+        const float s3 = us * us + vs * vs;
+        const float s2 = 2.0f * (dx * dx + dy * dy);
+        sigma = 0.5f * (s3 < s2 ? s3 : s2);
+        valid = (s3 == s3) & (c2 != 0.0f);
+      } else {
+        sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
+      }
+      const bool ok = (sigma >= 0.0f) & valid;
+      const float vis = exp_neg(-(ok ? sigma : 0.0f));  // the forward's value where it blends
+      const float e = o * vis;
+      const float on = ok & (e >= ALPHA_MIN) & (ii <= last[j]) ? 1.0f : 0.0f;
+      const float al = (e < ALPHA_MAX ? e : ALPHA_MAX) * on;
+      const float Tb = T[j] / (1.0f - al);  // unchanged where al == 0
+      T[j] = Tb;
+      w[j] = al * Tb;
+      al_[j] = al;
+      e_[j] = e;
+      vis_[j] = vis;
+    }
+    hit |= static_cast<uint32_t>(positive_lanes(w) != 0) << (blk / LANES);
+  });
+  if (!hit) return 0;
+  dot_fn(hit);  // bk.dot on the blocks of `hit`
+  // Pass 2: dL/dalpha, S, and the chain to the Gaussian's parameters, summed per lane.
+  alignas(64) float lane[3 + NS][LANES] = {};
+  for_each_block(hit, [&](const int blk) {
+    const float* __restrict T = c.T + blk;
+    const float* __restrict w = c.w + blk;
+    const float* __restrict al_ = bk.al + blk;
+    const float* __restrict e_ = bk.e + blk;
+    const float* __restrict vis_ = bk.vis + blk;
+    const float* __restrict dt = bk.dot + blk;
+    const float* __restrict vATf = bk.vATf + blk;
+    float* __restrict S = bk.S + blk;
+    const float* __restrict xs = c.x + blk;
+    const float* __restrict ys = c.y + blk;
+#pragma omp simd aligned(T, w, al_, e_, vis_, dt, vATf, S, xs, ys : 64)
+    for (int j = 0; j < LANES; ++j) {
+      const float al = al_[j];
+      const float on = al > 0.0f ? 1.0f : 0.0f;
+      const float va = (dt[j] * T[j] - (S[j] - vATf[j]) / (1.0f - al)) * on;
+      S[j] = madd(w[j], dt[j], S[j]);
+      const float vae = e_[j] < ALPHA_MAX ? va : 0.0f;  // the clamp passes no gradient
+      lane[0][j] += vae * vis_[j];
+      const float vsig = -vae * e_[j];  // dL/dsigma
+      const float dx = xs[j] - mx, dy = ys[j] - my;
+      if (TWO_D) {
+        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
+        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
+        const float c0 = hu1 * hv2 - hu2 * hv1;
+        const float c1 = hu2 * hv0 - hu0 * hv2;
+        const float c2 = hu0 * hv1 - hu1 * hv0;
+        const bool valid = c2 != 0.0f;
+        const float c2s = valid ? c2 : 1.0f;
+        const float us = c0 / c2s, vs = c1 / c2s, inv = 1.0f / c2s;  // the forward's us, vs
+        const float s3 = us * us + vs * vs;
+        const float s2 = 2.0f * (dx * dx + dy * dy);
+        const bool three = (s3 < s2) & valid & (s3 == s3);
+        const float g3 = three ? vsig : 0.0f, g2 = three ? 0.0f : vsig;
+        const float usf = three ? us : 0.0f, vsf = three ? vs : 0.0f, invf = three ? inv : 0.0f;
+        // sigma = (us^2 + vs^2) / 2, (us, vs) = (c0, c1) / c2, c = h_u x h_v
+        const float vc0 = g3 * usf * invf, vc1 = g3 * vsf * invf, vc2 = -g3 * (usf * usf + vsf * vsf) * invf;
+        const float vu0 = hv1 * vc2 - hv2 * vc1, vu1 = hv2 * vc0 - hv0 * vc2, vu2 = hv0 * vc1 - hv1 * vc0;
+        const float vv0 = vc1 * hu2 - vc2 * hu1, vv1 = vc2 * hu0 - vc0 * hu2, vv2 = vc0 * hu1 - vc1 * hu0;
+        lane[3][j] -= vu0;
+        lane[4][j] -= vu1;
+        lane[5][j] -= vu2;
+        lane[6][j] -= vv0;
+        lane[7][j] -= vv1;
+        lane[8][j] -= vv2;
+        lane[9][j] += xs[j] * vu0 + ys[j] * vv0;
+        lane[10][j] += xs[j] * vu1 + ys[j] * vv1;
+        lane[11][j] += xs[j] * vu2 + ys[j] * vv2;
+        // sigma = dx^2 + dy^2 (the low-pass branch)
+        lane[1][j] -= 2.0f * g2 * dx;
+        lane[2][j] -= 2.0f * g2 * dy;
+      } else {
+        lane[1][j] -= vsig * (a * dx + b * dy);
+        lane[2][j] -= vsig * (b * dx + cc * dy);
+        lane[3][j] += 0.5f * vsig * dx * dx;
+        lane[4][j] += vsig * dx * dy;
+        lane[5][j] += 0.5f * vsig * dy * dy;
+      }
+    }
+  });
+  for (int k = 0; k < 3 + NS; ++k) {
+    float s = 0.0f;
+    for (int j = 0; j < LANES; ++j) s += lane[k][j];
+    acc[k] = s;
+  }
+  return hit;
+}
+
+}  // namespace
+
+// The backward of render_forward (called with keep_state) w.r.t. the screen-space parameters:
+// given dL/dfeatures [P, D] and dL/dalpha [P] at the caller's pixels, returns dL/dmeans2d [N, 2],
+// dL/dshape [N, 3] (conics) or [N, 9] (ray transforms), dL/dopacities [N] and dL/dfeatures [N, D].
+// Deterministic, without atomics: as trace_dense, each (tile, Gaussian) intersection owns a scratch
+// row (tiles in parallel), then rows are summed per Gaussian in intersection order, each thread
+// owning a range of Gaussian ids. Batches of tiles keep the scratch under `scratch_bytes`.
+std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, torch::Tensor shape_params,
+                                           torch::Tensor opacities, torch::Tensor tile_offsets,
+                                           torch::Tensor flat_ids, torch::Tensor pix_x, torch::Tensor pix_y,
+                                           torch::Tensor order, torch::Tensor pix_offsets, int64_t tiles_x,
+                                           torch::Tensor features, torch::Tensor T_final, torch::Tensor last,
+                                           torch::Tensor grad_features, torch::Tensor grad_alpha,
+                                           int64_t scratch_bytes) {
+  check_pixels(pix_x, order, pix_offsets);
+  const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
+                           order, pix_offsets, tiles_x);
+  const int64_t N = means2d.size(0), D = features.size(1), M = flat_ids.size(0);
+  TORCH_CHECK(grad_features.size(1) == D && grad_features.size(0) == pix_x.size(0), "gradient shape mismatch");
+  const int NS = two_d ? 9 : 3;
+  const int64_t K = 3 + NS + D;  // scratch row: o, mx, my, shape[NS], features[D]
+  auto fopts = features.options();
+  auto v_means = torch::zeros({N, 2}, fopts);
+  auto v_shape = torch::zeros({N, NS}, fopts);
+  auto v_opac = torch::zeros({N}, fopts);
+  auto v_feat = torch::zeros({N, D}, fopts);
+  const float* f = features.data_ptr<float>();
+  const float* Tf = T_final.data_ptr<float>();
+  const int32_t* lastp = last.data_ptr<int32_t>();
+  const float* go = grad_features.data_ptr<float>();
+  const float* ga = grad_alpha.data_ptr<float>();
+  const bool dense = D <= DENSE_MAX;
+  std::vector<uint8_t> touched(M, 0);
+  const int64_t rows_cap = std::max<int64_t>(1, scratch_bytes / (4 * K));
+  std::vector<float> buf;
+  int64_t t0 = 0;
+  while (t0 < v.num_tiles) {
+    int64_t t1 = t0 + 1;
+    while (t1 < v.num_tiles && v.tile_offsets[t1 + 1] - v.tile_offsets[t0] <= rows_cap) ++t1;
+    const int64_t r0 = v.tile_offsets[t0], rows = v.tile_offsets[t1] - r0;
+    buf.resize(std::max<size_t>(buf.size(), rows * K));  // rows are stored on first touch: no zero fill
+    float* bufp = buf.data();
+    const auto run = [&](auto td) {
+      constexpr bool TWO_D = decltype(td)::value;
+#pragma omp parallel
+      {
+        Chunk c;
+        Back bk;
+        std::vector<int32_t> idx(CHUNK + LANES), rws(CHUNK + LANES);
+        std::vector<float> wks(CHUNK + LANES);
+        float acc[12];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t g_begin = v.tile_offsets[t], g_end = v.tile_offsets[t + 1];
+          for (int64_t base = v.pix_offsets[t]; base < v.pix_offsets[t + 1]; base += CHUNK) {
+            load_chunk(v, t, base, c);
+            const int padded = (c.n + LANES - 1) / LANES * LANES;
+            for (int p = 0; p < padded; ++p) {
+              const bool real = p < c.n;
+              const int32_t row = real ? c.row[p] : 0;
+              c.T[p] = real ? Tf[row] : 1.0f;
+              bk.last[p] = real ? lastp[row] : -1;
+              bk.S[p] = 0.0f;
+              bk.vATf[p] = real ? ga[row] * Tf[row] : 0.0f;
+              if (dense)
+                for (int64_t d = 0; d < D; ++d) c.plane[d][p] = real ? go[static_cast<int64_t>(row) * D + d] : 0.0f;
+            }
+            int64_t i_max = -1;
+            for (int blk = 0; blk < padded; blk += LANES) {
+              int m = -1;
+              for (int j = blk; j < blk + LANES; ++j) m = std::max(m, bk.last[j]);
+              bk.block_last[blk / LANES] = m;
+              i_max = std::max<int64_t>(i_max, m);
+            }
+            const int nblocks = padded / LANES;
+            for (int64_t i = std::min(g_end - 1, i_max); i >= g_begin; --i) {
+              constexpr int AHEAD = 8;
+              if (i - AHEAD >= g_begin) __builtin_prefetch(&record<TWO_D>(v, v.flat_ids[i - AHEAD]));
+              const int32_t g = v.flat_ids[i];
+              int r_lo = 0, r_hi = TILE;
+              if (!TWO_D) {  // as the forward: only the rows the Gaussian reaches
+                const auto& rec = record<TWO_D>(v, g);
+                if (rec.cols.hi < c.tile_x0 || rec.cols.lo >= c.tile_x0 + TILE) continue;
+                r_lo = std::max(rec.rows.lo - c.tile_y0, 0);
+                r_hi = std::min(rec.rows.hi - c.tile_y0 + 1, TILE);
+                if (r_lo >= r_hi) continue;
+              }
+              const int b0 = c.row_begin[r_lo] / LANES, b1 = (c.row_begin[r_hi] + LANES - 1) / LANES;
+              uint32_t todo = 0;
+              for (int k = b0; k < b1 && k < nblocks; ++k)
+                todo |= static_cast<uint32_t>(bk.block_last[k] >= i) << k;
+              if (!todo) continue;
+              const float* fg = f + static_cast<int64_t>(g) * D;
+              int cnt = 0;
+              const auto dot_fn = [&](uint32_t hit) {
+                if (dense) {
+                  for_each_block(hit, [&](const int blk) {
+                    float* __restrict dt = bk.dot + blk;
+#pragma omp simd aligned(dt : 64)
+                    for (int j = 0; j < LANES; ++j) {
+                      float s = 0.0f;
+                      for (int64_t d = 0; d < D; ++d) s = madd(fg[d], c.plane[d][blk + j], s);
+                      dt[j] = s;
+                    }
+                  });
+                  return;
+                }
+                cnt = compact<1>(c, hit, nullptr, idx.data(), wks.data());
+                for (int k = 0; k < cnt; ++k) {
+                  const int p = idx[k];
+                  rws[k] = c.row[p];
+                  const float* gp = go + static_cast<int64_t>(c.row[p]) * D;
+                  float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                  for (int64_t d = 0; d < D; ++d) s += fg[d] * gp[d];
+                  bk.dot[p] = s;
+                }
+              };
+              const uint32_t hit = backward_one<TWO_D>(v, static_cast<int32_t>(i), g, todo, c, bk, acc, dot_fn);
+              if (!hit) continue;
+              float* r = bufp + (i - r0) * K;
+              const bool first = !touched[i];
+              touched[i] = 1;
+              for (int k = 0; k < 3 + NS; ++k) r[k] = first ? acc[k] : r[k] + acc[k];
+              float* rf = r + 3 + NS;
+              if (dense) {
+                for (int64_t d = 0; d < D; ++d) {
+                  const float s = weighted_dot<1>(c, c.plane[d], hit);
+                  rf[d] = first ? s : rf[d] + s;
+                }
+              } else if (first) {
+                weighted_rows<false>(rf, go, D, 0, D, rws.data(), wks.data(), cnt);
+              } else {
+                weighted_rows<true>(rf, go, D, 0, D, rws.data(), wks.data(), cnt);
+              }
+            }
+          }
+        }
+      }
+    };
+    if (two_d) run(std::true_type{});
+    else run(std::false_type{});
+    // Sum the batch's rows into their Gaussians in intersection order; thread k owns a range of ids.
+    float* vm = v_means.data_ptr<float>();
+    float* vs = v_shape.data_ptr<float>();
+    float* vo = v_opac.data_ptr<float>();
+    float* vf = v_feat.data_ptr<float>();
+#pragma omp parallel
+    {
+      const int nt = num_threads(), me = thread_id();
+      const int64_t lo = N * me / nt, hi = N * (me + 1) / nt;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = r0 + r;
+        const int32_t g = v.flat_ids[i];
+        if (g < lo || g >= hi || !touched[i]) continue;
+        const float* br = bufp + r * K;
+        vo[g] += br[0];
+        vm[2 * g] += br[1];
+        vm[2 * g + 1] += br[2];
+        for (int k = 0; k < NS; ++k) vs[g * NS + k] += br[3 + k];
+        float* fg = vf + static_cast<int64_t>(g) * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) fg[d] += br[3 + NS + d];
+      }
+    }
+    t0 = t1;
+  }
+  return {v_means, v_shape, v_opac, v_feat};
 }
 
 namespace {
@@ -895,6 +1241,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("render_forward", &render_forward, "render features at pixels");
+  m.def("render_backward", &render_backward, "gradients of render w.r.t. screen-space parameters and features");
   m.def("trace_dense", &trace_dense, "trace a D-dim pixel signal onto Gaussians");
   m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms");
   m.def("num_threads", &num_threads, "OpenMP threads");

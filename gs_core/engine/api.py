@@ -13,7 +13,7 @@ Backends: ``torch`` (reference, any device), ``cpu`` (native C++/OpenMP kernels 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -138,26 +138,74 @@ class _RenderFeatures(torch.autograd.Function):
         return grad, None, None, None, None, None
 
 
+class _RenderGeometry(torch.autograd.Function):
+    """Native render with the full backward (gsplat's split: rasterization backward in the kernels
+    w.r.t. the screen-space parameters, then torch autograd through :func:`project` to the 3D ones).
+
+    Inputs: means2d [N, 2], shape [N, 3] conics or [N, 3, 3] ray transforms, opacities [N],
+    depths [N], features [N, D]. Outputs features [P, D], alpha [P], depth [P], all differentiable
+    (the depth output is one more rendered channel, ``sum w z``)."""
+
+    @staticmethod
+    def forward(ctx, means2d, shape, opacities, depths, features, proj, pixels, order, offsets, module):
+        geo = {"conics" if proj.kind == "3dgs" else "ray_transforms": shape}
+        proj = replace(proj, means2d=means2d, opacities=opacities, depths=depths, **geo)
+        out, alpha, depth, T_final, last = module.rasterize(proj, features, pixels, order, offsets, keep_state=True)
+        ctx.saved = (proj, pixels, order, offsets, module)
+        ctx.save_for_backward(features, T_final, last)
+        return out, alpha, depth
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_alpha, grad_depth):
+        proj, pixels, order, offsets, module = ctx.saved
+        features, T_final, last = ctx.saved_tensors
+        P = pixels.shape[0]
+        grad_out = torch.zeros(P, features.shape[1]) if grad_out is None else grad_out
+        grad_alpha = torch.zeros(P) if grad_alpha is None else grad_alpha
+        with_depth = grad_depth is not None and bool(grad_depth.any())
+        if with_depth:  # depth is the channel z: one pass for all
+            features = torch.cat([features, proj.depths[:, None]], dim=1)
+            grad_out = torch.cat([grad_out, grad_depth[:, None]], dim=1)
+        v_means2d, v_shape, v_opac, v_feat = module.rasterize_backward(
+            proj, features, (T_final, last), grad_out, grad_alpha, pixels, order, offsets)
+        v_depths = v_feat[:, -1] if with_depth else None
+        v_feat = v_feat[:, :-1] if with_depth else v_feat
+        if proj.kind == "2dgs":
+            v_shape = v_shape.reshape(-1, 3, 3)
+        return v_means2d, v_shape, v_opac, v_depths, v_feat, None, None, None, None, None
+
+
 def render(proj: Projection, features: Tensor, *, pixels: Tensor | None = None,
            opacity_lambda: float | None = None, backend: str = "auto") -> RenderOutput:
     """Alpha-blend per-Gaussian ``features`` [N, D] into the view of ``proj``.
 
     ``pixels`` [P, 2] (x, y) renders only those pixels (returns rows [P, D]); otherwise the full
-    frame [H, W, D]. Differentiable w.r.t. ``features`` on every backend (geometry is fixed).
-    ``opacity_lambda`` polarises opacities first (Eq. 23).
+    frame [H, W, D]. Differentiable w.r.t. ``features`` on every backend, and w.r.t. the geometry
+    (means, quats, scales, opacities of the Gaussians ``proj`` was projected from) when ``proj``
+    carries autograd history: on ``cpu`` through the native backward, on ``torch`` through autograd,
+    on ``gsplat`` through gsplat's. ``opacity_lambda`` polarises opacities first (Eq. 23).
     """
     if features.ndim == 1:
         features = features[:, None]
     if features.shape[0] != proj.num_gaussians:
         raise ValueError(f"features has {features.shape[0]} rows, projection has {proj.num_gaussians} Gaussians")
-    features = features.to(proj.means2d.device, torch.float32)
+    dtype = proj.means2d.dtype
+    features = features.to(proj.means2d.device, dtype)
     proj = _with_lambda(proj, opacity_lambda)
     full = pixels is None
     pixels, order, offsets = _pixels(proj, pixels)
+    if backend == "auto" and dtype != torch.float32:
+        backend = "torch"  # the native kernels and gsplat compute in float32
     name = _resolve(backend, features.device)
+    if name == "cpu" and dtype != torch.float32:
+        raise ValueError(f"the cpu backend renders float32, this projection is {dtype}")
     module = _module(name)
     if getattr(module, "DIFFERENTIABLE", False):  # torch autograd or the library's own backward
         out, alpha, depth = module.rasterize(proj, features, pixels, order, offsets)
+    elif torch.is_grad_enabled() and proj.requires_grad:
+        shape = proj.conics if proj.kind == "3dgs" else proj.ray_transforms
+        out, alpha, depth = _RenderGeometry.apply(proj.means2d, shape, proj.opacities, proj.depths, features,
+                                                  proj.detach(), pixels, order, offsets, module)
     else:
         out, alpha, depth = _RenderFeatures.apply(features, proj, pixels, order, offsets, module)
     if full:

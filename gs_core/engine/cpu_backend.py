@@ -199,11 +199,26 @@ def _common(proj: Projection, pixels: Tensor, order: Tensor, offsets: Tensor):
             xy[:, 1].contiguous(), order.to(torch.int32).contiguous(), offsets.contiguous(), proj.tiles_x)
 
 
-def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
-    """features [N, D] -> (features [P, D], alpha [P], depth [P]) in the caller's pixel order."""
+def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
+              keep_state: bool = False):
+    """features [N, D] -> (features [P, D], alpha [P], depth [P]) in the caller's pixel order; with
+    ``keep_state`` also what :func:`rasterize_backward` needs: the final transmittance [P] and the
+    last blended intersection [P] int32 (-1: none) of every pixel."""
     two_d, m2d, shape, opac, toff, fid, px, py, order32, poff, tiles_x = _common(proj, pixels, order, offsets)
     return tuple(load().render_forward(two_d, m2d, shape, opac, proj.depths.contiguous(), toff, fid, px, py,
-                                       order32, poff, tiles_x, features.contiguous()))
+                                       order32, poff, tiles_x, features.contiguous(), keep_state))
+
+
+def rasterize_backward(proj: Projection, features: Tensor, state: tuple[Tensor, Tensor], grad_features: Tensor,
+                       grad_alpha: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
+    """The gradient of :func:`rasterize` (gsplat's rasterization backward, per tile back to front).
+
+    features [N, D], state = (T_final [P], last [P]) from ``rasterize(..., keep_state=True)``,
+    grad_features [P, D], grad_alpha [P] -> dL/d(means2d [N, 2], shape [N, 3] conics or [N, 9] ray
+    transforms row-major, opacities [N], features [N, D]). Deterministic (no atomics)."""
+    args = _common(proj, pixels, order, offsets)
+    return tuple(load().render_backward(*args, features.contiguous(), state[0].contiguous(), state[1].contiguous(),
+                                        grad_features.contiguous(), grad_alpha.contiguous(), SCRATCH_BYTES))
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):

@@ -76,6 +76,20 @@ class Projection:
         """
         return replace(self, opacities=opacities.to(self.opacities).contiguous())
 
+    @property
+    def requires_grad(self) -> bool:
+        """True when a screen-space tensor carries autograd history (a differentiable projection)."""
+        shape = self.conics if self.kind == "3dgs" else self.ray_transforms
+        return any(t is not None and t.requires_grad for t in (self.means2d, shape, self.opacities, self.depths))
+
+    def detach(self) -> "Projection":
+        """The same projection without autograd history."""
+        def d(t):
+            return None if t is None else t.detach()
+
+        return replace(self, means2d=d(self.means2d), depths=d(self.depths), conics=d(self.conics),
+                       ray_transforms=d(self.ray_transforms), opacities=d(self.opacities))
+
 
 def _quat_to_rotmat(quats: Tensor) -> Tensor:  # [N, 4] wxyz -> [N, 3, 3]
     w, x, y, z = torch.unbind(torch.nn.functional.normalize(quats, dim=-1), dim=-1)
@@ -86,9 +100,9 @@ def _quat_to_rotmat(quats: Tensor) -> Tensor:  # [N, 4] wxyz -> [N, 3, 3]
     ], dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
-def _camera_tensors(camera: Camera, device) -> tuple[Tensor, Tensor]:
-    viewmat = torch.as_tensor(camera.world_to_camera, dtype=torch.float32, device=device)
-    K = torch.as_tensor(camera.K, dtype=torch.float32, device=device)
+def _camera_tensors(camera: Camera, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
+    viewmat = torch.as_tensor(camera.world_to_camera, dtype=dtype, device=device)
+    K = torch.as_tensor(camera.K, dtype=dtype, device=device)
     return viewmat, K
 
 
@@ -111,14 +125,15 @@ def _project_3dgs(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: 
     tyc = tz * torch.clamp(ty / tz, min=-lim_y_neg, max=lim_y_pos)
     zero = torch.zeros_like(tz)
     J = torch.stack([fx / tz, zero, -fx * txc / tz**2, zero, fy / tz, -fy * tyc / tz**2], -1).reshape(-1, 2, 3)
-    cov2d = J @ covars_c @ J.transpose(1, 2) + EPS2D * torch.eye(2, device=g.device)
+    cov2d = J @ covars_c @ J.transpose(1, 2) + EPS2D * torch.eye(2, device=g.device, dtype=g.means.dtype)
     means2d = torch.stack([fx * tx / tz + cx, fy * ty / tz + cy], dim=-1)
     det = (cov2d[:, 0, 0] * cov2d[:, 1, 1] - cov2d[:, 0, 1] * cov2d[:, 1, 0])
     valid = (det > 0) & (tz > NEAR_PLANE) & (tz < FAR_PLANE)
     det = det.clamp(min=1e-10)
     conics = torch.stack([cov2d[:, 1, 1] / det, -(cov2d[:, 0, 1] + cov2d[:, 1, 0]) / 2 / det,
                           cov2d[:, 0, 0] / det], dim=-1)
-    radius = torch.ceil(RADIUS_SIGMAS * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1)))
+    with torch.no_grad():
+        radius = torch.ceil(RADIUS_SIGMAS * torch.sqrt(torch.stack([cov2d[:, 0, 0], cov2d[:, 1, 1]], -1)))
     return means2d, tz, radius, valid, conics, None
 
 
@@ -129,15 +144,16 @@ def _project_2dgs(g: Gaussians, viewmat: Tensor, K: Tensor, width: int, height: 
     RS_cl = R @ (_quat_to_rotmat(g.quats) * g.scales[:, None, :])  # [N, 3, 3]
     T_cl = torch.cat([RS_cl[:, :, :2], means_c[:, :, None]], dim=-1)  # [N, 3, 3]
     M = (K @ T_cl).transpose(1, 2)  # [N, 3, 3] gsplat's M = (WH)^T; column 2 is the screen row
-    test = torch.tensor([1.0, 1.0, -1.0], device=g.device)
+    test = torch.tensor([1.0, 1.0, -1.0], device=g.device, dtype=g.means.dtype)
     d = (M[:, :, 2] * M[:, :, 2] * test).sum(-1, keepdim=True)  # [N, 1]
     ok = torch.abs(d) > 0
     f = torch.where(ok, test / torch.where(ok, d, torch.ones_like(d)), torch.zeros_like(test))[:, :, None]
     means2d = (M[:, :, :2] * M[:, :, 2:3] * f).sum(dim=-2)  # [N, 2]
-    extents = torch.sqrt((means2d**2 - (M[:, :, :2] * M[:, :, :2] * f).sum(dim=-2)).clamp_min(1e-4))
     tz = means_c[:, 2]
     valid = ok[:, 0] & (tz > NEAR_PLANE) & (tz < FAR_PLANE)
-    radius = torch.ceil(RADIUS_SIGMAS * extents)
+    with torch.no_grad():
+        extents = torch.sqrt((means2d**2 - (M[:, :, :2] * M[:, :, :2] * f).sum(dim=-2)).clamp_min(1e-4))
+        radius = torch.ceil(RADIUS_SIGMAS * extents)
     return means2d, tz, radius, valid, None, M.transpose(1, 2).contiguous()
 
 
@@ -178,21 +194,28 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height
     return tile_offsets, flat_ids
 
 
-@torch.no_grad()
 def project(gaussians: Gaussians, camera: Camera, tile_size: int = TILE_SIZE) -> Projection:
-    """Project ``gaussians`` into ``camera`` and bin them into tiles (no gradient: geometry is fixed)."""
-    viewmat, K = _camera_tensors(camera, gaussians.device)
+    """Project ``gaussians`` into ``camera`` and bin them into tiles.
+
+    Differentiable: where the Gaussians' tensors require grad, ``means2d``, ``depths``, ``conics`` /
+    ``ray_transforms`` and ``opacities`` carry autograd history back to means, quats, scales and
+    opacities (torch autograd through the EWA / ray-transform formulas above, as gsplat's
+    projection backward); tile lists and radii never do. Computes in the Gaussians' dtype
+    (float64 for gradient tests on the torch reference).
+    """
+    viewmat, K = _camera_tensors(camera, gaussians.device, gaussians.means.dtype)
     fn = _project_2dgs if gaussians.kind == "2dgs" else _project_3dgs
     means2d, depths, radius, valid, conics, ray_transforms = fn(
         gaussians, viewmat, K, camera.width, camera.height)
-    inside = ((means2d[:, 0] + radius[:, 0] > 0) & (means2d[:, 0] - radius[:, 0] < camera.width)
-              & (means2d[:, 1] + radius[:, 1] > 0) & (means2d[:, 1] - radius[:, 1] < camera.height))
-    keep = valid & inside & torch.isfinite(means2d).all(-1)
-    radii = torch.where(keep[:, None], radius, torch.zeros_like(radius)).to(torch.int32)
-    tile_offsets, flat_ids = bin_tiles(means2d, radii, depths, camera.width, camera.height, tile_size)
+    with torch.no_grad():
+        inside = ((means2d[:, 0] + radius[:, 0] > 0) & (means2d[:, 0] - radius[:, 0] < camera.width)
+                  & (means2d[:, 1] + radius[:, 1] > 0) & (means2d[:, 1] - radius[:, 1] < camera.height))
+        keep = valid & inside & torch.isfinite(means2d).all(-1)
+        radii = torch.where(keep[:, None], radius, torch.zeros_like(radius)).to(torch.int32)
+        tile_offsets, flat_ids = bin_tiles(means2d, radii, depths, camera.width, camera.height, tile_size)
     return Projection(camera=camera, kind=gaussians.kind, means2d=means2d.contiguous(),
                       depths=depths.contiguous(), radii=radii, conics=conics, ray_transforms=ray_transforms,
-                      opacities=gaussians.opacities.detach().contiguous(), tile_offsets=tile_offsets,
+                      opacities=gaussians.opacities.contiguous(), tile_offsets=tile_offsets,
                       flat_ids=flat_ids, tile_size=tile_size)
 
 

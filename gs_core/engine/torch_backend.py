@@ -23,8 +23,8 @@ T_MIN = 1e-4
 
 def _alphas(proj: Projection, gids: Tensor, px: Tensor, py: Tensor) -> Tensor:
     """Alpha of Gaussians ``gids`` [G] at pixel centres (px, py) [P] -> [P, G], 0 where skipped."""
-    x = px.to(torch.float32)[:, None] + 0.5
-    y = py.to(torch.float32)[:, None] + 0.5
+    x = px.to(proj.means2d.dtype)[:, None] + 0.5
+    y = py.to(proj.means2d.dtype)[:, None] + 0.5
     dx = x - proj.means2d[gids, 0][None]
     dy = y - proj.means2d[gids, 1][None]
     if proj.kind == "3dgs":
@@ -75,12 +75,13 @@ def _tiles(proj: Projection, pixels: Tensor, order: Tensor, offsets: Tensor):
 def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
     """features [N, D] -> (features [P, D], alpha [P], depth [P]) at ``pixels`` [P, 2].
 
-    Differentiable w.r.t. ``features`` through torch autograd.
+    Differentiable through torch autograd w.r.t. ``features`` and every tensor of ``proj`` (the
+    oracle the native backward is tested against; float64 works).
     """
     P, D = pixels.shape[0], features.shape[1]
     parts, part_rows = [], []
-    alpha_out = torch.zeros(P, device=pixels.device)
-    depth_out = torch.zeros(P, device=pixels.device)
+    alpha_out = features.new_zeros(P)
+    depth_out = features.new_zeros(P)
     for tile, rows, px, py in _tiles(proj, pixels, order, offsets):
         gids, _, w, T_final = tile_weights(proj, tile, px, py)
         parts.append(w @ features[gids])
