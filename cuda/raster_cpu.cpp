@@ -1003,6 +1003,7 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
               c.T[p] = real ? Tf[row] : 1.0f;
               bk.last[p] = real ? lastp[row] : -1;
               bk.S[p] = 0.0f;
+              bk.dot[p] = 0.0f;  // the sparse path fills only blended pixels; others must be finite
               bk.vATf[p] = real ? ga[row] * Tf[row] : 0.0f;
               if (dense)
                 for (int64_t d = 0; d < D; ++d) c.plane[d][p] = real ? go[static_cast<int64_t>(row) * D + d] : 0.0f;

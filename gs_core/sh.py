@@ -41,11 +41,18 @@ def band_slice(degree: int) -> slice:
 
 def eval_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
     """The basis functions at unit directions ``dirs`` [..., 3] -> [..., (degree+1)^2] (float64)."""
+    d = np.asarray(dirs, dtype=np.float64)
+    return np.stack(basis_terms(d[..., 0], d[..., 1], d[..., 2], degree), axis=-1)
+
+
+def basis_terms(x, y, z, degree: int) -> list:
+    """The (degree+1)^2 basis functions at unit directions with components ``x, y, z`` [...], as a list.
+
+    Arithmetic only, so numpy arrays and torch tensors (with autograd: the SH backward) both work;
+    :func:`gs_core.engine.colors.sh_colors` is the torch user."""
     if not 0 <= degree <= MAX_DEGREE:
         raise ValueError(f"SH degree {degree} is not supported (0..{MAX_DEGREE})")
-    d = np.asarray(dirs, dtype=np.float64)
-    x, y, z = d[..., 0], d[..., 1], d[..., 2]
-    out = [np.full_like(x, SH_C0)]
+    out = [x * 0.0 + SH_C0]
     if degree >= 1:
         out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
     if degree >= 2:
@@ -57,7 +64,7 @@ def eval_basis(dirs: np.ndarray, degree: int) -> np.ndarray:
                 SH_C3[2] * y * (4.0 * zz - xx - yy), SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
                 SH_C3[4] * x * (4.0 * zz - xx - yy), SH_C3[5] * z * (xx - yy),
                 SH_C3[6] * x * (xx - 3.0 * yy)]
-    return np.stack(out, axis=-1)
+    return out
 
 
 def evaluate(coeffs: np.ndarray, dirs: np.ndarray) -> np.ndarray:
