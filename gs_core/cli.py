@@ -21,6 +21,7 @@ COMMANDS = {
     "query": ("gs_core.pipeline.query_command", "select instances by picked Gaussians or clicked pixels (.npy)"),
     "render": ("gs_core.pipeline.render_command", "a view's image, or a selection's 2D mask (.png)"),
     "extract": ("gs_core.pipeline.extract", "the selected Gaussians (and the rest) as PLY files"),
+    "refine": ("gs_core.pipeline.refine_command", "optimise a work folder's scene against its training photos"),
 }
 BENCH_COMMANDS = {
     "engine": ("gs_core.bench.engine", "render/trace speed per backend (garden points, 1M synthetic)"),

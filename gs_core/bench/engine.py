@@ -38,6 +38,7 @@ class Row:
     evals_per_s: float
     peak_mb: float
     speedup: float | None = None
+    cpu_ms: float | None = None  # process CPU time (all threads): less sensitive than wall time to a loaded machine
 
 
 def garden_scene(path: Path, seed: int = 0) -> tuple[Gaussians, Tensor, list[Camera]]:  # noqa: F821
@@ -153,6 +154,77 @@ def run_scene(name: str, gaussians: Gaussians, colors, cameras: list[Camera], ba
     return rows
 
 
+PARAMS = ("means", "quats", "scales", "opacities")
+
+
+def forward_backward(gaussians: Gaussians, colors, cam: Camera, backend: str, grad_out, pixels=None) -> None:
+    """project + render + the backward of ``sum(render * grad_out)`` w.r.t. every parameter
+    (means, quats, scales, opacities, colours): one photometric training step's engine work."""
+    leaves = {k: getattr(gaussians, k).detach().clone().requires_grad_(True) for k in PARAMS}
+    c = colors.detach().clone().requires_grad_(True)
+    out = render(project(Gaussians(**leaves, kind=gaussians.kind), cam), c, pixels=pixels, backend=backend)
+    out.features.backward(grad_out)
+
+
+def band_pixels(cam: Camera, tile_rows: int, tile_size: int = 16):  # -> [P, 2] (x, y)
+    """The pixels of ``tile_rows`` rows of tiles across the middle of the image."""
+    y0 = (cam.height // tile_size // 2) * tile_size
+    ys, xs = torch.meshgrid(torch.arange(y0, min(cam.height, y0 + tile_rows * tile_size)), torch.arange(cam.width),
+                            indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
+
+
+def _time_cpu(fn) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of this process, peak extra resident MB) of one call."""
+    with PeakRSS() as mem:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    return dt, dc, mem.extra_mb
+
+
+def run_backward(name: str, gaussians: Gaussians, colors, cameras: list[Camera], backends: list[str], repeats: int,
+                 band_rows: int, progress=None) -> list[Row]:
+    """Forward + backward of every parameter per frame, against the forward alone (the same process,
+    interleaved, medians) and, on a band of ``band_rows`` tile rows, against the torch reference
+    (its autograd over a whole frame took over 10 minutes on a loaded 2-core machine; it runs once
+    per camera). Speed-ups compare wall times; CPU times are beside them."""
+    gen = torch.Generator().manual_seed(2)
+    fast = [b for b in backends if b != "torch"]
+    runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for cam in cameras:
+        full = torch.randn(cam.height, cam.width, 3, generator=gen)
+        band = band_pixels(cam, band_rows)
+        band_grad = torch.randn(band.shape[0], 3, generator=gen)
+        ops = {"forward: project + render D=3": lambda b: _no_grad(lambda: render(project(gaussians, cam), colors,
+                                                                                   backend=b)),
+               "forward + backward, all parameters": lambda b: forward_backward(gaussians, colors, cam, b, full),
+               f"forward + backward, {band_rows} tile rows": lambda b: forward_backward(gaussians, colors, cam, b,
+                                                                                         band_grad, band)}
+        for r in range(repeats):
+            for op, fn in ops.items():
+                order = fast if r % 2 == 0 else fast[::-1]
+                for b in order + (["torch"] if "torch" in backends and r == 0 and "tile rows" in op else []):
+                    runs.setdefault((b, op), []).append(_time_cpu(lambda: fn(b)))
+                    if progress:
+                        progress(f"{name} {cam.name} run {r + 1}/{repeats} {b} {op}: {runs[(b, op)][-1][0] * 1e3:.0f} ms")
+    rows = []
+    for (backend, op), vals in runs.items():
+        rows.append(Row(name, backend, op, 1e3 * float(np.median([v[0] for v in vals])), 0.0,
+                        max(v[2] for v in vals), cpu_ms=1e3 * float(np.median([v[1] for v in vals]))))
+    by = {(r.backend, r.op): r for r in rows}
+    for r in rows:
+        ref = by.get(("torch", r.op))
+        if r.backend != "torch" and ref:
+            r.speedup = ref.ms / r.ms
+    return rows
+
+
+def _no_grad(fn):
+    with torch.no_grad():
+        return fn()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..preflight import positive_int
 
@@ -168,6 +240,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-cameras", type=positive_int, default=1,
                         help="garden cameras the slow torch reference runs on")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    parser.add_argument("--band-rows", type=positive_int, default=2,
+                        help="garden backward: tile rows the torch reference's forward + backward is compared on")
+    parser.add_argument("--no-backward", action="store_true", help="skip the forward + backward rows (garden)")
     parser.add_argument("--contended", action="store_true",
                         help="instead: time the cpu backend quiet and beside a CPU-bound process it starts, "
                              "with passive and spinning OpenMP threads, and print the slow-down ratios")
@@ -226,13 +301,24 @@ def run(args) -> int:
             console.print(f"{name}: {len(g)} Gaussians, {len(cams)} camera(s) at {cams[0].width}x{cams[0].height}")
             rows += run_scene(name, g, colors, cams, backends, args.repeats, args.reference_cameras,
                               progress=status.update)
+            if name == "garden" and not args.no_backward:
+                rows += run_backward(name, g, colors, cams[:args.reference_cameras], backends, args.repeats,
+                                     args.band_rows, progress=status.update)
     table = Table(title=f"engine: ms per frame (median of {args.repeats} interleaved runs per backend)")
-    for col in ("scene", "backend", "op", "ms/frame", "Geval/s", "peak MB", "x torch"):
+    for col in ("scene", "backend", "op", "ms/frame", "CPU ms", "Geval/s", "peak MB", "x torch"):
         table.add_column(col, justify="right" if col not in ("scene", "backend", "op") else "left")
     for r in rows:
-        table.add_row(r.scene, r.backend, r.op, f"{r.ms:.1f}", f"{r.evals_per_s / 1e9:.2f}" if r.evals_per_s else "",
+        table.add_row(r.scene, r.backend, r.op, f"{r.ms:.1f}", f"{r.cpu_ms:.0f}" if r.cpu_ms else "",
+                      f"{r.evals_per_s / 1e9:.2f}" if r.evals_per_s else "",
                       f"{r.peak_mb:.0f}" if r.peak_mb else "", f"{r.speedup:.1f}" if r.speedup else "")
     console.print(table)
+    by = {(r.scene, r.backend, r.op): r for r in rows}
+    for b in ("cpu", "gsplat"):
+        fwd, both = by.get(("garden", b, "forward: project + render D=3")), by.get(
+            ("garden", b, "forward + backward, all parameters"))
+        if fwd and both:
+            console.print(f"garden {b}: forward + backward of every parameter = {both.ms / fwd.ms:.2f}x the forward "
+                          f"(wall), {both.cpu_ms / fwd.cpu_ms:.2f}x (CPU time); target <= 3x")
     if args.json:
         from ..io.atomic import write_text
 
