@@ -270,7 +270,7 @@ def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], 
         if on_step is not None:
             on_step(step + 1, params, opt)
         if progress is not None:
-            progress(step + 1, config.steps, float(loss))
+            progress(step + 1, config.steps, report.losses[-1])
         if checkpoint is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
             report.seconds += time.perf_counter() - t_start
             t_start = time.perf_counter()
