@@ -68,6 +68,7 @@ METHODS: dict[str, Method] = {
     "contrastive": lifting_methods.contrastive_consistent,
     "contrastive-raw": lifting_methods.contrastive_raw,
     "trace3d": trace3d.segment,
+    "trace3d-retrain": trace3d.segment_retrain,
     "git-consistent": trace3d.segment_consistent,
     "git-density": trace3d.segment_density,
     "self-prompt": foundation.self_prompt,  # stand-in SAM predictor (GT + mask noise), issue 12

@@ -25,6 +25,7 @@ from ..trace3d import (ConsistencyConfig, ConsistentInstances, GITStore, ViewGIT
                        trace_view)
 from ..trace3d.density import DensityConfig, DensityReport, density_control
 from ..trace3d.patches import InstancePatches
+from ..trace3d.retrain import RetrainConfig, RetrainReport, retrain
 from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
 
 
@@ -37,6 +38,7 @@ class Trace3DConfig:
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     density: DensityConfig | None = field(default_factory=DensityConfig)  # None: no density control
     consistent: bool = True  # False: per-view ids, no association (the git-density ablation)
+    retrain: RetrainConfig | None = None  # density control's retraining mode (needs the photos)
     backend: str = "auto"
     device: str = "cpu"  # where the engine runs ("cuda" uses gsplat where it imports)
 
@@ -50,7 +52,7 @@ class Trace3DResult:
     confidence: np.ndarray  # [N]
     stages: dict[str, float]  # seconds per stage
     info: dict  # bytes per pair, peak entries, density report...
-    density: DensityReport | None = None
+    density: "DensityReport | RetrainReport | None" = None
 
     def view_maps(self) -> list[np.ndarray]:  # per training view [H, W] global ids
         return [self.instances.view_map(k, p.patch_map) for k, p in enumerate(self.patches)]
@@ -153,11 +155,17 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     if config.density is not None:
         say("density control", 0, 1)
         t = time.perf_counter()
-        scene, report, store = density_control(scene, cameras, instances, patches, config.density, images=images,
-                                               trace_config=replace(config, density=None), backend=config.backend)
+        if config.retrain is not None and images is not None:
+            scene, report, store = retrain(scene, cameras, instances, patches, images, config.density, config.retrain,
+                                           replace(config, density=None, retrain=None), config.backend,
+                                           progress=lambda d, n: say("density control", d, n))
+        else:
+            scene, report, store = density_control(scene, cameras, instances, patches, config.density,
+                                                   images=images, trace_config=replace(config, density=None),
+                                                   backend=config.backend)
         stages["density"] = time.perf_counter() - t
         say("density control", 1, 1)
-        if report.split:  # associate again on the refined scene's GIT (traced once, inside density control)
+        if report.split or config.retrain is not None:  # associate again on the refined scene's GIT
             instances, info = associate(scene, store)
         info["density"] = report.to_json()
     return Trace3DResult(scene, instances, patches, instances.labels, instances.confidence, stages, info, report)
@@ -197,6 +205,12 @@ def segment(inp):
 def segment_consistent(inp):
     """``git-consistent``: consistent maps, no density control."""
     return _segment(inp, Trace3DConfig(density=None))
+
+
+def segment_retrain(inp):
+    """``trace3d-retrain``: consistent maps and density control in its retraining mode (split / prune
+    interleaved with photometric retraining, Trace3D Sec. 3.4.2)."""
+    return _segment(inp, Trace3DConfig(retrain=RetrainConfig()))
 
 
 def segment_density(inp):
