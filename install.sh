@@ -30,7 +30,8 @@ fi
 PIP=".venv/bin/python -m pip"
 # build tools first (numpy too: torch warns at build time without it): the package is built without
 # isolation, against the venv's torch (setup.py)
-$PIP install --quiet --upgrade pip "setuptools>=77" wheel ninja numpy
+$PIP install --quiet --upgrade pip "setuptools>=77" wheel ninja
+$PIP install --quiet numpy  # not --upgrade: bpy 5.0.1 pins numpy<2, and a re-run must not move it
 
 if [ "$flavour" = auto ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
