@@ -48,6 +48,22 @@ def import_splats(context, paths, spz_axes="rub") -> list:
     return objects
 
 
+def run_import(op, context, **options) -> set:
+    """An import operator's body: the chosen (or dropped) files imported, or one error reported
+    and nothing changed (a format error of any reader: PLY, compressed PLY, SPZ, .splat)."""
+    paths = [Path(op.directory, f.name) for f in op.files if f.name] if op.directory else []
+    paths = paths or [Path(op.filepath)]
+    start = time.perf_counter()
+    try:
+        objects = import_splats(context, paths, **options)
+    except errors.SceneFormatError as exc:
+        op.report({'ERROR'}, f"Cannot import: {exc}")
+        return {'CANCELLED'}
+    count = sum(len(obj.data.points) for obj in objects)
+    op.report({'INFO'}, f"Imported {count:,} splats from {len(paths)} file(s) in {time.perf_counter() - start:.2f} s")
+    return {'FINISHED'}
+
+
 class GS_OT_import_ply(bpy.types.Operator, ImportHelper):
     """Import Gaussian-splat PLY files (3DGS/2DGS) as point clouds, keeping every column losslessly"""
 
@@ -66,18 +82,7 @@ class GS_OT_import_ply(bpy.types.Operator, ImportHelper):
         return super().invoke(context, event)
 
     def execute(self, context):
-        paths = [Path(self.directory, f.name) for f in self.files if f.name] if self.directory else []
-        paths = paths or [Path(self.filepath)]
-        start = time.perf_counter()
-        try:
-            objects = import_splats(context, paths)
-        except errors.SceneFormatError as exc:  # PlyError, CompressedPlyError...
-            self.report({'ERROR'}, f"Cannot import: {exc}")
-            return {'CANCELLED'}
-        count = sum(len(obj.data.points) for obj in objects)
-        self.report({'INFO'}, f"Imported {count:,} splats from {len(paths)} file(s) "
-                              f"in {time.perf_counter() - start:.2f} s")
-        return {'FINISHED'}
+        return run_import(self, context)
 
 
 class GS_FH_import_ply(bpy.types.FileHandler):

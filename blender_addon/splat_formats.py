@@ -65,18 +65,7 @@ class GS_OT_import_exchange(bpy.types.Operator, ImportHelper):
         return super().invoke(context, event)
 
     def execute(self, context):
-        paths = [Path(self.directory, f.name) for f in self.files if f.name] if self.directory else []
-        paths = paths or [Path(self.filepath)]
-        start = time.perf_counter()
-        try:
-            objects = import_splats.import_splats(context, paths, spz_axes=self.spz_axes)
-        except errors.SceneFormatError as exc:
-            self.report({'ERROR'}, f"Cannot import: {exc}")
-            return {'CANCELLED'}
-        count = sum(len(obj.data.points) for obj in objects)
-        self.report({'INFO'}, f"Imported {count:,} splats from {len(paths)} file(s) "
-                              f"in {time.perf_counter() - start:.2f} s")
-        return {'FINISHED'}
+        return import_splats.run_import(self, context, spz_axes=self.spz_axes)
 
 
 class GS_FH_import_exchange(bpy.types.FileHandler):

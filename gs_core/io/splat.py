@@ -87,6 +87,12 @@ def lost_in_splat(scene) -> list[str]:
     degree = {0: 0, 3: 1, 8: 2, 15: 3, 24: 4}.get(scene.sh_rest.shape[1], "?")
     if degree:
         lost.append(f"SH bands 1-{degree} (view-dependent colour)")
+    return lost + lost_columns(scene)
+
+
+def lost_columns(scene) -> list[str]:
+    """What every 3DGS-only exchange format (.splat, SPZ) drops of ``scene`` beyond precision and SH."""
+    lost = []
     if scene.log_scales.shape[1] == 2:
         lost.append("2DGS flatness (written as thin 3DGS splats)")
     if scene.normals is not None:

@@ -44,6 +44,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import SceneFormatError
 from .ply import PlyTable, contiguous_transpose
+from .splat import lost_columns
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
 VERSIONS = (2, 3, 4)
@@ -292,13 +293,7 @@ def lost_in_spz(scene) -> list[str]:
     lost = ["precision (8-bit colour/opacity/scale, 24-bit positions, 4-5-bit SH)"]
     if scene.sh_rest.shape[1] > rest_count(MAX_SH_DEGREE):
         lost.append("SH bands above 3")
-    if scene.log_scales.shape[1] == 2:
-        lost.append("2DGS flatness (written as thin 3DGS splats)")
-    if scene.normals is not None:
-        lost.append("normals")
-    if scene.extra:
-        lost.append(f"extra columns ({', '.join(sorted(scene.extra))})")
-    return lost
+    return lost + lost_columns(scene)
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
