@@ -27,6 +27,7 @@ BENCH_COMMANDS = {
     "engine": ("gs_core.bench.engine", "render/trace speed per backend (garden points, 1M synthetic)"),
     "segmentation": ("gs_core.bench.segmentation", "segmentation methods x synthetic scenes x noise levels"),
     "iqgs": ("gs_core.bench.iqgs", "IQGS: query-count / feature-width ablation, cross-scene transfer (synthetic)"),
+    "proto-saga": ("gs_core.bench.proto_saga", "Proto-SaGa: training options vs cross-view consistency and scores"),
     "views": ("gs_core.bench.views", "fewer mask views, and virtual views from the splats alone, vs quality"),
     "git": ("gs_core.bench.git", "Gaussian Instance Tracing over many views vs forward rendering; store size"),
     "ply": ("gs_core.bench.ply_io", "scene file load/save speed: PLY, SPZ, .splat, compressed PLY (1M Gaussians)"),

@@ -77,12 +77,14 @@ def view_regions(stacks: Sequence[np.ndarray], config: ProtoSagaConfig) -> list[
 
 
 def train(projections: Sequence[Projection], regions: Sequence[np.ndarray], num_classes: Sequence[int],
-          config: ProtoSagaConfig, progress: Callable[[str, int, int], None] | None = None) -> TrainedClassifiers:
-    """Sec. 3.1: embeddings and one classifier per view on the views' raw mask regions."""
+          config: ProtoSagaConfig, progress: Callable[[str, int, int], None] | None = None,
+          **checkpoints) -> TrainedClassifiers:
+    """Sec. 3.1: embeddings and one classifier per view on the views' raw mask regions
+    (``checkpoints``: :func:`~gs_core.proto_saga.train_classifiers`' ``checkpoints``, ``on_checkpoint``)."""
     say = progress or (lambda stage, done, total: None)
     cfg = replace(config.classifiers, backend=config.backend)
     return train_classifiers(list(zip(projections, regions)), list(num_classes), cfg,
-                             progress=lambda d, n: say("training", d, n))
+                             progress=lambda d, n: say("training", d, n), **checkpoints)
 
 
 def run(gaussians: Gaussians, cameras: Sequence[Camera], stacks: Sequence[np.ndarray],  # stacks: [M, H, W] bool
@@ -178,22 +180,30 @@ def _trained(inp: "MethodInput", views: list[int], gaussians: Gaussians, stacks,
     return _CACHE[key], True
 
 
-def segment(inp: "MethodInput", config: ProtoSagaConfig = ProtoSagaConfig()) -> "MethodResult":
-    """Benchmark entry: training views' associated maps; every other view labelled by Eq. 19."""
+def training_views(inp: "MethodInput") -> tuple[list[int], list[np.ndarray]]:
+    """The training views that have masks, and their stacks [M, H, W] bool."""
+    views, stacks = [], []
+    for v in inp.train:
+        m = inp.dataset.masks(v)
+        if m is not None and len(m):
+            views.append(v)
+            stacks.append(np.asarray(m, bool))
+    return views, stacks
+
+
+def segment(inp: "MethodInput", config: ProtoSagaConfig = ProtoSagaConfig(),
+            trained: TrainedClassifiers | None = None) -> "MethodResult":
+    """Benchmark entry: training views' associated maps; every other view labelled by Eq. 19.
+    ``trained``: a finished Sec. 3.1 training on :func:`training_views` (else trained or shared here)."""
     from .base import MethodResult
 
     config = replace(config, backend=inp.backend)
     ds = inp.dataset
     gaussians = ds.load_scene().to_gaussians()
-    views, stacks = [], []
-    for v in inp.train:
-        m = ds.masks(v)
-        if m is not None and len(m):
-            views.append(v)
-            stacks.append(np.asarray(m, bool))
+    views, stacks = training_views(inp)
     if not views:
         return MethodResult(np.full(len(gaussians), -1, dtype=np.int64))
-    trained, shared = _trained(inp, views, gaussians, stacks, config)
+    trained, shared = (trained, True) if trained is not None else _trained(inp, views, gaussians, stacks, config)
     result = run(gaussians, [ds.cameras[v] for v in views], stacks, config, trained=trained)
     maps = dict(zip(views, result.view_maps))
     t = time.perf_counter()

@@ -35,20 +35,23 @@ from ..engine import Projection, render
 class ClassifierConfig:
     dim: int = 16  # embedding width D (paper: 16)
     steps: int = 600  # the paper runs 30K GPU iterations over 180 views; a CPU budget here (README)
-    pixels_per_step: int = 2048  # labelled pixels of one view rendered per step
+    pixels_per_step: int = 2048  # labelled pixels of one view rendered per step; 0 = all of them (the
+    # paper renders whole images)
     tau: float = 10.0  # softmax temperature of the cosine logits (Eq. 6)
     lambda_ce: float = 0.05  # Eq. 8 (a pure scale here: geometry is frozen, no L_REC)
     lr_features: float = 2.5e-3
     lr_classifiers: float = 5e-4
     init_std: float = 0.1  # embeddings start ~ N(0, init_std^2)
+    normalize: bool = False  # render unit embeddings f_i / |f_i| (Eq. 5) and return them so; the paper
+    # does not normalise (the cosine of Eq. 6 normalises the blended feature only)
     classifier_init: str = "pooled"  # "pooled": a row starts at its region's mean rendered feature (Eq. 17
     # on the raw masks, at the initial embeddings); "random": N(0, 1). See the module docstring.
     seed: int = 0
     backend: str = "auto"
 
     def __post_init__(self):
-        if self.steps < 0 or self.pixels_per_step < 1 or self.dim < 1:
-            raise ValueError("steps >= 0, pixels_per_step >= 1 and dim >= 1 are required")
+        if self.steps < 0 or self.pixels_per_step < 0 or self.dim < 1:
+            raise ValueError("steps >= 0, pixels_per_step >= 0 and dim >= 1 are required")
         if self.classifier_init not in ("pooled", "random"):
             raise ValueError(f"classifier_init must be 'pooled' or 'random', got {self.classifier_init!r}")
 
@@ -72,12 +75,16 @@ def cosine_logits(weights: Tensor, feats: Tensor, tau: float) -> Tensor:  # [L, 
 
 def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classes: Sequence[int] | int,
                       config: ClassifierConfig = ClassifierConfig(), *, init: Tensor | None = None,  # [N, D]
-                      progress: Callable[[int, int], None] | None = None) -> TrainedClassifiers:
+                      progress: Callable[[int, int], None] | None = None,
+                      checkpoints: Sequence[int] = (),
+                      on_checkpoint: Callable[[int, TrainedClassifiers], None] | None = None) -> TrainedClassifiers:
     """Train embeddings and classifiers on ``views`` = ``(Projection, label_map [H, W] int)``, -1 = unlabelled.
 
     ``num_classes``: one int per view (view-specific classifiers, labels are the view's region
     indices) or a single int (one classifier shared by all views, labels are global ids).
     ``progress(step, steps)`` is called every 50 steps; Ctrl-C stops it (KeyboardInterrupt).
+    ``on_checkpoint(step, snapshot)`` gets a copy of the state after each step in ``checkpoints``
+    (a diagnostic: ``gs-core bench proto-saga`` scores training curves with it).
     """
     t0 = time.perf_counter()
     if not views:
@@ -90,6 +97,7 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
     gen = torch.Generator().manual_seed(config.seed)
     feats = torch.randn(n, config.dim, generator=gen) * config.init_std if init is None else init.clone().float()
     feats.requires_grad_(True)
+    unit = (lambda f: F.normalize(f, dim=-1, eps=1e-12)) if config.normalize else (lambda f: f)  # noqa: E731
     pools = []
     for k, (proj, lm) in enumerate(views):
         lm = torch.as_tensor(np.asarray(lm)).long().reshape(-1)
@@ -104,18 +112,24 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
         raise ValueError("no view has labelled pixels")
     weights = [torch.randn(max(c, 1), config.dim, generator=gen) for c in sizes]
     if config.classifier_init == "pooled":
-        _pool_rows(weights, views, feats.detach(), shared, config.backend)
+        _pool_rows(weights, views, unit(feats.detach()), shared, config.backend)
     for w in weights:
         w.requires_grad_(True)
     opt = torch.optim.Adam([{"params": [feats], "lr": config.lr_features},
                             {"params": weights, "lr": config.lr_classifiers}])
     trained = torch.zeros(n, dtype=torch.bool)
     losses = []
+    checkpoints, paused = set(checkpoints), 0.0  # seconds spent in on_checkpoint, not training
+
+    def snapshot() -> TrainedClassifiers:
+        return TrainedClassifiers(unit(feats.detach()).clone(), [w.detach()[:c].clone() for w, c in zip(weights, sizes)],
+                                  trained.clone(), list(losses), time.perf_counter() - t0 - paused)
+
     for step in range(config.steps):
         k, proj, lm, flat = pools[int(torch.randint(len(pools), (1,), generator=gen))]
-        idx = flat[torch.randperm(len(flat), generator=gen)[:config.pixels_per_step]]
+        idx = flat[torch.randperm(len(flat), generator=gen)[:config.pixels_per_step]] if config.pixels_per_step else flat
         xy = torch.stack([idx % proj.width, idx // proj.width], dim=1)
-        rendered = render(proj, feats, pixels=xy, backend=config.backend).features  # [P, D]  (Eq. 5)
+        rendered = render(proj, unit(feats), pixels=xy, backend=config.backend).features  # [P, D]  (Eq. 5)
         logits = cosine_logits(weights[0 if shared else k], rendered, config.tau)  # [P, L_k]  (Eq. 6)
         loss = config.lambda_ce * F.cross_entropy(logits, lm[idx])  # Eq. 7-8
         opt.zero_grad(set_to_none=False)
@@ -125,10 +139,13 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
         losses.append(float(loss.detach()) / config.lambda_ce)
         if progress and (step + 1) % 50 == 0:
             progress(step + 1, config.steps)
+        if on_checkpoint and step + 1 in checkpoints:
+            t_pause = time.perf_counter()
+            on_checkpoint(step + 1, snapshot())
+            paused += time.perf_counter() - t_pause
     if progress:
         progress(config.steps, config.steps)
-    return TrainedClassifiers(feats.detach(), [w.detach()[:c] for w, c in zip(weights, sizes)], trained, losses,
-                              time.perf_counter() - t0)
+    return snapshot()
 
 
 @torch.no_grad()

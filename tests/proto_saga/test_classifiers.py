@@ -57,3 +57,22 @@ def test_shared_classifier_and_bad_labels(two_regions):
         train_classifiers([(proj, labels)], [1], ClassifierConfig(steps=1))
     with pytest.raises(ValueError, match="no view has labelled pixels"):
         train_classifiers([(proj, np.full_like(labels, -1))], [2], ClassifierConfig(steps=1))
+
+
+def test_whole_views_unit_embeddings_and_checkpoints(two_regions):
+    """Options of ``gs-core bench proto-saga``: ``pixels_per_step=0`` renders every labelled pixel
+    (one step reaches every Gaussian a labelled pixel sees), ``normalize`` trains and returns unit
+    embeddings, ``on_checkpoint`` gets the state after the listed steps."""
+    proj, labels, _ = two_regions
+    few = train_classifiers([(proj, labels)], [2], ClassifierConfig(steps=1, pixels_per_step=4))
+    every = train_classifiers([(proj, labels)], [2], ClassifierConfig(steps=1, pixels_per_step=0))
+    cap = train_classifiers([(proj, labels)], [2], ClassifierConfig(steps=1, pixels_per_step=labels.size))
+    assert every.trained.sum() > 2 * few.trained.sum() and torch.equal(every.trained, cap.trained)
+    snaps = {}
+    unit = train_classifiers([(proj, labels)], [2], ClassifierConfig(steps=60, pixels_per_step=512, normalize=True),
+                             checkpoints=[10, 60], on_checkpoint=lambda step, s: snaps.setdefault(step, s))
+    torch.testing.assert_close(unit.features.norm(dim=1), torch.ones(len(unit.features)))
+    assert _pixel_accuracy(unit, proj, labels) > 0.98
+    assert sorted(snaps) == [10, 60] and len(snaps[10].loss) == 10
+    torch.testing.assert_close(snaps[60].features, unit.features)
+    assert not torch.equal(snaps[10].features, unit.features)
