@@ -96,6 +96,7 @@ def test_adding_a_method_is_one_line(monkeypatch, tmp_path):
     results = run_bench(config, tmp_path)
     assert [r["method"] for r in results["rows"]] == ["oracle", "one"]
     assert results["rows"][0]["pan_miou"] > results["rows"][1]["pan_miou"]
+    assert all(r["cpu_seconds"] >= 0 for r in results["rows"])  # process CPU time beside the wall time
     with pytest.raises(ValueError, match="unknown methods"):
         BenchConfig(methods=["nope"])
 
