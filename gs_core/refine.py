@@ -203,10 +203,22 @@ def run_key(scene: GaussianScene, cameras: list[Camera], config: RefineConfig) -
 
 # ---- the loop ----------------------------------------------------------------------------------
 
+def adam_moments(opt: torch.optim.Optimizer, params: SceneParameters) -> dict[str, dict[str, Tensor]]:
+    """Adam's state per parameter name: ``step`` (a scalar tensor) and the moments ``exp_avg``,
+    ``exp_avg_sq`` (each shaped like the parameter), detached copies; empty before the first step."""
+    out = {}
+    for n, t in params.tensors().items():
+        state = opt.state.get(t, {})
+        if state:
+            out[n] = {k: v.detach().clone() for k, v in state.items() if k in ("step", "exp_avg", "exp_avg_sq")}
+    return out
+
+
 def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], np.ndarray],
            config: RefineConfig = RefineConfig(), *, progress: Callable[[int, int, float], None] | None = None,
            should_stop: Callable[[], bool] | None = None, checkpoint: str | Path | None = None,
            on_step: Callable[[int, SceneParameters, torch.optim.Optimizer], None] | None = None,
+           moments: dict[str, dict[str, Tensor]] | None = None,
            ) -> tuple[GaussianScene, RefineReport]:
     """Optimise ``scene`` against the photos ``images(k)`` [H, W, 3] of ``cameras``; returns the refined
     scene (same rows, same columns) and a report.
@@ -214,7 +226,9 @@ def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], 
     ``progress(step, steps, loss)`` after each step; ``should_stop()`` is asked before each step and
     ends the run early (``report.cancelled``) after saving a checkpoint; a checkpoint at ``checkpoint``
     from the same scene, views and settings is resumed. ``on_step(step, params, optimizer)`` runs
-    after each step (density control's retraining mode splits and prunes there).
+    after each step (:func:`adam_moments` reads the optimizer's state there). ``moments`` (as
+    :func:`adam_moments` returns, one row per Gaussian of ``scene``) starts Adam from an earlier run's
+    state instead of zeros: density control's retraining mode carries it across its rounds.
     """
     if not cameras:
         raise ValueError("refine needs at least one training view")
@@ -228,6 +242,12 @@ def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], 
     params = SceneParameters(scene)
     extent = camera_extent(cameras)
     opt = torch.optim.Adam(params.param_groups(config, extent), eps=1e-15)
+    for n, state in (moments or {}).items():
+        t = getattr(params, n)
+        for k in ("exp_avg", "exp_avg_sq"):
+            if tuple(state[k].shape) != tuple(t.shape):
+                raise ValueError(f"moments[{n!r}][{k!r}] is {tuple(state[k].shape)}, the parameter {tuple(t.shape)}")
+        opt.state[t] = {k: state[k].detach().clone().to(t.device) for k in ("step", "exp_avg", "exp_avg_sq")}
     rng = np.random.default_rng(config.seed)
     report = RefineReport()
     start = 0

@@ -59,9 +59,13 @@ class DensityReport:
     psnr_train_split: float = float("nan")  # after split and prune, before the refit
     psnr_train_after: float = float("nan")
     seconds: dict = field(default_factory=dict)
+    # per output Gaussian: the input row it continues (a child: its parent's row), and whether it is a
+    # child of a split (retraining carries the survivors' optimiser state by these); not in the JSON
+    source_rows: np.ndarray | None = field(default=None, repr=False)
+    children: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("source_rows", "children")}
 
 
 # ---- ambiguity ---------------------------------------------------------------------------------
@@ -328,7 +332,8 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
     photos = [images(k) for k in range(len(cameras))] if images is not None else None
     original = scene
     store = instances.store
-    changed = np.zeros(len(scene), bool)
+    changed = np.zeros(len(scene), bool)  # the children (of any round)
+    source = np.arange(len(scene))  # the input row each Gaussian continues
     for rnd in range(config.rounds):
         score, views = ambiguity(store, patch_ids, config.gamma)
         amb = np.flatnonzero((score > config.theta) & (views > 0))
@@ -341,6 +346,7 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         n_old = len(scene) - len(amb)
         scene = split_gaussians(scene, amb, offsets, masses, config)
         changed = np.concatenate([np.delete(changed, amb), np.ones(2 * len(amb), bool)])
+        source = np.concatenate([np.delete(source, amb), np.repeat(source[amb], 2)])
         report.split += len(amb)
         store, _ = trace_all(scene, cameras, patches, trace_config)
         score, views = ambiguity(store, patch_ids, config.gamma)
@@ -349,7 +355,7 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         keep = np.ones(len(scene), bool)
         keep[drop] = False
         scene = scene.subset(keep)
-        changed = changed[keep]
+        changed, source = changed[keep], source[keep]
         report.pruned += len(drop)
         if rnd + 1 < config.rounds:
             store, _ = trace_all(scene, cameras, patches, trace_config)
@@ -363,6 +369,7 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         report.psnr_train_after = train_psnr(scene, cameras, photos, backend)
         report.seconds["refit"] = time.perf_counter() - t
     report.gaussians_after = len(scene)
+    report.source_rows, report.children = source, changed
     if report.split:  # the refined scene traced once: for the report here and for the caller's association
         store, _ = trace_all(scene, cameras, patches, trace_config)
         score, views = ambiguity(store, patch_ids, config.gamma)

@@ -4,8 +4,10 @@ then retrain the scene photometrically (L1 + 0.2 D-SSIM against the training pho
 The paper splits / prunes every 1000 training iterations; here each round is one split / prune of
 :func:`~gs_core.trace3d.density.density_control` (its training-free refit skipped: retraining
 replaces it) followed by ``steps`` steps of :func:`gs_core.refine.refine`, and the scene's GIT is
-traced again for the next round's ambiguity (Eq. 4) and for the association. Adam's moments start
-afresh each round (3DGS keeps the survivors' moments across densification; a simplification).
+traced again for the next round's ambiguity (Eq. 4) and for the association. Adam's state carries
+over from round to round as in 3DGS's densification: a Gaussian that survives a split / prune keeps
+its moments, a split's children start from zero moments (3DGS's ``densification_postfix`` appends
+zeros) and the step count goes on (:func:`carry_moments`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import torch
 
 from ..camera import Camera
-from ..refine import RefineConfig, RefineReport, refine
+from ..refine import RefineConfig, RefineReport, adam_moments, refine
 from ..scene import GaussianScene
 from .consistency import ConsistentInstances
 from .density import DensityConfig, DensityReport, density_control
@@ -47,6 +50,23 @@ class RetrainReport:
                 "refine": [r.to_json() for r in self.refine], "seconds": self.seconds}
 
 
+def carry_moments(moments: dict[str, dict[str, torch.Tensor]], source_rows: np.ndarray,
+                  children: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
+    """Adam's state (:func:`gs_core.refine.adam_moments`) for the Gaussians after a split / prune:
+    row ``i`` takes the moments of input row ``source_rows[i]`` [N'], zeroed where ``children[i]``
+    [N'] (a child starts fresh, as 3DGS's new rows do); ``step`` is kept."""
+    rows, fresh = torch.from_numpy(np.asarray(source_rows, np.int64)), torch.from_numpy(np.asarray(children, bool))
+    out = {}
+    for name, state in moments.items():
+        new = {"step": state["step"].clone()}
+        for k in ("exp_avg", "exp_avg_sq"):
+            v = state[k][rows].clone()
+            v[fresh] = 0
+            new[k] = v
+        out[name] = new
+    return out
+
+
 def retrain(scene: GaussianScene, cameras: list[Camera], instances: ConsistentInstances,
             patches: list[InstancePatches], images: Callable[[int], np.ndarray], density: DensityConfig,
             config: RetrainConfig, trace_config, backend: str = "auto",
@@ -66,6 +86,7 @@ def retrain(scene: GaussianScene, cameras: list[Camera], instances: ConsistentIn
             photos[k] = images(k)
         return photos[k]
 
+    moments = None  # Adam's state at the end of the last round
     for r in range(config.rounds):
         t = time.perf_counter()
         scene, d_report, store = density_control(scene, cameras, replace(instances, store=store), patches,
@@ -73,9 +94,19 @@ def retrain(scene: GaussianScene, cameras: list[Camera], instances: ConsistentIn
                                                  trace_config=trace_config, backend=backend)
         report.density.append(d_report)
         report.seconds[f"split_prune_{r}"] = time.perf_counter() - t
+        if moments is not None:  # the survivors keep their moments, children start at zero
+            moments = carry_moments(moments, d_report.source_rows, d_report.children)
         t = time.perf_counter()
+        final: dict = {}
+
+        def keep_moments(step, params, opt, final=final):
+            if step == config.steps:
+                final.update(adam_moments(opt, params))
+
         scene, r_report = refine(scene, cameras, photo, replace(config.refine, steps=config.steps,
-                                                                seed=config.refine.seed + r, backend=backend))
+                                                                seed=config.refine.seed + r, backend=backend),
+                                 on_step=keep_moments, moments=moments)
+        moments = final or None
         report.refine.append(r_report)
         report.seconds[f"refine_{r}"] = time.perf_counter() - t
         t = time.perf_counter()

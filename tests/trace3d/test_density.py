@@ -133,4 +133,10 @@ def test_density_control_refit_does_not_lower_train_psnr(straddle):
     for name in ("means", "sh_dc", "opacity_logits", "log_scales", "quats"):
         np.testing.assert_array_equal(getattr(refined, name)[:n_kept], getattr(scene, name)[untouched])
     np.testing.assert_array_equal(refined.extra["tag"][:n_kept], scene.extra["tag"][untouched])
+    # each output row names the input row it continues (children: their parent) and whether it is a child
+    np.testing.assert_array_equal(report.source_rows[:n_kept], np.flatnonzero(untouched))
+    assert not report.children[:n_kept].any() and report.children[n_kept:].all()
+    assert set(report.source_rows[n_kept:].tolist()) <= set(np.flatnonzero(~untouched).tolist())
+    np.testing.assert_array_equal(refined.extra["tag"], scene.extra["tag"][report.source_rows])
+    assert "source_rows" not in report.to_json()
     assert set(refined.extra["tag"][n_kept:].tolist()) <= set(scene.extra["tag"][~untouched].tolist())
