@@ -55,7 +55,7 @@ def views() -> list[Camera]:
 # child faded (opacity 0.98 -> 0.11) and the other slid behind (y +0.055), at x = -0.032 / +0.006. The
 # children's colours could not win that race: Adam moves a colour by at most lr_sh_dc * C0 = 7e-4 per
 # step (0.11 in 150 steps; the assertion needs a 0.3 red-blue gap). Gradients were right (cpu = torch
-# reference = finite differences) and 3DGS's split (scale / 2) did the same. Here only the children
+# reference = finite differences) and Trace3D's split (scale / 2) did the same. Here only the children
 # can paint the strips.
 @pytest.mark.slow
 def test_split_children_move_to_their_sides_under_retraining():
