@@ -43,11 +43,14 @@ from .segmentation import Evaluation, parse_scene
 OPTIONS = {
     "default": {},
     "whole views": {"pixels_per_step": 0},  # the paper renders whole images
+    "tau 1": {"tau": 1.0},
     "tau 3": {"tau": 3.0},
+    "tau 5": {"tau": 5.0},
     "tau 30": {"tau": 30.0},
     "random rows": {"classifier_init": "random"},  # N(0, 1) classifier rows instead of pooled ones
     "unit embeddings": {"normalize": True},
     "classifier lr x10": {"lr_classifiers": 5e-3},
+    "tau 3, classifier lr x10": {"tau": 3.0, "lr_classifiers": 5e-3},
 }
 MIN_PIXELS = 16  # a view's prototype of an object needs this many ground-truth pixels
 

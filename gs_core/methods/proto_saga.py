@@ -109,8 +109,10 @@ def run(gaussians: Gaussians, cameras: Sequence[Camera], stacks: Sequence[np.nda
 
     t = time.perf_counter()
     weights = [trained.classifier(k) for k in range(len(projections))]
+    assoc = config.association if config.association.tau is not None else replace(config.association,
+                                                                                     tau=config.classifiers.tau)
     maps = []
-    for k, m in enumerate(associate(zip(projections, regions, weights), features, config.association, len(gaussians))):
+    for k, m in enumerate(associate(zip(projections, regions, weights), features, assoc, len(gaussians))):
         maps.append(m)
         say("association", k + 1, len(projections))
     stages["association"] = time.perf_counter() - t

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..engine import Projection
 from ..methods.gaga import GagaConfig, MemoryBank, associate_regions, front_gaussians, region_members
-from .classifiers import gaussian_probabilities
+from .classifiers import ClassifierConfig, gaussian_probabilities
 
 MODES = ("depth", "probability", "both")
 
@@ -33,7 +33,8 @@ MODES = ("depth", "probability", "both")
 class AssociationConfig:
     mode: str = "both"  # "depth" (Gaga, Eq. 10) | "probability" (Eq. 15) | "both" (Eq. 16)
     delta_s: float = 0.2  # share of a region's Gaussians kept by probability (paper: = delta_d)
-    tau: float = 10.0  # temperature of Eq. 14 (ranks do not depend on it, ties aside)
+    tau: float | None = None  # temperature of Eq. 14 (it can reorder a region's ranks); None: the
+    # classifiers' (Eq. 6), which :func:`gs_core.methods.proto_saga.run` passes in
     gaga: GagaConfig = field(default_factory=GagaConfig)  # delta_d = front_fraction, threshold, grid, conflicts
 
     def __post_init__(self):
@@ -89,6 +90,7 @@ def associate(views: Iterable[tuple[Projection, np.ndarray, Tensor | None]],  # 
     ``regions`` are the view's region indices (the classifier's classes); ``classifier`` may be None
     in "depth" mode."""
     bank = None
+    tau = ClassifierConfig.tau if config.tau is None else config.tau
     for proj, regions, weights in views:
         bank = bank or MemoryBank(num_gaussians or proj.num_gaussians)
         regions = np.asarray(regions)
@@ -96,6 +98,6 @@ def associate(views: Iterable[tuple[Projection, np.ndarray, Tensor | None]],  # 
         num = max(num, int(regions.max()) + 1, 0)
         prob = None
         if weights is not None and features is not None:
-            prob = lambda ids, w=weights: gaussian_probabilities(features[torch.as_tensor(ids)], w, config.tau)  # noqa: E731
+            prob = lambda ids, w=weights: gaussian_probabilities(features[torch.as_tensor(ids)], w, tau)  # noqa: E731
         ids, region = semantic_sets(proj, regions, prob, config)
         yield associate_regions(bank, regions, num, ids, region, config.gaga)
