@@ -49,8 +49,8 @@ def focal_cost(logits: Tensor, targets: Tensor,  # [Q, P], [M, P]
     """:func:`focal_loss` of every query against every mask (MaskFormer's batch form)."""
     targets = targets.to(logits.dtype)
     p = torch.sigmoid(logits)
-    pos = (1 - p) ** gamma * F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-    neg = p ** gamma * F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+    pos = (1 - p) ** gamma * F.softplus(-logits)  # BCE-with-logits against 1, without a [Q, P] tensor of ones
+    neg = p ** gamma * F.softplus(logits)  # ... against 0
     if alpha >= 0:
         pos, neg = alpha * pos, (1 - alpha) * neg
     return (pos @ targets.T + neg @ (1 - targets).T) / logits.shape[1]

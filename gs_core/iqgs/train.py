@@ -124,7 +124,7 @@ def _train(model, views, neighbours, config, query_ids, progress) -> TrainResult
         groups.append({"params": list(model.head.parameters()), "lr": config.lr_head})
     else:
         model.head.requires_grad_(False)
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(groups, fused=True)  # one kernel per group: 4x less than the default loop on a CPU
     pools = [(v.proj, torch.as_tensor(np.asarray(v.targets)).long().reshape(-1)) for v in views]
     for (proj, lm), v in zip(pools, views):
         if lm.numel() != proj.width * proj.height:
@@ -141,35 +141,38 @@ def _train(model, views, neighbours, config, query_ids, progress) -> TrainResult
         xy = torch.stack([idx % proj.width, idx // proj.width], dim=1)
         f2d, _ = model.features_2d(proj, xy, backend=config.backend)  # [P, D]
         q = model.queries(f2d[:config.memory_pixels])  # [Nq, D]; the sample is random, so its head is too
-        s2d = mask_logits(q, f2d)  # [Nq, P]
         mask_ids, target = _targets(lm, idx)
         if config.matching == "id":
             qi, mi = id_matching(query_ids, mask_ids)
         else:
-            qi, mi = hungarian_matching(s2d.detach(), target, config.w_mask, config.w_dice)
+            with torch.no_grad():
+                qi, mi = hungarian_matching(mask_logits(q, f2d), target, config.w_mask, config.w_dice)
         counts[qi] += 1
         if step >= 0.8 * steps:
             late[qi] = True
         k = max(len(qi), 1)
         qi_t, mi_t = torch.from_numpy(qi), torch.from_numpy(mi)
-        l_focal = focal_loss(s2d[qi_t], target[mi_t]).sum() / k
-        l_dice = dice_loss(s2d[qi_t], target[mi_t]).sum() / k
+        # logits only where a loss reads them (matched queries: all P pixels; the rest: the first
+        # unmatched_pixels): an [Nq, P] logit map in the graph cost a zero-filled [Nq, P] gradient per use
+        s2d = mask_logits(q[qi_t], f2d)  # [K, P]
+        l_focal = focal_loss(s2d, target[mi_t]).sum() / k
+        l_dice = dice_loss(s2d, target[mi_t]).sum() / k
         rest = torch.ones(nq, dtype=torch.bool)
         rest[qi_t] = False
         if rest.any() and config.unmatched_weight:
-            off = s2d[rest, :config.unmatched_pixels]
+            off = mask_logits(q[rest], f2d[:config.unmatched_pixels])  # [Nq-K, unmatched_pixels]
             l_empty = focal_loss(off, torch.zeros_like(off)).mean()
         else:
-            l_empty = s2d.sum() * 0.0
+            l_empty = f2d.sum() * 0.0
         f3d = model.features_3d()  # [N, D]
         sample = torch.randint(n, (min(config.reg_samples, n),), generator=gen)
         l_reg = knn_regulariser(f3d, neighbours, sample) if config.w_reg else f3d.sum() * 0.0
         if config.w_geom and len(qi):
             p3d = torch.sigmoid(mask_logits(q[qi_t], f3d))  # [K, N]
             rendered = render(proj, p3d.T, pixels=xy, backend=config.backend).features  # [P, K]
-            l_geom = consistency_loss(rendered, torch.sigmoid(s2d[qi_t]).T)
+            l_geom = consistency_loss(rendered, torch.sigmoid(s2d).T)
         else:
-            l_geom = s2d.sum() * 0.0
+            l_geom = f2d.sum() * 0.0
         loss = (config.w_mask * (l_focal + config.unmatched_weight * l_empty) + config.w_dice * l_dice
                 + config.w_reg * l_reg + config.w_geom * l_geom)
         opt.zero_grad(set_to_none=False)
