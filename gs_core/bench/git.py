@@ -29,25 +29,33 @@ def _cloud(n: int, rng: np.random.Generator):
 
 
 def _patch_map(height: int, width: int, regions: int, rng: np.random.Generator) -> np.ndarray:
+    """[H, W] int32: the Voronoi cell of each pixel centre (a k-d tree, not an [H, W, regions]
+    distance array, which at 640x480 alone took 150 MB and would count in the peak memory)."""
+    from scipy.spatial import cKDTree
+
     seeds = rng.uniform(0, 1, (regions, 2)) * [width, height]
     ys, xs = np.mgrid[:height, :width] + 0.5
-    d = (xs[..., None] - seeds[:, 0]) ** 2 + (ys[..., None] - seeds[:, 1]) ** 2
-    return d.argmin(-1).astype(np.int32)
+    _, cell = cKDTree(seeds).query(np.stack([xs.ravel(), ys.ravel()], 1))
+    return cell.reshape(height, width).astype(np.int32)
 
 
-def run_bench(n: int, views: int, width: int, height: int, regions: int, backend: str = "auto", say=print) -> dict:
+def run_bench(n: int, views: int, width: int, height: int, regions: int, backend: str = "auto", say=print,
+              breakdown: bool = False) -> dict:
+    """GIT and renders of ``views`` views; ``breakdown`` also times the label trace alone (the
+    kernel; ``trace_view`` = it + the visibility selection and conversion to the store)."""
     import torch
 
     from ..camera import Camera
-    from ..engine import project, render
+    from ..engine import project, render, trace
     from ..trace3d import GITStore, InstancePatches, trace_view
+    from ..trace3d.git import DEFAULT_TOP_K
     from .memory import peak_rss_mb
 
     rng = np.random.default_rng(0)
     gaussians = _cloud(n, rng)
     colors = torch.rand(n, 3)
     store = GITStore(n)
-    t_git = t_render = t_proj = 0.0
+    t_git = t_render = t_proj = t_kernel = 0.0
     peak_entries = 0
     for k in range(views):
         a = 2 * np.pi * k / views
@@ -65,12 +73,18 @@ def run_bench(n: int, views: int, width: int, height: int, regions: int, backend
         t3 = time.perf_counter()
         store.add(git)
         t_proj, t_render, t_git = t_proj + t1 - t0, t_render + t2 - t1, t_git + t3 - t2
+        if breakdown:  # the same trace trace_view runs, alone
+            lab = torch.from_numpy(pm)
+            t4 = time.perf_counter()
+            trace(proj, lab, top_k=DEFAULT_TOP_K + 1, sparse=True, backend=backend)
+            t_kernel += time.perf_counter() - t4
         peak_entries = max(peak_entries, len(git.gaussians))
         if (k + 1) % max(1, views // 10) == 0:
             say(f"view {k + 1}/{views}: GIT {t_git:.1f} s, render {t_render:.1f} s, store {store.nbytes / 2**20:.0f} MB")
     pairs = store.visible_pairs
     return {"gaussians": n, "views": views, "size": f"{width}x{height}", "regions": regions,
             "git_s": t_git, "render_s": t_render, "project_s": t_proj, "ratio": t_git / max(t_render, 1e-9),
+            "kernel_s": t_kernel if breakdown else None,
             "visible_pairs": pairs, "store_mb": store.nbytes / 2**20, "bytes_per_pair": store.nbytes / max(pairs, 1),
             "peak_rss_mb": peak_rss_mb()}
 
@@ -84,13 +98,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=positive_int, default=480)
     parser.add_argument("--regions", type=positive_int, default=64, help="patches per view")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the label trace alone (one more trace per view, not counted in GIT)")
 
 
 def run(args: argparse.Namespace) -> int:
-    r = run_bench(args.gaussians, args.views, args.width, args.height, args.regions, args.backend)
+    r = run_bench(args.gaussians, args.views, args.width, args.height, args.regions, args.backend,
+                  breakdown=args.breakdown)
     print(f"{r['gaussians']:,} Gaussians x {r['views']} views at {r['size']}, {r['regions']} patches per view")
     print(f"GIT (label traces) {r['git_s']:.2f} s vs forward render {r['render_s']:.2f} s: ratio {r['ratio']:.2f} "
           f"(projection {r['project_s']:.2f} s, shared, not counted)")
+    if r["kernel_s"] is not None:
+        views = r["views"]
+        print(f"per view: label trace {1e3 * r['kernel_s'] / views:.1f} ms + selection and store "
+              f"{1e3 * (r['git_s'] - r['kernel_s']) / views:.1f} ms; render {1e3 * r['render_s'] / views:.1f} ms "
+              f"(label trace alone / render: {r['kernel_s'] / max(r['render_s'], 1e-9):.2f})")
     print(f"store {r['store_mb']:.0f} MB for {r['visible_pairs']:,} visible (Gaussian, view) pairs: "
-          f"{r['bytes_per_pair']:.1f} bytes per pair")
+          f"{r['bytes_per_pair']:.1f} bytes per pair; peak resident memory {r['peak_rss_mb']:.0f} MB")
     return 0
