@@ -1214,21 +1214,16 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
         });
   });
 
-  // Per-Gaussian sums in intersection order; thread k owns the Gaussians in [N k / nt, N (k+1) / nt).
+  // Per-Gaussian sums in intersection order (serial: a pass over [M] scalars; threads owning ranges
+  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer).
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
   int32_t* hp = hits.data_ptr<int32_t>();
-#pragma omp parallel
-  {
-    const int nth = num_threads(), me = thread_id();
-    const int64_t lo = N * me / nth, hi = N * (me + 1) / nth;
-    for (int64_t i = 0; i < M; ++i) {
-      const int32_t g = v.flat_ids[i];
-      if (g < lo || g >= hi || h_isect[i] == 0) continue;
-      wsp[g] += w_isect[i];
-      asp[g] += a_isect[i];
-      hp[g] += h_isect[i];
-    }
+  for (int64_t i = 0; i < M; ++i) {
+    const int32_t g = v.flat_ids[i];
+    wsp[g] += w_isect[i];
+    asp[g] += a_isect[i];
+    hp[g] += h_isect[i];
   }
 
   // Bucket entries by Gaussian (counting sort), visiting the chunks in tile order: a bucket lists
@@ -1250,62 +1245,69 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   }
   per_thread.clear();
 
-  // Reduce each bucket to its top-k labels, left in place at the bucket's start: same-label weights
-  // summed in bucket order (a sort by (label, position)), then the heaviest first, ties by label.
-  std::vector<int32_t> kept(N, 0);
-#pragma omp parallel for schedule(dynamic, 1024)
-  for (int64_t g = 0; g < N; ++g) {
-    Entry* b = bucket.data() + start[g];
-    const int64_t n = start[g + 1] - start[g];
-    if (n == 0) continue;
-    for (int64_t j = 0; j < n; ++j) b[j].gaussian = static_cast<int32_t>(j);
-    std::sort(b, b + n, [](const Entry& a, const Entry& c) {
-      return a.label < c.label || (a.label == c.label && a.gaussian < c.gaussian);
-    });
-    int64_t m = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      if (m > 0 && b[m - 1].label == b[j].label) b[m - 1].weight += b[j].weight;
-      else b[m++] = b[j];
-    }
-    const int64_t k = std::min<int64_t>(top_k, m);
-    std::partial_sort(b, b + k, b + m, [](const Entry& a, const Entry& c) {
-      return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
-    });
-    kept[g] = static_cast<int32_t>(k);
-  }
-
+  // Reduce each bucket to its top-k labels: same-label weights summed in bucket order (a sort by
+  // (label, position)), then the heaviest first, ties by label. Dense: written to [N, k] at once;
+  // sparse: left at the bucket's start, counted, then copied out behind each other.
+  torch::Tensor out_labels, out_weights, out_gaussians;
   if (!sparse) {
-    auto out_labels = torch::full({N, top_k}, -1, fopts.dtype(torch::kInt32));
-    auto out_weights = torch::zeros({N, top_k}, fopts);
-    int32_t* ol = out_labels.data_ptr<int32_t>();
-    float* ow = out_weights.data_ptr<float>();
-#pragma omp parallel for schedule(static)
+    out_labels = torch::full({N, top_k}, -1, fopts.dtype(torch::kInt32));
+    out_weights = torch::zeros({N, top_k}, fopts);
+  }
+  std::vector<int64_t> at(sparse ? N + 1 : 0, 0);  // sparse: where each Gaussian's entries go
+#pragma omp parallel
+  {
+#pragma omp for schedule(dynamic, 1024)
     for (int64_t g = 0; g < N; ++g) {
-      const Entry* b = bucket.data() + start[g];
-      for (int32_t j = 0; j < kept[g]; ++j) {
-        ol[g * top_k + j] = b[j].label;
-        ow[g * top_k + j] = b[j].weight;
+      Entry* b = bucket.data() + start[g];
+      const int64_t n = start[g + 1] - start[g];
+      if (n == 0) continue;
+      for (int64_t j = 0; j < n; ++j) b[j].gaussian = static_cast<int32_t>(j);
+      std::sort(b, b + n, [](const Entry& a, const Entry& c) {
+        return a.label < c.label || (a.label == c.label && a.gaussian < c.gaussian);
+      });
+      int64_t m = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (m > 0 && b[m - 1].label == b[j].label) b[m - 1].weight += b[j].weight;
+        else b[m++] = b[j];
+      }
+      const int64_t k = std::min<int64_t>(top_k, m);
+      std::partial_sort(b, b + k, b + m, [](const Entry& a, const Entry& c) {
+        return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
+      });
+      if (sparse) {
+        at[g + 1] = k;
+        continue;
+      }
+      int32_t* ol = out_labels.data_ptr<int32_t>() + g * top_k;
+      float* ow = out_weights.data_ptr<float>() + g * top_k;
+      for (int64_t j = 0; j < k; ++j) {
+        ol[j] = b[j].label;
+        ow[j] = b[j].weight;
       }
     }
-    return {out_labels, out_weights, wsum, asum, hits};
-  }
-  std::vector<int64_t> at(N + 1, 0);  // where each Gaussian's entries go in the output
-  for (int64_t g = 0; g < N; ++g) at[g + 1] = at[g] + kept[g];
-  auto out_gaussians = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
-  auto out_labels = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
-  auto out_weights = torch::empty({at[N]}, fopts);
-  int32_t* og = out_gaussians.data_ptr<int32_t>();
-  int32_t* ol = out_labels.data_ptr<int32_t>();
-  float* ow = out_weights.data_ptr<float>();
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < N; ++g) {
-    const Entry* b = bucket.data() + start[g];
-    for (int32_t j = 0; j < kept[g]; ++j) {
-      og[at[g] + j] = static_cast<int32_t>(g);
-      ol[at[g] + j] = b[j].label;
-      ow[at[g] + j] = b[j].weight;
+    if (sparse) {
+#pragma omp single
+      {
+        for (int64_t g = 0; g < N; ++g) at[g + 1] += at[g];
+        out_gaussians = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
+        out_labels = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
+        out_weights = torch::empty({at[N]}, fopts);
+      }
+      int32_t* og = out_gaussians.data_ptr<int32_t>();
+      int32_t* ol = out_labels.data_ptr<int32_t>();
+      float* ow = out_weights.data_ptr<float>();
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < N; ++g) {
+        const Entry* b = bucket.data() + start[g];
+        for (int64_t j = 0, o = at[g]; o < at[g + 1]; ++j, ++o) {
+          og[o] = static_cast<int32_t>(g);
+          ol[o] = b[j].label;
+          ow[o] = b[j].weight;
+        }
+      }
     }
   }
+  if (!sparse) return {out_labels, out_weights, wsum, asum, hits};
   return {out_gaussians, out_labels, out_weights, wsum, asum, hits};
 }
 
