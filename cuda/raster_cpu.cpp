@@ -1119,6 +1119,19 @@ struct Entry {
   float weight;
 };
 
+constexpr int64_t SMALL_BUCKET = 32;  // a Gaussian's entries up to this many: insertion sorts
+
+// Sorts b[0, n) by `less`, stably (equal elements keep their order); fast for a few elements.
+template <typename Less>
+inline void insertion_sort(Entry* b, int64_t n, Less less) {
+  for (int64_t j = 1; j < n; ++j) {
+    const Entry e = b[j];
+    int64_t i = j;
+    for (; i > 0 && less(e, b[i - 1]); --i) b[i] = b[i - 1];
+    b[i] = e;
+  }
+}
+
 // The entries one chunk of pixels emitted: per_thread[thread][begin, end). Chunks are reduced in
 // the order of their first pixel (`base`, i.e. tile order), whichever thread traced them.
 struct Span {
@@ -1245,14 +1258,16 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   }
   per_thread.clear();
 
-  // Reduce each bucket to its top-k labels: same-label weights summed in bucket order (a sort by
-  // (label, position)), then the heaviest first, ties by label. Dense: written to [N, k] at once;
+  // Reduce each bucket to its top-k labels: same-label weights summed in bucket order (a stable
+  // sort by label), then the heaviest first, ties by label. Dense: written to [N, k] at once;
   // sparse: left at the bucket's start, counted, then copied out behind each other.
   torch::Tensor out_labels, out_weights, out_gaussians;
   if (!sparse) {
     out_labels = torch::full({N, top_k}, -1, fopts.dtype(torch::kInt32));
     out_weights = torch::zeros({N, top_k}, fopts);
   }
+  int32_t* dense_l = sparse ? nullptr : out_labels.data_ptr<int32_t>();
+  float* dense_w = sparse ? nullptr : out_weights.data_ptr<float>();
   std::vector<int64_t> at(sparse ? N + 1 : 0, 0);  // sparse: where each Gaussian's entries go
 #pragma omp parallel
   {
@@ -1261,28 +1276,32 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
       Entry* b = bucket.data() + start[g];
       const int64_t n = start[g + 1] - start[g];
       if (n == 0) continue;
-      for (int64_t j = 0; j < n; ++j) b[j].gaussian = static_cast<int32_t>(j);
-      std::sort(b, b + n, [](const Entry& a, const Entry& c) {
-        return a.label < c.label || (a.label == c.label && a.gaussian < c.gaussian);
-      });
+      const auto heavier = [](const Entry& a, const Entry& c) {
+        return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
+      };
+      if (n <= SMALL_BUCKET) {  // the common case (a Gaussian on a few tiles): stable insertion sort
+        insertion_sort(b, n, [](const Entry& a, const Entry& c) { return a.label < c.label; });
+      } else {
+        for (int64_t j = 0; j < n; ++j) b[j].gaussian = static_cast<int32_t>(j);
+        std::sort(b, b + n, [](const Entry& a, const Entry& c) {
+          return a.label < c.label || (a.label == c.label && a.gaussian < c.gaussian);
+        });
+      }
       int64_t m = 0;
       for (int64_t j = 0; j < n; ++j) {
         if (m > 0 && b[m - 1].label == b[j].label) b[m - 1].weight += b[j].weight;
         else b[m++] = b[j];
       }
       const int64_t k = std::min<int64_t>(top_k, m);
-      std::partial_sort(b, b + k, b + m, [](const Entry& a, const Entry& c) {
-        return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
-      });
+      if (m <= SMALL_BUCKET) insertion_sort(b, m, heavier);  // labels are unique now: a strict order
+      else std::partial_sort(b, b + k, b + m, heavier);
       if (sparse) {
         at[g + 1] = k;
         continue;
       }
-      int32_t* ol = out_labels.data_ptr<int32_t>() + g * top_k;
-      float* ow = out_weights.data_ptr<float>() + g * top_k;
       for (int64_t j = 0; j < k; ++j) {
-        ol[j] = b[j].label;
-        ow[j] = b[j].weight;
+        dense_l[g * top_k + j] = b[j].label;
+        dense_w[g * top_k + j] = b[j].weight;
       }
     }
     if (sparse) {
