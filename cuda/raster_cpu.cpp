@@ -31,7 +31,8 @@
 // Trace is race-free without atomics: each (tile, Gaussian) intersection owns a row of a scratch
 // buffer, filled in parallel over tiles (stored on first touch, so never zero-filled), then summed
 // per Gaussian with each thread owning a contiguous range of Gaussian ids. Label traces emit
-// (gaussian, label, weight) entries that are bucketed by Gaussian and reduced to a top-k histogram.
+// (gaussian, label, weight) entries per chunk of pixels that are bucketed by Gaussian, chunks in tile
+// order, and reduced to a top-k histogram; both are bitwise the same on any thread count.
 
 // ATen and torch's pybind11 glue, not <torch/extension.h>: the whole C++ frontend (autograd, nn,
 // optim) is not used here and parsing it took a third of each build's time.
@@ -1113,35 +1114,62 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
 
 namespace {
 struct Entry {
-  int32_t gaussian;
+  int32_t gaussian;  // (in a Gaussian's bucket: the entry's position there, the sort's tie-break)
   int32_t label;
   float weight;
+};
+
+constexpr int64_t SMALL_BUCKET = 32;  // a Gaussian's entries up to this many: insertion sorts
+
+// Sorts b[0, n) by `less`, stably (equal elements keep their order); fast for a few elements.
+template <typename Less>
+inline void insertion_sort(Entry* b, int64_t n, Less less) {
+  for (int64_t j = 1; j < n; ++j) {
+    const Entry e = b[j];
+    int64_t i = j;
+    for (; i > 0 && less(e, b[i - 1]); --i) b[i] = b[i - 1];
+    b[i] = e;
+  }
+}
+
+// The entries one chunk of pixels emitted: per_thread[thread][begin, end). Chunks are reduced in
+// the order of their first pixel (`base`, i.e. tile order), whichever thread traced them.
+struct Span {
+  int64_t base;
+  int32_t thread;
+  int64_t begin, end;
 };
 }  // namespace
 
 // Trace an integer label map [P] (caller's rows; negative = ignore) into a per-Gaussian top-k
 // histogram. Returns labels [N, k] (int32, -1 = empty), weights [N, k], weight_sum [N],
-// alpha_sum [N], hits [N].
+// alpha_sum [N], hits [N]; with `sparse` the histogram as entries instead of [N, k] arrays:
+// gaussians [E] (int32, ascending), labels [E], weights [E] (heaviest first within a Gaussian).
+//
+// Deterministic: a Gaussian's entries from its tiles are summed per label in tile order (then
+// intersection, as listed in the tile), not in the order threads happened to produce them, so the
+// result is bitwise the same on any thread count (as render_backward's per-intersection rows).
 std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch::Tensor shape_params,
                                         torch::Tensor opacities, torch::Tensor tile_offsets,
                                         torch::Tensor flat_ids, torch::Tensor pix_x, torch::Tensor pix_y,
                                         torch::Tensor order, torch::Tensor pix_offsets, int64_t tiles_x,
-                                        torch::Tensor labels, int64_t power, int64_t top_k) {
+                                        torch::Tensor labels, int64_t power, int64_t top_k, bool sparse) {
   check_pixels(pix_x, order, pix_offsets);
   const View v = make_view(two_d, means2d, shape_params, opacities, tile_offsets, flat_ids, pix_x, pix_y,
                            order, pix_offsets, tiles_x);
   const int64_t N = means2d.size(0), M = flat_ids.size(0);
   const int32_t* lab = labels.data_ptr<int32_t>();
   auto fopts = means2d.options();
-  auto out_labels = torch::full({N, top_k}, -1, fopts.dtype(torch::kInt32));
-  auto out_weights = torch::zeros({N, top_k}, fopts);
   auto wsum = torch::zeros({N}, fopts);
   auto asum = torch::zeros({N}, fopts);
   auto hits = torch::zeros({N}, fopts.dtype(torch::kInt32));
 
   std::vector<float> w_isect(M, 0.0f), a_isect(M, 0.0f);
   std::vector<int32_t> h_isect(M, 0);
-  std::vector<std::vector<Entry>> per_thread(num_threads());
+  const int nt = num_threads();
+  std::vector<std::vector<Entry>> per_thread(nt);
+  std::vector<std::vector<Span>> spans_of(nt);
+  std::vector<int64_t> span_begin(nt, 0);
 
   // Tile-local label table per thread: each chunk maps its pixels' labels to slots 0..L-1.
   struct Local {
@@ -1150,13 +1178,15 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
     float acc[CHUNK];
     int L = 0;
   };
-  std::vector<Local> locals(num_threads());
+  std::vector<Local> locals(nt);
   dispatch(two_d, power, [&](auto td, auto pw) {
     constexpr int POWER = decltype(pw)::value;
     for_each_tile<decltype(td)::value, true, POWER>(
         v, 0, v.num_tiles,
         [&](Chunk& c, int64_t) {
-          Local& loc = locals[thread_id()];
+          const int me = thread_id();
+          Local& loc = locals[me];
+          span_begin[me] = static_cast<int64_t>(per_thread[me].size());
           int n = 0;
           for (int p = 0; p < c.n; ++p) {
             const int32_t l = lab[c.row[p]];
@@ -1190,9 +1220,15 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           for (int l = 0; l < loc.L; ++l)
             if (loc.acc[l] > 0.0f) out.push_back({g, loc.uniq[l], loc.acc[l]});
         },
-        [](Chunk&, int64_t) {});
+        [&](Chunk&, int64_t base) {
+          const int me = thread_id();
+          const int64_t end = static_cast<int64_t>(per_thread[me].size());
+          if (end > span_begin[me]) spans_of[me].push_back({base, me, span_begin[me], end});
+        });
   });
 
+  // Per-Gaussian sums in intersection order (serial: a pass over [M] scalars; threads owning ranges
+  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer).
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
   int32_t* hp = hits.data_ptr<int32_t>();
@@ -1203,48 +1239,102 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
     hp[g] += h_isect[i];
   }
 
-  // Bucket entries by Gaussian (counting sort), then reduce each bucket to its top-k labels.
+  // Bucket entries by Gaussian (counting sort), visiting the chunks in tile order: a bucket lists
+  // its entries by tile, then intersection, then label, however the tiles were scheduled.
+  std::vector<Span> spans;
+  for (const auto& s : spans_of) spans.insert(spans.end(), s.begin(), s.end());
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.base < b.base; });
   std::vector<int64_t> start(N + 1, 0);
-  for (const auto& vec : per_thread)
-    for (const Entry& e : vec) ++start[e.gaussian + 1];
+  for (const Span& s : spans)
+    for (int64_t j = s.begin; j < s.end; ++j) ++start[per_thread[s.thread][j].gaussian + 1];
   for (int64_t g = 0; g < N; ++g) start[g + 1] += start[g];
   std::vector<Entry> bucket(start[N]);
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (const auto& vec : per_thread)
-      for (const Entry& e : vec) bucket[fill[e.gaussian]++] = e;
+    for (const Span& s : spans) {
+      const Entry* e = per_thread[s.thread].data();
+      for (int64_t j = s.begin; j < s.end; ++j) bucket[fill[e[j].gaussian]++] = e[j];
+    }
   }
   per_thread.clear();
-  int32_t* ol = out_labels.data_ptr<int32_t>();
-  float* ow = out_weights.data_ptr<float>();
-#pragma omp parallel for schedule(dynamic, 1024)
-  for (int64_t g = 0; g < N; ++g) {
-    Entry* b = bucket.data() + start[g];
-    const int64_t n = start[g + 1] - start[g];
-    if (n == 0) continue;
-    std::sort(b, b + n, [](const Entry& a, const Entry& c) { return a.label < c.label; });
-    int64_t m = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      if (m > 0 && b[m - 1].label == b[j].label) b[m - 1].weight += b[j].weight;
-      else b[m++] = b[j];
+
+  // Reduce each bucket to its top-k labels: same-label weights summed in bucket order (a stable
+  // sort by label), then the heaviest first, ties by label. Dense: written to [N, k] at once;
+  // sparse: left at the bucket's start, counted, then copied out behind each other.
+  torch::Tensor out_labels, out_weights, out_gaussians;
+  if (!sparse) {
+    out_labels = torch::full({N, top_k}, -1, fopts.dtype(torch::kInt32));
+    out_weights = torch::zeros({N, top_k}, fopts);
+  }
+  int32_t* dense_l = sparse ? nullptr : out_labels.data_ptr<int32_t>();
+  float* dense_w = sparse ? nullptr : out_weights.data_ptr<float>();
+  std::vector<int64_t> at(sparse ? N + 1 : 0, 0);  // sparse: where each Gaussian's entries go
+#pragma omp parallel
+  {
+#pragma omp for schedule(dynamic, 1024)
+    for (int64_t g = 0; g < N; ++g) {
+      Entry* b = bucket.data() + start[g];
+      const int64_t n = start[g + 1] - start[g];
+      if (n == 0) continue;
+      const auto heavier = [](const Entry& a, const Entry& c) {
+        return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
+      };
+      if (n <= SMALL_BUCKET) {  // the common case (a Gaussian on a few tiles): stable insertion sort
+        insertion_sort(b, n, [](const Entry& a, const Entry& c) { return a.label < c.label; });
+      } else {
+        for (int64_t j = 0; j < n; ++j) b[j].gaussian = static_cast<int32_t>(j);
+        std::sort(b, b + n, [](const Entry& a, const Entry& c) {
+          return a.label < c.label || (a.label == c.label && a.gaussian < c.gaussian);
+        });
+      }
+      int64_t m = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (m > 0 && b[m - 1].label == b[j].label) b[m - 1].weight += b[j].weight;
+        else b[m++] = b[j];
+      }
+      const int64_t k = std::min<int64_t>(top_k, m);
+      if (m <= SMALL_BUCKET) insertion_sort(b, m, heavier);  // labels are unique now: a strict order
+      else std::partial_sort(b, b + k, b + m, heavier);
+      if (sparse) {
+        at[g + 1] = k;
+        continue;
+      }
+      for (int64_t j = 0; j < k; ++j) {
+        dense_l[g * top_k + j] = b[j].label;
+        dense_w[g * top_k + j] = b[j].weight;
+      }
     }
-    const int64_t k = std::min<int64_t>(top_k, m);
-    std::partial_sort(b, b + k, b + m, [](const Entry& a, const Entry& c) {
-      return a.weight > c.weight || (a.weight == c.weight && a.label < c.label);
-    });
-    for (int64_t j = 0; j < k; ++j) {
-      ol[g * top_k + j] = b[j].label;
-      ow[g * top_k + j] = b[j].weight;
+    if (sparse) {
+#pragma omp single
+      {
+        for (int64_t g = 0; g < N; ++g) at[g + 1] += at[g];
+        out_gaussians = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
+        out_labels = torch::empty({at[N]}, fopts.dtype(torch::kInt32));
+        out_weights = torch::empty({at[N]}, fopts);
+      }
+      int32_t* og = out_gaussians.data_ptr<int32_t>();
+      int32_t* ol = out_labels.data_ptr<int32_t>();
+      float* ow = out_weights.data_ptr<float>();
+#pragma omp for schedule(static)
+      for (int64_t g = 0; g < N; ++g) {
+        const Entry* b = bucket.data() + start[g];
+        for (int64_t j = 0, o = at[g]; o < at[g + 1]; ++j, ++o) {
+          og[o] = static_cast<int32_t>(g);
+          ol[o] = b[j].label;
+          ow[o] = b[j].weight;
+        }
+      }
     }
   }
-  return {out_labels, out_weights, wsum, asum, hits};
+  if (!sparse) return {out_labels, out_weights, wsum, asum, hits};
+  return {out_gaussians, out_labels, out_weights, wsum, asum, hits};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("render_forward", &render_forward, "render features at pixels");
   m.def("render_backward", &render_backward, "gradients of render w.r.t. screen-space parameters and features");
   m.def("trace_dense", &trace_dense, "trace a D-dim pixel signal onto Gaussians");
-  m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms");
+  m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms (dense or as entries)");
   m.def("num_threads", &num_threads, "OpenMP threads");
   // the widest vector extension this build was compiled for (gs_core/engine/isa.py's variants)
 #if defined(__AVX512F__)

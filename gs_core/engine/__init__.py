@@ -1,9 +1,9 @@
 """Render (Gaussians -> pixels) and trace (pixels -> Gaussians) over one camera; see :mod:`.api`."""
 
-from .api import (BACKENDS, LabelTraceOutput, RenderOutput, TraceOutput, render, trace)
+from .api import (BACKENDS, LabelTraceOutput, RenderOutput, SparseLabelTraceOutput, TraceOutput, render, trace)
 from .colors import sh_colors
 from .gaussians import Gaussians, polarise_opacities
 from .projection import Projection, project
 
-__all__ = ["BACKENDS", "Gaussians", "LabelTraceOutput", "Projection", "RenderOutput", "TraceOutput",
-           "polarise_opacities", "project", "render", "sh_colors", "trace"]
+__all__ = ["BACKENDS", "Gaussians", "LabelTraceOutput", "Projection", "RenderOutput", "SparseLabelTraceOutput",
+           "TraceOutput", "polarise_opacities", "project", "render", "sh_colors", "trace"]

@@ -63,6 +63,26 @@ class LabelTraceOutput:
     def rest(self) -> Tensor:  # [N]
         return (self.weight_sum - self.weights.sum(dim=1)).clamp_min(0)
 
+    def to_sparse(self) -> SparseLabelTraceOutput:
+        """The filled slots as entries (what ``trace(..., sparse=True)`` returns)."""
+        filled = self.labels >= 0
+        rows = torch.nonzero(filled)[:, 0]
+        return SparseLabelTraceOutput(rows.to(torch.int32), self.labels[filled], self.weights[filled],
+                                      self.weight_sum, self.alpha_sum, self.hits)
+
+
+@dataclass
+class SparseLabelTraceOutput:
+    """The top-k label histogram of :class:`LabelTraceOutput` as entries, grouped by Gaussian
+    (ascending), heaviest first within one: memory grows with the entries, not with N k."""
+
+    gaussians: Tensor  # [E] int32
+    labels: Tensor  # [E] int32
+    weights: Tensor  # [E]: sum of w^k over the Gaussian's pixels carrying that label
+    weight_sum: Tensor  # [N]: sum of w^k over all labelled pixels
+    alpha_sum: Tensor  # [N]
+    hits: Tensor  # [N] int32
+
 
 # ---- backend selection ---------------------------------------------------------------------
 
@@ -217,15 +237,16 @@ def render(proj: Projection, features: Tensor, *, pixels: Tensor | None = None,
 # ---- trace -------------------------------------------------------------------------------
 
 def trace(proj: Projection, values: Tensor, *, pixels: Tensor | None = None, power: int = 1,
-          opacity_lambda: float | None = None, top_k: int = 8,
-          backend: str = "auto") -> TraceOutput | LabelTraceOutput:
+          opacity_lambda: float | None = None, top_k: int = 8, sparse: bool = False,
+          backend: str = "auto") -> TraceOutput | LabelTraceOutput | SparseLabelTraceOutput:
     """Accumulate a per-pixel signal onto the Gaussians in proportion to ``w^power`` (reverse rasterization).
 
     ``values``: a float map [H, W, D] / [H, W] (or rows [P, D] with ``pixels``) gives
     :class:`TraceOutput`; an integer label map [H, W] (or [P]) gives :class:`LabelTraceOutput`, a
-    per-Gaussian top-``top_k`` histogram whose memory does not grow with the number of labels.
-    Negative labels are ignored. ``power`` 2 gives the squared-weight row sums of the linear-inverse
-    paper (Eq. 24); ``opacity_lambda`` polarises opacities (Eq. 23).
+    per-Gaussian top-``top_k`` histogram whose memory does not grow with the number of labels
+    (with ``sparse``, :class:`SparseLabelTraceOutput`: the same as entries, whose memory does not
+    grow with ``N top_k`` either). Negative labels are ignored. ``power`` 2 gives the squared-weight
+    row sums of the linear-inverse paper (Eq. 24); ``opacity_lambda`` polarises opacities (Eq. 23).
     """
     if power not in (1, 2):
         raise ValueError(f"power must be 1 or 2, got {power}")
@@ -240,13 +261,17 @@ def trace(proj: Projection, values: Tensor, *, pixels: Tensor | None = None, pow
         if tuple(values.shape[:2]) != expected:
             raise ValueError(f"value map is {tuple(values.shape[:2])}, view is {expected} (H, W)")
     values = values.to(device).reshape(P, -1) if not is_labels else values.to(device).reshape(P)
-    module = _module(_resolve(backend, device))
+    name = _resolve(backend, device)
+    module = _module(name)
     if is_labels:
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
-        labels, weights, wsum, asum, hits = module.trace_labels(
-            proj, values.to(torch.int32).contiguous(), pixels, order, offsets, power, top_k)
-        return LabelTraceOutput(labels, weights, wsum, asum, hits)
+        labels = values.to(torch.int32).contiguous()
+        if sparse and name == "cpu":  # entries straight from the kernel
+            return SparseLabelTraceOutput(*module.trace_labels(proj, labels, pixels, order, offsets, power,
+                                                               top_k, sparse=True))
+        out = LabelTraceOutput(*module.trace_labels(proj, labels, pixels, order, offsets, power, top_k))
+        return out.to_sparse() if sparse else out
     acc, wsum, asum, hits = module.trace(proj, values.to(torch.float32).contiguous(), pixels, order,
                                          offsets, power)
     return TraceOutput(acc, wsum, asum, hits)

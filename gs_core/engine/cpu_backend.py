@@ -228,8 +228,9 @@ def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offse
 
 
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
-                 power: int, top_k: int):
+                 power: int, top_k: int, sparse: bool = False):
     """labels [P] int32, negative = ignored -> (labels [N, k], weights [N, k], weight_sum [N],
-    alpha_sum [N], hits [N])."""
+    alpha_sum [N], hits [N]); with ``sparse`` (gaussians [E], labels [E], weights [E], weight_sum [N],
+    alpha_sum [N], hits [N]): the same histogram as entries, no [N, k] arrays. Deterministic."""
     args = _common(proj, pixels, order, offsets)
-    return tuple(load().trace_labels(*args, labels.to(torch.int32).contiguous(), power, top_k))
+    return tuple(load().trace_labels(*args, labels.to(torch.int32).contiguous(), power, top_k, sparse))

@@ -45,21 +45,19 @@ def trace_view(proj: Projection, patches: InstancePatches, *, top_k: int = DEFAU
                visibility: VisibilityRule = DEFAULT_VISIBILITY, backend: str = "auto") -> ViewGIT:
     """GIT of one view: ``trace`` of its patch map, uncovered pixels traced as one more label so
     the visibility rule sees each Gaussian's whole footprint. ``power`` 1 weighs by ``alpha T``
-    (the paper), 2 by its square."""
+    (the paper), 2 by its square. The trace returns entries (``sparse``), so the per-view cost
+    beyond the kernel is a few passes over them and over [N] sums, not over [N, top_k] arrays."""
     p = patches.num_patches
-    labels = np.where(patches.patch_map >= 0, patches.patch_map, p).astype(np.int32)
-    out = trace(proj, torch.from_numpy(labels), top_k=top_k + 1, power=power, backend=backend)
-    seen_mask = visibility.of(out) if power == 1 else visibility.of(
-        trace(proj, torch.from_numpy(labels), top_k=1, power=1, backend=backend))
-    seen = torch.nonzero(seen_mask).squeeze(1).cpu()
-    lab = out.labels.cpu()[seen].long()  # [S, k+1]
-    w = out.weights.cpu()[seen]
-    entry = (lab >= 0) & (lab < p) & (w > 0)
-    rows = seen[:, None].expand_as(lab)[entry]
+    labels = torch.from_numpy(np.where(patches.patch_map >= 0, patches.patch_map, p).astype(np.int32, copy=False))
+    out = trace(proj, labels, top_k=top_k + 1, power=power, sparse=True, backend=backend)
+    sums = out if power == 1 else trace(proj, labels, top_k=1, power=1, sparse=True, backend=backend)
+    seen_mask = visibility.of(sums).cpu().numpy()  # [N] bool
+    g, lab, w = out.gaussians.cpu().numpy(), out.labels.cpu().numpy(), out.weights.cpu().numpy()  # [E]
+    entry = seen_mask[g] & (lab < p)  # the uncovered label only counted in the total
+    seen = np.flatnonzero(seen_mask).astype(np.int32)
     patch_dtype = np.int16 if p < np.iinfo(np.int16).max else np.int32
-    return ViewGIT(rows.numpy().astype(np.int32), lab[entry].numpy().astype(patch_dtype),
-                   w[entry].numpy().astype(np.float32), seen.numpy().astype(np.int32),
-                   out.weight_sum.cpu()[seen].numpy().astype(np.float32), p)
+    return ViewGIT(g[entry], lab[entry].astype(patch_dtype), w[entry].astype(np.float32, copy=False), seen,
+                   out.weight_sum.cpu().numpy()[seen].astype(np.float32, copy=False), p)
 
 
 @dataclass
