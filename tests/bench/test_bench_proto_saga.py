@@ -34,6 +34,6 @@ def test_bench_proto_saga_writes_its_table(tmp_path, monkeypatch):
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["option"] for r in rows] == ["default, 2 steps", "default, 3 steps", "default", "unit embeddings"]
     for r in rows:
-        for key in ("gauss_agree", "proto_agree", "pan_miou", "assoc_miou", "pan_gt_protos"):
+        for key in ("gauss_agree", "proto_agree", "pan_miou", "assoc_miou", "pan_gt_protos", "pan_2views"):
             assert 0 <= r[key] <= 1
     assert "Gaussian agreement" in (out / "results.md").read_text()
