@@ -13,8 +13,8 @@
 from .losses import consistency_loss, dice_cost, dice_loss, focal_cost, focal_loss, knn_neighbours, knn_regulariser
 from .matching import hungarian_matching, id_matching, query_ids_by_area
 from .model import IQGSHead, IQGSModel, ModelConfig
-from .train import TrainConfig, TrainResult, TrainView, gaussian_labels, train_iqgs, view_labels
+from .train import TrainConfig, TrainResult, TrainView, decode, gaussian_labels, train_iqgs, view_labels
 
 __all__ = ["IQGSHead", "IQGSModel", "ModelConfig", "TrainConfig", "TrainResult", "TrainView", "consistency_loss",
-           "dice_cost", "dice_loss", "focal_cost", "focal_loss", "gaussian_labels", "hungarian_matching",
+           "decode", "dice_cost", "dice_loss", "focal_cost", "focal_loss", "gaussian_labels", "hungarian_matching",
            "id_matching", "knn_neighbours", "knn_regulariser", "query_ids_by_area", "train_iqgs", "view_labels"]

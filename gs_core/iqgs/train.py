@@ -204,19 +204,24 @@ def view_probabilities(model: IQGSModel, proj: Projection, active: np.ndarray,  
     return probs, alpha.reshape(proj.height, proj.width), q
 
 
+def _pixel_labels(probs: Tensor, alpha: Tensor, ids: np.ndarray, score_threshold: float,  # [A, H, W], [H, W]
+                  min_alpha: float) -> np.ndarray:  # -> [H, W] int64
+    best, arg = probs.max(dim=0)
+    out = torch.from_numpy(ids)[arg]
+    out[(best < score_threshold) | (alpha < min_alpha)] = -1
+    return out.numpy()
+
+
 @torch.no_grad()
 def view_labels(model: IQGSModel, proj: Projection, active: np.ndarray, score_threshold: float = 0.5,
                 min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:  # -> [H, W] int64 query, -1 none
     """2D instance labels of any view (Eq. 7): per pixel the active query of largest probability,
     -1 below ``score_threshold`` or where the scene's alpha is below ``min_alpha``."""
-    probs, alpha, _ = view_probabilities(model, proj, active, backend)
     ids = np.flatnonzero(active)
     if len(ids) == 0:
         return np.full((proj.height, proj.width), -1, np.int64)
-    best, arg = probs.max(dim=0)
-    out = torch.from_numpy(ids)[arg]
-    out[(best < score_threshold) | (alpha < min_alpha)] = -1
-    return out.numpy()
+    probs, alpha, _ = view_probabilities(model, proj, active, backend)
+    return _pixel_labels(probs, alpha, ids, score_threshold, min_alpha)
 
 
 @torch.no_grad()
@@ -225,19 +230,32 @@ def gaussian_labels(model: IQGSModel, projections: list[Projection], active: np.
                     backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:  # -> labels [N] int64, score [N]
     """3D instance labels (Eq. 6): each Gaussian's active query of largest mask probability averaged
     over the views' enriched queries; -1 below ``score_threshold`` and for untrained Gaussians."""
+    labels, scores, _ = decode(model, projections, active, trained, score_threshold, backend=backend, view_maps=False)
+    return labels, scores
+
+
+@torch.no_grad()
+def decode(model: IQGSModel, projections: list[Projection], active: np.ndarray,  # [Nq] bool
+           trained: np.ndarray | None = None, score_threshold: float = 0.5, min_alpha: float = 0.5,
+           backend: str = "auto", view_maps: bool = True) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """:func:`gaussian_labels` and (``view_maps``) :func:`view_labels` of every view in one pass: each
+    view is rendered and its queries enriched once for both. Returns (labels [N], scores [N], maps)."""
     ids = np.flatnonzero(active)
     n = model.attributes.shape[0]
     if len(ids) == 0 or not projections:
-        return np.full(n, -1, np.int64), np.zeros(n, np.float32)
+        return (np.full(n, -1, np.int64), np.zeros(n, np.float32),
+                [np.full((p.height, p.width), -1, np.int64) for p in projections] if view_maps else [])
     f3d = model.features_3d()
     total = torch.zeros(len(ids), n)
+    maps = []
     for proj in projections:
-        f2d, _ = model.features_2d(proj, backend=backend)
-        q = model.queries(f2d)[torch.from_numpy(ids)]
-        total += torch.sigmoid(mask_logits(q, f3d))
+        probs, alpha, q = view_probabilities(model, proj, active, backend)
+        total += torch.sigmoid(mask_logits(q[torch.from_numpy(ids)], f3d))
+        if view_maps:
+            maps.append(_pixel_labels(probs, alpha, ids, score_threshold, min_alpha))
     best, arg = (total / len(projections)).max(dim=0)
     labels = torch.from_numpy(ids)[arg].numpy().astype(np.int64)
     labels[best.numpy() < score_threshold] = -1
     if trained is not None:
         labels[~np.asarray(trained, bool)] = -1
-    return labels, best.numpy().astype(np.float32)
+    return labels, best.numpy().astype(np.float32), maps

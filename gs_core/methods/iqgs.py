@@ -22,8 +22,8 @@ import torch
 
 from ..camera import Camera
 from ..engine import project
-from ..iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainResult, TrainView, gaussian_labels,
-                    knn_neighbours, query_ids_by_area, train_iqgs, view_labels)
+from ..iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainResult, TrainView, decode, knn_neighbours,
+                    query_ids_by_area, train_iqgs)
 from ..labelmaps import masks_to_labels
 from ..scene import GaussianScene
 from ..trace3d import ConsistencyConfig, scaled_min_area
@@ -102,13 +102,9 @@ def run(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.nda
     stages["train"] = training.seconds
     t = time.perf_counter()
     say("labelling", 0, 1)
-    labels, scores = gaussian_labels(model, projections, training.active, training.trained,
-                                     train_cfg.score_threshold, config.backend)
-    stages["labels_3d"] = time.perf_counter() - t
-    t = time.perf_counter()
-    view_maps = [view_labels(model, p, training.active, train_cfg.score_threshold, backend=config.backend)
-                 for p in projections]
-    stages["masks_2d"] = time.perf_counter() - t
+    labels, scores, view_maps = decode(model, projections, training.active, training.trained,
+                                       train_cfg.score_threshold, backend=config.backend)
+    stages["labels"] = time.perf_counter() - t  # 3D labels (Eq. 6) and the views' 2D masks (Eq. 7)
     say("labelling", 1, 1)
     if query_ids is not None:
         ids = np.unique(np.concatenate([m[m >= 0] for m in maps])) if maps else np.zeros(0)
