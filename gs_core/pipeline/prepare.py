@@ -143,6 +143,9 @@ class Preparer:
 
     settings: Callable[[PrepareOptions], str]
     run: Callable[[PrepareInput, Callable], PreparedResult]
+    # the settings the per-view cache depends on (default: all of them); a change of only the others
+    # (a merge threshold) reuses the cached views
+    cache_settings: Callable[[PrepareOptions], str] | None = None
 
 
 def _trace3d_config(options: PrepareOptions):
@@ -170,7 +173,14 @@ def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
                           result.view_maps(), inst.num_instances, result.stages, result.info)
 
 
-TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=_run_trace3d)
+def _trace_settings(options: PrepareOptions) -> str:
+    """What one view's GIT depends on, beside the scene and the view's masks."""
+    c = _trace3d_config(options)
+    return repr((c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device))
+
+
+TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=_run_trace3d,
+                   cache_settings=_trace_settings)
 
 
 def _iqgs_settings(options: PrepareOptions) -> str:
@@ -262,9 +272,9 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     cameras = [ds.cameras[v] for v in views]
     preparer = PREPARERS[options.method]
     settings = preparer.settings(options)
-    key = fingerprint(WORK_FORMAT, file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
-                      np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints, settings,
-                      None if options.clip is None else options.clip.to_json())
+    inputs_print = (WORK_FORMAT, file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
+                    np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints)
+    key = fingerprint(*inputs_print, settings, None if options.clip is None else options.clip.to_json())
     from ..preflight import check_output_dir
 
     check_output_dir(out, "--out")
@@ -280,8 +290,9 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     manifest = {"status": "running", "key": key, "dataset": str(dataset_root), "scene": str(scene_path.resolve()),
                 "method": options.method, "views": [ds.names[v] for v in views], "config": settings}
     work.write_manifest(manifest)
+    cache_key = key if preparer.cache_settings is None else fingerprint(*inputs_print, preparer.cache_settings(options))
     inputs = PrepareInput(scene, cameras, stacks, images=lambda k: ds.image(views[k]), options=options,
-                          cache=DiskViewCache(work, key))
+                          cache=DiskViewCache(work, cache_key))
     result = preparer.run(inputs, say)
     say("writing", 0, 1)
     write_prepared(work, result, cameras)

@@ -202,3 +202,84 @@ def test_same_partition():
     assert not same_partition(a, np.array([0, 0, 1, 2, 3]))  # finer
     assert not same_partition(a, np.array([0, 0, 0, 2, 2]))  # coarser
     assert not same_partition(a, np.array([0, 1, 1, 2, 2]))  # crossing
+
+
+def dense_agglomerate(stats, config):
+    """The agglomeration in its first, dense form ([P, P] pooled sums, rows and columns added on a
+    merge, every row's best kept): the reference the sparse graph form must reproduce."""
+    num, den = stats.numerator.toarray(), stats.pairs()
+    sup = stats.support()
+    P = len(num)
+    active = np.ones(P, bool)
+
+    def selfsim_of(i):
+        return num[i, i] / den[i, i] if den[i, i] > 0 else np.nan
+
+    selfsim = np.array([selfsim_of(i) for i in range(P)])
+
+    def row_scores(i):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = num[i] / den[i] / np.sqrt(selfsim[i] * selfsim)
+        r[~active | (sup[i] < config.min_views) | (den[i] <= 0) | ~np.isfinite(r)] = -np.inf
+        r[i] = -np.inf
+        return r if active[i] else np.full(P, -np.inf)
+
+    into, other, score = [], [], []
+    while True:
+        rows = np.array([row_scores(i) for i in range(P)])
+        i, j = np.unravel_index(np.argmax(rows), rows.shape)
+        if rows[i, j] < config.floor:
+            break
+        a, b = min(i, j), max(i, j)
+        into.append(a), other.append(b), score.append(rows[i, j])
+        for m in (num, den, sup):
+            m[a] += m[b]
+            m[:, a] += m[:, b]
+        active[b] = False
+        selfsim[a] = selfsim_of(a)
+    return into, other, score
+
+
+@pytest.mark.parametrize("stacks", ["clean", "mixed"])
+def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks):
+    from gs_core.trace3d.consistency import ConsistencyConfig, agglomerate, patch_statistics
+
+    masks = planted.stacks if stacks == "clean" else planted.mixed(1)
+    inst, _ = associate(planted.scene, planted.cams, masks)
+    config = ConsistencyConfig()
+    stats = patch_statistics(inst.store, config)
+    tree = agglomerate(stats, config)
+    into, other, score = dense_agglomerate(stats, config)
+    assert len(into) > 10  # a real tree: the 5 views' patches merge into the 4 objects and on to groups
+    assert tree.into.tolist() == into and tree.other.tolist() == other
+    np.testing.assert_allclose(tree.score, score, rtol=1e-9)
+
+
+def test_min_share_drops_only_boundary_spill(planted):
+    """Dropping votes under 2% of a patch's mass in a view keeps the numerator within its bound
+    (2 x 0.02 of each view's agreement, so 0.04 x pairs) and leaves the instances unchanged."""
+    from gs_core.trace3d.consistency import ConsistencyConfig, patch_statistics
+
+    inst, _ = associate(planted.scene, planted.cams, planted.stacks)
+    exact = patch_statistics(inst.store, ConsistencyConfig(min_share=0.0))
+    pruned = patch_statistics(inst.store, ConsistencyConfig(min_share=0.02))
+    lost = exact.numerator.toarray() - pruned.numerator.toarray()
+    assert lost.min() >= -1e-9
+    assert (lost <= 0.04 * exact.pairs() + 1e-9).all()
+    assert lost.max() > 0  # something was dropped
+    same = consistent_instances(inst.store, ConsistencyConfig(min_share=0.0))
+    assert same_partition(same.patch_ids, inst.patch_ids)
+
+
+@pytest.mark.parametrize("stacks", ["clean", "mixed"])
+def test_views_first_gives_the_objects(planted, stacks):
+    """Merging each view's patches first (the large-scene path) finds the same objects on the planted
+    table top, and its tree records one run per view and one across views."""
+    from gs_core.trace3d.consistency import ConsistencyConfig
+
+    masks = planted.stacks if stacks == "clean" else planted.mixed(1)
+    inst, patches = associate(planted.scene, planted.cams, masks)
+    first = consistent_instances(inst.store, ConsistencyConfig(views_first_above=0))
+    assert same_partition(first.patch_ids, inst.patch_ids)
+    assert set(first.tree.sequence.tolist()) <= set(range(len(planted.cams) + 1))
+    assert (first.tree.sequence == len(planted.cams)).sum() > 0  # associations across views
