@@ -18,7 +18,9 @@ Inference: a query is *active* if it has an id (ID matching) or was matched in t
 training (Hungarian). A Gaussian's label is the active query of largest mask probability, averaged
 over the enriched queries of every training view (Eq. 6 with each view's ``Q``), when that
 probability reaches ``score_threshold``; Gaussians no training pixel ever reached get -1. A view's
-2D labels (Eq. 7) use that view's own enriched queries.
+2D labels (Eq. 7) use that view's own enriched queries. The paper gives no rule for which queries
+are instances (it has no class head); ``min_overlap`` adds Mask2Former's overlap test
+(:func:`dominant_queries`), which under Hungarian matching drops the queries that swap objects.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class TrainConfig:
     knn: int = 8  # neighbours per Gaussian in Eq. 13
     reg_samples: int = 4096  # Gaussians per step in Eq. 13
     score_threshold: float = 0.5  # inference: least mask probability that labels a Gaussian / pixel
+    min_overlap: float | None = None  # inference: keep only queries winning this share of their own 3D
+    # mask (:func:`dominant_queries`); None keeps every active query
     threads: int | None = 1  # torch threads while training (restored after); None: leave as is. Its many small
     # ops ran 0.68 s/step with 1 thread and 4.5 s/step with 2 on the shared 2-vCPU machine (load 12, room scene)
     train_head: bool = True  # False: only the attributes learn (a head carried over from another scene)
@@ -230,32 +234,75 @@ def gaussian_labels(model: IQGSModel, projections: list[Projection], active: np.
                     backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:  # -> labels [N] int64, score [N]
     """3D instance labels (Eq. 6): each Gaussian's active query of largest mask probability averaged
     over the views' enriched queries; -1 below ``score_threshold`` and for untrained Gaussians."""
-    labels, scores, _ = decode(model, projections, active, trained, score_threshold, backend=backend, view_maps=False)
+    labels, scores, _, _ = decode(model, projections, active, trained, score_threshold, backend=backend,
+                                  view_maps=False)
     return labels, scores
+
+
+@torch.no_grad()
+def dominant_queries(prob: Tensor, score_threshold: float = 0.5, min_overlap: float = 0.5,  # prob [A, N]
+                     rounds: int = 10) -> Tensor:  # -> [A] bool
+    """The queries that own their masks: a query is kept when it wins (argmax) at least ``min_overlap``
+    of the Gaussians where its own probability reaches ``score_threshold``; the others are dropped and
+    the test repeated on the rest (at most ``rounds`` times). Mask2Former's panoptic inference drops
+    segments by this overlap test (there at 0.8, once, after a class-score filter that IQGS has no head
+    for); here it removes the duplicate and object-swapping queries Hungarian matching leaves."""
+    keep = torch.ones(prob.shape[0], dtype=torch.bool)
+    for _ in range(rounds):
+        idx = torch.nonzero(keep)[:, 0]
+        if len(idx) == 0:
+            break
+        p = prob[idx]
+        best, win = p.max(dim=0)
+        own = (p >= score_threshold).sum(1)
+        won = torch.bincount(win[best >= score_threshold], minlength=len(idx))
+        ok = (own > 0) & (won >= min_overlap * own)
+        if ok.all():
+            break
+        keep[idx[~ok]] = False
+    return keep
 
 
 @torch.no_grad()
 def decode(model: IQGSModel, projections: list[Projection], active: np.ndarray,  # [Nq] bool
            trained: np.ndarray | None = None, score_threshold: float = 0.5, min_alpha: float = 0.5,
-           backend: str = "auto", view_maps: bool = True) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+           backend: str = "auto", view_maps: bool = True, min_overlap: float | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
     """:func:`gaussian_labels` and (``view_maps``) :func:`view_labels` of every view in one pass: each
-    view is rendered and its queries enriched once for both. Returns (labels [N], scores [N], maps)."""
+    view is rendered and its queries enriched once for both. ``min_overlap`` keeps only the
+    :func:`dominant_queries` (on the trained Gaussians). Returns (labels [N], scores [N], maps, the
+    queries used [Nq] bool)."""
+    active = np.asarray(active, bool).copy()
     ids = np.flatnonzero(active)
     n = model.attributes.shape[0]
     if len(ids) == 0 or not projections:
         return (np.full(n, -1, np.int64), np.zeros(n, np.float32),
-                [np.full((p.height, p.width), -1, np.int64) for p in projections] if view_maps else [])
+                [np.full((p.height, p.width), -1, np.int64) for p in projections] if view_maps else [], active)
     f3d = model.features_3d()
     total = torch.zeros(len(ids), n)
-    maps = []
+    views = []
     for proj in projections:
-        probs, alpha, q = view_probabilities(model, proj, active, backend)
+        f2d, alpha = model.features_2d(proj, backend=backend)
+        q = model.queries(f2d)
         total += torch.sigmoid(mask_logits(q[torch.from_numpy(ids)], f3d))
         if view_maps:
-            maps.append(_pixel_labels(probs, alpha, ids, score_threshold, min_alpha))
-    best, arg = (total / len(projections)).max(dim=0)
+            views.append((f2d, alpha, q))
+    prob = total / len(projections)  # [A, N]
+    if min_overlap is not None:
+        seen = torch.ones(n, dtype=torch.bool) if trained is None else torch.from_numpy(np.asarray(trained, bool))
+        keep = dominant_queries(prob[:, seen], score_threshold, min_overlap).numpy()
+        active[ids[~keep]] = False
+        ids, prob = ids[keep], prob[torch.from_numpy(keep)]
+    if len(ids) == 0:
+        return (np.full(n, -1, np.int64), np.zeros(n, np.float32),
+                [np.full((p.height, p.width), -1, np.int64) for p in projections] if view_maps else [], active)
+    best, arg = prob.max(dim=0)
     labels = torch.from_numpy(ids)[arg].numpy().astype(np.int64)
     labels[best.numpy() < score_threshold] = -1
     if trained is not None:
         labels[~np.asarray(trained, bool)] = -1
-    return labels, best.numpy().astype(np.float32), maps
+    maps = []
+    for proj, (f2d, alpha, q) in zip(projections, views):
+        probs = torch.sigmoid(mask_logits(q[torch.from_numpy(ids)], f2d)).reshape(-1, proj.height, proj.width)
+        maps.append(_pixel_labels(probs, alpha.reshape(proj.height, proj.width), ids, score_threshold, min_alpha))
+    return labels, best.numpy().astype(np.float32), maps, active

@@ -51,6 +51,7 @@ class IQGSResult:
     training: TrainResult
     stages: dict[str, float]
     info: dict
+    active: np.ndarray | None = None  # [Nq] bool the queries the labels use (training's, less min_overlap's)
 
 
 def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.ndarray], config: IQGSConfig,
@@ -102,17 +103,19 @@ def run(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.nda
     stages["train"] = training.seconds
     t = time.perf_counter()
     say("labelling", 0, 1)
-    labels, scores, view_maps = decode(model, projections, training.active, training.trained,
-                                       train_cfg.score_threshold, backend=config.backend)
+    labels, scores, view_maps, used = decode(model, projections, training.active, training.trained,
+                                             train_cfg.score_threshold, backend=config.backend,
+                                             min_overlap=train_cfg.min_overlap)
     stages["labels"] = time.perf_counter() - t  # 3D labels (Eq. 6) and the views' 2D masks (Eq. 7)
     say("labelling", 1, 1)
     if query_ids is not None:
         ids = np.unique(np.concatenate([m[m >= 0] for m in maps])) if maps else np.zeros(0)
         info["ids_without_query"] = int(len(np.setdiff1d(ids, query_ids)))
-    info.update(active_queries=int(training.active.sum()), steps=len(training.losses["total"]),
+    info.update(active_queries=int(training.active.sum()), queries_used=int(used.sum()),
+                steps=len(training.losses["total"]),
                 final_losses={k: float(np.mean(v[-50:])) for k, v in training.losses.items() if v},
                 labelled_share=float((labels >= 0).mean()), instances_3d=int(len(np.unique(labels[labels >= 0]))))
-    return IQGSResult(model, labels, scores, view_maps, maps, training, stages, info)
+    return IQGSResult(model, labels, scores, view_maps, maps, training, stages, info, used)
 
 
 # ---- benchmark entries -------------------------------------------------------------------------
@@ -167,7 +170,7 @@ def prepare_iqgs(inp, progress):
     result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache)
     buffer = io.BytesIO()
     torch.save({"config": result.model.config.__dict__, "state": result.model.state_dict(),
-                "active": result.training.active}, buffer)
+                "active": result.active}, buffer)
     from pathlib import Path
 
     with atomic_write(Path(inp.options.out) / "iqgs_model.pt", "wb") as fh:

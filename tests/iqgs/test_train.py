@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from gs_core.iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainView, gaussian_labels,
+from gs_core.iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainView, decode, gaussian_labels,
                           knn_neighbours, query_ids_by_area, train_iqgs, view_labels)
+from gs_core.iqgs.train import dominant_queries
 from gs_core.labelmaps import render_labels
 from gs_core.metrics import panoptic_scores
 
@@ -62,3 +63,28 @@ def test_frozen_head_trains_attributes_only(planted_3dgs):
     model, r = _train(s, "hungarian", steps=5, head=head, train_head=False)
     assert all(torch.equal(before[k], v) for k, v in head.state_dict().items())
     assert r.trained.any() and all(p.requires_grad for p in head.parameters())
+
+
+def test_dominant_queries_drop_a_query_that_owns_no_mask():
+    """Two objects of 10 Gaussians; query 0 owns A, query 2 owns B, query 1 straddles both at 0.6 (an
+    object-swapping query): it wins nothing of its mask and is dropped; the owners are kept."""
+    prob = torch.full((3, 20), 0.05)
+    prob[0, :10] = 0.9
+    prob[2, 10:] = 0.9
+    prob[1, 5:15] = 0.6
+    assert dominant_queries(prob).tolist() == [True, False, True]
+    prob[1, 5:15] = 0.95  # now query 1 wins all of its mask: kept, and the owners still win half of theirs
+    assert dominant_queries(prob).tolist() == [True, True, True]
+    assert dominant_queries(prob, min_overlap=0.6).tolist() == [False, True, False]
+
+
+def test_decode_with_min_overlap_matches_labels_of_the_kept_queries(planted_3dgs):
+    """decode's min_overlap labels exactly as decoding with the kept queries alone (3D and 2D)."""
+    s = planted_3dgs
+    model, r = _train(s, "hungarian", steps=40)
+    labels, _, maps, used = decode(model, s.projections, r.active, r.trained, min_overlap=0.5)
+    assert used.sum() <= r.active.sum() and not (used & ~r.active).any()
+    again, _, maps2, same = decode(model, s.projections, used, r.trained)
+    assert np.array_equal(labels, again) and np.array_equal(same, used)
+    assert all(np.array_equal(a, b) for a, b in zip(maps, maps2))
+    assert set(np.unique(labels[labels >= 0])) <= set(np.flatnonzero(used))
