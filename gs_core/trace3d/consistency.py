@@ -249,9 +249,11 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         ids_of[i], val_of[i] = uniq[other], vals[other]
         return ids_of[i], val_of[i]
 
-    def scores(i: int, ids: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        den = (counts @ counts[i])[ids]  # all rows then a pick: a contiguous product beats a [deg, V] gather
-        sup = (good @ good[i])[ids]
+    def scores(i: int, ids: np.ndarray, vals: np.ndarray, den_row: np.ndarray | None = None,
+               sup_row: np.ndarray | None = None) -> np.ndarray:
+        # all rows then a pick: a contiguous product beats a [deg, V] gather
+        den = (counts @ counts[i] if den_row is None else den_row)[ids]
+        sup = (good @ good[i] if sup_row is None else sup_row)[ids]
         with np.errstate(invalid="ignore", divide="ignore"):
             r = vals / den
             if config.normalise == "geometric":
@@ -264,18 +266,27 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     best = np.full(P, -np.inf)
     arg = np.zeros(P, np.int64)
 
-    def rescore(i: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, vals = row(i)
-        r = scores(i, ids, vals)
+    def keep_best(i: int, ids: np.ndarray, r: np.ndarray) -> None:
         if len(r):
             k = int(np.argmax(r))
             best[i], arg[i] = r[k], ids[k]
         else:
             best[i], arg[i] = -np.inf, i
+
+    def rescore(i: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, vals = row(i)
+        r = scores(i, ids, vals)
+        keep_best(i, ids, r)
         return ids, r
 
-    for i in range(P):
-        rescore(i)
+    block = 256  # the first scores: pair counts and supports of a block of rows in one product
+    for start in range(0, P, block):
+        den_block = counts[start:start + block] @ counts.T  # [block, P]
+        sup_block = good[start:start + block] @ good.T
+        for i in range(start, min(P, start + block)):
+            other_rows = ids_of[i] != i  # rows of the CSR matrix: sorted, unique
+            ids_of[i], val_of[i] = ids_of[i][other_rows], val_of[i][other_rows]
+            keep_best(i, ids_of[i], scores(i, ids_of[i], val_of[i], den_block[i - start], sup_block[i - start]))
     into, other, score = [], [], []
     while P:
         i = int(np.argmax(best))
@@ -284,8 +295,7 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         j = int(arg[i])
         a, b = min(i, j), max(i, j)  # keep the earlier patch index as the cluster's name
         into.append(a), other.append(b), score.append(best[i])
-        ids_a, vals_a = row(a)
-        between = vals_a[ids_a == b].sum()
+        between = val_of[a][cluster[ids_of[a]] == b].sum()
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
