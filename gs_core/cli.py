@@ -33,6 +33,7 @@ BENCH_COMMANDS = {
     "ply": ("gs_core.bench.ply_io", "scene file load/save speed: PLY, SPZ, .splat, compressed PLY (1M Gaussians)"),
     "fuzz": ("gs_core.bench.fuzz", "mutated PLY/SPZ/.splat files fed to the readers: load or a clear error, nothing else"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
+    "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
                "Run 'gs-core COMMAND --help' for a command's options.")
