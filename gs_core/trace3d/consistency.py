@@ -424,28 +424,33 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
 
 
-def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: ConsistencyConfig) -> MergeTree:
+def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: ConsistencyConfig,
+                       progress: Callable[[int, int], None] | None = None) -> MergeTree:
     """Sec. 3.3's first step alone: each view's patches merged where the other views agree (down to
     ``config.theta``), one greedy run per view. Each view's statistics involve only its own patches,
-    so this is a pure function of one view's rows (shardable over workers)."""
+    so this is a pure function of one view's rows (shardable over workers). ``progress`` (views done,
+    views) follows it."""
     P = len(patch_view)
     into, other, score, sequence = [], [], [], []
-    for v in np.unique(patch_view):
+    views = np.unique(patch_view)
+    for done, v in enumerate(views):
         rows = np.flatnonzero(patch_view == v)
         tree = agglomerate(votes.statistics(rows), replace(config, floor=config.theta))
         into.append(rows[tree.into]), other.append(rows[tree.other]), score.append(tree.score)
         sequence.append(np.full(len(tree.score), v, np.int64))
+        if progress is not None:
+            progress(done + 1, len(views))
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     return MergeTree(P, cat(into, np.int64), cat(other, np.int64), cat(score, np.float64), cat(sequence, np.int64))
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                         progress: Callable[[int, int], None] | None = None) -> ConsistentInstances:
+                         progress: Callable[[str, int, int], None] | None = None) -> ConsistentInstances:
     """Merge tree, global ids (cut at ``theta``) and per-Gaussian ids of a traced scene.
 
     The first pass scores raw patches; each further pass scores them on the maps merged by the
     previous one, until the ids stop changing (at most ``config.iterations`` passes). ``progress``
-    (merges done, patches) follows the agglomeration.
+    (stage, done, total) follows the merges within views and the agglomeration.
 
     Above ``config.views_first_above`` patches, each view's patches are merged first (Sec. 3.3's
     order, :func:`merge_within_views`) and the merged patches are then associated across views:
@@ -454,21 +459,23 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     view are then not in the tree, so finer cuts than ``theta`` split fewer parts."""
     patch_ids = None
     view = store.patch_view
+    say = progress or (lambda stage, done, total: None)
     for _ in range(max(1, config.iterations)):
         votes = patch_votes(store, config, patch_ids)
         if store.num_patches > config.views_first_above:
-            within = merge_within_views(votes, view, config)
+            within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
             merged = within.cut(config.theta)
             first = np.full(int(merged.max()) + 1, -1, np.int64)  # each merged patch's first member
             for p in range(len(merged) - 1, -1, -1):
                 first[merged[p]] = p
-            across = agglomerate(votes.pooled(merged).statistics(), config, progress)
+            across = agglomerate(votes.pooled(merged).statistics(), config,
+                                 lambda d, n: say("associating patches", d, n))
             tree = MergeTree(len(view), np.concatenate([within.into, first[across.into]]),
                              np.concatenate([within.other, first[across.other]]),
                              np.concatenate([within.score, across.score]),
                              np.concatenate([within.sequence, np.full(len(across.score), view.max() + 1)]))
         else:
-            tree = agglomerate(votes.statistics(), config, progress)
+            tree = agglomerate(votes.statistics(), config, lambda d, n: say("associating patches", d, n))
         new = tree.cut(config.theta, view if config.absorb_unconfirmed else None)
         if patch_ids is not None and same_partition(new, patch_ids):
             break

@@ -283,3 +283,9 @@ def test_views_first_gives_the_objects(planted, stacks):
     assert same_partition(first.patch_ids, inst.patch_ids)
     assert set(first.tree.sequence.tolist()) <= set(range(len(planted.cams) + 1))
     assert (first.tree.sequence == len(planted.cams)).sum() > 0  # associations across views
+    if stacks == "clean":  # both stages report progress, each ending complete
+        calls = []
+        consistent_instances(inst.store, ConsistencyConfig(views_first_above=0), lambda *a: calls.append(a))
+        ends = {stage: (done, total) for stage, done, total in calls}
+        assert ends["merging within views"] == (len(planted.cams), len(planted.cams))
+        assert ends["associating patches"][0] == ends["associating patches"][1] > 0
