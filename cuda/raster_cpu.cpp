@@ -270,6 +270,30 @@ struct Blend {
   float asum;     // sum alpha (trace only)
 };
 
+// sigma of o exp(-sigma) at pixel (x, y): the conic (3DGS: d^T Q d / 2, with a, b, cc its entries) or
+// the ray transform M (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller). The
+// forward and the backward's first pass both call it, so their skip decisions are the same. `valid`
+// is false for a degenerate ray (NaN), which is skipped, as the oracle does.
+template <bool TWO_D>
+inline float splat_sigma(float x, float y, float mx, float my, float a, float b, float cc, const float* M,
+                         bool& valid) {
+  const float dx = x - mx, dy = y - my;
+  if (TWO_D) {
+    const float hu0 = -M[0] + M[6] * x, hu1 = -M[1] + M[7] * x, hu2 = -M[2] + M[8] * x;
+    const float hv0 = -M[3] + M[6] * y, hv1 = -M[4] + M[7] * y, hv2 = -M[5] + M[8] * y;
+    const float c0 = hu1 * hv2 - hu2 * hv1;
+    const float c1 = hu2 * hv0 - hu0 * hv2;
+    const float c2 = hu0 * hv1 - hu1 * hv0;
+    const float us = c0 / c2, vs = c1 / c2;
+    const float s3 = us * us + vs * vs;
+    const float s2 = 2.0f * (dx * dx + dy * dy);
+    valid = (s3 == s3) & (c2 != 0.0f);
+    return 0.5f * (s3 < s2 ? s3 : s2);
+  }
+  valid = true;
+  return 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
+}
+
 // Alpha of Gaussian g at the chunk's pixels in reach, then weights and the transmittance update,
 // fused in one vectorised pass. SUMS also accumulates sum w^POWER and sum alpha.
 template <bool TWO_D, bool SUMS, int POWER>
@@ -301,23 +325,8 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
     const float* __restrict ys = c.y + blk;
 #pragma omp simd aligned(T, live, w, xs, ys : 64)
     for (int j = 0; j < LANES; ++j) {
-      const float dx = xs[j] - mx, dy = ys[j] - my;
-      float sigma;
-      bool valid = true;
-      if (TWO_D) {
-        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
-        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
-        const float c0 = hu1 * hv2 - hu2 * hv1;
-        const float c1 = hu2 * hv0 - hu0 * hv2;
-        const float c2 = hu0 * hv1 - hu1 * hv0;
-        const float us = c0 / c2, vs = c1 / c2;
-        const float s3 = us * us + vs * vs;
-        const float s2 = 2.0f * (dx * dx + dy * dy);
-        sigma = 0.5f * (s3 < s2 ? s3 : s2);
-        valid = (s3 == s3) & (c2 != 0.0f);  // NaN (degenerate ray) -> skip, as the oracle
-      } else {
-        sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
-      }
+      bool valid;
+      const float sigma = splat_sigma<TWO_D>(xs[j], ys[j], mx, my, a, b, cc, M, valid);
       // Branch-free with 0/1 masks as floats: GCC leaves loops with select chains on bools or
       // conditional stores scalar (GCC 12), which costs 3x here.
       const float e = o * exp_neg(-sigma);
@@ -837,23 +846,8 @@ inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo
     const float* __restrict ys = c.y + blk;
 #pragma omp simd aligned(T, w, al_, e_, vis_, last, xs, ys : 64)
     for (int j = 0; j < LANES; ++j) {
-      const float dx = xs[j] - mx, dy = ys[j] - my;
-      float sigma;
-      bool valid = true;
-      if (TWO_D) {
-        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
-        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
-        const float c0 = hu1 * hv2 - hu2 * hv1;
-        const float c1 = hu2 * hv0 - hu0 * hv2;
-        const float c2 = hu0 * hv1 - hu1 * hv0;
-        const float us = c0 / c2, vs = c1 / c2;
-        const float s3 = us * us + vs * vs;
-        const float s2 = 2.0f * (dx * dx + dy * dy);
-        sigma = 0.5f * (s3 < s2 ? s3 : s2);
-        valid = (s3 == s3) & (c2 != 0.0f);
-      } else {
-        sigma = 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
-      }
+      bool valid;
+      const float sigma = splat_sigma<TWO_D>(xs[j], ys[j], mx, my, a, b, cc, M, valid);
       const bool ok = (sigma >= 0.0f) & valid;
       const float vis = exp_neg(-(ok ? sigma : 0.0f));  // the forward's value where it blends
       const float e = o * vis;
