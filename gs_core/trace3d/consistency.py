@@ -465,9 +465,7 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
         if store.num_patches > config.views_first_above:
             within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
             merged = within.cut(config.theta)
-            first = np.full(int(merged.max()) + 1, -1, np.int64)  # each merged patch's first member
-            for p in range(len(merged) - 1, -1, -1):
-                first[merged[p]] = p
+            first = np.unique(merged, return_index=True)[1]  # each merged patch's first member
             across = agglomerate(votes.pooled(merged).statistics(), config,
                                  lambda d, n: say("associating patches", d, n))
             tree = MergeTree(len(view), np.concatenate([within.into, first[across.into]]),
