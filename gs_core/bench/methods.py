@@ -29,6 +29,35 @@ def oracle(inp: MethodInput) -> MethodResult:
     return MethodResult(gt.gaussians.object.astype(np.int64), maps)
 
 
+def gt_association(inp: MethodInput) -> MethodResult:
+    """The association ceiling of the Trace3D core: the same patches and GIT as ``git-consistent``,
+    but each patch gets the ground-truth object covering most of its pixels (a patch mostly on
+    background gets none) instead of the merged id of Eq. 3. What is left between this and
+    ``oracle`` comes from the masks themselves (jitter, missed objects, patches straddling two
+    objects); what is left between ``git-consistent`` and this is association error."""
+    from ..methods.trace3d import Trace3DConfig, trace_all, training_masks
+    from ..trace3d import make_patches
+    from ..trace3d.consistency import gaussian_votes
+
+    ds, config = inp.dataset, Trace3DConfig(density=None, backend=inp.backend)
+    gt = GroundTruth.load(ds.root)
+    scene = ds.load_scene()
+    patches = [make_patches(m, config.min_area) for m in training_masks(ds, inp.train)]
+    store, _ = trace_all(scene, [ds.cameras[v] for v in inp.train], patches, config)
+    none = int(gt.gaussians.object.max()) + 1  # one id for patches mostly on background, dropped below
+    ids, maps = [], {}
+    for v, p in zip(inp.train, patches):
+        truth = gt.instance_map(ds.names[v]).astype(np.int64)
+        inside = p.patch_map >= 0
+        truth = np.where(truth >= 0, truth, none)[inside]
+        joint = np.bincount(p.patch_map[inside] * (none + 1) + truth, minlength=p.num_patches * (none + 1))
+        local = joint.reshape(p.num_patches, none + 1).argmax(1)
+        ids.append(local)
+        maps[v] = np.where(inside & (local[np.maximum(p.patch_map, 0)] != none), local[np.maximum(p.patch_map, 0)], -1)
+    labels, _ = gaussian_votes(store, np.concatenate(ids) if ids else np.zeros(0, np.int64))
+    return MethodResult(np.where(labels == none, -1, labels), maps)
+
+
 @torch.no_grad()
 def naive_lifting(inp: MethodInput) -> MethodResult:
     """Masks traced straight onto Gaussians with per-view independent ids, no association.
@@ -63,6 +92,7 @@ def naive_lifting(inp: MethodInput) -> MethodResult:
 METHODS: dict[str, Method] = {
     "oracle": oracle,
     "naive": naive_lifting,
+    "gt-association": gt_association,  # ceiling: Trace3D's patches and GIT, ground-truth association
     "gaga": gaga.segment,
     "closed-form": lifting_methods.closed_form,
     "contrastive": lifting_methods.contrastive_consistent,

@@ -31,6 +31,7 @@ from ..labelmaps import render_labels
 from ..query import from_mask_weights
 from ..metrics import association_scores, novel_view_segmentation, object_extraction, panoptic_scores
 from ..synth import SIZES, GroundTruth, MaskNoise, SynthConfig, make_world, render_views, write_dataset
+from ..synth.masks import KNOBS
 from ..viz import label_colors, mask_overlay, panel, to_uint8
 from .methods import METHODS, MethodInput, MethodResult
 
@@ -225,6 +226,11 @@ class BenchConfig:
     size: str = "small"
     kind: str = "3dgs"
     backend: str = "auto"
+    noise_only: list[str] | None = None  # keep only these MaskNoise knobs at each level (None: all)
+
+    def mask_noise(self, level: float) -> MaskNoise:
+        noise = MaskNoise.level(level)
+        return noise.only(*self.noise_only) if self.noise_only else noise
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
@@ -232,6 +238,8 @@ class BenchConfig:
             raise ValueError(f"unknown methods {unknown}; available: {sorted(METHODS)}")
         for spec in self.scenes:
             parse_scene(spec)
+        if self.noise_only:
+            MaskNoise().only(*self.noise_only)  # raises on an unknown knob
 
 
 def figure(path: Path, ev: Evaluation, scores: dict[str, Score]) -> None:
@@ -272,9 +280,9 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
         scenes.append({"scene": spec, "config": world.config.to_json(), "gaussians": len(world.scene),
                        "objects": len(world.hierarchy.objects), "seconds": time.perf_counter() - t0})
         for noise in config.noise:
-            tag = f"{layout}{seed}_n{noise:g}"
+            tag = f"{layout}{seed}_n{noise:g}" + ("_" + "+".join(config.noise_only) if config.noise_only else "")
             say(f"{spec} noise {noise:g}: writing and loading {tag}")
-            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(noise))
+            root = write_dataset(out / "data" / tag, world, views, config.mask_noise(noise))
             ds, gt = Dataset.load(root), GroundTruth.load(root)
             t0 = time.perf_counter()
             ev = Evaluation.prepare(ds, gt, config.backend)
@@ -344,6 +352,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", nargs="+", default=DEFAULT_SCENES, help="layout[:seed], layouts: room, tabletop")
     parser.add_argument("--noise", nargs="+", type=float, default=DEFAULT_NOISE,
                         help="mask-noise levels (0 = clean masks, 1 = typical SAM)")
+    parser.add_argument("--noise-only", nargs="+", choices=list(KNOBS), metavar="KNOB",
+                        help="keep only these failure modes of each noise level, the others off, to measure what "
+                        f"each costs ({', '.join(KNOBS)})")
     parser.add_argument("--size", default="small", choices=list(SIZES), help="scene density, resolution, views")
     parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
@@ -354,10 +365,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
-    config = BenchConfig(args.methods, args.scenes, args.noise, args.size, args.kind, args.backend)
+    config = BenchConfig(args.methods, args.scenes, args.noise, args.size, args.kind, args.backend, args.noise_only)
     t0 = time.perf_counter()
     with console.status("starting") as status:
         results = run_bench(config, args.out, progress=status.update)
     print_table(results["rows"], console)
+    if config.noise_only:
+        console.print(f"mask noise: only {', '.join(config.noise_only)} of each level, the other failure modes off")
     console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/results.json, results.md and PNGs")
     return 0

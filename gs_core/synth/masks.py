@@ -46,8 +46,19 @@ class MaskNoise:
                    over_segment=min(1.0, 0.12 * noise), under_segment=min(1.0, 0.12 * noise),
                    jitter=1.0 * noise, miss_small=min(1.0, 0.6 * noise), spurious=1.5 * noise)
 
+    def only(self, *knobs: str) -> "MaskNoise":
+        """These knobs as they are, every other failure mode off (``small`` and ``min_area`` kept):
+        to measure what each failure mode costs a method on its own."""
+        unknown = [k for k in knobs if k not in KNOBS]
+        if unknown:
+            raise ValueError(f"unknown mask-noise knob(s) {', '.join(unknown)}; choose from {', '.join(KNOBS)}")
+        return MaskNoise(**{k: getattr(self, k) for k in knobs}, small=self.small, min_area=self.min_area)
+
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+KNOBS = ("granularity", "nested", "over_segment", "under_segment", "jitter", "miss_small", "spurious")
 
 
 @dataclass

@@ -54,3 +54,37 @@ def test_naive_labels_are_pure_on_clean_masks(clean_root):
     pure = sum(np.bincount(obj[lab == k]).max() for k in np.unique(lab))
     assert pure > 0.9 * len(lab)  # the rest: boundary Gaussians, blurred at 64x48
     assert len(np.unique(lab)) > len(np.unique(obj))  # fragments: no association across views
+
+
+def test_gt_association_gives_each_patch_its_majority_object(noisy_root):
+    """The association ceiling: every training view's map holds, on each patch, the ground-truth
+    object covering most of that patch's pixels (none where background covers most)."""
+    from gs_core.trace3d import make_patches
+
+    inp, gt = _input(noisy_root)
+    res = methods.gt_association(inp)
+    assert res.labels.shape == (len(gt.gaussians),) and res.labels.max() < len(gt.hierarchy.objects)
+    checked = 0
+    for v in inp.train:
+        patches = make_patches(inp.dataset.masks(v))
+        truth, got = gt.instance_map(inp.dataset.names[v]), res.view_maps[v]
+        assert (got[patches.patch_map < 0] == -1).all()  # uncovered pixels get nothing
+        for j in range(patches.num_patches):
+            inside = patches.patch_map == j
+            value = np.unique(got[inside])
+            assert len(value) == 1  # one id per patch
+            ids, counts = np.unique(truth[inside], return_counts=True)
+            objects = counts[ids >= 0]
+            if value[0] >= 0:
+                assert counts[ids == value[0]].item() == objects.max() >= counts[ids < 0].sum()
+            else:
+                assert counts[ids < 0].sum() > (objects.max() if len(objects) else 0)
+            checked += 1
+    assert checked > 20
+
+
+def test_gt_association_recovers_the_objects_from_clean_masks(clean_root):
+    inp, gt = _input(clean_root)
+    labels = methods.gt_association(inp).labels
+    clean = gt.gaussians.clean & (labels >= 0)
+    assert (labels[clean] == gt.gaussians.object[clean]).mean() > 0.95

@@ -12,7 +12,7 @@ from gs_core.bench.segmentation import (DEFAULT_METHODS, BenchConfig, Evaluation
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project, render
-from gs_core.synth import GroundTruth
+from gs_core.synth import GroundTruth, MaskNoise
 
 
 def test_parse_scene():
@@ -99,6 +99,15 @@ def test_adding_a_method_is_one_line(monkeypatch, tmp_path):
     assert all(r["cpu_seconds"] >= 0 for r in results["rows"])  # process CPU time beside the wall time
     with pytest.raises(ValueError, match="unknown methods"):
         BenchConfig(methods=["nope"])
+
+
+def test_noise_only_writes_masks_with_one_failure_mode(tmp_path):
+    config = BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny", noise_only=["jitter"])
+    run_bench(config, tmp_path)
+    written = json.loads((tmp_path / "data" / "tabletop2_n1_jitter" / "gt" / "scene.json").read_text())
+    assert written["noise"] == MaskNoise.level(1.0).only("jitter").to_json()
+    with pytest.raises(ValueError, match="unknown mask-noise knob"):
+        BenchConfig(noise_only=["blur"])
 
 
 def test_bench_command_writes_table_json_and_pictures(tmp_path, capsys):

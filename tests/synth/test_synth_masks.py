@@ -5,6 +5,7 @@ import pytest
 
 from gs_core.synth import Hierarchy, MaskNoise, simulate_masks
 from gs_core.synth.groundtruth import GroupInfo, ObjectInfo, PartInfo
+from gs_core.synth.masks import KNOBS
 
 # floor (stuff) | table (top, leg) + mug (body, handle) + die on the table | a box beside the table
 HIER = Hierarchy(
@@ -146,7 +147,7 @@ def test_min_area_drops_tiny_masks():
 
 def test_noise_level_scales_every_knob():
     lo, hi = MaskNoise.level(0.5), MaskNoise.level(1.0)
-    for name in ("granularity", "nested", "over_segment", "under_segment", "jitter", "miss_small", "spurious"):
+    for name in KNOBS:
         assert 0 < getattr(lo, name) < getattr(hi, name)
     with pytest.raises(ValueError):
         MaskNoise.level(-1)
@@ -157,3 +158,14 @@ def test_noisy_views_still_mostly_cover_the_objects():
     sim = _sim(MaskNoise.level(1.0), seed=4)
     covered = sim.masks.any(0)
     assert covered.mean() > 0.8
+
+
+def test_only_keeps_the_named_failure_modes():
+    level = MaskNoise.level(1.0)
+    jitter = level.only("jitter")
+    assert jitter.jitter == level.jitter and jitter.small == level.small
+    assert all(getattr(jitter, k) == 0 for k in KNOBS if k != "jitter")
+    both = level.only("granularity", "nested")
+    assert (both.granularity, both.nested, both.spurious) == (level.granularity, level.nested, 0)
+    with pytest.raises(ValueError, match="unknown mask-noise knob"):
+        level.only("blur")
