@@ -129,14 +129,14 @@ def label_view_sums(proj: Projection, label_map, config: LabelLiftConfig = Label
     if torch.is_floating_point(labels):
         raise TypeError("label_map must be an integer map [H, W]")
     out = trace(proj, labels.to(torch.int32), power=config.power, opacity_lambda=config.opacity_lambda,
-                top_k=config.top_k, backend=config.backend)
-    lab, w, total = out.labels.long().cpu(), out.weights.float().cpu(), out.weight_sum.float().cpu()
+                top_k=config.top_k, sparse=True, backend=config.backend)  # entries: no [N, k] arrays
+    g, lab, w = out.gaussians.long().cpu(), out.labels.long().cpu(), out.weights.float().cpu()
+    total = out.weight_sum.float().cpu()
     keep = (lab >= 0) & (w > 0)
     if config.visibility is not None:
         seen = seen_in_view(proj, config.visibility, config.backend).cpu()
-        keep &= seen[:, None]
+        keep &= seen[g]
         total = torch.where(seen, total, torch.zeros_like(total))
-    g = torch.arange(lab.shape[0])[:, None].expand_as(lab)
     return LabelSums(g[keep], lab[keep], w[keep], total)
 
 
