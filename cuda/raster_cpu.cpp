@@ -43,6 +43,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -1324,11 +1325,524 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   return {out_gaussians, out_labels, out_weights, wsum, asum, hits};
 }
 
+// ---- projection: Gaussians -> screen space, then tile lists ------------------------------------
+//
+// project_forward mirrors gs_core/engine/projection.py (the readable torch reference, and the test
+// oracle) formula by formula in float32: 3DGS EWA splatting (3DGS paper Eq. 5-6: Sigma = R S S^T R^T,
+// Sigma' = J W Sigma W^T J^T, plus gsplat's eps2d low-pass and its frustum clamp of tx/tz, ty/tz in
+// the Jacobian) and 2DGS ray-splat transforms (gsplat's fully_fused_projection_2dgs), then bin_tiles
+// (every Gaussian in each tile its square extent touches, a tile's list sorted by depth, ties by index).
+// The torch reference is dozens of small ATen ops, each its own parallel region; with passive
+// OpenMP waits every one of them waits for sleeping threads to wake. Here the whole projection is
+// ONE parallel region (see project_forward for its phases and the barriers between them).
+// project_backward is the vector-Jacobian product of the same chain (gsplat's projection backward),
+// per Gaussian, so it needs no atomics and is bitwise the same on any thread count.
+namespace {
+
+constexpr float EPS2D = 0.3f;          // as projection.EPS2D
+constexpr float RADIUS_SIGMAS = 3.33f;  // as projection.RADIUS_SIGMAS
+constexpr float NEAR_PLANE = 0.01f, FAR_PLANE = 1e10f;
+constexpr float NORM_EPS = 1e-12f;     // torch.nn.functional.normalize's eps
+constexpr float DET_MIN = 1e-10f;      // the reference's det clamp
+
+// The camera: world -> camera rotation R (row-major) and translation t, pinhole intrinsics.
+struct ProjCam {
+  float R[9], t[3];
+  float fx, fy, cx, cy;
+  float lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg;  // the Jacobian's frustum clamp of tx/tz, ty/tz
+  int64_t width, height;
+};
+
+ProjCam make_cam(const torch::Tensor& viewmat, const torch::Tensor& K, int64_t width, int64_t height) {
+  TORCH_CHECK(viewmat.dtype() == torch::kFloat32 && viewmat.numel() == 16 && viewmat.is_contiguous(),
+              "viewmat must be a contiguous float32 [4, 4]");
+  TORCH_CHECK(K.dtype() == torch::kFloat32 && K.numel() == 9 && K.is_contiguous(),
+              "K must be a contiguous float32 [3, 3]");
+  const float* V = viewmat.data_ptr<float>();
+  const float* k = K.data_ptr<float>();
+  ProjCam c;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) c.R[3 * i + j] = V[4 * i + j];
+    c.t[i] = V[4 * i + 3];
+  }
+  c.fx = k[0];
+  c.fy = k[4];
+  c.cx = k[2];
+  c.cy = k[5];
+  c.width = width;
+  c.height = height;
+  // The reference's order of float32 operations (a Python float times a float32 tensor rounds to float32).
+  const float tan_fovx = 0.5f * static_cast<float>(width) / c.fx, tan_fovy = 0.5f * static_cast<float>(height) / c.fy;
+  c.lim_x_pos = (static_cast<float>(width) - c.cx) / c.fx + 0.3f * tan_fovx;
+  c.lim_x_neg = c.cx / c.fx + 0.3f * tan_fovx;
+  c.lim_y_pos = (static_cast<float>(height) - c.cy) / c.fy + 0.3f * tan_fovy;
+  c.lim_y_neg = c.cy / c.fy + 0.3f * tan_fovy;
+  return c;
+}
+
+int num_threads_in_team() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// float -> int32 as torch's .to(torch.int32) does on x86 (cvttss2si): truncation, and INT32_MIN for
+// NaN or out of range (a C++ cast would be undefined there).
+inline int32_t to_int32(float x) {
+  return x > -2147483648.0f && x < 2147483648.0f ? static_cast<int32_t>(x) : std::numeric_limits<int32_t>::min();
+}
+
+// torch.clamp(x, lo, hi) (NaN stays NaN)
+inline float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+// Camera-space mean R m + t.
+inline void to_camera(const ProjCam& c, const float* m, float* tc) {
+  for (int i = 0; i < 3; ++i) tc[i] = c.R[3 * i] * m[0] + c.R[3 * i + 1] * m[1] + c.R[3 * i + 2] * m[2] + c.t[i];
+}
+
+// Unit quaternion qn = q / max(|q|, eps) (wxyz) and its rotation matrix (row-major); returns |q|.
+inline float quat_rotmat(const float* q, float* qn, float* rot) {
+  const float norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  const float d = norm > NORM_EPS ? norm : NORM_EPS;
+  for (int k = 0; k < 4; ++k) qn[k] = q[k] / d;
+  const float w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+  rot[0] = 1 - 2 * (y * y + z * z), rot[1] = 2 * (x * y - w * z), rot[2] = 2 * (x * z + w * y);
+  rot[3] = 2 * (x * y + w * z), rot[4] = 1 - 2 * (x * x + z * z), rot[5] = 2 * (y * z - w * x);
+  rot[6] = 2 * (x * z - w * y), rot[7] = 2 * (y * z + w * x), rot[8] = 1 - 2 * (x * x + y * y);
+  return norm;
+}
+
+// dL/dq (raw quaternion) from dL/drot, through the rotation formula and the normalisation.
+inline void quat_rotmat_vjp(const float* qn, float norm, const float* v, float* v_q) {
+  const float w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+  float g[4];
+  g[0] = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
+  g[1] = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
+  g[2] = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
+  g[3] = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
+  if (norm >= NORM_EPS) {  // d(q / |q|): (g - qn (qn . g)) / |q|
+    const float dot = qn[0] * g[0] + qn[1] * g[1] + qn[2] * g[2] + qn[3] * g[3];
+    for (int k = 0; k < 4; ++k) v_q[k] = (g[k] - qn[k] * dot) / norm;
+  } else {  // the clamped norm is a constant
+    for (int k = 0; k < 4; ++k) v_q[k] = g[k] / NORM_EPS;
+  }
+}
+
+// C = A B^T for row-major 3x3 (C[i][j] = sum_k A[i][k] B[j][k]); C = A B.
+inline void mul_abt(const float* A, const float* B, float* C) {
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) C[3 * i + j] = A[3 * i] * B[3 * j] + A[3 * i + 1] * B[3 * j + 1] + A[3 * i + 2] * B[3 * j + 2];
+}
+inline void mul_ab(const float* A, const float* B, float* C) {
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) C[3 * i + j] = A[3 * i] * B[j] + A[3 * i + 1] * B[3 + j] + A[3 * i + 2] * B[6 + j];
+}
+// C = A^T B
+inline void mul_atb(const float* A, const float* B, float* C) {
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) C[3 * i + j] = A[i] * B[j] + A[3 + i] * B[3 + j] + A[6 + i] * B[6 + j];
+}
+
+// Everything the 3DGS forward computes for one Gaussian (the backward recomputes it).
+struct Ewa {
+  float tc[3], qn[4], norm, rot[9], Mr[9], Sc[9];  // camera mean, unit quat, |q|, R(q), R(q) S, W Sigma W^T
+  float u, v;           // tx/tz, ty/tz before the clamp
+  float txc, tyc;       // tz * clamped (tx/tz, ty/tz)
+  float J[6];           // [2, 3] row-major
+  float G[4];           // 2D covariance (+ eps2d) row-major
+  float det;            // G00 G11 - G01 G10, before the clamp
+};
+
+inline void ewa(const ProjCam& c, const float* m, const float* q, const float* s, Ewa& e) {
+  to_camera(c, m, e.tc);
+  e.norm = quat_rotmat(q, e.qn, e.rot);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) e.Mr[3 * i + j] = e.rot[3 * i + j] * s[j];
+  float Sig[9], RS[9];
+  mul_abt(e.Mr, e.Mr, Sig);   // Sigma = M M^T (Eq. 6)
+  mul_ab(c.R, Sig, RS);
+  mul_abt(RS, c.R, e.Sc);     // W Sigma W^T
+  const float tx = e.tc[0], ty = e.tc[1], tz = e.tc[2];
+  e.u = tx / tz;
+  e.v = ty / tz;
+  e.txc = tz * clampf(e.u, -c.lim_x_neg, c.lim_x_pos);
+  e.tyc = tz * clampf(e.v, -c.lim_y_neg, c.lim_y_pos);
+  const float tz2 = tz * tz;
+  e.J[0] = c.fx / tz, e.J[1] = 0.0f, e.J[2] = -c.fx * e.txc / tz2;
+  e.J[3] = 0.0f, e.J[4] = c.fy / tz, e.J[5] = -c.fy * e.tyc / tz2;
+  float JS[6];  // J Sc (Eq. 5)
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j)
+      JS[3 * i + j] = e.J[3 * i] * e.Sc[j] + e.J[3 * i + 1] * e.Sc[3 + j] + e.J[3 * i + 2] * e.Sc[6 + j];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      e.G[2 * i + j] = JS[3 * i] * e.J[3 * j] + JS[3 * i + 1] * e.J[3 * j + 1] + JS[3 * i + 2] * e.J[3 * j + 2] +
+                       (i == j ? EPS2D : 0.0f);
+  e.det = e.G[0] * e.G[3] - e.G[1] * e.G[2];
+}
+
+// Everything the 2DGS forward computes for one Gaussian.
+struct RaySplat {
+  float tc[3], qn[4], norm, rot[9], Mr[9];
+  float T[9];     // [R R(q) S columns 0, 1 | camera mean] (gsplat's T_cl)
+  float Mk[9];    // K T: the ray transform, row-major (projection.py's ray_transforms)
+  float d;        // sum_i test_i Mk[2][i]^2, test = (1, 1, -1)
+  bool ok;        // |d| > 0
+  float f[3];     // test_i / d (0 when not ok)
+  float m2d[2];
+};
+
+inline void ray_splat(const ProjCam& c, const float* m, const float* q, const float* s, RaySplat& r) {
+  to_camera(c, m, r.tc);
+  r.norm = quat_rotmat(q, r.qn, r.rot);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) r.Mr[3 * i + j] = r.rot[3 * i + j] * s[j];
+  float RS[9];
+  mul_ab(c.R, r.Mr, RS);
+  for (int i = 0; i < 3; ++i) {
+    r.T[3 * i] = RS[3 * i];
+    r.T[3 * i + 1] = RS[3 * i + 1];
+    r.T[3 * i + 2] = r.tc[i];
+  }
+  const float Kt[9] = {c.fx, 0.0f, c.cx, 0.0f, c.fy, c.cy, 0.0f, 0.0f, 1.0f};
+  mul_ab(Kt, r.T, r.Mk);
+  const float test[3] = {1.0f, 1.0f, -1.0f};
+  r.d = r.Mk[6] * r.Mk[6] * test[0] + r.Mk[7] * r.Mk[7] * test[1] + r.Mk[8] * r.Mk[8] * test[2];
+  r.ok = std::fabs(r.d) > 0.0f;
+  for (int i = 0; i < 3; ++i) r.f[i] = r.ok ? test[i] / r.d : 0.0f;
+  for (int j = 0; j < 2; ++j)
+    r.m2d[j] = r.Mk[3 * j] * r.Mk[6] * r.f[0] + r.Mk[3 * j + 1] * r.Mk[7] * r.f[1] + r.Mk[3 * j + 2] * r.Mk[8] * r.f[2];
+}
+
+void check_gaussians(const torch::Tensor& means, const torch::Tensor& quats, const torch::Tensor& scales) {
+  const int64_t N = means.size(0);
+  for (const auto* t : {&means, &quats, &scales})
+    TORCH_CHECK(t->dtype() == torch::kFloat32 && t->is_contiguous() && t->dim() == 2 && t->size(0) == N,
+                "means, quats, scales must be contiguous float32 [N, k]");
+  TORCH_CHECK(means.size(1) == 3 && quats.size(1) == 4 && scales.size(1) == 3, "means [N, 3], quats [N, 4], scales [N, 3]");
+}
+
+}  // namespace
+
+// Project N Gaussians into one camera and bin them into tiles: means [N, 3], quats [N, 4] (wxyz, any
+// length), scales [N, 3], viewmat [4, 4] world -> camera, K [3, 3] -> means2d [N, 2], depths [N],
+// radii [N, 2] int32 (0 = culled), conics [N, 3] (3DGS) or ray transforms [N, 3, 3] (2DGS),
+// tile_offsets [tiles + 1] int64, flat_ids [M] int32: exactly projection.project's fields.
+std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torch::Tensor quats,
+                                           torch::Tensor scales, torch::Tensor viewmat, torch::Tensor K,
+                                           int64_t width, int64_t height, int64_t tile_size) {
+  check_gaussians(means, quats, scales);
+  TORCH_CHECK(tile_size > 0 && width > 0 && height > 0, "image and tile sizes must be positive");
+  const ProjCam cam = make_cam(viewmat, K, width, height);
+  const int64_t N = means.size(0);
+  TORCH_CHECK(N < std::numeric_limits<int32_t>::max(), "too many Gaussians for int32 ids");
+  const int64_t tiles_x = (width + tile_size - 1) / tile_size, tiles_y = (height + tile_size - 1) / tile_size;
+  const int64_t T = tiles_x * tiles_y;
+  auto fopts = means.options();
+  auto means2d = torch::empty({N, 2}, fopts);
+  auto depths = torch::empty({N}, fopts);
+  auto radii = torch::empty({N, 2}, fopts.dtype(torch::kInt32));
+  auto shape = two_d ? torch::empty({N, 3, 3}, fopts) : torch::empty({N, 3}, fopts);
+  auto tile_offsets = torch::empty({T + 1}, fopts.dtype(torch::kInt64));
+  torch::Tensor flat_ids;
+  const float* mp = means.data_ptr<float>();
+  const float* qp = quats.data_ptr<float>();
+  const float* sp = scales.data_ptr<float>();
+  float* m2 = means2d.data_ptr<float>();
+  float* dp = depths.data_ptr<float>();
+  int32_t* rp = radii.data_ptr<int32_t>();
+  float* shp = shape.data_ptr<float>();
+  int64_t* offs = tile_offsets.data_ptr<int64_t>();
+  // Per Gaussian: its tile rectangle [x0, x1) x [y0, y1) (empty when culled).
+  std::vector<int32_t> rect(4 * N);
+  // Per thread and tile: intersections counted, then the thread's write position in the tile.
+  const int max_threads = num_threads();
+  std::vector<int64_t> per_thread(static_cast<size_t>(max_threads) * T, 0);
+  std::unique_ptr<uint64_t[]> keys;  // [M], not zero-filled: (depth bits << 32 | id): sorting them sorts by depth, then index
+  const float ts = static_cast<float>(tile_size);
+
+  // One parallel region, phases separated by barriers (a barrier costs a wake-up like a region, so
+  // each is there because the next phase reads what all threads wrote):
+  //   1. per Gaussian (threads own contiguous id ranges): the projection, its outputs, its tile
+  //      rectangle and the thread's per-tile counts;
+  //   2. per tile: where each thread's entries start inside the tile (needs every thread's counts);
+  //   3. one thread: the tiles' offsets (a scan) and the output allocation (needs every tile's count);
+  //   4. per Gaussian, the same ranges as 1: the (depth, id) keys written into their tiles;
+  //   5. per tile: sort the tile's keys, write the ids (needs every key of the tile).
+#pragma omp parallel num_threads(max_threads)
+  {
+    const int nt = num_threads_in_team(), me = thread_id();
+    const int64_t g_lo = N * me / nt, g_hi = N * (me + 1) / nt;
+    int64_t* mine = per_thread.data() + static_cast<size_t>(me) * T;
+    for (int64_t g = g_lo; g < g_hi; ++g) {
+      const float* m = mp + 3 * g;
+      const float* q = qp + 4 * g;
+      const float* s = sp + 3 * g;
+      float mx, my, tz, rx, ry;
+      bool valid;
+      if (two_d) {
+        RaySplat r;
+        ray_splat(cam, m, q, s, r);
+        mx = r.m2d[0], my = r.m2d[1], tz = r.tc[2];
+        valid = r.ok && tz > NEAR_PLANE && tz < FAR_PLANE;
+        for (int k = 0; k < 9; ++k) shp[9 * g + k] = r.Mk[k];
+        float ext[2];
+        for (int j = 0; j < 2; ++j) {  // sqrt(max(m^2 - sum_i Mk[j][i]^2 f_i, 1e-4))
+          const float sq = r.Mk[3 * j] * r.Mk[3 * j] * r.f[0] + r.Mk[3 * j + 1] * r.Mk[3 * j + 1] * r.f[1] +
+                           r.Mk[3 * j + 2] * r.Mk[3 * j + 2] * r.f[2];
+          const float e2 = r.m2d[j] * r.m2d[j] - sq;
+          ext[j] = std::sqrt(e2 < 1e-4f ? 1e-4f : e2);  // clamp_min: NaN stays NaN
+        }
+        rx = std::ceil(RADIUS_SIGMAS * ext[0]);
+        ry = std::ceil(RADIUS_SIGMAS * ext[1]);
+      } else {
+        Ewa e;
+        ewa(cam, m, q, s, e);
+        tz = e.tc[2];
+        mx = cam.fx * e.tc[0] / tz + cam.cx;
+        my = cam.fy * e.tc[1] / tz + cam.cy;
+        valid = e.det > 0.0f && tz > NEAR_PLANE && tz < FAR_PLANE;
+        const float det = e.det < DET_MIN ? DET_MIN : e.det;  // torch.clamp(min=): NaN stays NaN
+        shp[3 * g] = e.G[3] / det;
+        shp[3 * g + 1] = -(e.G[1] + e.G[2]) / 2.0f / det;
+        shp[3 * g + 2] = e.G[0] / det;
+        rx = std::ceil(RADIUS_SIGMAS * std::sqrt(e.G[0]));
+        ry = std::ceil(RADIUS_SIGMAS * std::sqrt(e.G[3]));
+      }
+      m2[2 * g] = mx;
+      m2[2 * g + 1] = my;
+      dp[g] = tz;
+      const bool inside = mx + rx > 0.0f && mx - rx < static_cast<float>(width) && my + ry > 0.0f &&
+                          my - ry < static_cast<float>(height);
+      const bool keep = valid && inside && std::isfinite(mx) && std::isfinite(my);
+      rp[2 * g] = keep ? to_int32(rx) : 0;
+      rp[2 * g + 1] = keep ? to_int32(ry) : 0;
+      int32_t* rc = rect.data() + 4 * g;
+      rc[0] = rc[1] = rc[2] = rc[3] = 0;
+      if (rp[2 * g] > 0 && rp[2 * g + 1] > 0) {  // bin_tiles: floor/ceil of (mean +- radius) / tile_size
+        const float tmx = mx / ts, tmy = my / ts;
+        const float trx = static_cast<float>(rp[2 * g]) / ts, try_ = static_cast<float>(rp[2 * g + 1]) / ts;
+        const auto tile_index = [](float v, int64_t hi) {  // clamp before the cast: no overflow
+          return static_cast<int32_t>(clampf(v, 0.0f, static_cast<float>(hi)));
+        };
+        rc[0] = tile_index(std::floor(tmx - trx), tiles_x);
+        rc[1] = tile_index(std::floor(tmy - try_), tiles_y);
+        rc[2] = tile_index(std::ceil(tmx + trx), tiles_x);
+        rc[3] = tile_index(std::ceil(tmy + try_), tiles_y);
+        for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
+          for (int32_t tx = rc[0]; tx < rc[2]; ++tx) ++mine[ty * tiles_x + tx];
+      }
+    }
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {  // exclusive scan over threads, inside the tile
+      int64_t total = 0;
+      for (int k = 0; k < nt; ++k) {
+        int64_t& cnt = per_thread[static_cast<size_t>(k) * T + t];
+        const int64_t n = cnt;
+        cnt = total;
+        total += n;
+      }
+      offs[t + 1] = total;
+    }
+#pragma omp single
+    {
+      offs[0] = 0;
+      for (int64_t t = 0; t < T; ++t) offs[t + 1] += offs[t];
+      keys.reset(new uint64_t[offs[T]]);
+      flat_ids = torch::empty({offs[T]}, fopts.dtype(torch::kInt32));
+    }
+    for (int64_t g = g_lo; g < g_hi; ++g) {
+      const int32_t* rc = rect.data() + 4 * g;
+      // depths of listed Gaussians are > NEAR_PLANE > 0: their float bits order like the values
+      const uint64_t key = static_cast<uint64_t>(__builtin_bit_cast(uint32_t, dp[g])) << 32 | static_cast<uint32_t>(g);
+      for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
+        for (int32_t tx = rc[0]; tx < rc[2]; ++tx) {
+          const int64_t t = ty * tiles_x + tx;
+          keys[offs[t] + mine[t]++] = key;
+        }
+    }
+#pragma omp barrier
+    int32_t* ids = flat_ids.data_ptr<int32_t>();
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t t = 0; t < T; ++t) {
+      uint64_t* b = keys.get() + offs[t];
+      uint64_t* e = keys.get() + offs[t + 1];
+      std::sort(b, e);
+      for (uint64_t* k = b; k < e; ++k) ids[k - keys.get()] = static_cast<int32_t>(*k & 0xffffffffu);
+    }
+  }
+  return {means2d, depths, radii, shape, tile_offsets, flat_ids};
+}
+
+// The gradient of project_forward's differentiable outputs w.r.t. the Gaussians: v_means2d [N, 2],
+// v_depths [N], v_shape [N, 3] conics or [N, 9] ray transforms (row-major) -> v_means [N, 3],
+// v_quats [N, 4] (through the normalisation), v_scales [N, 3]. The vector-Jacobian product of the
+// reference's formulas, including the frustum clamp (no gradient to tx/tz where it clamps) and
+// the det clamp; culled Gaussians are not special (as torch autograd through the reference), but a
+// Gaussian whose incoming gradients are all zero gets exact zeros (no 0 * inf). One parallel loop
+// over Gaussians, each writing only its own rows: deterministic, no atomics.
+std::vector<torch::Tensor> project_backward(bool two_d, torch::Tensor means, torch::Tensor quats,
+                                            torch::Tensor scales, torch::Tensor viewmat, torch::Tensor K,
+                                            int64_t width, int64_t height, torch::Tensor v_means2d,
+                                            torch::Tensor v_depths, torch::Tensor v_shape) {
+  check_gaussians(means, quats, scales);
+  const ProjCam cam = make_cam(viewmat, K, width, height);
+  const int64_t N = means.size(0), NS = two_d ? 9 : 3;
+  for (const auto* t : {&v_means2d, &v_depths, &v_shape})
+    TORCH_CHECK(t->dtype() == torch::kFloat32 && t->is_contiguous() && t->size(0) == N,
+                "incoming gradients must be contiguous float32 with N rows");
+  TORCH_CHECK(v_means2d.numel() == 2 * N && v_depths.numel() == N && v_shape.numel() == NS * N,
+              "incoming gradients: means2d [N, 2], depths [N], conics [N, 3] / ray transforms [N, 3, 3]");
+  auto v_means = torch::zeros({N, 3}, means.options());
+  auto v_quats = torch::zeros({N, 4}, means.options());
+  auto v_scales = torch::zeros({N, 3}, means.options());
+  const float* mp = means.data_ptr<float>();
+  const float* qp = quats.data_ptr<float>();
+  const float* sp = scales.data_ptr<float>();
+  const float* vm2 = v_means2d.data_ptr<float>();
+  const float* vd = v_depths.data_ptr<float>();
+  const float* vsh = v_shape.data_ptr<float>();
+  float* om = v_means.data_ptr<float>();
+  float* oq = v_quats.data_ptr<float>();
+  float* os = v_scales.data_ptr<float>();
+  const float* R = cam.R;
+#pragma omp parallel for schedule(static)  // the only parallel region: per Gaussian, independent
+  for (int64_t g = 0; g < N; ++g) {
+    const float* vs = vsh + NS * g;
+    bool any = vm2[2 * g] != 0.0f || vm2[2 * g + 1] != 0.0f || vd[g] != 0.0f;
+    for (int k = 0; k < NS; ++k) any = any || vs[k] != 0.0f;
+    if (!any) continue;
+    const float* m = mp + 3 * g;
+    const float* q = qp + 4 * g;
+    const float* s = sp + 3 * g;
+    float v_tc[3] = {0.0f, 0.0f, 0.0f}, v_Mr[9], v_rot[9];
+    const float *rot, *qn;
+    float norm;
+    Ewa e;
+    RaySplat r;
+    if (two_d) {
+      ray_splat(cam, m, q, s, r);
+      rot = r.rot, qn = r.qn, norm = r.norm;
+      float v_Mk[9];
+      for (int k = 0; k < 9; ++k) v_Mk[k] = vs[k];
+      if (r.ok) {  // means2d_j = sum_i Mk[j][i] Mk[2][i] f_i, f_i = test_i / d, d = sum_i test_i Mk[2][i]^2
+        const float test[3] = {1.0f, 1.0f, -1.0f};
+        const float a0 = vm2[2 * g], a1 = vm2[2 * g + 1];
+        float v_d = 0.0f;
+        for (int i = 0; i < 3; ++i) {
+          const float m0 = r.Mk[i], m1 = r.Mk[3 + i], m2i = r.Mk[6 + i];
+          v_Mk[i] += a0 * m2i * r.f[i];
+          v_Mk[3 + i] += a1 * m2i * r.f[i];
+          v_Mk[6 + i] += (a0 * m0 + a1 * m1) * r.f[i];
+          const float v_f = (a0 * m0 + a1 * m1) * m2i;
+          v_d -= v_f * test[i] / (r.d * r.d);
+        }
+        for (int i = 0; i < 3; ++i) v_Mk[6 + i] += v_d * 2.0f * test[i] * r.Mk[6 + i];
+      }
+      // Mk = K T: v_T = K^T v_Mk (K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+      float v_T[9];
+      for (int j = 0; j < 3; ++j) {
+        v_T[j] = cam.fx * v_Mk[j];
+        v_T[3 + j] = cam.fy * v_Mk[3 + j];
+        v_T[6 + j] = cam.cx * v_Mk[j] + cam.cy * v_Mk[3 + j] + v_Mk[6 + j];
+      }
+      float v_RS[9];
+      for (int i = 0; i < 3; ++i) {
+        v_RS[3 * i] = v_T[3 * i];
+        v_RS[3 * i + 1] = v_T[3 * i + 1];
+        v_RS[3 * i + 2] = 0.0f;
+        v_tc[i] = v_T[3 * i + 2];
+      }
+      v_tc[2] += vd[g];
+      mul_atb(R, v_RS, v_Mr);  // RS = R Mr
+    } else {
+      ewa(cam, m, q, s, e);
+      rot = e.rot, qn = e.qn, norm = e.norm;
+      const float tx = e.tc[0], ty = e.tc[1], tz = e.tc[2], tz2 = tz * tz;
+      const float* G = e.G;
+      // conics (a, b, c) = (G11, -(G01 + G10) / 2, G00) / max(det, DET_MIN)
+      const float va = vs[0], vb = vs[1], vc = vs[2];
+      const float D = e.det < DET_MIN ? DET_MIN : e.det, D2 = D * D;
+      float vG[4] = {vc / D, -vb / (2.0f * D), -vb / (2.0f * D), va / D};
+      if (e.det >= DET_MIN) {  // the clamp passes the gradient where it does not clamp
+        const float v_det = -va * G[3] / D2 + vb * (G[1] + G[2]) / (2.0f * D2) - vc * G[0] / D2;
+        vG[0] += v_det * G[3];
+        vG[3] += v_det * G[0];
+        vG[1] -= v_det * G[2];
+        vG[2] -= v_det * G[1];
+      }
+      // G = J Sc J^T: v_Sc = J^T vG J, v_J = vG J Sc^T + vG^T J Sc
+      const float* J = e.J;
+      const float* Sc = e.Sc;
+      float v_Sc[9];
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+          v_Sc[3 * i + j] = J[i] * (vG[0] * J[j] + vG[1] * J[3 + j]) + J[3 + i] * (vG[2] * J[j] + vG[3] * J[3 + j]);
+      float JS[6], JSt[6];  // J Sc and J Sc^T
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j) {
+          JS[3 * i + j] = J[3 * i] * Sc[j] + J[3 * i + 1] * Sc[3 + j] + J[3 * i + 2] * Sc[6 + j];
+          JSt[3 * i + j] = J[3 * i] * Sc[3 * j] + J[3 * i + 1] * Sc[3 * j + 1] + J[3 * i + 2] * Sc[3 * j + 2];
+        }
+      float v_J[6];
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+          v_J[3 * i + j] = vG[2 * i] * JSt[j] + vG[2 * i + 1] * JSt[3 + j] + vG[i] * JS[j] + vG[2 + i] * JS[3 + j];
+      // J = [[fx/tz, 0, -fx txc/tz^2], [0, fy/tz, -fy tyc/tz^2]], txc = tz clamp(tx/tz)
+      const float v_txc = -cam.fx / tz2 * v_J[2], v_tyc = -cam.fy / tz2 * v_J[5];
+      float v_tz = -cam.fx / tz2 * v_J[0] - cam.fy / tz2 * v_J[4] + 2.0f * cam.fx * e.txc / (tz2 * tz) * v_J[2] +
+                   2.0f * cam.fy * e.tyc / (tz2 * tz) * v_J[5];
+      v_tz += clampf(e.u, -cam.lim_x_neg, cam.lim_x_pos) * v_txc + clampf(e.v, -cam.lim_y_neg, cam.lim_y_pos) * v_tyc;
+      if (e.u >= -cam.lim_x_neg && e.u <= cam.lim_x_pos) {  // clamp passes the gradient inside [lo, hi]
+        const float v_u = tz * v_txc;  // u = tx / tz
+        v_tc[0] += v_u / tz;
+        v_tz -= v_u * tx / tz2;
+      }
+      if (e.v >= -cam.lim_y_neg && e.v <= cam.lim_y_pos) {
+        const float v_v = tz * v_tyc;
+        v_tc[1] += v_v / tz;
+        v_tz -= v_v * ty / tz2;
+      }
+      // means2d = (fx tx / tz + cx, fy ty / tz + cy); depth = tz
+      const float a0 = vm2[2 * g], a1 = vm2[2 * g + 1];
+      v_tc[0] += cam.fx / tz * a0;
+      v_tc[1] += cam.fy / tz * a1;
+      v_tz += -cam.fx * tx / tz2 * a0 - cam.fy * ty / tz2 * a1 + vd[g];
+      v_tc[2] = v_tz;
+      // Sc = R Sigma R^T: v_Sigma = R^T v_Sc R; Sigma = Mr Mr^T: v_Mr = (v_Sigma + v_Sigma^T) Mr
+      float tmp[9], v_Sig[9], v_Sym[9];
+      mul_atb(R, v_Sc, tmp);
+      mul_ab(tmp, R, v_Sig);
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) v_Sym[3 * i + j] = v_Sig[3 * i + j] + v_Sig[3 * j + i];
+      mul_ab(v_Sym, e.Mr, v_Mr);
+    }
+    // Mr = R(q) diag(s)
+    float v_s[3] = {0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) {
+        v_rot[3 * i + j] = v_Mr[3 * i + j] * s[j];
+        v_s[j] += v_Mr[3 * i + j] * rot[3 * i + j];
+      }
+    quat_rotmat_vjp(qn, norm, v_rot, oq + 4 * g);
+    for (int j = 0; j < 3; ++j) {
+      os[3 * g + j] = v_s[j];
+      om[3 * g + j] = R[j] * v_tc[0] + R[3 + j] * v_tc[1] + R[6 + j] * v_tc[2];  // tc = R m + t
+    }
+  }
+  return {v_means, v_quats, v_scales};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("render_forward", &render_forward, "render features at pixels");
   m.def("render_backward", &render_backward, "gradients of render w.r.t. screen-space parameters and features");
   m.def("trace_dense", &trace_dense, "trace a D-dim pixel signal onto Gaussians");
   m.def("trace_labels", &trace_labels, "trace an integer label map into top-k histograms (dense or as entries)");
+  m.def("project_forward", &project_forward, "project Gaussians into a camera and bin them into tiles");
+  m.def("project_backward", &project_backward, "gradients of the projection w.r.t. means, quats, scales");
   m.def("num_threads", &num_threads, "OpenMP threads");
   // the widest vector extension this build was compiled for (gs_core/engine/isa.py's variants)
 #if defined(__AVX512F__)

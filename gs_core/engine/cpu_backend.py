@@ -234,3 +234,21 @@ def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor
     alpha_sum [N], hits [N]): the same histogram as entries, no [N, k] arrays. Deterministic."""
     args = _common(proj, pixels, order, offsets)
     return tuple(load().trace_labels(*args, labels.to(torch.int32).contiguous(), power, top_k, sparse))
+
+
+def project_forward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor,
+                    width: int, height: int, tile_size: int):
+    """means [N, 3], quats [N, 4], scales [N, 3], viewmat [4, 4], K [3, 3] (float32) -> (means2d [N, 2],
+    depths [N], radii [N, 2] int32, conics [N, 3] or ray transforms [N, 3, 3], tile_offsets [T + 1],
+    flat_ids [M]): :func:`gs_core.engine.projection.project`'s fields, in one parallel region."""
+    return tuple(load().project_forward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
+                                        viewmat.contiguous(), K.contiguous(), width, height, tile_size))
+
+
+def project_backward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor,
+                     width: int, height: int, v_means2d: Tensor, v_depths: Tensor, v_shape: Tensor):
+    """dL/d(means2d [N, 2], depths [N], conics [N, 3] / ray transforms [N, 3, 3]) -> dL/d(means [N, 3],
+    quats [N, 4], scales [N, 3]): the vector-Jacobian product of the projection, per Gaussian."""
+    return tuple(load().project_backward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
+                                         viewmat.contiguous(), K.contiguous(), width, height,
+                                         v_means2d.contiguous(), v_depths.contiguous(), v_shape.contiguous()))
