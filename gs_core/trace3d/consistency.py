@@ -38,7 +38,7 @@ class ConsistencyConfig:
     iterations: int = 1  # statistics recomputed on the merged maps until the ids stop changing
     absorb_unconfirmed: bool = True  # a cluster no other view confirms joins its nearest (MergeTree.cut)
     hard: bool = True  # in the other views a Gaussian votes for its heaviest patch only (patch_statistics)
-    normalise: str = "geometric"  # "geometric" | "max" | "none": score relative to each cluster's agreement with itself (see agglomerate)
+    normalise: str = "max"  # "max" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
     floor: float = 0.1  # the merge tree is recorded down to this score (group level)
     min_views: int = 2  # a pair needs this many supporting views (released code: 2) ...
     min_view_share: float = 0.2  # ... each with this share of both patches' Gaussians labelled
@@ -211,12 +211,16 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     """Greedy pooled agglomeration down to ``config.floor`` (module docstring), over the sparse
     graph of patches that share Gaussians.
 
-    With ``config.normalise`` the score of clusters ``A``, ``B`` is Eq. 3 divided by the geometric
-    mean of Eq. 3 of each with itself. A Gaussian near a boundary spreads its weight over two
-    patches, so even two Gaussians of one patch have an inner product below 1 (0.6-0.8 for small
-    objects at 160x120): unnormalised, Eq. 3 mixes that spread with disagreement between views.
-    Normalised, the score is the share of views that see the two as one, whatever the splat size:
-    a majority vote at ``theta`` = 0.5.
+    With ``config.normalise`` the score of clusters ``A``, ``B`` is Eq. 3 divided by the larger
+    (``max``, default) or the geometric mean of Eq. 3 of each with itself. A Gaussian near a
+    boundary spreads its weight over two patches, so even two Gaussians of one patch have an inner
+    product below 1 (0.6-0.8 for small objects at 160x120): unnormalised, Eq. 3 mixes that spread
+    with disagreement between views. Normalised, the score is the share of views that see the two
+    as one: a majority vote at ``theta`` = 0.5. The geometric mean let a small object's low
+    self-agreement inflate its score with its support: the support's views that miss the object
+    label only its edge Gaussians, all as support (pair agreement 0.96 there, 0.1-0.4 where it is
+    seen), so raw 0.43 / sqrt(0.93 x 0.65) = 0.55 merged it; 0.43 / 0.93 does not. On the benchmark
+    ``max`` gains 3.5 / 3.8 points of panoptic mIoU at noise 0.5 / 1 (README).
 
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never

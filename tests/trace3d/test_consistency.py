@@ -128,14 +128,18 @@ def test_mixed_patch_does_not_swallow_the_small_object(planted, k0):
     assert not (inst.labels[planted.exposed_table()] == c_id).any()
 
 
-@pytest.mark.xfail(reason="known weakness (see report): a coarsely sampled small object (25 splats) in 5 views "
-                   "is absorbed by its support after one mixed view; normalised pooled score 0.51-0.53 > theta",
-                   strict=False)
-def test_mixed_patch_coarse_small_object():
+@pytest.mark.parametrize("k0", range(5))
+def test_mixed_patch_coarse_small_object(k0):
+    """The same with a coarsely sampled small object (25 splats): its Gaussians' footprints spill
+    onto the table, so even in its own patch only about two thirds of them agree (self-agreement
+    0.6-0.7 against the table's 0.9+). Scored relative to the *larger* self-agreement (``max``) the
+    mixed view does not merge it into the table; relative to their geometric mean it did (0.51-0.53
+    > theta, an expected failure until the default changed)."""
     coarse = Planted(spacing=0.05)
-    inst, patches = associate(coarse.scene, coarse.cams, coarse.mixed(0))
-    c_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, C)) for k in range(1, 5)))
-    t_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, TABLE)) for k in range(1, 5)))
+    inst, patches = associate(coarse.scene, coarse.cams, coarse.mixed(k0))
+    others = [k for k in range(5) if k != k0]
+    c_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, C)) for k in others))
+    t_ids = set().union(*(_ids(inst, patches, k, coarse.region(k, TABLE)) for k in others))
     assert len(c_ids) == 1 and c_ids != t_ids
 
 
@@ -219,7 +223,11 @@ def dense_agglomerate(stats, config):
 
     def row_scores(i):
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = num[i] / den[i] / np.sqrt(selfsim[i] * selfsim)
+            r = num[i] / den[i]
+            if config.normalise == "geometric":
+                r = r / np.sqrt(selfsim[i] * selfsim)
+            elif config.normalise == "max":
+                r = r / np.maximum(selfsim[i], selfsim)
         r[~active | (sup[i] < config.min_views) | (den[i] <= 0) | ~np.isfinite(r)] = -np.inf
         r[i] = -np.inf
         return r if active[i] else np.full(P, -np.inf)
@@ -240,13 +248,14 @@ def dense_agglomerate(stats, config):
     return into, other, score
 
 
+@pytest.mark.parametrize("normalise", ["max", "geometric"])
 @pytest.mark.parametrize("stacks", ["clean", "mixed"])
-def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks):
+def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normalise):
     from gs_core.trace3d.consistency import ConsistencyConfig, agglomerate, patch_statistics
 
     masks = planted.stacks if stacks == "clean" else planted.mixed(1)
     inst, _ = associate(planted.scene, planted.cams, masks)
-    config = ConsistencyConfig()
+    config = ConsistencyConfig(normalise=normalise)
     stats = patch_statistics(inst.store, config)
     tree = agglomerate(stats, config)
     into, other, score = dense_agglomerate(stats, config)
