@@ -64,6 +64,7 @@ class PartSpec:
     name: str
     surface: Surface
     texture: Texture
+    hidden: np.ndarray | None = None  # [n] bool: samples no view sees (the floor under the rug)
 
 
 @dataclass

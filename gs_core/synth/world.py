@@ -40,7 +40,8 @@ class SynthConfig:
     n_items: int = 6  # items on the (main) table
     artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
     # surfaces no view sees, as trained scenes keep them from their initial points: the floor under the
-    # rug, the wall behind a cabinet's back panel. They receive a little alpha*T in every view that
+    # rug (at the low opacity training leaves on them, splats.HIDDEN_OPACITY), the wall behind a
+    # cabinet's back panel. They receive a little alpha*T in every view that
     # looks at their occluder (DESIGN.md, "Visibility is not weight > 0").
     hidden_surfaces: bool = True
     sh_degree: int = 3
@@ -175,10 +176,12 @@ def _room(b: Builder, config: SynthConfig, rng: np.random.Generator) -> _Layout:
     yaw = rng.uniform(0, np.pi)
     rug = b.rug(rng.uniform(2.2, 2.8), rng.uniform(1.8, 2.2))
     objects.append(rug.placed(yaw, centre))
-    if not config.hidden_surfaces:  # no floor under the rug, as where no camera ever looked
-        floor = objects[0].parts[0]
-        local = (floor.surface.points[:, :2] - centre[:2]) @ _rot2(yaw)  # world -> rug frame
-        under = (np.abs(local) < np.array(rug.half_extent) - 0.03).all(1)
+    floor = objects[0].parts[0]
+    local = (floor.surface.points[:, :2] - centre[:2]) @ _rot2(yaw)  # world -> rug frame
+    under = (np.abs(local) < np.array(rug.half_extent) - 0.03).all(1)
+    if config.hidden_surfaces:  # kept, with the low opacity training leaves on splats no view sees
+        floor.hidden = under
+    else:  # no floor under the rug, as where no camera ever looked
         floor.surface = floor.surface.subset(~under)
     objects += _table_set(b, rng, centre, yaw, config.n_items, int(rng.integers(2, 5)), placed)
 
