@@ -1516,6 +1516,20 @@ inline void ray_splat(const ProjCam& c, const float* m, const float* q, const fl
     r.m2d[j] = r.Mk[3 * j] * r.Mk[6] * r.f[0] + r.Mk[3 * j + 1] * r.Mk[7] * r.f[1] + r.Mk[3 * j + 2] * r.Mk[8] * r.f[2];
 }
 
+// Sorts keys a[0, n) by their high 32 bits, stably (LSD radix, 8 bits a pass; passes where every key
+// has the same byte are skipped). Uses tmp[0, n); returns whichever of a or tmp holds the result.
+const uint64_t* radix_sort_high32(uint64_t* a, uint64_t* tmp, int64_t n) {
+  for (int shift = 32; shift < 64; shift += 8) {
+    int64_t count[257] = {0};
+    for (int64_t i = 0; i < n; ++i) ++count[((a[i] >> shift) & 255) + 1];
+    if (std::find(count + 1, count + 257, n) != count + 257) continue;  // one bucket: order unchanged
+    for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+    for (int64_t i = 0; i < n; ++i) tmp[count[(a[i] >> shift) & 255]++] = a[i];
+    std::swap(a, tmp);
+  }
+  return a;
+}
+
 void check_gaussians(const torch::Tensor& means, const torch::Tensor& quats, const torch::Tensor& scales) {
   const int64_t N = means.size(0);
   for (const auto* t : {&means, &quats, &scales})
@@ -1557,25 +1571,32 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
   int64_t* offs = tile_offsets.data_ptr<int64_t>();
   // Per Gaussian: its tile rectangle [x0, x1) x [y0, y1) (empty when culled).
   std::vector<int32_t> rect(4 * N);
-  // Per thread and tile: intersections counted, then the thread's write position in the tile.
   const int max_threads = num_threads();
+  // Per thread: the (depth bits << 32 | id) keys of the Gaussians it listed, in id order.
+  std::vector<std::vector<uint64_t>> keys_of(max_threads);
+  std::vector<uint64_t> keys, scratch;  // all of them, then sorted by depth, then id
+  const uint64_t* sorted = nullptr;
+  // Per thread and tile: intersections counted, then the thread's write position in the tile.
   std::vector<int64_t> per_thread(static_cast<size_t>(max_threads) * T, 0);
-  std::unique_ptr<uint64_t[]> keys;  // [M], not zero-filled: (depth bits << 32 | id): sorting them sorts by depth, then index
   const float ts = static_cast<float>(tile_size);
 
-  // One parallel region, phases separated by barriers (a barrier costs a wake-up like a region, so
-  // each is there because the next phase reads what all threads wrote):
+  // One parallel region, its phases separated by barriers (under passive waits a barrier costs a
+  // wake-up like a region; each is there because the next phase reads what all threads wrote):
   //   1. per Gaussian (threads own contiguous id ranges): the projection, its outputs, its tile
-  //      rectangle and the thread's per-tile counts;
-  //   2. per tile: where each thread's entries start inside the tile (needs every thread's counts);
-  //   3. one thread: the tiles' offsets (a scan) and the output allocation (needs every tile's count);
-  //   4. per Gaussian, the same ranges as 1: the (depth, id) keys written into their tiles;
-  //   5. per tile: sort the tile's keys, write the ids (needs every key of the tile).
+  //      rectangle and, when it is listed, its (depth, id) key;
+  //   2. one thread: the keys in id order, radix-sorted by depth (stable: ties stay in id order);
+  //   3. per listed Gaussian (threads own contiguous ranges of the sorted keys): per-tile counts;
+  //   4. one thread: where each thread's entries start in each tile, the tiles' offsets, the output;
+  //   5. the same ranges as 3: ids written into their tiles. Visiting the Gaussians front to back,
+  //      thread after thread, leaves every tile's list sorted by (depth, id) without sorting it:
+  //      one sort of the listed Gaussians instead of one per tile of all intersections (which
+  //      took half the projection's time on garden).
 #pragma omp parallel num_threads(max_threads)
   {
     const int nt = num_threads_in_team(), me = thread_id();
     const int64_t g_lo = N * me / nt, g_hi = N * (me + 1) / nt;
-    int64_t* mine = per_thread.data() + static_cast<size_t>(me) * T;
+    std::vector<uint64_t>& mine = keys_of[me];
+    mine.reserve(g_hi - g_lo);
     for (int64_t g = g_lo; g < g_hi; ++g) {
       const float* m = mp + 3 * g;
       const float* q = qp + 4 * g;
@@ -1631,47 +1652,54 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
         rc[1] = tile_index(std::floor(tmy - try_), tiles_y);
         rc[2] = tile_index(std::ceil(tmx + trx), tiles_x);
         rc[3] = tile_index(std::ceil(tmy + try_), tiles_y);
-        for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
-          for (int32_t tx = rc[0]; tx < rc[2]; ++tx) ++mine[ty * tiles_x + tx];
+        // depths of listed Gaussians are > NEAR_PLANE > 0: their float bits order like the values
+        if (rc[0] < rc[2] && rc[1] < rc[3])
+          mine.push_back(static_cast<uint64_t>(__builtin_bit_cast(uint32_t, tz)) << 32 | static_cast<uint32_t>(g));
       }
     }
 #pragma omp barrier
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {  // exclusive scan over threads, inside the tile
-      int64_t total = 0;
-      for (int k = 0; k < nt; ++k) {
-        int64_t& cnt = per_thread[static_cast<size_t>(k) * T + t];
-        const int64_t n = cnt;
-        cnt = total;
-        total += n;
-      }
-      offs[t + 1] = total;
+#pragma omp single
+    {
+      size_t V = 0;
+      for (int k = 0; k < nt; ++k) V += keys_of[k].size();
+      keys.reserve(V);
+      for (int k = 0; k < nt; ++k) keys.insert(keys.end(), keys_of[k].begin(), keys_of[k].end());
+      scratch.resize(V);
+      sorted = radix_sort_high32(keys.data(), scratch.data(), static_cast<int64_t>(V));
     }
+    const int64_t V = static_cast<int64_t>(keys.size());
+    const int64_t k_lo = V * me / nt, k_hi = V * (me + 1) / nt;
+    int64_t* count = per_thread.data() + static_cast<size_t>(me) * T;
+    for (int64_t k = k_lo; k < k_hi; ++k) {
+      const int32_t* rc = rect.data() + 4 * static_cast<uint32_t>(sorted[k]);
+      for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
+        for (int32_t tx = rc[0]; tx < rc[2]; ++tx) ++count[ty * tiles_x + tx];
+    }
+#pragma omp barrier
 #pragma omp single
     {
       offs[0] = 0;
-      for (int64_t t = 0; t < T; ++t) offs[t + 1] += offs[t];
-      keys.reset(new uint64_t[offs[T]]);
+      for (int64_t t = 0; t < T; ++t) {  // thread k's entries of tile t start at offs[t] + its count
+        int64_t total = 0;
+        for (int k = 0; k < nt; ++k) {
+          int64_t& c = per_thread[static_cast<size_t>(k) * T + t];
+          const int64_t n = c;
+          c = total;
+          total += n;
+        }
+        offs[t + 1] = offs[t] + total;
+      }
       flat_ids = torch::empty({offs[T]}, fopts.dtype(torch::kInt32));
     }
-    for (int64_t g = g_lo; g < g_hi; ++g) {
+    int32_t* ids = flat_ids.data_ptr<int32_t>();
+    for (int64_t k = k_lo; k < k_hi; ++k) {
+      const uint32_t g = static_cast<uint32_t>(sorted[k]);
       const int32_t* rc = rect.data() + 4 * g;
-      // depths of listed Gaussians are > NEAR_PLANE > 0: their float bits order like the values
-      const uint64_t key = static_cast<uint64_t>(__builtin_bit_cast(uint32_t, dp[g])) << 32 | static_cast<uint32_t>(g);
       for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
         for (int32_t tx = rc[0]; tx < rc[2]; ++tx) {
           const int64_t t = ty * tiles_x + tx;
-          keys[offs[t] + mine[t]++] = key;
+          ids[offs[t] + count[t]++] = static_cast<int32_t>(g);
         }
-    }
-#pragma omp barrier
-    int32_t* ids = flat_ids.data_ptr<int32_t>();
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t t = 0; t < T; ++t) {
-      uint64_t* b = keys.get() + offs[t];
-      uint64_t* e = keys.get() + offs[t + 1];
-      std::sort(b, e);
-      for (uint64_t* k = b; k < e; ++k) ids[k - keys.get()] = static_cast<int32_t>(*k & 0xffffffffu);
     }
   }
   return {means2d, depths, radii, shape, tile_offsets, flat_ids};
