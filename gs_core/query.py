@@ -18,6 +18,7 @@ from .engine import Projection, render, trace
 from .errors import UserError
 
 QUERY_SHARE = 0.5  # a label is selected by a mask when this share of its traced weight lies inside
+FIT_TOLERANCE = 0.02  # --fit: levels this close to the best weighted IoU tie (the nearest to 0.5 wins)
 
 
 @dataclass
@@ -225,15 +226,19 @@ def fit_mask_levels(levels: LabelLevels, inside: np.ndarray, total: np.ndarray) 
     the search runs over the instance hierarchy that the consistent maps' merge tree provides,
     which every method with per-Gaussian labels has (one level when it has no tree).
 
+    Levels within ``FIT_TOLERANCE`` of the best fit count as ties. One view cannot see hidden
+    Gaussians, so a finer level can gain a little by adding an instance whose few visible splats
+    lie inside the mask: on the CLI test's tiny room, a wall fragment of 759 Gaussians with 10 of
+    its traced weight in the view (8 inside) raised the fit from 0.859 (level 0.5, the object) to
+    0.871 and took the wall along.
+
     Measured on the benchmark's whole-object reference masks (noise 0.5-1, four scenes): equal to
     the half-share rule of :func:`from_mask_weights` within a point on three, 8 points lower in
     extraction mIoU on tabletop:1, where an instance that mixes an object with its support fits
     the mask's weight better than the object alone. Use it for masks of parts or groups.
     """
-    best = None
-    for level, labels in zip(levels.levels, levels.labels):
-        sel, iou = fit_mask_weights(labels.astype(np.int64), inside, total)
-        key = (round(iou, 6), -abs(float(level) - 0.5))
-        if best is None or key > best[0]:
-            best = (key, sel, float(level), iou)
-    return best[1], best[2], best[3]
+    fits = [(float(level), *fit_mask_weights(labels.astype(np.int64), inside, total))
+            for level, labels in zip(levels.levels, levels.labels)]
+    top = max(iou for _, _, iou in fits)
+    level, sel, iou = min((f for f in fits if f[2] >= top - FIT_TOLERANCE), key=lambda f: abs(f[0] - 0.5))
+    return sel, level, iou

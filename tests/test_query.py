@@ -9,7 +9,7 @@ from gs_core.camera import Camera
 from gs_core.engine import Gaussians, project
 from gs_core.errors import UserError
 from gs_core.labelmaps import render_labels
-from gs_core.query import (LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
+from gs_core.query import (FIT_TOLERANCE, LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
                            from_mask_weights, mask_weights, pixel_labels, selection_mask)
 
 SPACING = 0.05
@@ -162,6 +162,23 @@ def test_fit_mask_levels_picks_the_granularity_of_the_mask(planted):
     sel, level, iou = fit_mask_levels(levels, *mask_weights(proj, (lm == 0) | (lm == 1)))
     assert np.array_equal(sel.selected, (labels == 0) | (labels == 1)) and iou > 0.85
     assert level == 0.5  # levels 0 and 0.5 fit equally (0 by two instances): the objects' level wins
+
+
+def test_fit_mask_levels_takes_the_objects_level_on_a_near_tie():
+    """A finer level that fits the mask barely better (by adding an instance with a sliver of
+    visible weight inside it, the rest hidden) loses to the objects' level; a clearly better one wins."""
+    objects = np.array([0, 0, 1, 1, 2, 2])
+    finer = np.array([0, 0, 1, 1, 2, 3])  # at the finer level Gaussian 5 is an instance of its own
+    levels = LabelLevels(np.array([0.0, 0.5]), np.stack([finer, objects]).astype(np.int32))
+    inside = np.array([5.0, 5.0, 0.0, 0.0, 0.0, 0.1])  # Gaussian 5: 0.1 inside, 0.02 outside
+    total = np.array([5.0, 5.0, 3.0, 3.0, 3.0, 0.12])
+    sel, level, iou = fit_mask_levels(levels, inside, total)
+    finer_iou = fit_mask_weights(finer, inside, total)[1]
+    assert level == 0.5 and np.array_equal(sel.selected, objects == 0)
+    assert iou < finer_iou < iou + FIT_TOLERANCE  # a near-tie, decided for the objects
+    inside[5], total[5] = 3.0, 3.1  # now Gaussian 5 is well inside: the finer level fits clearly better
+    sel, level, _ = fit_mask_levels(levels, inside, total)
+    assert level == 0.0 and np.array_equal(sel.selected, np.isin(finer, [0, 3]))
 
 
 def test_selection_mask(planted):

@@ -215,7 +215,7 @@ def test_query_view_mask(work, tmp_path, capsys):
     assert (sel & want).sum() == want.sum() and (sel & want).sum() / sel.sum() > 0.85
     assert main(["query", str(work), "--view", name, "--mask", str(tmp_path / "ref.png"), "--fit",
                  "--out", str(out)]) == 0
-    fitted = np.load(out)  # measured: level 0, 1237 Gaussians, IoU 0.89 with the clicked instance
+    fitted = np.load(out)  # measured: level 0.5, the clicked instance itself (a finer level fit 0.012 better by taking along a wall fragment hidden in the view)
     assert (fitted & expected).sum() / (fitted | expected).sum() > 0.85
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "small.png")
     # without --fit: the instances with most of their weight inside, the clicked one among them
