@@ -1223,11 +1223,14 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   });
 
   // Per-Gaussian sums in intersection order (serial: a pass over [M] scalars; threads owning ranges
-  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer).
+  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer). Only the
+  // blended intersections touch the [N] sums: in a dense 1M cloud most listed ones never blend, and
+  // their random writes were a quarter of the trace (GIT / render 1.86 -> 1.47 at 1M x 30 views).
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
   int32_t* hp = hits.data_ptr<int32_t>();
   for (int64_t i = 0; i < M; ++i) {
+    if (h_isect[i] == 0) continue;  // never blended (culled, or behind finished pixels): adds exact zeros
     const int32_t g = v.flat_ids[i];
     wsp[g] += w_isect[i];
     asp[g] += a_isect[i];
