@@ -47,13 +47,14 @@ def gt_association(inp: MethodInput) -> MethodResult:
     none = int(gt.gaussians.object.max()) + 1  # one id for patches mostly on background, dropped below
     ids, maps = [], {}
     for v, p in zip(inp.train, patches):
-        truth = gt.instance_map(ds.names[v]).astype(np.int64)
         inside = p.patch_map >= 0
-        truth = np.where(truth >= 0, truth, none)[inside]
-        joint = np.bincount(p.patch_map[inside] * (none + 1) + truth, minlength=p.num_patches * (none + 1))
-        local = joint.reshape(p.num_patches, none + 1).argmax(1)
+        truth = gt.instance_map(ds.names[v]).astype(np.int64)[inside]
+        joint = np.bincount(p.patch_map[inside] * (none + 1) + np.where(truth >= 0, truth, none),
+                            minlength=p.num_patches * (none + 1))
+        local = joint.reshape(p.num_patches, none + 1).argmax(1)  # the majority object of each patch
         ids.append(local)
-        maps[v] = np.where(inside & (local[np.maximum(p.patch_map, 0)] != none), local[np.maximum(p.patch_map, 0)], -1)
+        view_map = np.where(inside, local[np.maximum(p.patch_map, 0)], -1)
+        maps[v] = np.where(view_map == none, -1, view_map)
     labels, _ = gaussian_votes(store, np.concatenate(ids) if ids else np.zeros(0, np.int64))
     return MethodResult(np.where(labels == none, -1, labels), maps)
 

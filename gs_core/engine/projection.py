@@ -264,11 +264,11 @@ def project(gaussians: Gaussians, camera: Camera, tile_size: int = TILE_SIZE, ba
     on a rounding boundary).
     """
     if _use_native(gaussians, backend):
+        two_d = gaussians.kind == "2dgs"
         viewmat, K = _camera_tensors(camera, "cpu", torch.float32)
         means2d, depths, shape, radii, tile_offsets, flat_ids = _NativeProjection.apply(
             gaussians.means, gaussians.quats, gaussians.scales, viewmat, K, camera.width, camera.height,
-            tile_size, gaussians.kind == "2dgs")
-        two_d = gaussians.kind == "2dgs"
+            tile_size, two_d)
         return Projection(camera=camera, kind=gaussians.kind, means2d=means2d, depths=depths, radii=radii,
                           conics=None if two_d else shape, ray_transforms=shape if two_d else None,
                           opacities=gaussians.opacities.contiguous(), tile_offsets=tile_offsets,

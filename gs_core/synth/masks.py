@@ -58,7 +58,7 @@ class MaskNoise:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-KNOBS = ("granularity", "nested", "over_segment", "under_segment", "jitter", "miss_small", "spurious")
+KNOBS = tuple(f.name for f in fields(MaskNoise) if f.name not in ("small", "min_area"))  # the failure modes
 
 
 @dataclass

@@ -41,8 +41,8 @@ class SynthConfig:
     artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
     # surfaces no view sees, as trained scenes keep them from their initial points: the floor under the
     # rug (at the low opacity training leaves on them, splats.HIDDEN_OPACITY), the wall behind a
-    # cabinet's back panel. They receive a little alpha*T in every view that
-    # looks at their occluder (DESIGN.md, "Visibility is not weight > 0").
+    # cabinet's back panel. They receive a little alpha*T in every view that looks at their occluder
+    # (DESIGN.md, "Visibility is not weight > 0").
     hidden_surfaces: bool = True
     sh_degree: int = 3
 
