@@ -56,5 +56,24 @@ def polarise_opacities(opacities: Tensor, lam: float) -> Tensor:  # [N] -> [N]
 
     ``lam > 1`` pushes opacities towards 0 or 1, strengthening the diagonal of ``A^T A``.
     """
-    o = opacities.clamp(1e-7, 1 - 1e-7)
-    return torch.sigmoid(lam * torch.logit(o))
+    return _Polarise.apply(opacities.clamp(1e-7, 1 - 1e-7), float(lam))
+
+
+class _Polarise(torch.autograd.Function):
+    """``sigmoid(lam * logit(o))`` with a backward free of cancellation: autograd's ``s * (1 - s)``
+    loses ``u / (1 - s)`` of its relative precision for opacities near 1 (float32: 2e-4 at
+    ``s = 0.9997``); ``s * sigmoid(-x)`` is exact to a few roundings, and ``1 - o`` is exact for
+    ``o >= 0.5`` (Sterbenz)."""
+
+    @staticmethod
+    def forward(ctx, o: Tensor, lam: float) -> Tensor:  # o: [N] in (0, 1)
+        x = lam * torch.logit(o)
+        ctx.save_for_backward(o, x)
+        ctx.lam = lam
+        return torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # grad: [N]
+        o, x = ctx.saved_tensors
+        ds_dx = torch.sigmoid(x) * torch.sigmoid(-x)
+        return grad * ds_dx * ctx.lam / (o * (1 - o)), None

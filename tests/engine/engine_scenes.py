@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 import torch
 
 from gs_core.camera import Camera
 from gs_core.engine import Gaussians
+
+
+UNIT_ROUNDOFF = 2.0 ** -24  # float32's u: a correctly rounded operation errs by at most u relative
+
+
+def rounding_perturbation(t: torch.Tensor, seed: int) -> torch.Tensor:
+    """``t`` (any float dtype) in float64, each element moved by a random relative amount in [-u, u]:
+    what rounding every input once to float32 can do. Evaluating a float64 reference at a few such
+    perturbations measures how strongly the computed quantity amplifies float32-sized errors (its
+    condition), independently of the CPU, so tolerances can be derived from it."""
+    gen = torch.Generator().manual_seed(seed)
+    t = t.double()
+    return t * (1 + UNIT_ROUNDOFF * (2 * torch.rand(t.shape, generator=gen, dtype=torch.float64) - 1))
+
+
+def rounding_perturbed_camera(cam: Camera, seed: int) -> Camera:
+    """``cam`` with its pose and intrinsics moved like :func:`rounding_perturbation` (a float32 kernel
+    rounds them too: points near the camera lose digits in ``R p + t``)."""
+    w2c = cam.world_to_camera.copy()
+    w2c[:3] = rounding_perturbation(torch.from_numpy(w2c[:3]), seed).numpy()
+    fx, fy, cx, cy = rounding_perturbation(torch.tensor([cam.fx, cam.fy, cam.cx, cam.cy]), seed + 1).tolist()
+    return dataclasses.replace(cam, fx=fx, fy=fy, cx=cx, cy=cy, world_to_camera=w2c)
+
+
+def float32_camera(cam: Camera) -> Camera:
+    """``cam`` with its pose and intrinsics rounded to float32, as a float32 kernel receives them: a
+    float64 reference of that camera measures the kernel's own error, not the camera's rounding."""
+    w2c = cam.world_to_camera.astype(np.float32).astype(np.float64)
+    fx, fy, cx, cy = (float(np.float32(v)) for v in (cam.fx, cam.fy, cam.cx, cam.cy))
+    return dataclasses.replace(cam, fx=fx, fy=fy, cx=cx, cy=cy, world_to_camera=w2c)
 
 
 def random_gaussians(n: int, kind: str = "3dgs", seed: int = 0, spread: float = 0.8) -> Gaussians:
