@@ -4,7 +4,8 @@
 the tile lists of :func:`gs_core.engine.project`, so geometry and binning are shared with the other
 backends; gsplat's own autograd gives the gradient w.r.t. the features (its backward is the trace,
 ``RasterizeToPixels3DGSBwd.cu``). Traces (power 2, label histograms, hit counts) have no gsplat
-counterpart yet and run on the torch reference on the same GPU.
+counterpart and run on :mod:`.batched_backend` (the reference's formulas over blocks of tiles) on
+the same GPU.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import torch_backend
+from . import batched_backend
 from .projection import Projection
 
 DIFFERENTIABLE = True  # rasterize() carries its own autograd; the API need not wrap it
@@ -61,9 +62,9 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
-    return torch_backend.trace(proj, values, pixels, order, offsets, power)
+    return batched_backend.trace(proj, values, pixels, order, offsets, power)
 
 
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
                  power: int, top_k: int):
-    return torch_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)
+    return batched_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)
