@@ -10,6 +10,8 @@ the same GPU.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -20,14 +22,16 @@ DIFFERENTIABLE = True  # rasterize() carries its own autograd; the API need not 
 _MAX_CHANNELS = 512
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> bool:
+    """CUDA is present and gsplat's CUDA extension loads (gsplat builds it on first use: minutes, once)."""
     if not torch.cuda.is_available():
         return False
     try:
-        import gsplat  # noqa: F401  (needs `packaging` at import)
+        from gsplat.cuda._backend import _C  # needs `packaging`; None without a CUDA toolkit
     except Exception:
         return False
-    return True
+    return _C is not None
 
 
 def _full_frame(proj: Projection, features: Tensor) -> tuple[Tensor, Tensor]:
