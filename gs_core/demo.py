@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
                         help="engine backend: auto picks gsplat on an NVIDIA GPU, else the native cpu "
                              "kernels, else torch (default: auto)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where prepare's engine runs (GIT, density control's re-traces); the other steps "
+                             "run on the CPU (default: cpu)")
     parser.add_argument("--blender", type=Path, metavar="OUT.blend",
                         help="run the job in Blender instead (bpy wheel, the add-on, headless): import, prepare, "
                              "click-select, separate, move, export, re-import, save OUT.blend, render OUT.png")
@@ -98,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_file(args.blender, "--blender")
         return run_blender(args, args.blender)
+    if getattr(args, "device", "cpu") == "cuda":
+        import torch
+
+        from .errors import UserError
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
     console = Console()
     out = check_output_dir(args.out, "--out")
     record = OutputRecord(out, "demo")
@@ -262,7 +272,9 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
 
     bar = steps.bar
     t_start = time.perf_counter()
-    backend = args.backend
+    device = getattr(args, "device", "cpu")
+    # prepare runs on ``device``; the other steps on CPU tensors, where a CUDA-only backend cannot
+    backend = "auto" if args.backend == "gsplat" else args.backend
 
     steps.begin("generate", "generating the world")
     world = synth.make_world(synth.SynthConfig.sized(args.size, layout=args.layout, seed=args.seed))
@@ -289,7 +301,7 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
             sub[stage] = bar.add_task(f"  {stage}", total=total)
         bar.update(sub[stage], completed=done, total=total)
 
-    manifest = prepare(PrepareOptions(root, work_dir, backend=backend, force=True), progress)
+    manifest = prepare(PrepareOptions(root, work_dir, device=device, backend=args.backend, force=True), progress)
     for task in sub.values():
         bar.remove_task(task)
     steps.end()

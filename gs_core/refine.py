@@ -46,6 +46,7 @@ class RefineConfig:
     crop: int | None = None  # render a random crop x crop window per step (None: the whole view)
     seed: int = 0
     backend: str = "auto"
+    device: str = "cpu"  # where the parameters, photos and renders live ("cuda": gsplat's backward)
     checkpoint_every: int = 50  # steps between checkpoints (when a checkpoint path is given)
 
 
@@ -198,7 +199,7 @@ def run_key(scene: GaussianScene, cameras: list[Camera], config: RefineConfig) -
 
     return fingerprint(scene.means, scene.quats, scene.log_scales, scene.opacity_logits, scene.sh_dc, scene.sh_rest,
                        [(c.name, c.width, c.height, np.round(c.world_to_camera, 9).tolist()) for c in cameras],
-                       repr(replace(config, backend="")))
+                       repr(replace(config, backend="", device="")))  # either resumes the other's run
 
 
 # ---- the loop ----------------------------------------------------------------------------------
@@ -235,11 +236,11 @@ def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], 
     t_start = time.perf_counter()
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     key = run_key(scene, cameras, config)
-    photos = [torch.as_tensor(np.asarray(images(k), np.float32)) for k in range(len(cameras))]
+    photos = [torch.as_tensor(np.asarray(images(k), np.float32), device=config.device) for k in range(len(cameras))]
     for cam, img in zip(cameras, photos):
         if tuple(img.shape) != (cam.height, cam.width, 3):
             raise ValueError(f"view {cam.name}: image is {tuple(img.shape)}, camera is {cam.height}x{cam.width}x3")
-    params = SceneParameters(scene)
+    params = SceneParameters(scene, config.device)
     extent = camera_extent(cameras)
     opt = torch.optim.Adam(params.param_groups(config, extent), eps=1e-15)
     for n, state in (moments or {}).items():

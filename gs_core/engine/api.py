@@ -7,8 +7,9 @@ composition of the two over views (GIT is the trace of patch labels, closed-form
 ``trace(B) / trace(1)``, and the gradient of a feature loss is ``trace(dL/dF)``).
 
 Backends: ``torch`` (reference, any device), ``cpu`` (native C++/OpenMP kernels in ``cuda/``),
-``gsplat`` (CUDA only). ``auto`` picks ``gsplat`` for CUDA tensors when gsplat imports, else
-``cpu`` for CPU tensors when the extension builds, else ``torch``.
+``gsplat`` (CUDA only: gsplat's render, the traces batched), ``batched`` (the reference batched over
+tiles, any device: the traces of the CUDA path). ``auto`` picks ``gsplat`` for CUDA tensors when
+gsplat imports, else ``batched`` there; ``cpu`` for CPU tensors when the extension builds, else ``torch``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from . import torch_backend
 from .gaussians import polarise_opacities
 from .projection import Projection, frame_pixels, group_pixels_by_tile
 
-BACKENDS = ("auto", "torch", "cpu", "gsplat")
+BACKENDS = ("auto", "torch", "cpu", "gsplat", "batched")
 
 
 @dataclass
@@ -93,7 +94,7 @@ def _resolve(backend: str, device: torch.device) -> str:
         if device.type == "cuda":
             from . import gsplat_backend
 
-            return "gsplat" if gsplat_backend.available() else "torch"
+            return "gsplat" if gsplat_backend.available() else "batched"
         if device.type == "cpu":
             from . import cpu_backend
 
@@ -113,6 +114,10 @@ def _module(name: str):
         from . import cpu_backend
 
         return cpu_backend
+    if name == "batched":
+        from . import batched_backend
+
+        return batched_backend
     from . import gsplat_backend
 
     return gsplat_backend

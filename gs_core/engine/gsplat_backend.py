@@ -4,29 +4,34 @@
 the tile lists of :func:`gs_core.engine.project`, so geometry and binning are shared with the other
 backends; gsplat's own autograd gives the gradient w.r.t. the features (its backward is the trace,
 ``RasterizeToPixels3DGSBwd.cu``). Traces (power 2, label histograms, hit counts) have no gsplat
-counterpart yet and run on the torch reference on the same GPU.
+counterpart and run on :mod:`.batched_backend` (the reference's formulas over blocks of tiles) on
+the same GPU.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
-from . import torch_backend
+from . import batched_backend
 from .projection import Projection
 
 DIFFERENTIABLE = True  # rasterize() carries its own autograd; the API need not wrap it
 _MAX_CHANNELS = 512
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> bool:
+    """CUDA is present and gsplat's CUDA extension loads (gsplat builds it on first use: minutes, once)."""
     if not torch.cuda.is_available():
         return False
     try:
-        import gsplat  # noqa: F401  (needs `packaging` at import)
+        from gsplat.cuda._backend import _C  # needs `packaging`; None without a CUDA toolkit
     except Exception:
         return False
-    return True
+    return _C is not None
 
 
 def _full_frame(proj: Projection, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,9 +66,9 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
-    return torch_backend.trace(proj, values, pixels, order, offsets, power)
+    return batched_backend.trace(proj, values, pixels, order, offsets, power)
 
 
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
                  power: int, top_k: int):
-    return torch_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)
+    return batched_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)

@@ -21,27 +21,49 @@ ALPHA_MIN = 1.0 / 255.0
 T_MIN = 1e-4
 
 
-def _alphas(proj: Projection, gids: Tensor, px: Tensor, py: Tensor) -> Tensor:
-    """Alpha of Gaussians ``gids`` [G] at pixel centres (px, py) [P] -> [P, G], 0 where skipped."""
-    x = px.to(proj.means2d.dtype)[:, None] + 0.5
-    y = py.to(proj.means2d.dtype)[:, None] + 0.5
-    dx = x - proj.means2d[gids, 0][None]
-    dy = y - proj.means2d[gids, 1][None]
+def alpha_at(proj: Projection, gids: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """Alpha of Gaussians ``gids`` at points (x, y), all three broadcast together -> 0 where skipped.
+
+    ``x``, ``y`` are pixel centres (pixel index + 0.5) in the projection's dtype; e.g. ``gids`` [1, G]
+    and ``x`` [P, 1] give [P, G] (one tile), ``gids`` [B, 1, L] and ``x`` [B, S, 1] give [B, S, L].
+    """
+    dx = x - proj.means2d[gids, 0]
+    dy = y - proj.means2d[gids, 1]
     if proj.kind == "3dgs":
         a, b, c = proj.conics[gids].unbind(-1)
-        sigma = 0.5 * (a[None] * dx * dx + c[None] * dy * dy) + b[None] * dx * dy
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
     else:  # 2DGS ray-splat intersection (gsplat accumulate_2dgs)
-        M = proj.ray_transforms[gids]  # [G, 3, 3]
-        h_u = -M[None, :, 0, :] + M[None, :, 2, :] * x[..., None]  # [P, G, 3]
-        h_v = -M[None, :, 1, :] + M[None, :, 2, :] * y[..., None]
+        M = proj.ray_transforms[gids]  # [..., 3, 3]
+        h_u = -M[..., 0, :] + M[..., 2, :] * x[..., None]  # [..., 3]
+        h_v = -M[..., 1, :] + M[..., 2, :] * y[..., None]
         cr = torch.cross(h_u, h_v, dim=-1)
         us, vs = cr[..., 0] / cr[..., 2], cr[..., 1] / cr[..., 2]
         sigma_3d = us * us + vs * vs
         sigma_2d = 2.0 * (dx * dx + dy * dy)
         sigma = 0.5 * torch.minimum(sigma_3d, sigma_2d)
         sigma = torch.where(torch.isnan(sigma), torch.full_like(sigma, -1.0), sigma)
-    alpha = torch.clamp_max(proj.opacities[gids][None] * torch.exp(-sigma), ALPHA_MAX)
+    alpha = torch.clamp_max(proj.opacities[gids] * torch.exp(-sigma), ALPHA_MAX)
     return torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, torch.zeros_like(alpha))
+
+
+def _alphas(proj: Projection, gids: Tensor, px: Tensor, py: Tensor) -> Tensor:
+    """Alpha of Gaussians ``gids`` [G] at pixel centres (px, py) [P] -> [P, G], 0 where skipped."""
+    x = px.to(proj.means2d.dtype)[:, None] + 0.5
+    y = py.to(proj.means2d.dtype)[:, None] + 0.5
+    return alpha_at(proj, gids[None], x, y)
+
+
+def composite(alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Front-to-back blending along the last axis: alpha [..., G] (0 = skipped) -> the alphas used
+    [..., G] (0 past the pixel's termination), weights ``w = alpha T`` [..., G], final T [...]."""
+    one_minus = 1.0 - alpha
+    T_after = torch.cumprod(one_minus, dim=-1)
+    T_before = torch.cat([torch.ones_like(T_after[..., :1]), T_after[..., :-1]], dim=-1)
+    used = (alpha > 0) & (T_after > T_MIN)
+    alpha = torch.where(used, alpha, torch.zeros_like(alpha))
+    w = alpha * T_before
+    T_final = torch.prod(torch.where(used, one_minus, torch.ones_like(one_minus)), dim=-1)
+    return alpha, w, T_final
 
 
 def tile_weights(proj: Projection, tile: int, px: Tensor, py: Tensor):
@@ -52,14 +74,7 @@ def tile_weights(proj: Projection, tile: int, px: Tensor, py: Tensor):
     """
     start, end = int(proj.tile_offsets[tile]), int(proj.tile_offsets[tile + 1])
     gids = proj.flat_ids[start:end].long()
-    alpha = _alphas(proj, gids, px, py)
-    one_minus = 1.0 - alpha
-    T_after = torch.cumprod(one_minus, dim=1)
-    T_before = torch.cat([torch.ones_like(T_after[:, :1]), T_after[:, :-1]], dim=1)
-    used = (alpha > 0) & (T_after > T_MIN)
-    alpha = torch.where(used, alpha, torch.zeros_like(alpha))
-    w = alpha * T_before
-    T_final = torch.prod(torch.where(used, one_minus, torch.ones_like(one_minus)), dim=1)
+    alpha, w, T_final = composite(_alphas(proj, gids, px, py))
     return gids, alpha, w, T_final
 
 
@@ -142,20 +157,27 @@ def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor
         wsum.index_add_(0, gids, wk.sum(0))
         asum.index_add_(0, gids, alpha.sum(0))
         hits.index_add_(0, gids, (w > 0).sum(0).to(torch.int32))
-    out_labels = torch.full((N, top_k), -1, dtype=torch.int32, device=dev)
-    out_weights = torch.zeros(N, top_k, device=dev)
-    if keys:
-        k = torch.cat(keys)
-        v = torch.cat(vals)
-        uniq, inv = torch.unique(k, dim=0, return_inverse=True)  # sorted by (gaussian, label)
-        total = torch.zeros(uniq.shape[0], device=dev).index_add_(0, inv, v)
-        # sort by gaussian asc, weight desc, label asc (unique already sorted by label)
-        order_w = torch.sort(-total, stable=True).indices
-        order_g = order_w[torch.sort(uniq[order_w, 0], stable=True).indices]
-        g_sorted = uniq[order_g, 0]
-        first = torch.searchsorted(g_sorted, g_sorted, right=False)
-        rank = torch.arange(g_sorted.shape[0], device=dev) - first
-        sel = rank < top_k
-        out_labels[g_sorted[sel], rank[sel]] = uniq[order_g[sel], 1].to(torch.int32)
-        out_weights[g_sorted[sel], rank[sel]] = total[order_g[sel]]
-    return out_labels, out_weights, wsum, asum, hits
+    if not keys:
+        return top_k_histogram(None, None, N, top_k, dev) + (wsum, asum, hits)
+    uniq, inv = torch.unique(torch.cat(keys), dim=0, return_inverse=True)  # sorted by (gaussian, label)
+    total = torch.zeros(uniq.shape[0], device=dev).index_add_(0, inv, torch.cat(vals))
+    return top_k_histogram(uniq, total, N, top_k, dev) + (wsum, asum, hits)
+
+
+def top_k_histogram(uniq: Tensor | None, total: Tensor | None, N: int, top_k: int, device):
+    """Per-Gaussian top-k of (gaussian, label) sums: ``uniq`` [K, 2] int64 sorted by (gaussian, label),
+    ``total`` [K] -> labels [N, k] int32 (-1 padded) and weights [N, k], by weight descending, ties by label."""
+    out_labels = torch.full((N, top_k), -1, dtype=torch.int32, device=device)
+    out_weights = torch.zeros(N, top_k, device=device)
+    if uniq is None or uniq.shape[0] == 0:
+        return out_labels, out_weights
+    # sort by gaussian asc, weight desc, label asc (unique already sorted by label)
+    order_w = torch.sort(-total, stable=True).indices
+    order_g = order_w[torch.sort(uniq[order_w, 0], stable=True).indices]
+    g_sorted = uniq[order_g, 0]
+    first = torch.searchsorted(g_sorted, g_sorted, right=False)
+    rank = torch.arange(g_sorted.shape[0], device=device) - first
+    sel = rank < top_k
+    out_labels[g_sorted[sel], rank[sel]] = uniq[order_g[sel], 1].to(torch.int32)
+    out_weights[g_sorted[sel], rank[sel]] = total[order_g[sel]]
+    return out_labels, out_weights

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssim-weight", type=float, default=0.2, help="lambda of the D-SSIM term (3DGS: 0.2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the optimisation runs")
     parser.add_argument("--out", type=Path, help="write the refined PLY here instead of WORK/scene.ply")
     parser.add_argument("--force", action="store_true", help="refine even if this refinement was already done")
 
@@ -58,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.ssim_weight <= 1.0:
         raise UserError(f"--ssim-weight {args.ssim_weight}: must be between 0 and 1")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
     console = Console(stderr=True)
     work = WorkDir(args.work, must_exist=True)
     try:
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     cameras, images = _training_views(work)
     config = RefineConfig(steps=args.steps, crop=args.crop, ssim_weight=args.ssim_weight, seed=args.seed,
-                          backend=args.backend)
+                          backend=args.backend, device=args.device)
     manifest = work.manifest()
     done = manifest.get("refine", {})
     scene_key = fingerprint(scene.means, scene.quats, scene.log_scales, scene.opacity_logits, scene.sh_dc)

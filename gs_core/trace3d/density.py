@@ -329,6 +329,9 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
     """
     from ..methods.trace3d import trace_all
 
+    # the re-traces run where trace_config says (its device); offsets and the refit run on CPU tensors,
+    # where a CUDA-only backend cannot: there it becomes auto
+    backend = "auto" if backend == "gsplat" else backend
     report = DensityReport(gaussians_before=len(scene))
     t0 = time.perf_counter()
     patch_ids = instances.patch_ids
