@@ -61,7 +61,7 @@ def run(args, blend: Path) -> int:
 
     from . import synth
     from .dataset import Dataset
-    from .demo import choose_click
+    from .demo_click import choose_click
     from .io.ply import read_ply_table
 
     console = Console()

@@ -54,7 +54,7 @@ def worker(garden: str, camera: int, repeats: int) -> None:
     import torch
 
     from ..engine import project, render, trace
-    from .engine import garden_scene, region_labels
+    from .scenes import garden_scene, region_labels
 
     g, colors, cams = garden_scene(Path(garden))
     cam = cams[camera]

@@ -25,9 +25,7 @@ import torch
 from ..camera import Camera
 from ..engine import Gaussians, project, render, trace
 from .memory import PeakRSS
-
-GARDEN = Path(__file__).resolve().parents[1] / "data" / "garden_points_3cams.npz"
-
+from .scenes import GARDEN, garden_scene, random_scene, region_labels, tile_evaluations  # noqa: F401  (re-exported)
 
 @dataclass
 class Row:
@@ -39,56 +37,6 @@ class Row:
     peak_mb: float
     speedup: float | None = None
     cpu_ms: float | None = None  # process CPU time (all threads): less sensitive than wall time to a loaded machine
-
-
-def garden_scene(path: Path, seed: int = 0) -> tuple[Gaussians, Tensor, list[Camera]]:  # noqa: F821
-    """Garden points with gsplat's test attributes; returns (gaussians, colours [N, 3], cameras)."""
-    data = np.load(path)
-    means = torch.from_numpy(data["means3d"]).float()
-    colors = torch.from_numpy(data["colors"] / 255.0).float()
-    sel = ((means >= -2) & (means <= 2)).all(dim=-1)
-    means, colors = means[sel], colors[sel]
-    gen = torch.Generator().manual_seed(seed)
-    n = means.shape[0]
-    g = Gaussians(means=means, quats=torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=-1),
-                  scales=torch.rand(n, 3, generator=gen) * 0.02, opacities=torch.rand(n, generator=gen))
-    width, height = int(data["width"]), int(data["height"])
-    cams = []
-    for i, (vm, K) in enumerate(zip(data["viewmats"], data["Ks"])):
-        cams.append(Camera(fx=float(K[0, 0]), fy=float(K[1, 1]), cx=float(K[0, 2]), cy=float(K[1, 2]),
-                           width=width, height=height, world_to_camera=vm.astype(np.float64), name=f"garden{i}"))
-    return g, colors, cams
-
-
-def random_scene(count: int, seed: int = 0, width: int = 1280, height: int = 720):
-    """``count`` random Gaussians in a 4 m box seen by one camera 6 m away."""
-    gen = torch.Generator().manual_seed(seed)
-    means = (torch.rand(count, 3, generator=gen) - 0.5) * 4.0
-    g = Gaussians(means=means, quats=torch.nn.functional.normalize(torch.randn(count, 4, generator=gen), dim=-1),
-                  scales=torch.exp(torch.randn(count, 3, generator=gen) * 0.5 - 4.5),
-                  opacities=torch.rand(count, generator=gen))
-    cam = Camera.look_at([0.0, -6.0, 1.0], [0.0, 0.0, 0.0], fov_x_deg=50, width=width, height=height, name="box")
-    return g, torch.rand(count, 3, generator=gen), [cam]
-
-
-def tile_evaluations(proj) -> int:
-    """Upper bound on Gaussian-pixel evaluations of a full frame: sum_t pixels(t) * Gaussians(t)."""
-    ts = proj.tile_size
-    per_tile = (proj.tile_offsets[1:] - proj.tile_offsets[:-1]).reshape(proj.tiles_y, proj.tiles_x)
-    w = torch.full((proj.tiles_x,), ts)
-    w[-1] = proj.width - ts * (proj.tiles_x - 1)
-    h = torch.full((proj.tiles_y,), ts)
-    h[-1] = proj.height - ts * (proj.tiles_y - 1)
-    return int((per_tile * h[:, None] * w[None, :]).sum())
-
-
-def region_labels(height: int, width: int, regions: int, seed: int = 0) -> torch.Tensor:  # -> [H, W]
-    """A Voronoi label map with ``regions`` cells, standing in for SAM patches."""
-    gen = torch.Generator().manual_seed(seed)
-    seeds = torch.rand(regions, 2, generator=gen) * torch.tensor([width, height])
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    d = (xs[..., None] - seeds[:, 0]) ** 2 + (ys[..., None] - seeds[:, 1]) ** 2
-    return d.argmin(-1).to(torch.int32)
 
 
 def _time_once(fn) -> tuple[float, float]:

@@ -21,7 +21,9 @@ from torch import Tensor
 
 from . import torch_backend
 from .gaussians import polarise_opacities
-from .projection import Projection, frame_pixels, group_pixels_by_tile
+from ..camera import Camera
+from .gaussians import Gaussians
+from .projection import TILE_SIZE, Projection, frame_pixels, group_pixels_by_tile, project_reference
 
 BACKENDS = ("auto", "torch", "cpu", "gsplat", "batched")
 
@@ -105,6 +107,45 @@ def _resolve(backend: str, device: torch.device) -> str:
     if backend == "gsplat" and device.type != "cuda":
         raise ValueError("the 'gsplat' backend needs CUDA tensors")
     return backend
+
+
+def _native_projection(gaussians: Gaussians, backend: str) -> bool:
+    """``cpu``: the native projection (an error if it cannot run); ``auto``: it for float32 CPU
+    tensors when the kernels load; otherwise (``torch``, ``gsplat``, float64, CUDA) the reference."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    fits = gaussians.device.type == "cpu" and all(
+        t.dtype == torch.float32 for t in (gaussians.means, gaussians.quats, gaussians.scales))
+    if backend == "cpu":
+        from . import cpu_backend
+
+        if not fits:
+            raise ValueError("the cpu backend projects float32 CPU tensors")
+        cpu_backend.load()
+        return True
+    if backend != "auto" or not fits:
+        return False
+    from . import cpu_backend
+
+    return cpu_backend.available()
+
+
+def project(gaussians: Gaussians, camera: Camera, tile_size: int = TILE_SIZE, backend: str = "auto") -> Projection:
+    """Project ``gaussians`` into ``camera`` and bin them into tiles.
+
+    Differentiable: where the Gaussians' tensors require grad, ``means2d``, ``depths``, ``conics`` /
+    ``ray_transforms`` and ``opacities`` carry autograd history back to means, quats, scales and
+    opacities (as gsplat's projection backward); tile lists and radii never do. ``backend`` ``auto``
+    runs the native kernel for float32 CPU tensors when it loads (forward and backward in C++), ``cpu``
+    insists on it; ``torch`` runs the reference (``projection.project_reference``), as do float64
+    (gradient tests), CUDA tensors and machines without the kernels. Both give the same fields to
+    float32 rounding (radii may differ by 1 where a ceil lands on a rounding boundary).
+    """
+    if _native_projection(gaussians, backend):
+        from . import cpu_backend
+
+        return cpu_backend.project(gaussians, camera, tile_size)
+    return project_reference(gaussians, camera, tile_size)
 
 
 def _module(name: str):

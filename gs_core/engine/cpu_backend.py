@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..camera import Camera
 from . import isa
-from .projection import Projection
+from .gaussians import Gaussians
+from .projection import Projection, camera_tensors
 
 _SOURCE_NAME = "raster_cpu.cpp"
 _BUILD_INFO = Path(__file__).resolve().parent / "_raster_build.json"  # written by setup.py
@@ -240,7 +242,7 @@ def project_forward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, v
                     width: int, height: int, tile_size: int):
     """means [N, 3], quats [N, 4], scales [N, 3], viewmat [4, 4], K [3, 3] (float32) -> (means2d [N, 2],
     depths [N], radii [N, 2] int32, conics [N, 3] or ray transforms [N, 3, 3], tile_offsets [T + 1],
-    flat_ids [M]): :func:`gs_core.engine.projection.project`'s fields, in one parallel region."""
+    flat_ids [M]): :func:`gs_core.engine.projection.project_reference`'s fields, in one parallel region."""
     return tuple(load().project_forward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
                                         viewmat.contiguous(), K.contiguous(), width, height, tile_size))
 
@@ -252,3 +254,45 @@ def project_backward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, 
     return tuple(load().project_backward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
                                          viewmat.contiguous(), K.contiguous(), width, height,
                                          v_means2d.contiguous(), v_depths.contiguous(), v_shape.contiguous()))
+
+
+# ---- the native projection as an autograd op (the torch reference: projection.project_reference) ---
+
+class _NativeProjection(torch.autograd.Function):
+    """The native projection (:func:`project_forward`) with its native backward (:func:`project_backward`)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmat, K, width, height, tile_size, two_d):
+        means2d, depths, radii, shape, tile_offsets, flat_ids = project_forward(
+            two_d, means, quats, scales, viewmat, K, width, height, tile_size)
+        ctx.save_for_backward(means, quats, scales, viewmat, K)
+        ctx.setup = (two_d, width, height)
+        ctx.mark_non_differentiable(radii, tile_offsets, flat_ids)
+        return means2d, depths, shape, radii, tile_offsets, flat_ids
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_depths, v_shape, *_):
+        means, quats, scales, viewmat, K = ctx.saved_tensors
+        two_d, width, height = ctx.setup
+        n = means.shape[0]
+        v_means2d = means.new_zeros(n, 2) if v_means2d is None else v_means2d
+        v_depths = means.new_zeros(n) if v_depths is None else v_depths
+        v_shape = means.new_zeros((n, 3, 3) if two_d else (n, 3)) if v_shape is None else v_shape
+        v_means, v_quats, v_scales = project_backward(two_d, means, quats, scales, viewmat, K, width, height,
+                                                      v_means2d, v_depths, v_shape)
+        return v_means, v_quats, v_scales, None, None, None, None, None, None
+
+
+def project(gaussians: Gaussians, camera: Camera, tile_size: int) -> Projection:
+    """The native projection of float32 CPU ``gaussians`` into ``camera``, binned into tiles; forward
+    and backward in C++, the same fields as :func:`~gs_core.engine.projection.project_reference` to
+    float32 rounding (radii may differ by 1 where a ceil lands on a rounding boundary)."""
+    two_d = gaussians.kind == "2dgs"
+    viewmat, K = camera_tensors(camera, "cpu", torch.float32)
+    means2d, depths, shape, radii, tile_offsets, flat_ids = _NativeProjection.apply(
+        gaussians.means, gaussians.quats, gaussians.scales, viewmat, K, camera.width, camera.height,
+        tile_size, two_d)
+    return Projection(camera=camera, kind=gaussians.kind, means2d=means2d, depths=depths, radii=radii,
+                      conics=None if two_d else shape, ray_transforms=shape if two_d else None,
+                      opacities=gaussians.opacities.contiguous(), tile_offsets=tile_offsets,
+                      flat_ids=flat_ids, tile_size=tile_size)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -105,7 +104,7 @@ def _quat_to_rotmat(quats: Tensor) -> Tensor:  # [N, 4] wxyz -> [N, 3, 3]
     ], dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
-def _camera_tensors(camera: Camera, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
+def camera_tensors(camera: Camera, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
     viewmat = torch.as_tensor(camera.world_to_camera, dtype=dtype, device=device)
     K = torch.as_tensor(camera.K, dtype=dtype, device=device)
     return viewmat, K
@@ -199,81 +198,14 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height
     return tile_offsets, flat_ids
 
 
-class _NativeProjection(torch.autograd.Function):
-    """The native projection (``cpu_backend.project_forward``) with its native backward."""
+def project_reference(gaussians: Gaussians, camera: Camera, tile_size: int = TILE_SIZE) -> Projection:
+    """The torch reference of :func:`gs_core.engine.project`: project ``gaussians`` into ``camera`` and
+    bin them into tiles, on any device and dtype.
 
-    @staticmethod
-    def forward(ctx, means, quats, scales, viewmat, K, width, height, tile_size, two_d):
-        from . import cpu_backend
-
-        means2d, depths, radii, shape, tile_offsets, flat_ids = cpu_backend.project_forward(
-            two_d, means, quats, scales, viewmat, K, width, height, tile_size)
-        ctx.save_for_backward(means, quats, scales, viewmat, K)
-        ctx.setup = (two_d, width, height)
-        ctx.mark_non_differentiable(radii, tile_offsets, flat_ids)
-        return means2d, depths, shape, radii, tile_offsets, flat_ids
-
-    @staticmethod
-    def backward(ctx, v_means2d, v_depths, v_shape, *_):
-        from . import cpu_backend
-
-        means, quats, scales, viewmat, K = ctx.saved_tensors
-        two_d, width, height = ctx.setup
-        n = means.shape[0]
-        v_means2d = means.new_zeros(n, 2) if v_means2d is None else v_means2d
-        v_depths = means.new_zeros(n) if v_depths is None else v_depths
-        v_shape = means.new_zeros((n, 3, 3) if two_d else (n, 3)) if v_shape is None else v_shape
-        v_means, v_quats, v_scales = cpu_backend.project_backward(two_d, means, quats, scales, viewmat, K, width,
-                                                                  height, v_means2d, v_depths, v_shape)
-        return v_means, v_quats, v_scales, None, None, None, None, None, None
-
-
-def _use_native(gaussians: Gaussians, backend: str) -> bool:
-    """``cpu``: the native projection (an error if it cannot run); ``auto``: it for float32 CPU
-    tensors when the kernels load; otherwise (``torch``, ``gsplat``, float64, CUDA) the reference."""
-    from .api import BACKENDS
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    fits = gaussians.device.type == "cpu" and all(
-        t.dtype == torch.float32 for t in (gaussians.means, gaussians.quats, gaussians.scales))
-    if backend == "cpu":
-        from . import cpu_backend
-
-        if not fits:
-            raise ValueError("the cpu backend projects float32 CPU tensors")
-        cpu_backend.load()
-        return True
-    if backend != "auto" or not fits:
-        return False
-    from . import cpu_backend
-
-    return cpu_backend.available()
-
-
-def project(gaussians: Gaussians, camera: Camera, tile_size: int = TILE_SIZE, backend: str = "auto") -> Projection:
-    """Project ``gaussians`` into ``camera`` and bin them into tiles.
-
-    Differentiable: where the Gaussians' tensors require grad, ``means2d``, ``depths``, ``conics`` /
-    ``ray_transforms`` and ``opacities`` carry autograd history back to means, quats, scales and
-    opacities (as gsplat's projection backward); tile lists and radii never do. ``backend``
-    ``auto`` runs the native kernel for float32 CPU tensors when it loads (forward and backward in
-    C++), ``cpu`` insists on it, ``torch`` runs the reference below (torch autograd through the EWA /
-    ray-transform formulas), as do float64 (gradient tests), CUDA tensors and machines without the
-    kernels. Both give the same fields to float32 rounding (radii may differ by 1 where a ceil lands
-    on a rounding boundary).
+    Differentiable by torch autograd through the EWA / ray-transform formulas; the test oracle of the
+    native projection (``cpu_backend.project``).
     """
-    if _use_native(gaussians, backend):
-        two_d = gaussians.kind == "2dgs"
-        viewmat, K = _camera_tensors(camera, "cpu", torch.float32)
-        means2d, depths, shape, radii, tile_offsets, flat_ids = _NativeProjection.apply(
-            gaussians.means, gaussians.quats, gaussians.scales, viewmat, K, camera.width, camera.height,
-            tile_size, two_d)
-        return Projection(camera=camera, kind=gaussians.kind, means2d=means2d, depths=depths, radii=radii,
-                          conics=None if two_d else shape, ray_transforms=shape if two_d else None,
-                          opacities=gaussians.opacities.contiguous(), tile_offsets=tile_offsets,
-                          flat_ids=flat_ids, tile_size=tile_size)
-    viewmat, K = _camera_tensors(camera, gaussians.device, gaussians.means.dtype)
+    viewmat, K = camera_tensors(camera, gaussians.device, gaussians.means.dtype)
     fn = _project_2dgs if gaussians.kind == "2dgs" else _project_3dgs
     means2d, depths, radius, valid, conics, ray_transforms = fn(
         gaussians, viewmat, K, camera.width, camera.height)

@@ -10,6 +10,7 @@ its labels there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..dataset import Dataset
     from ..scene import GaussianScene
+    from ..trace3d.git import ViewCache
 
 
 @dataclass
@@ -37,3 +39,43 @@ class MethodResult:
 
 class Method(Protocol):
     def __call__(self, inp: MethodInput) -> MethodResult: ...
+
+
+# ---- the contract of prepare (gs_core.pipeline.prepare): what a method's preparer gets and returns ----
+
+@dataclass
+class PrepareInput:
+    """What a method's preparer gets: the scene, the views that have masks, and where to cache."""
+
+    scene: "GaussianScene"
+    cameras: list  # [V] Camera of the views with masks
+    stacks: list[np.ndarray]  # [V] bool [M, H, W] mask stacks of those views
+    images: Callable[[int], np.ndarray]  # k -> [H, W, 3] float image of view k (loaded on demand)
+    options: "PrepareOptions"  # gs_core.pipeline.prepare.PrepareOptions
+    cache: "ViewCache | None" = None  # per-view GIT cache (methods that trace; pipeline.prepare.DiskViewCache)
+
+
+@dataclass
+class PreparedResult:
+    """What a preparer returns: the arrays of the work folder (:mod:`gs_core.pipeline.workdir`)."""
+
+    scene: "GaussianScene"  # the scene every array indexes (refined, or the input)
+    labels: np.ndarray  # [N] int instance id per Gaussian (objects), -1 = none
+    confidence: np.ndarray  # [N] float in [0, 1]
+    levels: np.ndarray  # [L] float granularity levels, ascending (a single [0.5] if the method has one)
+    level_labels: np.ndarray  # [L, N] int ids at each level
+    view_maps: list[np.ndarray]  # [V] int [H, W] the method's instance map of each input view
+    num_instances: int
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    info: dict = field(default_factory=dict)  # method-specific figures for the manifest
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """A method as ``prepare`` runs it: ``settings`` (a string; changing it invalidates WORK) and ``run``."""
+
+    settings: Callable[["PrepareOptions"], str]
+    run: Callable[[PrepareInput, Callable], PreparedResult]
+    # the settings the per-view cache depends on (default: all of them); a change of only the others
+    # (a merge threshold) reuses the cached views
+    cache_settings: Callable[["PrepareOptions"], str] | None = None

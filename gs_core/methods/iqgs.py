@@ -164,7 +164,7 @@ def prepare_iqgs(inp, progress):
     import io
 
     from ..io.atomic import atomic_write
-    from ..pipeline.prepare import PreparedResult
+    from .base import PreparedResult
 
     config = prepare_config(inp.options)
     result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache)

@@ -155,9 +155,9 @@ def prepare_config(options) -> ProtoSagaConfig:
 
 
 def prepare_proto_saga(inp, progress):
-    """Preparer (:class:`gs_core.pipeline.prepare.PrepareInput` -> ``PreparedResult``): one level
+    """Preparer (:class:`gs_core.methods.base.PrepareInput` -> ``PreparedResult``): one level
     (objects, 0.5), the associated map of every view, labels and confidence from the prototypes."""
-    from ..pipeline.prepare import PreparedResult
+    from .base import PreparedResult
 
     result = run(inp.scene.to_gaussians(inp.options.device), inp.cameras, inp.stacks, prepare_config(inp.options),
                  progress)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -21,10 +20,10 @@ import torch
 from ..camera import Camera
 from ..engine import project, render
 from ..scene import GaussianScene
-from ..trace3d import (ConsistencyConfig, ConsistentInstances, GITStore, ViewGIT, consistent_instances, make_patches,
-                       trace_view)
+from ..trace3d import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches
 from ..trace3d.density import DensityConfig, DensityReport, density_control
 from ..trace3d.patches import InstancePatches
+from ..trace3d.git import ViewCache, trace_all  # noqa: F401  (re-exported: the per-view GIT of run)
 from ..trace3d.retrain import RetrainConfig, RetrainReport, retrain
 from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
 
@@ -56,41 +55,6 @@ class Trace3DResult:
 
     def view_maps(self) -> list[np.ndarray]:  # per training view [H, W] global ids
         return [self.instances.view_map(k, p.patch_map) for k, p in enumerate(self.patches)]
-
-
-class ViewCache(Protocol):
-    """Where :func:`trace_all` keeps per-view results so an interrupted run resumes."""
-
-    def get(self, scene: GaussianScene, view: int) -> ViewGIT | None: ...
-    def put(self, scene: GaussianScene, view: int, git: ViewGIT) -> None: ...
-
-
-def trace_all(scene: GaussianScene, cameras: list[Camera], patches: list[InstancePatches],
-              config: Trace3DConfig, progress: Callable[[int, int], None] | None = None,
-              cache: ViewCache | None = None) -> tuple[GITStore, float]:
-    """GIT of every view, streamed: one projection and one label trace per view. Returns the store
-    and the seconds spent in the traces alone."""
-    gaussians = scene.to_gaussians(config.device)
-    store = GITStore(len(scene))
-    traced = 0.0
-    for k, (cam, p) in enumerate(zip(cameras, patches)):
-        cached = cache.get(scene, k) if cache is not None else None
-        if cached is not None:
-            store.add(cached)
-            if progress:
-                progress(k + 1, len(cameras))
-            continue
-        proj = project(gaussians, cam)
-        t0 = time.perf_counter()
-        git = trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
-                         backend=config.backend)
-        traced += time.perf_counter() - t0
-        store.add(git)
-        if cache is not None:
-            cache.put(scene, k, git)
-        if progress:
-            progress(k + 1, len(cameras))
-    return store, traced
 
 
 @torch.no_grad()

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UserError
+from ..methods.base import PreparedResult, PrepareInput, Preparer
 from .workdir import WorkDir, file_fingerprint, fingerprint
 
 if TYPE_CHECKING:
-    from ..scene import GaussianScene
+    from ..models.clip import ClipOptions
+    from .sam_masks import SamOptions
 
 LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
 FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
@@ -108,44 +110,6 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
         raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
                         "object_mask/<image stem>.png); give --sam-checkpoint FILE to make SAM masks")
     return views, stacks, prints
-
-
-@dataclass
-class PrepareInput:
-    """What a method's preparer gets: the scene, the views that have masks, and where to cache."""
-
-    scene: "GaussianScene"
-    cameras: list  # [V] Camera of the views with masks
-    stacks: list[np.ndarray]  # [V] bool [M, H, W] mask stacks of those views
-    images: Callable[[int], np.ndarray]  # k -> [H, W, 3] float image of view k (loaded on demand)
-    options: PrepareOptions
-    cache: "DiskViewCache | None" = None  # per-view GIT cache (methods that trace)
-
-
-@dataclass
-class PreparedResult:
-    """What a preparer returns: the arrays of the work folder (:mod:`.workdir`)."""
-
-    scene: "GaussianScene"  # the scene every array indexes (refined, or the input)
-    labels: np.ndarray  # [N] int instance id per Gaussian (objects), -1 = none
-    confidence: np.ndarray  # [N] float in [0, 1]
-    levels: np.ndarray  # [L] float granularity levels, ascending (a single [0.5] if the method has one)
-    level_labels: np.ndarray  # [L, N] int ids at each level
-    view_maps: list[np.ndarray]  # [V] int [H, W] the method's instance map of each input view
-    num_instances: int
-    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-    info: dict = field(default_factory=dict)  # method-specific figures for the manifest
-
-
-@dataclass(frozen=True)
-class Preparer:
-    """A method as ``prepare`` runs it: ``settings`` (a string; changing it invalidates WORK) and ``run``."""
-
-    settings: Callable[[PrepareOptions], str]
-    run: Callable[[PrepareInput, Callable], PreparedResult]
-    # the settings the per-view cache depends on (default: all of them); a change of only the others
-    # (a merge threshold) reuses the cached views
-    cache_settings: Callable[[PrepareOptions], str] | None = None
 
 
 def _trace3d_config(options: PrepareOptions):

@@ -4,8 +4,8 @@ cosine classifiers (:mod:`.classifiers`, Sec. 3.1), semantic-aware association o
 that composes them is :mod:`gs_core.methods.proto_saga`."""
 
 from .association import AssociationConfig, associate, probable_gaussians, semantic_sets
-from .classifiers import ClassifierConfig, TrainedClassifiers, cosine_logits, gaussian_probabilities, train_classifiers
-from .prototypes import Prototypes, classify, kmeans_classes, label_view, prototypes, view_prototypes
+from .classifiers import ClassifierConfig, TrainedClassifiers, gaussian_probabilities, train_classifiers
+from .prototypes import Prototypes, classify, cosine_logits, kmeans_classes, label_view, prototypes, view_prototypes
 
 __all__ = ["AssociationConfig", "associate", "probable_gaussians", "semantic_sets",
            "ClassifierConfig", "TrainedClassifiers", "cosine_logits", "gaussian_probabilities", "train_classifiers",

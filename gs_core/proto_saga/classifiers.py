@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..engine import Projection, render
+from .prototypes import cosine_logits, view_prototypes
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,6 @@ class TrainedClassifiers:
 
     def classifier(self, view: int) -> Tensor:  # -> [L, D]
         return self.classifiers[0 if len(self.classifiers) == 1 else view]
-
-
-def cosine_logits(weights: Tensor, feats: Tensor, tau: float) -> Tensor:  # [L, D], [P, D] -> [P, L]
-    """``tau * cos(w_l, F_p)`` (Eq. 6, 14, 19)."""
-    return tau * F.normalize(feats, dim=-1, eps=1e-12) @ F.normalize(weights, dim=-1, eps=1e-12).T
 
 
 def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classes: Sequence[int] | int,
@@ -157,8 +153,6 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
 def _pool_rows(weights: list[Tensor], views, feats: Tensor, shared: bool, backend: str) -> None:
     """Classifier rows set to their regions' mean rendered feature (pooled over all views when shared);
     rows without pixels keep their random start."""
-    from .prototypes import view_prototypes
-
     sums = [torch.zeros_like(w) for w in weights]
     counts = [torch.zeros(len(w)) for w in weights]
     for k, (proj, lm) in enumerate(views):

@@ -327,7 +327,7 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
     ablation); the ids are kept across rounds (patches do not change, only the Gaussians).
     ``trace_config`` is the :class:`~gs_core.methods.trace3d.Trace3DConfig` used to re-trace.
     """
-    from ..methods.trace3d import trace_all
+    from .git import trace_all
 
     # the re-traces run where trace_config says (its device); offsets and the refit run on CPU tensors,
     # where a CUDA-only backend cannot: there it becomes auto

@@ -9,15 +9,22 @@ get entries there: a Gaussian hidden behind a thin surface would otherwise vote 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..engine import Projection, trace
+from ..engine import Projection, project, trace
 from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
 from .patches import InstancePatches
+
+if TYPE_CHECKING:
+    from ..camera import Camera
+    from ..scene import GaussianScene
 
 DEFAULT_TOP_K = 8
 MIN_LABELLED_SHARE = 0.5  # a seen Gaussian is labelled in a view when half its weight lands on patches
@@ -135,3 +142,40 @@ class GITStore:
         r = np.concatenate([v.seen for v in self.views]).astype(np.int64)
         c = np.repeat(np.arange(len(self.views)), [len(v.seen) for v in self.views])
         return sp.csr_matrix((np.ones(len(r), bool), (r, c)), shape=(self.num_gaussians, len(self.views)))
+
+
+class ViewCache(Protocol):
+    """Where :func:`trace_all` keeps per-view results so an interrupted run resumes."""
+
+    def get(self, scene: GaussianScene, view: int) -> ViewGIT | None: ...
+    def put(self, scene: GaussianScene, view: int, git: ViewGIT) -> None: ...
+
+
+def trace_all(scene: GaussianScene, cameras: list[Camera], patches: list[InstancePatches],
+              config, progress: Callable[[int, int], None] | None = None,
+              cache: ViewCache | None = None) -> tuple[GITStore, float]:
+    """GIT of every view, streamed: one projection and one label trace per view. ``config`` gives
+    ``top_k``, ``power``, ``visibility``, ``backend`` and ``device`` (a
+    :class:`~gs_core.methods.trace3d.Trace3DConfig`). Returns the store and the seconds spent in the
+    traces alone."""
+    gaussians = scene.to_gaussians(config.device)
+    store = GITStore(len(scene))
+    traced = 0.0
+    for k, (cam, p) in enumerate(zip(cameras, patches)):
+        cached = cache.get(scene, k) if cache is not None else None
+        if cached is not None:
+            store.add(cached)
+            if progress:
+                progress(k + 1, len(cameras))
+            continue
+        proj = project(gaussians, cam)
+        t0 = time.perf_counter()
+        git = trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
+                         backend=config.backend)
+        traced += time.perf_counter() - t0
+        store.add(git)
+        if cache is not None:
+            cache.put(scene, k, git)
+        if progress:
+            progress(k + 1, len(cameras))
+    return store, traced

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ def retrain(scene: GaussianScene, cameras: list[Camera], instances: ConsistentIn
     """Rounds of split / prune then photometric retraining. ``instances`` are the consistent ids of
     the input scene (patch ids do not change across rounds); ``trace_config`` re-traces GIT.
     Returns the retrained scene, the report, and the GIT of the returned scene."""
-    from ..methods.trace3d import trace_all
+    from .git import trace_all
 
     report = RetrainReport()
     store = instances.store

@@ -365,7 +365,7 @@ def test_selection_of_the_wrong_length(work, tmp_path, capsys, scene_size):
 
 @slow
 def test_interrupted_prepare_resumes_from_the_cache(dataset, tmp_path, monkeypatch, capsys):
-    import gs_core.methods.trace3d as trace3d
+    import gs_core.trace3d.git as trace3d
 
     real = trace3d.trace_view
     calls = []
