@@ -24,6 +24,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorPro
                        PointerProperty, StringProperty)
 
 from . import backend_client, selection, splat_object, view_camera
+from .gs_core_modules import instance_colors as colors
 from . import splat_attributes as sa
 from .backend_client import BackendError
 from .preferences import addon_preferences
@@ -291,14 +292,9 @@ def query_text(context, text: str) -> int:
 
 
 def instance_colors(labels: np.ndarray) -> np.ndarray:  # [N] -> [N, 4] linear RGBA
-    """A fixed colour per instance id (golden-ratio hues), grey for none."""
-    import colorsys
-
-    ids = np.unique(labels[labels >= 0])
-    table = {int(i): colorsys.hsv_to_rgb((0.618034 * (int(i) + 1)) % 1.0, 0.75, 0.95) for i in ids}
-    out = np.tile(np.array([0.25, 0.25, 0.25, 1.0], np.float32), (len(labels), 1))
-    for i, rgb in table.items():
-        out[labels == i, :3] = rgb
+    """gs_core's colour per instance id (the HTML report's), scene-linear for Blender; black for none."""
+    out = np.ones((len(labels), 4), np.float32)
+    out[:, :3] = colors.srgb_to_linear(colors.instance_colors(labels))
     return out
 
 

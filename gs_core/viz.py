@@ -7,16 +7,14 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .instance_colors import instance_colors
 from .labelmaps import masks_to_labels
 
 
 def label_colors(labels: np.ndarray) -> np.ndarray:  # [H, W] int -> [H, W, 3] uint8
-    """A fixed colour per id (a hash, so the same id has the same colour in every picture); -1 black."""
-    ids = np.asarray(labels, dtype=np.int64)
-    h = (ids * 2654435761 + 97) % (2**32)
-    rgb = np.stack([(h >> 0) & 255, (h >> 8) & 255, (h >> 16) & 255], axis=-1)
-    rgb = 60 + (rgb * 195) // 255
-    return np.where(ids[..., None] >= 0, rgb, 0).astype(np.uint8)
+    """A fixed colour per id (:func:`gs_core.instance_colors.instance_colors`: the same as Blender's
+    preview); -1 black."""
+    return instance_colors(labels)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:  # [H, W, 3] float in [0, 1] -> uint8
