@@ -28,7 +28,7 @@ import numpy as np
 from .camera import Camera
 from .errors import UserError
 from .io.colmap import ColmapError, find_model_files, read_colmap
-from .io.masks import MaskError, load_binary_pngs, load_label_map, load_mask_npy, load_mask_stack
+from .io.masks import MaskError, labels_to_stack, load_binary_pngs, load_label_map, load_mask_npy, load_mask_stack
 from .io.ply import PlyError
 from .io.transforms_json import TransformsError, read_transforms_json
 
@@ -144,6 +144,18 @@ class Dataset:
         except MaskError as exc:
             raise DatasetError(str(exc)) from exc
         return self._fit_to_camera(i, stack, path, "mask stack")
+
+    def mask_stack(self, i: int) -> tuple[np.ndarray | None, Path | None]:  # [M, H, W] bool, its file
+        """The one mask loader every method uses: view ``i``'s mask stack (:meth:`masks`), else its
+        instance-id PNG (:meth:`label_map`) as one mask per id; with the file or folder it came from.
+        ``(None, None)`` when the view has neither."""
+        stack = self.masks(i)
+        if stack is not None:
+            return stack, self.mask_source(i)
+        ids = self.label_map(i)
+        if ids is None:
+            return None, None
+        return labels_to_stack(ids)[0], self.object_mask_dir / Path(self.names[i]).with_suffix(".png")
 
     def with_masks(self, masks_dir: str | os.PathLike) -> "Dataset":
         """The same views with their masks read from ``masks_dir`` (e.g. generated SAM masks in a

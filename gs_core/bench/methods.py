@@ -1,22 +1,15 @@
-"""The methods the benchmark runs: a registry, the two baselines (ground-truth oracle and naive
-lifting), and every method of :mod:`gs_core.methods` (contract: :mod:`gs_core.methods.base`).
-Adding a method is one line in :data:`METHODS`::
-
-    "trace3d": trace3d.segment,  # any callable MethodInput -> MethodResult
-"""
+"""The methods the benchmark runs: the baselines that need the synthetic world's ground truth (oracle,
+the association ceiling) or no method at all (naive lifting), and every method of the one registry
+(:data:`gs_core.methods.registry.REGISTRY`; contract: :mod:`gs_core.methods.base`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..dataset import Dataset
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
-from ..methods import gaga, iqgs
-from ..methods import proto_saga
-from ..methods import lifting as lifting_methods
-from ..methods import foundation, trace3d
+from ..methods.registry import REGISTRY
 from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
 from ..synth.groundtruth import GroundTruth
 
@@ -35,18 +28,20 @@ def gt_association(inp: MethodInput) -> MethodResult:
     background gets none) instead of the merged id of Eq. 3. What is left between this and
     ``oracle`` comes from the masks themselves (jitter, missed objects, patches straddling two
     objects); what is left between ``git-consistent`` and this is association error."""
-    from ..methods.trace3d import Trace3DConfig, trace_all, training_masks
+    from ..methods.base import training_masks
+    from ..methods.trace3d import Trace3DConfig, trace_all
     from ..trace3d import make_patches
     from ..trace3d.consistency import gaussian_votes
 
     ds, config = inp.dataset, Trace3DConfig(density=None, backend=inp.backend)
     gt = GroundTruth.load(ds.root)
     scene = ds.load_scene()
-    patches = [make_patches(m, config.min_area) for m in training_masks(ds, inp.train)]
-    store, _ = trace_all(scene, [ds.cameras[v] for v in inp.train], patches, config)
+    views, stacks = training_masks(ds, inp.train)
+    patches = [make_patches(m, config.min_area) for m in stacks]
+    store, _ = trace_all(scene, [ds.cameras[v] for v in views], patches, config)
     none = int(gt.gaussians.object.max()) + 1  # one id for patches mostly on background, dropped below
     ids, maps = [], {}
-    for v, p in zip(inp.train, patches):
+    for v, p in zip(views, patches):
         inside = p.patch_map >= 0
         truth = gt.instance_map(ds.names[v]).astype(np.int64)[inside]
         joint = np.bincount(p.patch_map[inside] * (none + 1) + np.where(truth >= 0, truth, none),
@@ -75,7 +70,7 @@ def naive_lifting(inp: MethodInput) -> MethodResult:
     best = torch.full((n,), -1, dtype=torch.long)
     maps, offset = {}, 0
     for v in inp.train:
-        masks = ds.masks(v)
+        masks, _ = ds.mask_stack(v)
         if masks is None or len(masks) == 0:
             continue
         local = masks_to_labels(masks)
@@ -94,21 +89,5 @@ METHODS: dict[str, Method] = {
     "oracle": oracle,
     "naive": naive_lifting,
     "gt-association": gt_association,  # ceiling: Trace3D's patches and GIT, ground-truth association
-    "gaga": gaga.segment,
-    "closed-form": lifting_methods.closed_form,
-    "contrastive": lifting_methods.contrastive_consistent,
-    "contrastive-raw": lifting_methods.contrastive_raw,
-    "trace3d": trace3d.segment,
-    "trace3d-retrain": trace3d.segment_retrain,
-    "git-consistent": trace3d.segment_consistent,
-    "git-density": trace3d.segment_density,
-    "self-prompt": foundation.self_prompt,  # stand-in SAM predictor (GT + mask noise), issue 12
-    "text": foundation.text,  # stand-in CLIP (a random vector per GT object), issue 12
-    "iqgs": iqgs.segment,
-    "iqgs-h": iqgs.segment_hungarian,
-    "proto-saga": proto_saga.segment,  # + Tab. 3 (association) and Tab. 4 (inference) ablations:
-    "proto-saga-depth": proto_saga.segment_depth,
-    "proto-saga-prob": proto_saga.segment_probability,
-    "proto-saga-cls": proto_saga.segment_classifier,
-    "proto-saga-kmeans": proto_saga.segment_kmeans,
+    **{name: entry.segment for name, entry in REGISTRY.items()},
 }

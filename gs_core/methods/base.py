@@ -41,6 +41,19 @@ class Method(Protocol):
     def __call__(self, inp: MethodInput) -> MethodResult: ...
 
 
+def training_masks(ds, views: list[int]) -> tuple[list[int], list[np.ndarray]]:
+    """Those of ``views`` that have masks, and their [M, H, W] bool stacks, through the dataset's one
+    mask loader (SAM-style stacks, else instance PNGs): the views and stacks ``prepare`` gives a
+    method's preparer, so the benchmark's adapters see the same input."""
+    kept, stacks = [], []
+    for v in views:
+        m, _ = ds.mask_stack(v)
+        if m is not None:
+            kept.append(v)
+            stacks.append(np.asarray(m, bool))
+    return kept, stacks
+
+
 # ---- the contract of prepare (gs_core.pipeline.prepare): what a method's preparer gets and returns ----
 
 @dataclass

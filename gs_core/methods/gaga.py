@@ -246,7 +246,7 @@ def segment(inp: MethodInput, config: GagaConfig = GagaConfig()) -> MethodResult
 
     def associated():
         for v in inp.train:
-            masks = ds.masks(v)
+            masks, _ = ds.mask_stack(v)
             if masks is not None and len(masks):
                 proj = project(gaussians, ds.cameras[v])
                 maps[v] = associate_view(bank, proj, masks, config)

@@ -27,6 +27,7 @@ from ..iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainResult, 
 from ..labelmaps import masks_to_labels
 from ..scene import GaussianScene
 from ..trace3d import ConsistencyConfig, scaled_min_area
+from .base import training_masks
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
     from .base import MethodInput, MethodResult
@@ -129,13 +130,9 @@ def _segment(inp: MethodInput, config: IQGSConfig) -> MethodResult:
 
     ds = inp.dataset
     scene = ds.load_scene()
-    cams = [ds.cameras[v] for v in inp.train]
-    stacks = []
-    for v, cam in zip(inp.train, cams):
-        m = ds.masks(v)
-        stacks.append(m if m is not None else np.zeros((0, cam.height, cam.width), bool))
-    result = run(scene, cams, stacks, replace(config, backend=inp.backend))
-    return MethodResult(result.labels, dict(zip(inp.train, result.view_maps)), stages=result.stages, info=result.info)
+    views, stacks = training_masks(ds, inp.train)
+    result = run(scene, [ds.cameras[v] for v in views], stacks, replace(config, backend=inp.backend))
+    return MethodResult(result.labels, dict(zip(views, result.view_maps)), stages=result.stages, info=result.info)
 
 
 def segment(inp: MethodInput) -> MethodResult:

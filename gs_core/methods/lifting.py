@@ -47,7 +47,7 @@ def raw_views(inp: MethodInput) -> tuple[list[int], list[tuple[Projection, np.nd
     gaussians = ds.load_scene().to_gaussians()
     used, views, offset = [], [], 0
     for v in inp.train:
-        masks = ds.masks(v)
+        masks, _ = ds.mask_stack(v)
         if masks is None or len(masks) == 0:
             continue
         local = masks_to_labels(masks)
@@ -120,15 +120,17 @@ def contrastive_raw(inp: MethodInput, config: ContrastiveInstancesConfig = Contr
 def consistent_views(inp: MethodInput) -> tuple[dict[int, np.ndarray], list[tuple[Projection, np.ndarray]], dict]:
     """The Trace3D core's consistent instance maps of the training views (no density control), as
     ``(Projection, global id map)`` pairs on the dataset's scene; also the maps by view and the stage times."""
-    from .trace3d import Trace3DConfig, run, training_masks
+    from .base import training_masks
+    from .trace3d import Trace3DConfig, run
 
     ds = inp.dataset
     scene = ds.load_scene()
-    cams = [ds.cameras[v] for v in inp.train]
-    result = run(scene, cams, training_masks(ds, inp.train), Trace3DConfig(density=None, backend=inp.backend))
-    maps = dict(zip(inp.train, result.view_maps()))
+    views, stacks = training_masks(ds, inp.train)
+    cams = [ds.cameras[v] for v in views]
+    result = run(scene, cams, stacks, Trace3DConfig(density=None, backend=inp.backend))
+    maps = dict(zip(views, result.view_maps()))
     gaussians = scene.to_gaussians()
-    return maps, [(project(gaussians, cam), maps[v]) for v, cam in zip(inp.train, cams)], dict(result.stages)
+    return maps, [(project(gaussians, cam), maps[v]) for v, cam in zip(views, cams)], dict(result.stages)
 
 
 @torch.no_grad()

@@ -186,7 +186,7 @@ def training_views(inp: "MethodInput") -> tuple[list[int], list[np.ndarray]]:
     """The training views that have masks, and their stacks [M, H, W] bool."""
     views, stacks = [], []
     for v in inp.train:
-        m = inp.dataset.masks(v)
+        m, _ = inp.dataset.mask_stack(v)
         if m is not None and len(m):
             views.append(v)
             stacks.append(np.asarray(m, bool))

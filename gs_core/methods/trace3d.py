@@ -26,6 +26,7 @@ from ..trace3d.patches import InstancePatches
 from ..trace3d.git import ViewCache, trace_all  # noqa: F401  (re-exported: the per-view GIT of run)
 from ..trace3d.retrain import RetrainConfig, RetrainReport, retrain
 from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
+from .base import training_masks
 
 
 @dataclass
@@ -138,26 +139,16 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
 
 # ---- benchmark entries -------------------------------------------------------------------------
 
-def training_masks(ds, views: list[int]) -> list[np.ndarray]:
-    """The mask stacks of ``views`` ([M, H, W] bool; an empty stack where a view has none)."""
-    masks = []
-    for v in views:
-        m = ds.masks(v)
-        cam = ds.cameras[v]
-        masks.append(m if m is not None else np.zeros((0, cam.height, cam.width), bool))
-    return masks
-
-
 def _segment(inp, config: Trace3DConfig):
     from .base import MethodResult
 
     ds = inp.dataset
     scene = ds.load_scene()
-    cams = [ds.cameras[v] for v in inp.train]
-    result = run(scene, cams, training_masks(ds, inp.train), replace(config, backend=inp.backend),
-                 images=lambda k: ds.image(inp.train[k]))
+    views, stacks = training_masks(ds, inp.train)
+    cams = [ds.cameras[v] for v in views]
+    result = run(scene, cams, stacks, replace(config, backend=inp.backend), images=lambda k: ds.image(views[k]))
     result.stages["render_all_views"] = render_time(result.scene, cams, inp.backend)
-    maps = dict(zip(inp.train, result.view_maps()))
+    maps = dict(zip(views, result.view_maps()))
     refined = result.scene if config.density is not None else None
     return MethodResult(result.labels, maps, scene=refined, stages=result.stages, info=result.info)
 
@@ -181,3 +172,46 @@ def segment_retrain(inp):
 def segment_density(inp):
     """``git-density``: density control with per-view ids (no association)."""
     return _segment(inp, Trace3DConfig(consistent=False))
+
+
+# ---- gs-core prepare --method trace3d | git-consistent -------------------------------------------
+
+LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
+FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
+
+
+def level_threshold(level: float, theta: float, floor: float) -> float:
+    """Merge-tree cut for a granularity ``level`` in [0, 1]: 0 -> only near-certain merges (parts
+    stay apart), 0.5 -> ``theta`` (objects), 1 -> ``floor`` (groups); linear in between."""
+    if level <= 0.5:
+        return FINEST_SCORE + (theta - FINEST_SCORE) * level / 0.5
+    return theta + (floor - theta) * (level - 0.5) / 0.5
+
+
+def prepare_config(options) -> Trace3DConfig:
+    """The configuration ``gs-core prepare`` runs for ``options`` (a PrepareOptions)."""
+    config = Trace3DConfig(consistency=ConsistencyConfig(theta=options.theta), backend=options.backend,
+                           device=options.device)
+    return replace(config, density=None) if options.method == "git-consistent" else config
+
+
+def prepare_trace3d(inp, progress):
+    """``prepare``'s preparer (a PrepareInput -> PreparedResult): GIT, consistent maps, density
+    control; every granularity of :data:`LEVELS` from the merge tree."""
+    from ..trace3d.consistency import nested_level_labels
+    from .base import PreparedResult
+
+    config = prepare_config(inp.options)
+    result = run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress, cache=inp.cache)
+    inst, cc = result.instances, config.consistency
+    cuts = [inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
+                          else None) for level in LEVELS]
+    level_labels = nested_level_labels(inst.store, cuts, anchor=int(np.argmin(np.abs(LEVELS - 0.5))))
+    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, level_labels,
+                          result.view_maps(), inst.num_instances, result.stages, result.info)
+
+
+def trace_settings(options) -> str:
+    """What one view's GIT depends on, beside the scene and the view's masks (the per-view cache key)."""
+    c = prepare_config(options)
+    return repr((c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device))

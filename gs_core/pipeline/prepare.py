@@ -18,23 +18,14 @@ import numpy as np
 
 from ..errors import UserError
 from ..methods.base import PreparedResult, PrepareInput, Preparer
+from ..methods.registry import REGISTRY
 from .workdir import WorkDir, file_fingerprint, fingerprint
 
 if TYPE_CHECKING:
     from ..models.clip import ClipOptions
     from .sam_masks import SamOptions
 
-LEVELS = np.round(np.linspace(0.0, 1.0, 11), 2)  # granularity grid: 0 finest, 0.5 objects, 1 groups
-FINEST_SCORE = 0.95  # the merge score that level 0 cuts the tree at
 WORK_FORMAT = 2  # bumped when what prepare writes changes meaning (2: nested levels), so old WORKs recompute
-
-
-def level_threshold(level: float, theta: float, floor: float) -> float:
-    """Merge-tree cut for a granularity ``level`` in [0, 1]: 0 -> only near-certain merges (parts
-    stay apart), 0.5 -> ``theta`` (objects), 1 -> ``floor`` (groups); linear in between."""
-    if level <= 0.5:
-        return FINEST_SCORE + (theta - FINEST_SCORE) * level / 0.5
-    return theta + (floor - theta) * (level - 0.5) / 0.5
 
 
 @dataclass
@@ -88,18 +79,10 @@ class DiskViewCache:
 
 
 def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
-    """Views that have masks (SAM-style stacks, else instance PNGs), their stacks and fingerprints."""
-    from ..io.masks import labels_to_stack
-
+    """Views that have masks (:meth:`~gs_core.dataset.Dataset.mask_stack`), their stacks and fingerprints."""
     views, stacks, prints = [], [], []
     for i in range(len(ds)):
-        stack = ds.masks(i)
-        source = ds.mask_source(i) if stack is not None else None
-        if stack is None:
-            ids = ds.label_map(i)
-            if ids is not None:
-                stack, _ = labels_to_stack(ids)
-                source = ds.object_mask_dir / Path(ds.names[i]).with_suffix(".png")
+        stack, source = ds.mask_stack(i)
         if stack is None:
             continue
         views.append(i)
@@ -112,74 +95,8 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     return views, stacks, prints
 
 
-def _trace3d_config(options: PrepareOptions):
-    from ..methods.trace3d import Trace3DConfig
-    from ..trace3d import ConsistencyConfig
-
-    config = Trace3DConfig(consistency=ConsistencyConfig(theta=options.theta), backend=options.backend,
-                           device=options.device)
-    return replace(config, density=None) if options.method == "git-consistent" else config
-
-
-def _run_trace3d(inp: PrepareInput, progress) -> PreparedResult:
-    """Trace3D: GIT, consistent maps, density control; every granularity from the merge tree."""
-    from ..methods import trace3d
-    from ..trace3d.consistency import nested_level_labels
-
-    config = _trace3d_config(inp.options)
-    result = trace3d.run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress,
-                         cache=inp.cache)
-    inst, cc = result.instances, config.consistency
-    cuts = [inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
-                          else None) for level in LEVELS]
-    level_labels = nested_level_labels(inst.store, cuts, anchor=int(np.argmin(np.abs(LEVELS - 0.5))))
-    return PreparedResult(result.scene, result.labels, result.confidence, LEVELS, level_labels,
-                          result.view_maps(), inst.num_instances, result.stages, result.info)
-
-
-def _trace_settings(options: PrepareOptions) -> str:
-    """What one view's GIT depends on, beside the scene and the view's masks."""
-    c = _trace3d_config(options)
-    return repr((c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device))
-
-
-TRACE3D = Preparer(settings=lambda options: repr(_trace3d_config(options)), run=_run_trace3d,
-                   cache_settings=_trace_settings)
-
-
-def _iqgs_settings(options: PrepareOptions) -> str:
-    from ..methods import iqgs
-
-    return repr(iqgs.prepare_config(options))
-
-
-def _iqgs_run(inp: PrepareInput, progress) -> PreparedResult:
-    from ..methods import iqgs
-
-    return iqgs.prepare_iqgs(inp, progress)
-
-
-IQGS = Preparer(settings=_iqgs_settings, run=_iqgs_run)
-
-
-def _proto_saga_settings(options: PrepareOptions) -> str:
-    from ..methods import proto_saga
-
-    return repr(proto_saga.prepare_config(options))
-
-
-def _proto_saga_run(inp: PrepareInput, progress) -> PreparedResult:
-    from ..methods import proto_saga
-
-    return proto_saga.prepare_proto_saga(inp, progress)
-
-
-PROTO_SAGA = Preparer(settings=_proto_saga_settings, run=_proto_saga_run)
-
-# --method name -> Preparer. A method adds one line here; its module is imported inside its functions,
-# so `prepare` loads only the method it runs.
-PREPARERS: dict[str, Preparer] = {"trace3d": TRACE3D, "git-consistent": TRACE3D, "iqgs": IQGS, "iqgs-h": IQGS,
-                                  "proto-saga": PROTO_SAGA}
+# --method name -> Preparer: every method with a ``preparer`` in the one registry
+PREPARERS: dict[str, Preparer] = {name: entry.preparer for name, entry in REGISTRY.items() if entry.preparer}
 
 
 def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
