@@ -30,12 +30,12 @@ class Prototypes:
     views: Tensor  # [T] int64 number of views K that show each instance
 
 
-@torch.no_grad()
 def cosine_logits(weights: Tensor, feats: Tensor, tau: float) -> Tensor:  # [L, D], [P, D] -> [P, L]
     """``tau * cos(w_l, F_p)`` (Eq. 6, 14, 19)."""
     return tau * F.normalize(feats, dim=-1, eps=1e-12) @ F.normalize(weights, dim=-1, eps=1e-12).T
 
 
+@torch.no_grad()
 def view_prototypes(feature_map: Tensor, ids_map) -> tuple[Tensor, Tensor]:  # [H, W, D], [H, W] -> [T], [T, D]
     """Eq. 17 for one view: masked average pooling of ``feature_map`` per id of ``ids_map`` (-1 skipped)."""
     ids_map = torch.as_tensor(np.asarray(ids_map)).reshape(-1).long()
