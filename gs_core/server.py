@@ -170,9 +170,13 @@ class Server:
         self.send({"id": rid, "ok": False, "kind": kind, "error": " ".join(str(error).split())})
 
     # ---- loop -----------------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, stream=None) -> int:
+        """Serve the request lines of ``stream`` (bytes; read on a thread started after ``ready``,
+        so no answer comes before it) until end of input or ``shutdown``."""
         self.send({"event": "ready", "version": __version__, "protocol": PROTOCOL, "pid": os.getpid(),
                    "scratch": str(self.scratch)})
+        if stream is not None:
+            threading.Thread(target=_reader, args=(stream, self), daemon=True).start()
         try:
             while True:
                 item = self.inbox.get()
@@ -506,10 +510,12 @@ def main(argv=None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the gs-core command (cli.main)
+    # the reader thread gets a private handle on stdin: a daemon thread blocked in sys.stdin.buffer
+    # aborts the interpreter at exit ("could not acquire lock ... at interpreter shutdown")
+    stdin = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     server = Server(out, queue.Queue())
-    threading.Thread(target=_reader, args=(sys.stdin.buffer, server), daemon=True).start()
     try:
-        return server.run()
+        return server.run(stdin)
     except KeyboardInterrupt:
         return 130
 
