@@ -126,6 +126,10 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     if not views:
         raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
                         "object_mask/<image stem>.png); give --sam-checkpoint FILE to make SAM masks")
+    if not any(stack.shape[0] and stack.any() for stack in stacks):  # a view with none is fine (a blank wall)
+        where = ds.masks_dir if ds.masks_dir is not None else ds.object_mask_dir
+        raise UserError(f"{where}: every view's mask stack is empty ({len(views)} views), so there is nothing to "
+                        "segment; with SAM masks, check the checkpoint (or try more --sam-points)")
     return views, stacks, prints
 
 
