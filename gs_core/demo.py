@@ -321,10 +321,10 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
     refined = GaussianScene.load(work.scene_path)
     gaussians = refined.to_gaussians()
     colors = torch.as_tensor(refined.base_colors, dtype=torch.float32)
-    labels = np.load(labels_path).astype(np.int64)
-    selected = np.load(selection_path)
+    labels = np.load(labels_path, allow_pickle=False).astype(np.int64)
+    selected = np.load(selection_path, allow_pickle=False)
     work_cams = work.cameras()
-    with np.load(work_dir / "view_maps.npz") as z:
+    with np.load(work_dir / "view_maps.npz", allow_pickle=False) as z:
         work_maps = [z[f"view_{k:05d}"] for k in range(len(work_cams))]
     index = {name: k for k, name in enumerate(ds.names)}
     view_maps = {index[c.name]: m for c, m in zip(work_cams, work_maps)}

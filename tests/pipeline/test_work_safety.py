@@ -314,3 +314,17 @@ def test_overflowing_pixel_is_one_line(work, tmp_path, capsys):
     _, root = work
     fails(capsys, ["query", root, "--view", "train_000", "--pixel", "99999999999999999999", "5", "--out",
                    tmp_path / "s.npy"], "--pixel", "outside any image")
+
+
+def test_planted_pickle_as_clip_weights_is_refused(work, tmp_path, capsys):
+    pytest.importorskip("open_clip")
+    from tiny_models import make_tiny_clip
+
+    dataset, _ = work
+    canary = tmp_path / "canary"
+    config, _ = make_tiny_clip(tmp_path)
+    evil = tmp_path / "evil-clip.pt"
+    torch.save({"state_dict": Evil(canary)}, evil)
+    fails(capsys, prepare_argv(dataset, tmp_path / "w", "--clip-model", config, "--clip-checkpoint", evil),
+          "--clip-checkpoint", evil, "cannot load the weights (holds pickled Python objects", after_progress=True)
+    assert not canary.exists()
