@@ -72,6 +72,8 @@ class _Steps:
     current: str = "starting"
     started: float = field(default_factory=time.perf_counter)
     times: dict[str, float] = field(default_factory=dict)
+    # what the demo writes in OUT (files, and folders it writes whole): only these go in its output record
+    outputs: list[str] = field(default_factory=lambda: ["dataset", "work", "report", "labels.npy", "selection.npy"])
 
     def begin(self, name: str, description: str) -> None:
         self.current, self.started = name, time.perf_counter()
@@ -114,19 +116,19 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out, "--out")
     record = OutputRecord(out, "demo")
     record.clear_previous()  # the last demo run's files, nothing else
-    steps = None
+    steps = _Steps(None, 0)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bar:
-            steps = _Steps(bar, bar.add_task("demo", total=len(STEPS)))
+            steps.bar, steps.task = bar, bar.add_task("demo", total=len(STEPS))
             outcome = _run(args, out, steps)
     except KeyboardInterrupt:
-        where = f" during '{steps.current}'" if steps is not None else ""
+        where = f" during '{steps.current}'" if steps.bar is not None else ""
         console.print(f"[yellow]demo cancelled[/] (Ctrl-C){where}; partial output left in {out}; "
                       "run the demo again to start over (it clears this run's files first)", soft_wrap=True)
         return 130
     finally:
-        record.save()
+        record.save(steps.outputs)
     _print_summary(console, outcome)
     return 0
 
@@ -284,6 +286,7 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
     steps.end()
 
     object_path, rest_path = out / f"{click.name}.ply", out / f"scene_without_{click.name}.ply"
+    steps.outputs += [object_path.name, rest_path.name]
     steps.begin("extract", "gs-core extract")
     _cli(["extract", str(work_dir), "--selection", str(selection_path), "--out", str(object_path),
           "--rest", str(rest_path)])
@@ -294,10 +297,10 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
     refined = GaussianScene.load(work.scene_path)
     gaussians = refined.to_gaussians()
     colors = torch.as_tensor(refined.base_colors, dtype=torch.float32)
-    labels = np.load(labels_path).astype(np.int64)
-    selected = np.load(selection_path)
+    labels = np.load(labels_path, allow_pickle=False).astype(np.int64)
+    selected = np.load(selection_path, allow_pickle=False)
     work_cams = work.cameras()
-    with np.load(work_dir / "view_maps.npz") as z:
+    with np.load(work_dir / "view_maps.npz", allow_pickle=False) as z:
         work_maps = [z[f"view_{k:05d}"] for k in range(len(work_cams))]
     index = {name: k for k, name in enumerate(ds.names)}
     view_maps = {index[c.name]: m for c, m in zip(work_cams, work_maps)}

@@ -81,11 +81,14 @@ class LanguageField:
         path = work / FEATURES_FILE
         if not path.is_file():
             raise UserError(f"{work}: no CLIP features ({FEATURES_FILE}); run gs-core prepare with --clip-model")
-        try:
-            both = np.load(path, allow_pickle=False).astype(np.float32)
-            meta = json.loads((work / META_FILE).read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: unreadable ({exc}); run gs-core prepare --force with --clip-model") from None
+        from .io.safe_load import load_json, load_npy
+
+        hint = "run gs-core prepare --force with --clip-model"
+        both = load_npy(path, hint)
+        if both.ndim != 2 or both.shape[1] < 2 or not np.issubdtype(both.dtype, np.floating):
+            raise UserError(f"{path}: expected a float array [N, D + 1], got {both.dtype} {both.shape}; {hint}")
+        meta = load_json(work / META_FILE, dict, hint)
+        both = both.astype(np.float32)
         return cls(both[:, :-1], both[:, -1], meta)
 
 

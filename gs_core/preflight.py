@@ -27,6 +27,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def pixel_coordinate(text: str) -> int:
+    """argparse type: a pixel coordinate, an integer of at most 9 digits (a larger one is in no image,
+    and would overflow the engine's int32/int64 arrays)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if abs(value) >= 10**9:
+        raise argparse.ArgumentTypeError(f"{text} is outside any image")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
     try:
@@ -121,3 +133,27 @@ def preflight(args: argparse.Namespace) -> None:
     backend = getattr(args, "backend", None)
     if isinstance(backend, str):
         check_backend(backend)
+
+
+def check_not_inputs(outputs: list[tuple[str, str | os.PathLike | None]],
+                     inputs: list[tuple[str, str | os.PathLike | None]], work=None) -> None:
+    """Refuse an output that would write over an input of the same command, over another output,
+    or over a file of the work folder ``work`` (a :class:`~gs_core.pipeline.workdir.WorkDir`):
+    ``extract --out WORK/scene.ply`` would leave a work folder whose arrays index other Gaussians."""
+    def key(path) -> Path:
+        return Path(os.path.abspath(path)).resolve()
+
+    read = {key(path): flag for flag, path in inputs if path is not None}
+    written: dict[Path, str] = {}
+    for flag, path in outputs:
+        if path is None:
+            continue
+        target = key(path)
+        if target in read:
+            raise UserError(f"{flag} {path}: is the input {read[target]}; writing it would destroy it")
+        if target in written:
+            raise UserError(f"{flag} {path}: is also {written[target]}; give two different files")
+        if work is not None and work.owns(target):
+            raise UserError(f"{flag} {path}: is a file of the work folder {work.root}, which later commands "
+                            "read; write outputs elsewhere")
+        written[target] = flag

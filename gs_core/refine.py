@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .camera import Camera
+from .errors import UserError
 from .engine import Gaussians, project, render, sh_colors
 from .scene import GaussianScene
 
@@ -185,13 +186,43 @@ def _save_checkpoint(path: Path, key: str, step: int, params: SceneParameters, o
 
 def _load_checkpoint(path: Path | None, key: str) -> dict | None:
     """The checkpoint at ``path`` if it belongs to this run (same scene, views and settings)."""
+    from .io.safe_load import UnsafeFileError, load_torch
+
     if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a torn or foreign file: start over
+        state = load_torch(path, hint="delete it to start the refinement over")  # tensors only, never code
+    except UnsafeFileError:
+        raise
+    except UserError:  # a torn file: start over
         return None
     return state if isinstance(state, dict) and state.get("key") == key else None
+
+
+def _resume(state: dict, params: SceneParameters, opt, rng: np.random.Generator) -> bool:
+    """Load a checkpoint of this run into ``params``, ``opt`` and ``rng``; False (nothing changed) if
+    it does not fit them (a foreign file with the right key)."""
+    try:
+        tensors = state["params"]
+        if not all(isinstance(tensors.get(n), Tensor) and tensors[n].shape == t.shape
+                   for n, t in params.tensors().items()):
+            return False
+        RefineReport(**state["report"])
+        int(state["step"])
+        saved_opt, saved_rng = opt.state_dict(), rng.bit_generator.state
+        try:
+            opt.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = state["rng"]
+        except Exception:
+            opt.load_state_dict(saved_opt)
+            rng.bit_generator.state = saved_rng
+            raise
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+        return False
+    with torch.no_grad():
+        for n, t in params.tensors().items():
+            t.copy_(tensors[n])
+    return True
 
 
 def run_key(scene: GaussianScene, cameras: list[Camera], config: RefineConfig) -> str:
@@ -253,12 +284,7 @@ def refine(scene: GaussianScene, cameras: list[Camera], images: Callable[[int], 
     report = RefineReport()
     start = 0
     state = _load_checkpoint(checkpoint, key)
-    if state is not None:
-        with torch.no_grad():
-            for n, t in params.tensors().items():
-                t.copy_(state["params"][n])
-        opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
+    if state is not None and _resume(state, params, opt, rng):
         report = replace(RefineReport(**state["report"]), cancelled=False)
         start = report.resumed_from = int(state["step"])
     if start == 0:

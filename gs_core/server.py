@@ -6,15 +6,20 @@ per line on stdout (its own prints and native libraries' output go to stderr, wh
 for crash reports). Bulk arrays never travel in JSON: the client names an ``.npy`` path in a work
 folder and the server writes it there atomically (:func:`gs_core.io.atomic.atomic_write`).
 
-On start the server writes ``{"event": "ready", "version": V, "protocol": 1}``. Then::
+On start the server writes ``{"event": "ready", "version": V, "protocol": 1, "pid", "scratch"}``
+(``scratch``: a temporary folder the server made and owns). Then::
 
     -> {"id": 7, "cmd": "NAME", "args": {...}}
     <- {"id": 7, "progress": {"stage": "tracing", "done": 3, "total": 6, "elapsed": 1.2}}   (zero or more)
     <- {"id": 7, "ok": true, "result": {...}}
     <- {"id": 7, "ok": false, "kind": "user" | "cancelled" | "internal" | "protocol", "error": "one line"}
 
-Exactly one ``ok`` message answers each request, in order, except ``cancel``, which the server
-answers at once (``{"cancelled": ID}``) whatever runs. Commands:
+Exactly one ``ok`` message answers each request line, in order, except ``cancel``, which the server
+answers at once (``{"cancelled": ID}``) whatever runs. Every line passes one guard first
+(:mod:`gs_core.server_requests`: UTF-8, JSON without NaN, depth, an ``id`` that is null, an integer or
+a short string, each command's field types and the command line's ranges); a bad line is answered
+with one ``protocol`` or ``user`` error (``id`` null if its own could not be read) and the server
+goes on. End of stdin always ends it. Commands:
 
 ``ping`` (alias ``version``) -> ``{"version", "protocol", "pid", "torch"}``.
 
@@ -49,7 +54,9 @@ features scored by relevancy, thresholded automatically); a work folder prepared
 answers ``no CLIP features in WORK``. Replaces the current clicks.
 
 Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] ascending; result:
-``{rows: out, count, instances, level, gaussians}``.
+``{rows: out, count, instances, level, gaussians}``. An ``out`` must be an ``.npy`` path inside the
+loaded work folder (not one of the files prepare writes there) or inside ``scratch``; anything else
+is a ``user`` error, so no request can write over a file elsewhere.
 
 ``labels`` ``{level, out}``: every Gaussian's instance id at ``level`` (int32 [N], -1 none; what
 ``gs-core segment`` writes), for instance-colour previews. Result: ``{labels: out, level, instances}``.
@@ -72,9 +79,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import server_requests as guard
 from .errors import UserError
+from .io.errors import SceneFormatError
 
 PROTOCOL = 1
+MAX_IMAGE_SIDE = 1 << 15  # pixels: a query camera larger than any photo is a mistake, not a render
 TEXT_FEATURES = ("clip_features.npy",)  # gs_core.language.FEATURES_FILE, written by prepare with a CLIP model
 
 
@@ -110,17 +120,45 @@ class Session:
 
 
 class Server:
-    def __init__(self, out, inbox: "queue.Queue[str | None]"):
+    def __init__(self, out, inbox: "queue.Queue"):
         self._out = out
         self._lock = threading.Lock()
-        self.inbox = inbox
+        self.inbox = inbox  # guard.Request | guard.Rejected | None (end of input), from the reader thread
         self.cancelled: set = set()  # ids of requests the client cancelled (read by the reader thread)
         self.running = None  # id of the request being handled
         self.session: Session | None = None
+        self._scratch: Path | None = None
+        self.written: set[Path] = set()  # files the server wrote in its scratch folder (removed on exit)
+
+    @property
+    def scratch(self) -> Path:
+        """A temporary folder the server made (and so owns): one place ``out`` may point besides WORK."""
+        if self._scratch is None:
+            import tempfile
+
+            self._scratch = Path(tempfile.mkdtemp(prefix="gs_core_server_")).resolve()
+        return self._scratch
+
+    def close(self) -> None:
+        """Remove the files the server wrote in its scratch folder, and the folder if that empties it."""
+        if self._scratch is None:
+            return
+        for path in self.written:
+            if path.parent == self._scratch:
+                path.unlink(missing_ok=True)
+        try:
+            self._scratch.rmdir()
+        except OSError:
+            pass
 
     # ---- output ---------------------------------------------------------------------------------
     def send(self, message: dict) -> None:
-        line = json.dumps(message, allow_nan=False)
+        try:
+            line = json.dumps(message, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # a NaN or an odd type in an answer: still one JSON line
+            rid = message.get("id") if guard.valid_id(message.get("id")) else None
+            line = json.dumps({"id": rid, "ok": False, "kind": "internal",
+                               "error": f"answer could not be written as JSON ({exc})"})
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()
@@ -132,50 +170,60 @@ class Server:
         self.send({"id": rid, "ok": False, "kind": kind, "error": " ".join(str(error).split())})
 
     # ---- loop -----------------------------------------------------------------------------------
-    def run(self) -> int:
-        self.send({"event": "ready", "version": __version__, "protocol": PROTOCOL, "pid": os.getpid()})
-        while True:
-            line = self.inbox.get()
-            if line is None:  # stdin closed: the client is gone
-                return 0
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                    raise ValueError("expected an object with a 'cmd' string")
-                args = request.get("args", {})
-                if not isinstance(args, dict):
-                    raise ValueError("'args' must be an object")
-            except ValueError as exc:
-                parsed = _safe(line)
-                self.fail(parsed.get("id") if isinstance(parsed, dict) else None, "protocol",
-                          f"bad request line ({exc}): {line[:80]!r}")
-                continue
-            rid, cmd = request.get("id"), request["cmd"]
-            handler = getattr(self, f"cmd_{cmd}", None)
-            if handler is None:
-                self.fail(rid, "protocol", f"unknown command {cmd!r} (commands: {', '.join(COMMANDS)})")
-                continue
-            self.running = rid
-            try:
-                if rid in self.cancelled:
-                    raise Cancelled
-                result = handler(rid, args)
-            except Cancelled:
-                self.fail(rid, "cancelled", f"{cmd} cancelled")
-                continue
-            except UserError as exc:
-                self.fail(rid, "user", str(exc))
-                continue
-            except Exception as exc:  # a bug: one line to the client, the traceback to stderr
-                traceback.print_exc(file=sys.stderr)
-                self.fail(rid, "internal", f"{cmd} failed: {type(exc).__name__}: {exc}")
-                continue
-            finally:
-                self.running = None
-                self.cancelled.discard(rid)
-            self.reply(rid, result)
-            if cmd == "shutdown":
-                return 0
+    def run(self, stream=None) -> int:
+        """Serve the request lines of ``stream`` (bytes; read on a thread started after ``ready``,
+        so no answer comes before it) until end of input or ``shutdown``."""
+        self.send({"event": "ready", "version": __version__, "protocol": PROTOCOL, "pid": os.getpid(),
+                   "scratch": str(self.scratch)})
+        if stream is not None:
+            threading.Thread(target=_reader, args=(stream, self), daemon=True).start()
+        try:
+            while True:
+                item = self.inbox.get()
+                if item is None:  # stdin closed: the client is gone
+                    return 0
+                if isinstance(item, guard.Rejected):
+                    self.fail(item.id, item.kind, item.error)
+                    continue
+                if self.handle(item):
+                    return 0
+        finally:
+            self.close()
+
+    def handle(self, request: "guard.Request") -> bool:
+        """Answer one checked request; True if it was ``shutdown``."""
+        rid, cmd, args = request.id, request.cmd, request.args
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            self.fail(rid, "protocol", f"unknown command {cmd[:80]!r} (commands: {', '.join(COMMANDS)})")
+            return False
+        problem = guard.check_fields(cmd, args)
+        if problem is not None:
+            self.fail(rid, "user", problem)
+            return False
+        self.running = rid
+        try:
+            if rid in self.cancelled:
+                raise Cancelled
+            result = handler(rid, args)
+        except Cancelled:
+            self.fail(rid, "cancelled", f"{cmd} cancelled")
+            return False
+        except (UserError, SceneFormatError) as exc:  # names the file or field and the problem
+            self.fail(rid, "user", str(exc))
+            return False
+        except OSError as exc:  # a path of the request (too long, not allowed, disk full): as the CLI says it
+            self.fail(rid, "user", f"{cmd}: {exc.filename or 'writing'}: {exc.strerror or exc}")
+            return False
+        except Exception as exc:  # a bug: one line to the client, the traceback to stderr
+            traceback.print_exc(file=sys.stderr)
+            self.fail(rid, "internal", f"{cmd} failed: {type(exc).__name__}: {exc}")
+            return False
+        finally:
+            self.running = None
+            self.cancelled.discard(rid)
+        self.reply(rid, result)
+        return cmd == "shutdown"
 
     # ---- commands -------------------------------------------------------------------------------
     def cmd_ping(self, rid, args) -> dict:
@@ -243,6 +291,10 @@ class Server:
         if len(positive) == 0 and len(negative) == 0:
             raise UserError("query_pixels: no pixels given (positive or negative)")
         level = _level(args)
+        self._out_path(args, "query_pixels")  # before the clicks change
+        from .preflight import check_backend
+
+        check_backend(args.get("backend", "auto"), "backend")
         with torch.no_grad():
             proj = project(session.gaussians, camera)
             try:
@@ -255,22 +307,21 @@ class Server:
 
     def cmd_query_level(self, rid, args) -> dict:
         session = self._loaded("query_level")
+        self._out_path(args, "query_level")
         if not session.clicks:
             raise UserError("query_level: nothing selected yet (click first)")
         return self._answer(session, _level(args), args, "query_level")
 
     def cmd_labels(self, rid, args) -> dict:
-        from .pipeline.workdir import save_npy
-
         session = self._loaded("labels")
         level = _level(args)
+        out = self._out_path(args, "labels")
         labels = session.levels.at(level).astype(np.int32)
-        save_npy(_path(args, "out", "labels"), labels)
+        self._save(out, labels)
         return {"labels": args["out"], "level": level, "instances": int(len(np.unique(labels[labels >= 0])))}
 
     def cmd_query_text(self, rid, args) -> dict:
         from .language import text_query
-        from .pipeline.workdir import save_npy
 
         session = self._loaded("query_text")
         text = args.get("text")
@@ -278,7 +329,7 @@ class Server:
             raise UserError("query_text: empty text")
         if _text_features(session.work.root) is None:
             raise UserError(f"no CLIP features in WORK ({session.work.root}): prepare with a CLIP model first")
-        out = _path(args, "out", "query_text")
+        out = self._out_path(args, "query_text")
         try:
             result = text_query(session.work.root, text)
         except UserError as exc:
@@ -288,7 +339,7 @@ class Server:
                             f"scene {session.num_gaussians}; run prepare again")
         session.clicks = []  # a text selection has no clicks to re-cut
         rows = np.flatnonzero(result.selected)
-        save_npy(out, rows.astype(np.int64))
+        self._save(out, rows.astype(np.int64))
         return {"rows": str(out), "count": int(len(rows)), "instances": [], "level": _level(args),
                 "gaussians": session.num_gaussians, "threshold": result.threshold}
 
@@ -298,12 +349,38 @@ class Server:
             raise UserError(f"{cmd}: no work folder loaded (send load first)")
         return self.session
 
-    def _answer(self, session: Session, level: float, args: dict, cmd: str) -> dict:
+    def _out_path(self, args: dict, cmd: str) -> Path:
+        """``args["out"]``, confined: an ``.npy`` file inside the loaded work folder (none of the files
+        prepare writes there) or inside the server's scratch folder, in a folder that exists."""
+        value = _path(args, "out", cmd)
+        session = self._loaded(cmd)
+        path = Path(os.path.abspath(value))
+        resolved = path.resolve()
+        work = session.work.root.resolve()
+        inside = [root for root in (work, self.scratch) if root in resolved.parents]
+        if not inside:
+            raise UserError(f"{cmd}: 'out' {value} is outside the work folder {session.work.root} and the server's "
+                            f"folder {self.scratch}; answers are written only there")
+        if inside[0] == work and session.work.owns(resolved):
+            raise UserError(f"{cmd}: 'out' {value} is a file of the work folder that prepare writes; choose another "
+                            "name")
+        if resolved.suffix != ".npy" or resolved.is_dir():
+            raise UserError(f"{cmd}: 'out' {value} must name an .npy file")
+        if not resolved.parent.is_dir():
+            raise UserError(f"{cmd}: 'out' {value}: folder {resolved.parent} does not exist")
+        return resolved
+
+    def _save(self, out: Path, array: np.ndarray) -> None:
         from .pipeline.workdir import save_npy
 
-        out = _path(args, "out", cmd)
+        save_npy(out, array)
+        if out.parent == self.scratch:
+            self.written.add(out)
+
+    def _answer(self, session: Session, level: float, args: dict, cmd: str) -> dict:
+        out = self._out_path(args, cmd)
         rows, chosen = session.select(level)
-        save_npy(out, rows.astype(np.int64))
+        self._save(out, rows.astype(np.int64))
         return {"rows": str(out), "count": int(len(rows)), "instances": chosen, "level": level,
                 "gaussians": session.num_gaussians}
 
@@ -320,16 +397,22 @@ def camera_from_json(data) -> "Camera":
     missing = [k for k in ("fx", "fy", "cx", "cy", "width", "height", "world_to_camera") if k not in data]
     if missing:
         raise UserError(f"camera: missing {', '.join(missing)}")
+    for key in ("fx", "fy", "cx", "cy", "width", "height"):
+        if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
+            raise UserError(f"camera: {key} must be a number, got {json.dumps(data[key])[:40]}")
     try:
         values = [float(data[k]) for k in ("fx", "fy", "cx", "cy")]
-        width, height = int(data["width"]), int(data["height"])
         w2c = np.asarray(data["world_to_camera"], np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"camera: {exc}") from None
     if not np.isfinite(values).all() or values[0] <= 0 or values[1] <= 0:
         raise UserError(f"camera: focal lengths must be positive and finite, got fx={values[0]}, fy={values[1]}")
+    width, height = data["width"], data["height"]
+    if not all(1 <= v <= MAX_IMAGE_SIDE and float(v).is_integer() for v in (width, height)):
+        raise UserError(f"camera: width and height must be whole numbers of pixels in [1, {MAX_IMAGE_SIDE}], "
+                        f"got {width!r}x{height!r}")
     try:
-        return Camera(*values, width, height, w2c, data.get("name", "query"))
+        return Camera(*values, int(width), int(height), w2c, str(data.get("name", "query"))[:200])
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -386,30 +469,39 @@ def _text_features(root: Path) -> Path | None:
     return next((root / n for n in TEXT_FEATURES if (root / n).is_file()), None)
 
 
-def _safe(line: str):
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
-
-
 def _reader(stream, server: Server) -> None:
-    """stdin -> the server's inbox; a ``cancel`` line sets the flag at once (the main thread may be
-    busy in a long command) and is answered there."""
-    for line in stream:
-        line = line.strip()
-        if not line:
-            continue
-        request = _safe(line)
-        if isinstance(request, dict) and request.get("cmd") == "cancel":
-            args = request.get("args") if isinstance(request.get("args"), dict) else {}
-            target = args.get("target", server.running)
-            server.cancelled.add(target)
-            server.reply(request.get("id"), {"cancelled": target})
-            continue
-        server.inbox.put(line)
-    server.cancelled.add(server.running)  # the client is gone: stop what runs
-    server.inbox.put(None)
+    """stdin (bytes) -> the server's inbox, each line through the guard (:func:`guard.parse`); a
+    ``cancel`` line sets the flag at once (the main thread may be busy in a long command) and is
+    answered here. Whatever a line holds, it gets one answer and the next line is read; end of
+    input (or a failure of the stream itself) always ends the server."""
+    try:
+        for raw in stream:
+            try:
+                _one_line(raw, server)
+            except Exception as exc:  # a bug in the guard itself: still one answer, and go on
+                traceback.print_exc(file=sys.stderr)
+                server.inbox.put(guard.Rejected(None, "internal", f"request line failed: {type(exc).__name__}"))
+    except Exception:  # the stream broke: as end of input
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        server.cancelled.add(server.running)  # the client is gone: stop what runs
+        server.inbox.put(None)
+
+
+def _one_line(raw: bytes, server: Server) -> None:
+    if not raw.strip():
+        return
+    request = guard.parse(raw)
+    if isinstance(request, guard.Request) and request.cmd == "cancel":
+        try:
+            target = guard.cancel_target(request.args, server.running)
+        except guard.FieldError as exc:
+            server.fail(request.id, "user", str(exc))
+            return
+        server.cancelled.add(target)
+        server.reply(request.id, {"cancelled": target})
+        return
+    server.inbox.put(request)
 
 
 def main(argv=None) -> int:
@@ -418,10 +510,12 @@ def main(argv=None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the gs-core command (cli.main)
+    # the reader thread gets a private handle on stdin: a daemon thread blocked in sys.stdin.buffer
+    # aborts the interpreter at exit ("could not acquire lock ... at interpreter shutdown")
+    stdin = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     server = Server(out, queue.Queue())
-    threading.Thread(target=_reader, args=(sys.stdin, server), daemon=True).start()
     try:
-        return server.run()
+        return server.run(stdin)
     except KeyboardInterrupt:
         return 130
 

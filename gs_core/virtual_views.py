@@ -209,10 +209,11 @@ def dataset_for_splats(scene_path: Path, out: Path, config: VirtualViewConfig = 
     key = fingerprint(file_fingerprint(Path(scene_path)), repr(config))
     stamp = root / "virtual.json"
     try:
-        if json.loads(stamp.read_text()).get("key") == key:
+        made = json.loads(stamp.read_text())
+        if isinstance(made, dict) and made.get("key") == key:
             return root
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError, RecursionError):
+        pass  # none, or damaged: render the views again
     try:
         scene = GaussianScene.load(scene_path)
     except PlyError as exc:

@@ -20,7 +20,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "blocks": ("lifting", "models", "refine", "selfprompt", "language", "virtual_views", "query", "synth", "viz"),
     "methods": ("trace3d", "methods", "proto_saga", "iqgs"),
     "pipeline": ("pipeline",),
-    "applications": ("cli", "server", "demo", "demo_click", "demo_blender", "bench", "report"),
+    "applications": ("cli", "server", "server_requests", "demo", "demo_click", "demo_blender", "bench", "report"),
 }
 RANK = {name: k for k, name in enumerate(LAYERS)}
 

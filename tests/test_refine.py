@@ -103,6 +103,37 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path):
     assert report.resumed_from == 0
 
 
+def test_torn_or_foreign_checkpoint_starts_over_and_a_pickle_is_refused(tmp_path):
+    """A checkpoint is read as tensors only: a torn file, or one of the right key whose contents do not
+    fit, starts the run over; one holding other objects (planted code) is refused, and never runs."""
+    import builtins
+
+    from gs_core.errors import UserError
+    from gs_core.refine import run_key
+
+    truth = toy_scene("3dgs", n=40)
+    cams = ring(2, 24, 20)
+    images = photos(truth, cams)
+    config = RefineConfig(steps=3, backend="cpu")
+    ckpt = tmp_path / "refine.pt"
+    ckpt.write_bytes(b"PK\x03\x04torn")
+    _, report = refine(truth, cams, lambda k: images[k], config, checkpoint=ckpt)
+    assert report.resumed_from == 0 and report.steps == 3
+    torch.save({"key": run_key(truth, cams, config), "step": 2, "params": {"means": torch.zeros(3)},
+                "optimizer": {}, "rng": {}, "report": {}}, ckpt)
+    _, report = refine(truth, cams, lambda k: images[k], config, checkpoint=ckpt)
+    assert report.resumed_from == 0 and report.steps == 3
+
+    class Evil:
+        def __reduce__(self):
+            return builtins.open, (str(tmp_path / "canary"), "w")
+
+    torch.save({"key": run_key(truth, cams, config), "step": Evil()}, ckpt)
+    with pytest.raises(UserError, match=r"refine\.pt: holds Python objects other than tensors.*refused"):
+        refine(truth, cams, lambda k: images[k], config, checkpoint=ckpt)
+    assert not (tmp_path / "canary").exists()
+
+
 def test_ssim_and_loss():
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(30, 34, 3, generator=gen, dtype=torch.float64)

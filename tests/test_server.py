@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "gs_core.server"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         self.ready = self.read()
+        self.scratch = Path(self.ready["scratch"])  # the server's own folder: answers may go there
         self.next_id = 1
 
     def read(self) -> dict:
@@ -96,8 +98,8 @@ def test_load_reports_the_work_folder(server, loaded):
 
 def test_labels_at_a_level(server, loaded, tmp_path):
     _, levels, _ = loaded
-    answer, _ = server.call("labels", level=1.0, out=str(tmp_path / "labels.npy"))
-    labels = np.load(tmp_path / "labels.npy")
+    answer, _ = server.call("labels", level=1.0, out=str(server.scratch / "labels.npy"))
+    labels = np.load(server.scratch / "labels.npy")
     assert labels.dtype == np.int32 and np.array_equal(labels, levels.labels[-1])
     assert answer["result"]["instances"] == len(np.unique(labels[labels >= 0]))
 
@@ -118,7 +120,7 @@ def test_query_pixels_from_any_camera_matches_the_library(server, loaded, tmp_pa
     labels = levels.labels[0].astype(np.int64)  # level 0: the first grid level, no union involved
     expected = from_clicks(project(gaussians, cam), labels, np.array([xy]))
     answer, _ = server.call("query_pixels", camera=camera_json(cam), positive=[list(xy)], level=0.0,
-                            out=str(tmp_path / "sel.npy"))
+                            out=str(server.scratch / "sel.npy"))
     got = rows(answer)
     assert len(got) > 0 and np.array_equal(got, np.flatnonzero(expected.selected))
     assert answer["result"]["instances"] == expected.labels.tolist()
@@ -126,7 +128,7 @@ def test_query_pixels_from_any_camera_matches_the_library(server, loaded, tmp_pa
     cam = wd.cameras()[0]
     expected = from_clicks(project(gaussians, cam), labels, np.array([[30, 20]]), np.array([[5, 40]]))
     answer, _ = server.call("query_pixels", camera=camera_json(cam), positive=[[30, 20]], negative=[[5, 40]],
-                            level=0.0, out=str(tmp_path / "sel.npy"))
+                            level=0.0, out=str(server.scratch / "sel.npy"))
     assert np.array_equal(rows(answer), np.flatnonzero(expected.selected))
 
 
@@ -134,15 +136,15 @@ def test_granularity_walk_is_monotonic_and_returns(server, loaded, tmp_path):
     wd, levels, gaussians = loaded
     cam, xy = _camera_and_click(wd, gaussians)
     first = rows(server.call("query_pixels", camera=camera_json(cam), positive=[list(xy)], level=0.0,
-                             out=str(tmp_path / "a.npy"))[0])
+                             out=str(server.scratch / "a.npy"))[0])
     previous, sizes = first, []
     for level in levels.levels[1:]:
-        now = rows(server.call("query_level", level=float(level), out=str(tmp_path / "b.npy"))[0])
+        now = rows(server.call("query_level", level=float(level), out=str(server.scratch / "b.npy"))[0])
         assert np.isin(previous, now).all(), f"level {level} dropped splats"
         previous = now
         sizes.append(len(now))
     assert sizes[-1] > len(first), "groups should take more than the finest part here"
-    back = rows(server.call("query_level", level=0.0, out=str(tmp_path / "c.npy"))[0])
+    back = rows(server.call("query_level", level=0.0, out=str(server.scratch / "c.npy"))[0])
     assert np.array_equal(back, first)
 
 
@@ -158,7 +160,7 @@ def test_clicks_add_and_remove(server, loaded, tmp_path):
     owner = pixel_labels(proj, labels, grid)
     a = grid[np.flatnonzero(owner >= 0)[0]]
     b = grid[np.flatnonzero((owner >= 0) & (owner != owner[np.flatnonzero(owner >= 0)[0]]))[0]]
-    out = str(tmp_path / "s.npy")
+    out = str(server.scratch / "s.npy")
     one = rows(server.call("query_pixels", camera=camera_json(cam), positive=[a.tolist()], level=0.5, out=out)[0])
     two = rows(server.call("query_pixels", camera=camera_json(cam), positive=[b.tolist()], level=0.5, out=out,
                            append=True)[0])
@@ -174,7 +176,7 @@ def test_clicks_add_and_remove(server, loaded, tmp_path):
 def test_mistakes_are_one_line_errors_and_the_server_keeps_serving(server, loaded, tmp_path):
     wd = loaded[0]
     cam = camera_json(wd.cameras()[0])
-    out = str(tmp_path / "x.npy")
+    out = str(server.scratch / "x.npy")
     cases = [
         (("query_text", {"text": "red chair", "out": out}), "user", "no CLIP features in WORK"),
         (("query_pixels", {"camera": {"fx": 1}, "positive": [[1, 1]], "out": out}), "user", "camera: missing fy"),
@@ -194,7 +196,69 @@ def test_mistakes_are_one_line_errors_and_the_server_keeps_serving(server, loade
     assert answer == {"id": None, "ok": False, "kind": "protocol",
                       "error": "bad request line (Expecting value: line 1 column 1 (char 0)): 'this is not json'"}
     assert server.call("ping")[0]["ok"]
-    assert not (tmp_path / "x.npy").exists()
+    assert not (server.scratch / "x.npy").exists()
+
+
+def test_answers_are_written_only_inside_the_work_folder_or_the_servers_own(server, loaded, tmp_path):
+    """``out`` confined (issue 23): a ``labels`` answer aimed at WORK/scene.ply destroyed the work
+    folder; ``..`` and absolute paths wrote anywhere. Each is a ``user`` error and the canaries survive."""
+    wd = loaded[0]
+    canary = tmp_path / "canary.npy"
+    np.save(canary, np.arange(3))
+    own = {name: (wd.root / name).read_bytes() for name in ("scene.ply", "labels.npy", "levels.npz")}
+    cam = camera_json(wd.cameras()[0])
+    for out, needle in [(canary, "outside the work folder"), (wd.root / ".." / "escaped.npy", "outside the work folder"),
+                        (wd.root / "scene.ply", "a file of the work folder"), (wd.root / "labels.npy", "a file of"),
+                        (wd.root / "cache" / "x.npy", "a file of the work folder"), (server.scratch / "x.ply", ".npy"),
+                        (server.scratch / "no" / "x.npy", "does not exist"), ("relative.npy", "outside")]:
+        for cmd, args in [("labels", {"level": 0.5}), ("query_level", {"level": 0.5}),
+                          ("query_pixels", {"camera": cam, "positive": [[30, 20]]})]:
+            answer, _ = server.call(cmd, out=str(out), **args)
+            assert answer["kind"] == "user" and needle in answer["error"], (cmd, out, answer)
+    assert np.array_equal(np.load(canary), np.arange(3)) and not (wd.root.parent / "escaped.npy").exists()
+    assert own == {name: (wd.root / name).read_bytes() for name in own}
+    inside = wd.root / "answers_test.npy"  # where the add-on writes: a name of its own in WORK
+    answer, _ = server.call("labels", level=0.5, out=str(inside))
+    assert answer["ok"] and np.load(inside).shape == (loaded[1].labels.shape[1],)
+    inside.unlink()
+
+
+@pytest.mark.parametrize("cmd, args, needle", [
+    ("prepare", {"dataset": "d", "out": "w", "theta": 5}, "'theta' must be in (0, 1)"),
+    ("prepare", {"dataset": "d", "out": "w", "theta": -1}, "'theta' must be in (0, 1)"),
+    ("prepare", {"dataset": 3, "out": "w"}, "'dataset' must be a path"),
+    ("prepare", {"dataset": "d", "out": "w", "force": "yes"}, "'force' must be true or false"),
+    ("prepare", {"dataset": "d", "out": "w", "sam": {"checkpoint": "c", "mask_views": 0}}, "'mask_views' must be"),
+    ("labels", {"level": "half", "out": "x.npy"}, "'level' must be a number"),
+    ("labels", {"level": True, "out": "x.npy"}, "'level' must be a number"),
+    ("query_pixels", {"camera": [], "positive": [[1, 1]]}, "'camera' must be an object"),
+    ("query_pixels", {"camera": {}, "positive": [[1, "a"]]}, "'positive' must be a number"),
+    ("query_pixels", {"camera": {}, "positive": [[1, 1e30]]}, "'positive' must be in"),
+    ("query_pixels", {"camera": {"fx": 1, "fy": 1, "cx": 0, "cy": 0, "width": 1e12, "height": 9,
+                                 "world_to_camera": np.eye(4).tolist()}, "positive": [[1, 1]], "out": "x.npy"},
+     "width and height must be whole numbers"),
+    ("query_text", {"text": ["red"], "out": "x.npy"}, "'text' must be a string"),
+    ("cancel", {"target": [1]}, "'target' must be a request id"),
+])
+def test_wrong_types_and_ranges_are_user_errors(server, loaded, cmd, args, needle):
+    """Fields of the wrong type or outside the command line's ranges answer ``user``, not ``internal``."""
+    answer, _ = server.call(cmd, **args)
+    assert answer["ok"] is False and answer["kind"] == "user" and needle in answer["error"], answer
+    assert server.call("ping")[0]["ok"]
+
+
+@pytest.mark.parametrize("line", [b"[" * 100_000, b'{"id": [1], "cmd": "ping"}', b'{"id": NaN, "cmd": "ping"}',
+                                  b'{"id": 5, "cmd": "cancel", "args": {"target": [1]}}', b"\xff\xfe{}"])
+def test_the_lines_that_used_to_kill_or_hang_it(line):
+    """Issue 23: a RecursionError killed the reader thread (no answer, EOF ignored), an unhashable
+    cancel target hung it, an id that cannot be echoed ended the process. Now: one answer, alive,
+    and end of input ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "gs_core.server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    out, _ = proc.communicate(line + b"\n" + b'{"id": 2, "cmd": "shutdown"}\n', timeout=60)
+    ready, answer, bye = [json.loads(x) for x in out.splitlines()]
+    assert ready["event"] == "ready" and answer["ok"] is False and answer["kind"] in ("protocol", "user")
+    assert bye == {"id": 2, "ok": True, "result": {}} and proc.returncode == 0
 
 
 def test_prepare_progress_cancel_and_resume(server, tiny_work, tmp_path):
@@ -251,7 +315,7 @@ def test_query_text_reaches_the_language_field(server, loaded, tmp_path):
     n = levels.labels.shape[1]
     LanguageField(np.eye(n, 4, dtype=np.float32), np.ones(n, np.float32), {}).save(work)
     assert server.call("load", work=str(work))[0]["result"]["text"] is True
-    answer, _ = server.call("query_text", text="red chair", out=str(tmp_path / "t.npy"))
+    answer, _ = server.call("query_text", text="red chair", out=str(work / "t.npy"))
     assert answer["kind"] == "user" and answer["error"].startswith("query_text: the work folder's CLIP features "
                                                                    "name no model"), answer
     assert server.call("load", work=str(wd.root))[0]["ok"]

@@ -10,7 +10,6 @@ work folder's cameras. The issue's target is under 1 s per query at 100k Gaussia
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +33,8 @@ def time_queries(work: Path, clicks: int = 8, seed: int = 0, say=print) -> dict:
     cameras = server.session.cameras
     rng = np.random.default_rng(seed)
     click_wall, click_cpu, slider_wall = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = str(Path(tmp) / "rows.npy")
+    out = str(server.scratch / "rows.npy")  # the server writes answers only in WORK or its own folder
+    try:
         for k in range(clicks):
             cam = cameras[(k * len(cameras)) // clicks]
             pixel = [int(rng.integers(cam.width * 0.2, cam.width * 0.8)),
@@ -50,6 +49,8 @@ def time_queries(work: Path, clicks: int = 8, seed: int = 0, say=print) -> dict:
                 server.cmd_query_level(k, {"level": level, "out": out})
                 slider_wall.append(time.perf_counter() - t)
             say(f"click {k} in {cam.name}: {answer['count']} Gaussians selected, {click_wall[-1] * 1e3:.0f} ms")
+    finally:
+        server.close()
     ms = lambda xs: round(float(np.median(xs)) * 1e3, 1)  # noqa: E731
     return {"gaussians": info["gaussians"], "load_s": round(load_s, 2), "click_ms": ms(click_wall),
             "click_cpu_ms": ms(click_cpu), "click_max_ms": round(max(click_wall) * 1e3, 1),

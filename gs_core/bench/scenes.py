@@ -18,7 +18,7 @@ GARDEN = Path(__file__).resolve().parents[1] / "data" / "garden_points_3cams.npz
 
 def garden_scene(path: Path, seed: int = 0) -> tuple[Gaussians, Tensor, list[Camera]]:
     """Garden points with gsplat's test attributes; returns (gaussians, colours [N, 3], cameras)."""
-    data = np.load(path)
+    data = np.load(path, allow_pickle=False)
     means = torch.from_numpy(data["means3d"]).float()
     colors = torch.from_numpy(data["colors"] / 255.0).float()
     sel = ((means >= -2) & (means <= 2)).all(dim=-1)

@@ -111,9 +111,13 @@ def read_colmap(sparse_dir: str | os.PathLike) -> ColmapModel:
         intrinsics, images = _read_cameras_bin(cams_path), _read_images_bin(imgs_path)
     else:
         intrinsics, images = _read_cameras_txt(cams_path), _read_images_txt(imgs_path)
-    cameras, names = [], []
+    cameras, names, seen = [], [], {}
     for image_id in sorted(images):
         qvec, tvec, camera_id, name = images[image_id]
+        if name in seen:  # one photo at two poses: every view of it but one would be wrong
+            raise ColmapError(f"{imgs_path}: image name {name!r} appears twice (image ids {seen[name]} and "
+                              f"{image_id}); each image needs exactly one pose")
+        seen[name] = image_id
         if camera_id not in intrinsics:
             raise ColmapError(f"{imgs_path}: image {name!r} uses camera {camera_id}, which "
                               f"{cams_path} does not define")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def load_mask_stack(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | N
         try:
             masks = npz["masks"]
             scores = npz["scores"] if "scores" in npz.files else None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise MaskError(f"{path}: corrupt .npz mask stack ({exc})") from None
     return _checked(path, masks, scores)
 

@@ -54,12 +54,15 @@ def read_transforms_json(path: str | os.PathLike, images_dir: str = "images") ->
     frames = meta.get("frames") if isinstance(meta, dict) else None
     if not isinstance(frames, list) or not frames:
         raise TransformsError(f"{path}: no 'frames' list")
-    cameras, image_paths = [], []
+    cameras, image_paths, seen = [], [], {}
     for index, frame in enumerate(frames):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
             raise TransformsError(f"{path}: frame {index} has no 'file_path'")
         where = f"{path}: frame {index} ({frame['file_path']})"
         name = str(PurePosixPath(frame["file_path"]))  # drops a leading ./
+        if name in seen:  # one photo at two poses
+            raise TransformsError(f"{where}: the same image as frame {seen[name]}; each image needs exactly one pose")
+        seen[name] = index
         image_path = _image_path(path.parent, name, images_dir)
         cameras.append(_camera(where, meta, frame, name, image_path))
         image_paths.append(image_path)

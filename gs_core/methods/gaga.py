@@ -216,6 +216,8 @@ def associate_regions(bank: MemoryBank, regions: np.ndarray, num_regions: int,  
     matched (:func:`match`) on the scores at the start of the view, then added to its group in
     region order (a region without Gaussians still gets a new, empty group, as Gaga)."""
     present = np.unique(regions[regions >= 0])  # regions that have pixels, ascending
+    if len(present) == 0:  # a view without masks (SAM found nothing: a blank wall, a dark frame)
+        return np.full(regions.shape, -1, np.int64)
     chosen = match(bank.scores(gaussians, region, num_regions)[present], config.threshold, config.conflicts)
     bounds = np.searchsorted(region, np.r_[present, num_regions])  # region is sorted
     group_of = np.full(num_regions, -1, dtype=np.int64)

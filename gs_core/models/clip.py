@@ -83,12 +83,32 @@ def load_clip(options: ClipOptions):
     else:
         raise UserError(f"--clip-model {name}: give --clip-checkpoint FILE or --clip-pretrained TAG "
                         "(random weights make meaningless text queries)")
+    extra = _tensors_only(open_clip, pretrained)
     try:
-        model = open_clip.create_model(name, pretrained=pretrained, device=options.device, require_pretrained=True)
+        model = open_clip.create_model(name, pretrained=pretrained, device=options.device, require_pretrained=True,
+                                       **extra)
     except Exception as exc:  # torch, safetensors, struct and hub errors alike: the file is the problem
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if "weights only load failed" in first.lower():
+            from ..io.safe_load import PICKLE_REFUSED
+
+            first = PICKLE_REFUSED
         raise UserError(f"{what}: cannot load the weights ({first}); {WHERE_WEIGHTS_COME_FROM}") from None
     return model.eval(), open_clip.get_tokenizer(name), name
+
+
+def _tensors_only(open_clip, pretrained: str) -> dict:
+    """Weights are loaded as tensors only (``weights_only=True``), never by running a pickle: through
+    open_clip's own option where it has one, else by reading a local file that way first."""
+    import inspect
+
+    if "weights_only" in inspect.signature(open_clip.create_model).parameters:
+        return {"weights_only": True}
+    if Path(pretrained).is_file() and not pretrained.endswith(".safetensors"):
+        from ..io.safe_load import load_torch
+
+        load_torch(pretrained)  # an older open_clip: a pickle is refused here, before it loads the file
+    return {}
 
 
 def _cached_weights(name: str, tag: str) -> str | None:

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..io.errors import SceneFormatError
-    from ..preflight import check_output_file
+    from ..preflight import check_not_inputs, check_output_file
     from ..scene import GaussianScene, scene_file_type
 
     outputs = [("--out", args.out)] + ([("--rest", args.rest)] if args.rest is not None else [])
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         except SceneFormatError as exc:
             raise UserError(f"{flag} {exc}") from None
     work = WorkDir(args.work, must_exist=True)
+    check_not_inputs(outputs, [("--selection", args.selection)], work)
     scene = GaussianScene.load(work.scene_path)
     sel = load_selection(args.selection, len(scene))
     if not sel.any():

@@ -43,34 +43,53 @@ class PrepareOptions:
 
 
 class DiskViewCache:
-    """Per-view GIT on disk, keyed on the scene's arrays (so the refined scene gets its own)."""
+    """Per-view GIT on disk, keyed on the scene's arrays (so the refined scene gets its own).
 
-    def __init__(self, work: WorkDir, key: str):
-        self.work, self.key = work, key
+    An entry that does not load as a GIT of this scene (torn by a crash, damaged) is traced again
+    and rewritten; ``read=False`` (``--force``) traces every view and only writes. Each folder it
+    makes carries :data:`~.workdir.CACHE_MARKER`, so :meth:`WorkDir.clear_cache` deletes only its own files.
+    """
+
+    def __init__(self, work: WorkDir, key: str, read: bool = True):
+        self.work, self.key, self.read = work, key, read
 
     def _path(self, scene, view: int) -> Path:
         scene_key = fingerprint(scene.means, scene.log_scales, scene.quats, scene.opacity_logits)
         return self.work.cache_dir(self.key) / scene_key / f"{view:05d}.npz"
 
     def get(self, scene, view: int):
+        from ..io.safe_load import UnsafeFileError, load_npz
         from ..trace3d import ViewGIT
 
         path = self._path(scene, view)
-        if not path.is_file():
+        if not self.read or not path.is_file():
             return None
         try:
-            with np.load(path) as z:
-                return ViewGIT(z["gaussians"], z["patches"], z["weights"], z["seen"], z["total"], int(z["num_patches"]))
-        except (OSError, ValueError, KeyError):
+            z = load_npz(path, ("gaussians", "patches", "weights", "seen", "total", "num_patches"),
+                         hint="delete the work folder's cache folder")
+        except UnsafeFileError:
+            raise  # planted code: say so, never drop it silently
+        except UserError:
             return None  # a torn file from a crash: trace again
+        n, e = len(scene), len(z["gaussians"])
+        ints = all(np.issubdtype(z[k].dtype, np.integer) for k in ("gaussians", "patches", "seen", "num_patches"))
+        if (not ints or z["num_patches"].shape != () or any(z[k].shape != (e,) for k in ("patches", "weights"))
+                or z["total"].shape != z["seen"].shape or z["seen"].ndim != 1
+                or any(len(z[k]) and not (0 <= z[k].min() and z[k].max() < n) for k in ("gaussians", "seen"))
+                or (e and not (0 <= z["patches"].min() and z["patches"].max() < int(z["num_patches"])))):
+            return None  # not a GIT of this scene: trace again
+        return ViewGIT(z["gaussians"], z["patches"], z["weights"], z["seen"], z["total"], int(z["num_patches"]))
 
     def put(self, scene, view: int, git) -> None:
         import io
 
         from ..io.atomic import atomic_write
+        from .workdir import CACHE_MARKER
 
         path = self._path(scene, view)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not (path.parent / CACHE_MARKER).is_file():
+            (path.parent / CACHE_MARKER).write_text("per-view GIT cache of gs-core prepare\n")
         buffer = io.BytesIO()
         np.savez(buffer, gaussians=git.gaussians, patches=git.patches, weights=git.weights, seen=git.seen,
                  total=git.total, num_patches=git.num_patches)
@@ -92,6 +111,10 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
     if not views:
         raise UserError(f"{ds.root}: no masks for any view (expected masks/<image stem>.npz or "
                         "object_mask/<image stem>.png); give --sam-checkpoint FILE to make SAM masks")
+    if not any(stack.shape[0] and stack.any() for stack in stacks):  # a view with none is fine (a blank wall)
+        where = ds.masks_dir if ds.masks_dir is not None else ds.object_mask_dir
+        raise UserError(f"{where}: every view's mask stack is empty ({len(views)} views), so there is nothing to "
+                        "segment; with SAM masks, check the checkpoint (or try more --sam-points)")
     return views, stacks, prints
 
 
@@ -114,7 +137,15 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
+    if not (isinstance(options.theta, (int, float)) and 0.0 < options.theta < 1.0):
+        raise UserError(f"--theta {options.theta}: must be between 0 and 1")
     out = Path(options.out).resolve()
+    work = WorkDir(out)
+    work.claim("--out")  # before anything is written there
+    for flag, given in (("--scene", options.scene), ("DATASET", options.dataset)):
+        if given is not None and work.owns(given) and Path(given).resolve() != out / "virtual":
+            raise UserError(f"{flag} {given}: is inside the work folder {options.out}, where prepare writes; "
+                            "prepare would overwrite its own input (copy it elsewhere first)")
     if options.dataset is None:
         if options.scene is None or options.sam is None:
             raise UserError("give a DATASET folder, or --scene PLY with --sam-checkpoint FILE to segment a splat file "
@@ -159,13 +190,15 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     from ..preflight import check_output_dir
 
     check_output_dir(out, "--out")
-    work = WorkDir(out)
+    if work.owns(scene_path):
+        raise UserError(f"--scene {scene_path}: is inside the work folder {options.out}, where prepare writes; "
+                        "prepare would overwrite its own input (copy it elsewhere first)")
     if not options.force and work.manifest_path.is_file():
         try:
             old = work.manifest()
-        except UserError:
+        except UserError:  # damaged: rebuilt below
             old = {}
-        if old.get("status") == "complete" and old.get("key") == key and work.scene_path.is_file():
+        if old.get("status") == "complete" and old.get("key") == key and work.outputs_intact(old):
             say("up to date", 1, 1)
             return {**old, "up_to_date": True}
     manifest = {"status": "running", "key": key, "dataset": str(dataset_root), "scene": str(scene_path.resolve()),
@@ -173,7 +206,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     work.write_manifest(manifest)
     cache_key = key if preparer.cache_settings is None else fingerprint(*inputs_print, preparer.cache_settings(options))
     inputs = PrepareInput(scene, cameras, stacks, images=lambda k: ds.image(views[k]), options=options,
-                          cache=DiskViewCache(work, cache_key))
+                          cache=DiskViewCache(work, cache_key, read=not options.force))
     result = preparer.run(inputs, say)
     say("writing", 0, 1)
     write_prepared(work, result, cameras)
@@ -183,7 +216,8 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
         manifest["clip"] = prepare_language(work.root, result.scene, cameras, stacks, inputs.images, options.clip, say,
                                              options.backend)
     manifest.update(status="complete", gaussians=len(result.scene), instances=result.num_instances,
-                    stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start)
+                    stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start,
+                    outputs=work.output_prints())
     work.write_manifest(manifest)
     work.clear_cache()
     say("writing", 1, 1)

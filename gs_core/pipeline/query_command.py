@@ -19,12 +19,14 @@ from .workdir import WorkDir, save_npy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..preflight import pixel_coordinate
+
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
     parser.add_argument("--gaussians", type=Path, help=".npy of Gaussian indices (or a bool mask [N]) the user picked")
     parser.add_argument("--view", help="image name of the clicked view (with or without extension)")
-    parser.add_argument("--pixel", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
+    parser.add_argument("--pixel", type=pixel_coordinate, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a positive click (repeatable)")
-    parser.add_argument("--negative", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
+    parser.add_argument("--negative", type=pixel_coordinate, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a negative click (repeatable)")
     parser.add_argument("--mask", type=Path, help="a reference mask of the view (PNG, non-zero = inside): the "
                         "instances with most of their weight inside it")
@@ -38,10 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import check_output_file
+    from ..preflight import check_not_inputs, check_output_file
 
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
+    check_not_inputs([("--out", args.out), ("--scores", getattr(args, "scores", None))],
+                     [("--gaussians", args.gaussians), ("--mask", args.mask),
+                      ("--sam-checkpoint", getattr(args, "sam_checkpoint", None))], work)
     if foundation_query.wanted(args):
         return foundation_query.run(args, work)
     levels = load_levels(work)
@@ -49,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.gaussians is None) == (args.view is None):
         raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y (or --mask PNG)")
     if args.gaussians is not None:
+        from ..io.safe_load import load_npy
+
         try:
-            picked = np.load(args.gaussians, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"--gaussians {args.gaussians}: not a readable .npy ({exc})") from None
+            picked = load_npy(args.gaussians)
+        except UserError as exc:
+            raise UserError(f"--gaussians {exc}") from None
         if picked.dtype != bool and not np.issubdtype(picked.dtype, np.integer):
             raise UserError(f"--gaussians {args.gaussians}: expected integer indices or a bool mask, got {picked.dtype}")
         try:

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 from ..errors import UserError
-from .workdir import WorkDir, fingerprint
+from .workdir import WorkDir, file_fingerprint, fingerprint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
     console = Console(stderr=True)
     work = WorkDir(args.work, must_exist=True)
+    if args.out is not None and Path(args.out).resolve() == work.scene_path.resolve():
+        args.out = None  # the default: refine WORK/scene.ply in place
+    if args.out is not None:
+        from ..preflight import check_not_inputs
+
+        check_not_inputs([("--out", args.out)], [], work)
     try:
         scene = GaussianScene.load(work.scene_path)
     except PlyError as exc:
@@ -105,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         record = {k: v for k, v in report.to_json().items() if k != "losses"}
         manifest["refine"] = {**record, "config": repr(config), "scene_after": fingerprint(
             refined.means, refined.quats, refined.log_scales, refined.opacity_logits, refined.sh_dc)}
+        if isinstance(manifest.get("outputs"), dict):  # the refined scene is WORK's output now (prepare keeps it)
+            manifest["outputs"]["scene.ply"] = file_fingerprint(work.scene_path)
         work.write_manifest({k: v for k, v in manifest.items() if k != "format"})
     console.print(f"refined {len(refined)} Gaussians over {report.steps} steps"
                   + (f" (resumed at step {report.resumed_from})" if report.resumed_from else "")

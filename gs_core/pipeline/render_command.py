@@ -13,10 +13,12 @@ from .workdir import WorkDir
 
 
 def load_selection(path: Path, n: int) -> np.ndarray:
+    from ..io.safe_load import load_npy
+
     try:
-        sel = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--selection {path}: not a readable .npy ({exc})") from None
+        sel = load_npy(path)
+    except UserError as exc:
+        raise UserError(f"--selection {exc}") from None
     if sel.shape != (n,) or sel.dtype != bool:
         raise UserError(f"--selection {path}: expected a bool array of {n} entries (gs-core query --out), "
                         f"got {sel.dtype} {sel.shape}")
@@ -40,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from ..query import selection_mask
     from ..scene import GaussianScene
 
-    from ..preflight import check_output_file
+    from ..preflight import check_not_inputs, check_output_file
 
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
+    check_not_inputs([("--out", args.out)], [("--selection", args.selection)], work)
     cam = work.camera(args.view)
     scene = GaussianScene.load(work.scene_path)
     proj = project(scene.to_gaussians(), cam)

@@ -11,6 +11,7 @@ over this machine's measured matmul rate, :func:`gs_core.models.sam.estimate_tim
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from .workdir import file_fingerprint, fingerprint
 
 SAM2_MODELS = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large")
 DEFAULT_BUDGET_MINUTES = 30.0
+_OWN = re.compile(r"[^/\\]+\.npz")  # a file name generator.json may list (no folders: nothing outside masks/)
+_TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # atomic_write's leftover after a crash
 
 
 @dataclass
@@ -80,28 +83,58 @@ def load_generator(options: SamOptions, image_size: tuple[int, int] = (1080, 192
     return Generator(gen.generate, key, f"{gen.name}", seconds)
 
 
-def cached_views(masks_dir: Path, key: str) -> set[str]:
-    """Stems whose stack in ``masks_dir`` was made by the generator ``key`` (a changed generator:
-    none; its old files are removed so they cannot be mixed with new ones)."""
-    meta = masks_dir / "generator.json"
+def _record(masks_dir: Path) -> dict:
+    """``generator.json``: the generator's key and the files it wrote (``{}`` if missing or damaged)."""
+    from ..io.safe_load import load_json
+
     try:
-        old = json.loads(meta.read_text()).get("key")
-    except (OSError, ValueError):
-        old = None
-    if old != key:
-        for path in masks_dir.glob("*.npz"):
-            path.unlink()
+        meta = load_json(masks_dir / "generator.json", dict)
+    except UserError:
+        return {}
+    files = meta.get("files")
+    meta["files"] = [f for f in files if isinstance(f, str) and _OWN.fullmatch(f)] if isinstance(files, list) else None
+    return meta
+
+
+def cached_views(masks_dir: Path, key: str) -> set[str]:
+    """Stems whose stack in ``masks_dir`` was made by the generator ``key``. A changed generator:
+    none, and the files the record says the old one wrote are removed (so old and new masks are
+    never mixed); nothing else is deleted, and a mask file the record does not list (the user's)
+    is a one-line error, since prepare would read it as a view's masks."""
+    meta = _record(masks_dir)
+    listed = meta.get("files")
+    if listed is None and meta.get("key") == key:  # a record from before files were listed
+        listed = [p.name for p in masks_dir.glob("*.npz")]
+    listed = set(listed or [])
+    foreign = sorted(p.name for p in masks_dir.iterdir() if p.name != "generator.json" and p.name not in listed
+                     and not _TEMP.fullmatch(p.name)) if masks_dir.is_dir() else []
+    if foreign:
+        raise UserError(f"{masks_dir}: holds files gs_core did not make ({', '.join(foreign[:3])}"
+                        f"{' ...' if len(foreign) > 3 else ''}); prepare would read them as masks: move them "
+                        "elsewhere (a dataset's own masks go in its masks/ folder)")
+    if meta.get("key") != key:
+        for name in listed:
+            path = masks_dir / name
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
         return set()
-    return {p.stem for p in masks_dir.glob("*.npz")}
+    return {Path(name).stem for name in listed if (masks_dir / name).is_file()}
+
+
+def _write_record(masks_dir: Path, generator: "Generator", files: set[str]) -> None:
+    write_text(masks_dir / "generator.json", json.dumps({"key": generator.key, "generator": generator.name,
+                                                         "files": sorted(files)}))
 
 
 def generate_dataset_masks(ds, views: list[int], generator: Generator, masks_dir: Path,
                            progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """SAM masks of ``ds``'s ``views`` into ``masks_dir/<stem>.npz`` (resumes; Ctrl-C safe)."""
+    """SAM masks of ``ds``'s ``views`` into ``masks_dir/<stem>.npz`` (resumes; Ctrl-C safe). Each
+    file is listed in ``generator.json`` before it is written, so only listed files are ever removed."""
     say = progress or (lambda stage, done, total: None)
     masks_dir.mkdir(parents=True, exist_ok=True)
     done = cached_views(masks_dir, generator.key)
-    write_text(masks_dir / "generator.json", json.dumps({"key": generator.key, "generator": generator.name}))
+    files = {f"{stem}.npz" for stem in done}
+    _write_record(masks_dir, generator, files)
     stems = [Path(ds.names[v]).with_suffix("").name for v in views]
     for k, (v, stem) in enumerate(zip(views, stems)):
         say("SAM masks", k, len(views))
@@ -112,6 +145,9 @@ def generate_dataset_masks(ds, views: list[int], generator: Generator, masks_dir
             except MaskError:
                 pass  # torn or foreign file: make it again
         masks, scores = generator.generate(ds.image(v))
+        if f"{stem}.npz" not in files:
+            files.add(f"{stem}.npz")
+            _write_record(masks_dir, generator, files)
         save_mask_stack(masks_dir / f"{stem}.npz", masks, scores)
     say("SAM masks", len(views), len(views))
     return masks_dir

@@ -12,8 +12,19 @@ from .workdir import WorkDir, save_npy
 
 
 def load_levels(work: WorkDir) -> LabelLevels:
+    """The work folder's label levels (``levels.npz``), checked: ``levels`` [L] in [0, 1] ascending,
+    ``labels`` [L, N] integers."""
+    from ..errors import UserError
+    from .workdir import AGAIN
+
+    path = work.root / "levels.npz"
     z = work.load("levels.npz")
-    return LabelLevels(z["levels"], z["labels"])
+    levels, labels = z.get("levels"), z.get("labels")
+    if (levels is None or labels is None or levels.ndim != 1 or labels.ndim != 2 or len(levels) != len(labels)
+            or len(levels) == 0 or not np.issubdtype(labels.dtype, np.integer)
+            or not np.issubdtype(levels.dtype, np.floating) or not np.all((levels >= 0) & (levels <= 1))):
+        raise UserError(f"{path}: not the label levels prepare writes (levels [L] in [0, 1], labels [L, N]); {AGAIN}")
+    return LabelLevels(levels, labels)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..preflight import check_output_file
+    from ..preflight import check_not_inputs, check_output_file
 
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
+    check_not_inputs([("--out", args.out)], [], work)
     labels = load_levels(work).at(args.level).astype(np.int32)
     save_npy(args.out, labels)
     print(f"{(labels >= 0).sum()} of {len(labels)} Gaussians in {len(np.unique(labels[labels >= 0]))} instances "

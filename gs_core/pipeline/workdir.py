@@ -13,7 +13,11 @@ its inputs so a changed input invalidates it and an interrupted run resumes.
       view_maps.npz      per training view [H, W] consistent instance maps (for reports)
       cache/git/<key>/   per-view GIT of interrupted runs (removed when prepare completes)
 
-Nothing is written outside WORK; the dataset folder is only read.
+Nothing is written outside WORK; the dataset folder is only read. Every file here is read as data
+(:mod:`gs_core.io.safe_load`: no pickles), and a damaged one is a one-line error that says to run
+prepare again; the manifest records each output's size and time, so prepare rebuilds a missing or
+changed one instead of calling the folder up to date. Only files prepare can prove it made are
+deleted: the per-view cache's own names in folders that carry its marker.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,14 @@ from ..errors import UserError
 from ..io.atomic import atomic_write, write_text
 
 FORMAT = "gs_core.work/1"
+OUTPUTS = ("scene.ply", "labels.npy", "confidence.npy", "levels.npz", "view_maps.npz", "cameras.json")
+# every name prepare writes in WORK (files, then folders); outputs of other commands never go there
+OWN_FILES = ("manifest.json", *OUTPUTS, "clip_features.npy", "clip.json")
+OWN_FOLDERS = ("cache", "masks", "virtual")
+AGAIN = "run gs-core prepare again"
+CACHE_MARKER = ".gs_core_cache"  # in each per-view cache folder: prepare made it, and may empty it
+_TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp|\.gs_core_probe_[0-9a-f]{8}")  # atomic_write / preflight leftovers
+_CACHE_FILE = re.compile(r"(\d{5}\.npz|\.\d{5}\.npz\.[0-9a-f]{8}\.tmp)")  # a view's entry, or its atomic-write leftover
 
 
 class WorkDir:
@@ -53,10 +65,9 @@ class WorkDir:
         return self.root / "scene.ply"
 
     def manifest(self) -> dict:
-        try:
-            data = json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{self.manifest_path}: unreadable ({exc})") from None
+        from ..io.safe_load import load_json
+
+        data = load_json(self.manifest_path, dict, AGAIN)
         if data.get("format") != FORMAT:
             raise UserError(f"{self.manifest_path}: format {data.get('format')!r}, expected {FORMAT!r}")
         return data
@@ -74,11 +85,64 @@ class WorkDir:
         with atomic_write(self.root / name, "wb") as fh:
             fh.write(buffer.getvalue())
 
-    def load(self, name: str) -> np.ndarray:
+    def load(self, name: str):
+        """An array of WORK (``.npy``), or all arrays of an ``.npz`` as a dict; damaged or missing:
+        a one-line error."""
+        from ..io.safe_load import load_npy, load_npz
+
         path = self.root / name
         if not path.is_file():
-            raise UserError(f"{path}: missing; run gs-core prepare again")
-        return np.load(path, allow_pickle=False)
+            raise UserError(f"{path}: missing; {AGAIN}")
+        return load_npz(path, hint=AGAIN) if path.suffix == ".npz" else load_npy(path, AGAIN)
+
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is (or is inside) something prepare writes in WORK: no other command may
+        write there."""
+        root, path = self.root.resolve(), Path(path).resolve()
+        if path.parent == root and path.name in OWN_FILES:
+            return True
+        return any(root / folder == path or root / folder in path.parents for folder in OWN_FOLDERS)
+
+    def claim(self, flag: str = "--out") -> None:
+        """Refuse to make WORK in a folder of the user's. WORK may be new or empty, a work folder
+        (a gs_core manifest; other files beside it, e.g. the add-on's query answers, are left
+        alone), or hold only what prepare writes (an interrupted or damaged run). Anything else
+        would have files overwritten that prepare did not make."""
+        if not self.root.is_dir():
+            return
+        if self.manifest_path.is_file():
+            try:
+                self.manifest()
+                return
+            except UserError:
+                pass
+        foreign = sorted(p.name for p in self.root.iterdir()
+                         if p.name not in OWN_FILES + OWN_FOLDERS and not _TEMP.fullmatch(p.name))
+        if foreign:
+            some = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+            why = ("its manifest.json is not a gs_core work folder's (delete manifest.json if it is one, to rebuild it)"
+                   if self.manifest_path.exists() else "it is not a gs_core work folder")
+            raise UserError(f"{flag} {self.root}: holds files of its own ({some}) and {why}; prepare writes "
+                            "scene.ply, labels.npy and more there, so choose a new or empty folder")
+
+    # ---- outputs ---------------------------------------------------------------------------------
+    def output_prints(self) -> dict[str, str]:
+        """Size and time of each output there is (recorded in the manifest when prepare completes)."""
+        return {name: file_fingerprint(self.root / name) for name in OWN_FILES[1:] if (self.root / name).is_file()}
+
+    def outputs_intact(self, manifest: dict) -> bool:
+        """Every output the manifest records is there, unchanged since it was written (a manifest
+        from before outputs were recorded: every output is there)."""
+        recorded = manifest.get("outputs")
+        if not isinstance(recorded, dict):
+            return all((self.root / name).is_file() for name in OUTPUTS)
+        if any(name not in recorded for name in OUTPUTS):
+            return False
+        for name, print_ in recorded.items():
+            path = self.root / str(name)
+            if str(name) not in OWN_FILES or not path.is_file() or file_fingerprint(path) != print_:
+                return False
+        return True
 
     # ---- cameras --------------------------------------------------------------------------------
     def save_cameras(self, cameras: list[Camera]) -> None:
@@ -87,13 +151,16 @@ class WorkDir:
         write_text(self.root / "cameras.json", json.dumps(items))
 
     def cameras(self) -> list[Camera]:
+        from ..io.safe_load import load_json
+
         path = self.root / "cameras.json"
+        items = load_json(path, list, AGAIN)
         try:
-            items = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: unreadable ({exc})") from None
-        return [Camera(d["fx"], d["fy"], d["cx"], d["cy"], d["width"], d["height"],
-                       np.asarray(d["world_to_camera"]), d["name"]) for d in items]
+            return [Camera(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]),
+                           int(d["height"]), np.asarray(d["world_to_camera"], np.float64), str(d["name"]))
+                    for d in items]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UserError(f"{path}: not a camera list ({type(exc).__name__}: {exc}); {AGAIN}") from None
 
     def camera(self, name: str) -> Camera:
         """The camera of image ``name`` (with or without its extension, or its folder)."""
@@ -109,8 +176,34 @@ class WorkDir:
     def cache_dir(self, key: str) -> Path:
         return self.root / "cache" / "git" / key
 
-    def clear_cache(self) -> None:
-        shutil.rmtree(self.root / "cache", ignore_errors=True)
+    def clear_cache(self) -> int:
+        """Delete the per-view cache: in each folder under ``cache/git`` that holds the cache's
+        marker, the view entries (and atomic-write leftovers) by their names, then the marker and
+        the folders left empty. Anything else (a file the user put there) stays, with its folders.
+        Returns the number of files removed."""
+        git = self.root / "cache" / "git"
+        removed = 0
+        if not git.is_dir():
+            return 0
+        for marker in sorted(git.glob(f"*/*/{CACHE_MARKER}")):
+            folder = marker.parent
+            for path in folder.iterdir():
+                if path.is_file() and not path.is_symlink() and _CACHE_FILE.fullmatch(path.name):
+                    path.unlink()
+                    removed += 1
+            marker.unlink()
+            removed += 1
+            for empty in (folder, folder.parent):
+                try:
+                    empty.rmdir()  # only if empty
+                except OSError:
+                    break
+        for empty in (git, git.parent):
+            try:
+                empty.rmdir()
+            except OSError:
+                break
+        return removed
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

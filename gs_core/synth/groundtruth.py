@@ -115,7 +115,7 @@ class GaussianLabels:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GaussianLabels":
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return cls(z["part"], z["object"], z["group"], z["artefact"], z["spans"])
 
 

@@ -342,6 +342,8 @@ class ConsistentInstances:
     def view_map(self, k: int, patch_map: np.ndarray) -> np.ndarray:  # [H, W] local patches -> ids
         """View ``k``'s patch map (from :func:`make_patches`) in global instance ids."""
         ids = self.patch_ids[self.store.offsets[k]:self.store.offsets[k + 1]]
+        if len(ids) == 0:  # a view without patches (SAM found nothing: a blank wall, a dark frame)
+            return np.full(patch_map.shape, -1, self.patch_ids.dtype)
         return np.where(patch_map >= 0, ids[np.maximum(patch_map, 0)], -1)
 
 

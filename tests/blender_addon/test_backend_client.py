@@ -45,13 +45,13 @@ def test_real_backend_queries_and_stays_warm(real, tiny_work, tmp_path):
     sizes = []
     for level in (0.0, 0.5, 1.0):
         answer = real.call("query_pixels", camera=camera_json(cam), positive=[[30, 20]], level=level,
-                           out=str(tmp_path / "sel.npy"))
+                           out=str(work / "backend_client_sel.npy"))  # answers go in WORK (or the server's folder)
         rows = bc.load_rows(answer, info["gaussians"])
         sizes.append(len(rows))
     assert 0 < sizes[0] <= sizes[1] <= sizes[2] < info["gaussians"]
     assert real.proc.pid == pid and real.version == "0.1.0"  # one process for all of them
     with pytest.raises(bc.BackendError, match="no CLIP features in WORK") as err:
-        real.call("query_text", text="a mug", out=str(tmp_path / "t.npy"))
+        real.call("query_text", text="a mug", out=str(work / "backend_client_t.npy"))
     assert err.value.kind == "user" and real.alive  # a user error does not cost the warm process
 
 

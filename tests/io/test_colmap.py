@@ -193,3 +193,16 @@ def test_other_malformed_models(tmp_path):
     (tmp_path / "images.txt").write_text("1 1 0 0 0 zero 0 0 1 a.png\n\n")
     with pytest.raises(ColmapError, match=r"images\.txt:1: expected"):
         read_colmap(tmp_path)
+
+
+def test_duplicate_image_names_are_refused(tmp_path):
+    """One photo at two poses would make every view of it but one wrong: refused, naming the file."""
+    (tmp_path / "cameras.txt").write_text("1 PINHOLE 100 80 90 90 50 40\n")
+    (tmp_path / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.png\n\n2 1 0 0 0 1 0 0 1 a.png\n\n")
+    with pytest.raises(ColmapError, match=r"images\.txt: image name 'a\.png' appears twice \(image ids 1 and 2\)"):
+        read_colmap(tmp_path)
+    c = rig()[0]
+    write_colmap_bin(tmp_path / "bin", [(1, "PINHOLE", 64, 48, (c.fx, c.fy, c.cx, c.cy))],
+                     [(1, (1, 0, 0, 0), (0, 0, 0), 1, "b.png", 0), (5, (1, 0, 0, 0), (1, 0, 0), 1, "b.png", 0)], [])
+    with pytest.raises(ColmapError, match=r"images\.bin: image name 'b\.png' appears twice"):
+        read_colmap(tmp_path / "bin")

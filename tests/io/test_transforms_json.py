@@ -139,3 +139,11 @@ def test_not_json(tmp_path):
     (tmp_path / "transforms.json").write_text("{nope")
     with pytest.raises(TransformsError, match=r"transforms\.json: not valid JSON"):
         read_transforms_json(tmp_path / "transforms.json")
+
+
+def test_duplicate_frames_are_refused(tmp_path):
+    frame = {"file_path": "images/a.png", "transform_matrix": gl_pose([0, 0, 5])}
+    write_json(tmp_path / "transforms.json", {"fl_x": 50.0, "fl_y": 50.0, "cx": 50.0, "cy": 40.0, "w": 100, "h": 80,
+                                              "frames": [frame, {**frame, "file_path": "./images/a.png"}]})
+    with pytest.raises(TransformsError, match=r"transforms\.json: frame 1 \(\./images/a\.png\): the same image as frame 0"):
+        read_transforms_json(tmp_path / "transforms.json")
