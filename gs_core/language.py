@@ -38,7 +38,7 @@ FEATURES_FILE, META_FILE = "clip_features.npy", "clip.json"
 def paint(masks: np.ndarray, embeddings: np.ndarray) -> np.ndarray:  # [M, H, W], [M, D] -> [H, W, D + 1]
     """Per pixel the mean embedding of the masks covering it, then a coverage channel (1 covered,
     0 not). Computed per patch of identical mask membership."""
-    from .trace3d.patches import make_patches
+    from .patches import make_patches
 
     M, H, W = masks.shape
     D = embeddings.shape[1]

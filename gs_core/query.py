@@ -45,7 +45,7 @@ class LabelLevels:
 
         At the ``anchor`` level it is the heaviest label under the pixel; above, its ancestors;
         below, the heaviest of its children under the pixel (the heaviest child overall where none
-        is under it). With nested levels (:func:`gs_core.trace3d.consistency.nested_level_labels`)
+        is under it). With nested levels (:func:`gs_core.methods.trace3d.consistency.nested_level_labels`)
         the selections ``labels[l] == path[l]`` then grow monotonically with the level.
         """
         L = len(self.levels)

@@ -48,8 +48,8 @@ def run_bench(n: int, views: int, width: int, height: int, regions: int, backend
 
     from ..camera import Camera
     from ..engine import project, render, trace
-    from ..trace3d import GITStore, InstancePatches, trace_view
-    from ..trace3d.git import DEFAULT_TOP_K
+    from ..methods.trace3d import GITStore, InstancePatches, trace_view
+    from ..methods.trace3d.git import DEFAULT_TOP_K
     from .memory import peak_rss_mb
 
     rng = np.random.default_rng(0)

@@ -93,7 +93,7 @@ def _median_ms(fn, device: torch.device, repeats: int) -> float:
 def _ops(g, colors, cam, backend: str, labels, values):
     """name -> (callable returning the tensors to compare, whether it is timed)."""
     from ..engine import project, render, trace
-    from ..trace3d import trace_view
+    from ..methods.trace3d import trace_view
 
     dev = g.device
     pb = "auto" if backend == "cpu" else "torch"  # the CUDA path projects with the torch reference
@@ -131,7 +131,7 @@ def _patches(labels: torch.Tensor):
     """Region labels [H, W] as one view's patches (each region its own mask)."""
     import numpy as np
 
-    from ..trace3d import InstancePatches
+    from ..methods.trace3d import InstancePatches
 
     pm = labels.cpu().numpy().astype(np.int32)
     n = int(pm.max()) + 1
@@ -203,7 +203,7 @@ def _common(got: list, ref: list) -> tuple[list, list, int]:
 def git_target(g, colors, cams, device: torch.device, backend: str, say) -> Check:
     """GIT over all views <= 1.5x one render of all views (projection excluded from both)."""
     from ..engine import project, render
-    from ..trace3d import trace_view
+    from ..methods.trace3d import trace_view
     from .engine import region_labels
 
     g, colors = g.to(device), colors.to(device)

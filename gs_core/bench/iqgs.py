@@ -25,7 +25,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..engine import project
-from ..iqgs import ModelConfig, TrainConfig, gaussian_labels
+from ..methods.iqgs import ModelConfig, TrainConfig, gaussian_labels
 from ..methods import iqgs
 from ..methods.base import MethodResult
 from ..synth import GroundTruth, MaskNoise, SynthConfig, make_world, render_views, write_dataset

@@ -29,9 +29,10 @@ def gt_association(inp: MethodInput) -> MethodResult:
     ``oracle`` comes from the masks themselves (jitter, missed objects, patches straddling two
     objects); what is left between ``git-consistent`` and this is association error."""
     from ..methods.base import training_masks
-    from ..methods.trace3d import Trace3DConfig, trace_all
-    from ..trace3d import make_patches
-    from ..trace3d.consistency import gaussian_votes
+    from ..methods.trace3d import Trace3DConfig
+    from ..methods.trace3d.git import trace_all
+    from ..methods.trace3d import make_patches
+    from ..methods.trace3d.consistency import gaussian_votes
 
     ds, config = inp.dataset, Trace3DConfig(density=None, backend=inp.backend)
     gt = GroundTruth.load(ds.root)

@@ -37,7 +37,7 @@ from ..engine import project, render
 from ..io.atomic import atomic_write
 from ..methods import proto_saga
 from ..methods.base import MethodInput, MethodResult
-from ..proto_saga import TrainedClassifiers, classify, label_view, prototypes, view_prototypes
+from ..methods.proto_saga import TrainedClassifiers, classify, label_view, prototypes, view_prototypes
 from ..synth import GroundTruth, MaskNoise, SynthConfig, make_world, render_views, write_dataset
 from .segmentation import Evaluation, parse_scene
 

@@ -141,7 +141,7 @@ class Evaluation:
         return SceneContext(gaussians, colors, proj, self._queries(gaussians), self._test_psnr(gaussians, colors, proj))
 
     def _test_psnr(self, gaussians: Gaussians, colors: torch.Tensor, projections: list[Projection]) -> float:
-        from ..trace3d.density import render_psnr
+        from ..methods.trace3d.density import render_psnr
 
         return render_psnr(projections, colors, [self.dataset.image(v) for v in self.test], self.backend)
 

@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..dataset import Dataset
     from ..scene import GaussianScene
-    from ..trace3d.git import ViewCache
+    from .trace3d.git import ViewCache
 
 
 @dataclass

@@ -225,7 +225,7 @@ class SamMaskGenerator:
 
 def postprocess(height: int, width: int, masks: list, scores: list, config: SamMaskConfig):
     """Raw generator output -> the stack: min area, largest first, near-duplicates absorbed."""
-    from ..trace3d.patches import scaled_min_area
+    from ..patches import scaled_min_area
 
     if not masks:
         return np.zeros((0, height, width), bool), np.zeros(0, np.float32)

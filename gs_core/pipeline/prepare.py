@@ -59,7 +59,7 @@ class DiskViewCache:
 
     def get(self, scene, view: int):
         from ..io.safe_load import UnsafeFileError, load_npz
-        from ..trace3d import ViewGIT
+        from ..methods.trace3d import ViewGIT
 
         path = self._path(scene, view)
         if not self.read or not path.is_file():

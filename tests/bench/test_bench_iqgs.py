@@ -1,5 +1,5 @@
 """``gs-core bench iqgs`` wiring: both experiments run and report every row (a few training steps
-only, so this checks the plumbing, not the scores; the README has the measured ones)."""
+only, so this checks the plumbing, not the scores; docs/benchmarks.md has the measured ones)."""
 
 import functools
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from gs_core.bench import iqgs as bench_iqgs
 from gs_core.cli import main
-from gs_core.iqgs import TrainConfig
+from gs_core.methods.iqgs import TrainConfig
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ def test_naive_labels_are_pure_on_clean_masks(clean_root):
 def test_gt_association_gives_each_patch_its_majority_object(noisy_root):
     """The association ceiling: every training view's map holds, on each patch, the ground-truth
     object covering most of that patch's pixels (none where background covers most)."""
-    from gs_core.trace3d import make_patches
+    from gs_core.methods.trace3d import make_patches
 
     inp, gt = _input(noisy_root)
     res = methods.gt_association(inp)

@@ -1,5 +1,5 @@
 """``gs-core bench proto-saga``: the consistency measure, and the command's wiring (a few training
-steps only: the plumbing, not the scores; the README has the measured ones)."""
+steps only: the plumbing, not the scores; docs/benchmarks.md has the measured ones)."""
 
 import json
 

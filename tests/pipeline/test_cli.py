@@ -90,7 +90,7 @@ def test_prepare_writes_the_work_folder(work, dataset, scene_size):
 
 @slow
 def test_prepare_again_is_up_to_date(work, dataset, capsys, monkeypatch):
-    import gs_core.methods.trace3d as trace3d
+    import gs_core.methods.trace3d.method as trace3d
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed an up-to-date work folder")
@@ -105,7 +105,7 @@ def test_prepare_again_is_up_to_date(work, dataset, capsys, monkeypatch):
 
 @slow
 def test_prepare_force_recomputes(work, dataset, tmp_path, monkeypatch):
-    import gs_core.methods.trace3d as trace3d
+    import gs_core.methods.trace3d.method as trace3d
 
     out = tmp_path / "work"
     shutil.copytree(work, out)
@@ -365,7 +365,7 @@ def test_selection_of_the_wrong_length(work, tmp_path, capsys, scene_size):
 
 @slow
 def test_interrupted_prepare_resumes_from_the_cache(dataset, tmp_path, monkeypatch, capsys):
-    import gs_core.trace3d.git as trace3d
+    import gs_core.methods.trace3d.git as trace3d
 
     real = trace3d.trace_view
     calls = []

@@ -260,7 +260,7 @@ def test_missing_or_damaged_outputs_make_prepare_rebuild(work, tmp_path, capsys)
 def test_a_torn_cache_entry_is_traced_again_and_force_ignores_the_cache(tiny_work, tmp_path, monkeypatch, capsys):
     """Issue 23: a torn WORK/cache/git/.../00000.npz stopped prepare with a BadZipFile traceback,
     also with --force."""
-    import gs_core.methods.trace3d as trace3d
+    import gs_core.methods.trace3d.git as trace3d
 
     dataset, original = tiny_work
     out = tmp_path / "work"

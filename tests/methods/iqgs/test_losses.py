@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from gs_core.engine import render, trace
-from gs_core.iqgs import consistency_loss, dice_cost, dice_loss, focal_cost, focal_loss, knn_neighbours, knn_regulariser
-from gs_core.iqgs.matching import hungarian_matching, id_matching, query_ids_by_area
+from gs_core.methods.iqgs import consistency_loss, dice_cost, dice_loss, focal_cost, focal_loss, knn_neighbours, knn_regulariser
+from gs_core.methods.iqgs.matching import hungarian_matching, id_matching, query_ids_by_area
 
 
 def test_pairwise_costs_equal_per_pair_losses():

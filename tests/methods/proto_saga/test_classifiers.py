@@ -7,7 +7,7 @@ import torch
 
 from gs_core.engine import project, render
 from gs_core.methods.gaga import region_members
-from gs_core.proto_saga import ClassifierConfig, cosine_logits, gaussian_probabilities, train_classifiers
+from gs_core.methods.proto_saga import ClassifierConfig, cosine_logits, gaussian_probabilities, train_classifiers
 
 from proto_saga_scenes import camera, owner_map, scene, square
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..engine import Projection, render
+from ...engine import Projection, render
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine import Projection, render
+from ...engine import Projection, render
 from .losses import consistency_loss, dice_loss, focal_loss, knn_regulariser
 from .matching import hungarian_matching, id_matching
 from .model import IQGSModel, mask_logits

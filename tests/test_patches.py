@@ -4,8 +4,8 @@ cover them (Trace3D Sec. 3.2)."""
 import numpy as np
 import pytest
 
-from gs_core.trace3d import make_patches, scaled_min_area
-from gs_core.trace3d.patches import REFERENCE_MIN_AREA, REFERENCE_PIXELS
+from gs_core.methods.trace3d import make_patches, scaled_min_area
+from gs_core.patches import REFERENCE_MIN_AREA, REFERENCE_PIXELS
 
 
 def _check_consistent(masks: np.ndarray, p) -> None:

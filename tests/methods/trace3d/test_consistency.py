@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gs_core.engine import project
-from gs_core.trace3d import GITStore, MergeTree, consistent_instances, make_patches, trace_view
-from gs_core.trace3d.consistency import same_partition
+from gs_core.methods.trace3d import GITStore, MergeTree, consistent_instances, make_patches, trace_view
+from gs_core.methods.trace3d.consistency import same_partition
 
 from trace3d_scenes import cam, cat_scenes, gt_masks, make_scene, square
 
@@ -251,7 +251,7 @@ def dense_agglomerate(stats, config):
 @pytest.mark.parametrize("normalise", ["max", "geometric"])
 @pytest.mark.parametrize("stacks", ["clean", "mixed"])
 def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normalise):
-    from gs_core.trace3d.consistency import ConsistencyConfig, agglomerate, patch_statistics
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate, patch_statistics
 
     masks = planted.stacks if stacks == "clean" else planted.mixed(1)
     inst, _ = associate(planted.scene, planted.cams, masks)
@@ -267,7 +267,7 @@ def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normal
 def test_min_share_drops_only_boundary_spill(planted):
     """Dropping votes under 2% of a patch's mass in a view keeps the numerator within its bound
     (2 x 0.02 of each view's agreement, so 0.04 x pairs) and leaves the instances unchanged."""
-    from gs_core.trace3d.consistency import ConsistencyConfig, patch_statistics
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, patch_statistics
 
     inst, _ = associate(planted.scene, planted.cams, planted.stacks)
     exact = patch_statistics(inst.store, ConsistencyConfig(min_share=0.0))
@@ -284,7 +284,7 @@ def test_min_share_drops_only_boundary_spill(planted):
 def test_views_first_gives_the_objects(planted, stacks):
     """Merging each view's patches first (the large-scene path) finds the same objects on the planted
     table top, and its tree records one run per view and one across views."""
-    from gs_core.trace3d.consistency import ConsistencyConfig
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig
 
     masks = planted.stacks if stacks == "clean" else planted.mixed(1)
     inst, patches = associate(planted.scene, planted.cams, masks)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine import Projection
-from ..methods.gaga import GagaConfig, MemoryBank, associate_regions, front_gaussians, region_members
+from ...engine import Projection
+from ..gaga import GagaConfig, MemoryBank, associate_regions, front_gaussians, region_members
 from .classifiers import ClassifierConfig, gaussian_probabilities
 
 MODES = ("depth", "probability", "both")

@@ -8,9 +8,9 @@ import torch
 from gs_core.engine import project, render
 from gs_core.methods.trace3d import Trace3DConfig
 from gs_core.splat_transform import quat_to_matrix
-from gs_core.trace3d import GITStore, make_patches, trace_view
-from gs_core.trace3d.consistency import ConsistentInstances, MergeTree, gaussian_votes
-from gs_core.trace3d.density import (ambiguity, density_control, instance_offsets, split_gaussians, top_two)
+from gs_core.methods.trace3d import GITStore, make_patches, trace_view
+from gs_core.methods.trace3d.consistency import ConsistentInstances, MergeTree, gaussian_votes
+from gs_core.methods.trace3d.density import (ambiguity, density_control, instance_offsets, split_gaussians, top_two)
 
 from trace3d_scenes import cam, cat_scenes, gt_masks, make_scene, square
 

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..camera import Camera
-from ..engine import Gaussians, Projection, project
-from ..proto_saga import (AssociationConfig, ClassifierConfig, TrainedClassifiers, associate, classify,
+from ...camera import Camera
+from ...engine import Gaussians, Projection, project
+from . import (AssociationConfig, ClassifierConfig, TrainedClassifiers, associate, classify,
                           kmeans_classes, label_view, prototypes, train_classifiers)
-from .gaga import regions_of
+from ..gaga import regions_of
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
-    from .base import MethodInput, MethodResult
+    from ..base import MethodInput, MethodResult
 
 INFERENCE = ("prototypes", "kmeans", "classifier")
 
@@ -80,7 +80,7 @@ def train(projections: Sequence[Projection], regions: Sequence[np.ndarray], num_
           config: ProtoSagaConfig, progress: Callable[[str, int, int], None] | None = None,
           **checkpoints) -> TrainedClassifiers:
     """Sec. 3.1: embeddings and one classifier per view on the views' raw mask regions
-    (``checkpoints``: :func:`~gs_core.proto_saga.train_classifiers`' ``checkpoints``, ``on_checkpoint``)."""
+    (``checkpoints``: :func:`~gs_core.methods.proto_saga.train_classifiers`' ``checkpoints``, ``on_checkpoint``)."""
     say = progress or (lambda stage, done, total: None)
     cfg = replace(config.classifiers, backend=config.backend)
     return train_classifiers(list(zip(projections, regions)), list(num_classes), cfg,
@@ -157,7 +157,7 @@ def prepare_config(options) -> ProtoSagaConfig:
 def prepare_proto_saga(inp, progress):
     """Preparer (:class:`gs_core.methods.base.PrepareInput` -> ``PreparedResult``): one level
     (objects, 0.5), the associated map of every view, labels and confidence from the prototypes."""
-    from .base import PreparedResult
+    from ..base import PreparedResult
 
     result = run(inp.scene.to_gaussians(inp.options.device), inp.cameras, inp.stacks, prepare_config(inp.options),
                  progress)
@@ -197,7 +197,7 @@ def segment(inp: "MethodInput", config: ProtoSagaConfig = ProtoSagaConfig(),
             trained: TrainedClassifiers | None = None) -> "MethodResult":
     """Benchmark entry: training views' associated maps; every other view labelled by Eq. 19.
     ``trained``: a finished Sec. 3.1 training on :func:`training_views` (else trained or shared here)."""
-    from .base import MethodResult
+    from ..base import MethodResult
 
     config = replace(config, backend=inp.backend)
     ds = inp.dataset

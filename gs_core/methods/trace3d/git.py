@@ -18,13 +18,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..engine import Projection, project, trace
-from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
-from .patches import InstancePatches
+from ...engine import Projection, project, trace
+from ...visibility import DEFAULT_VISIBILITY, VisibilityRule
+from ...patches import InstancePatches
 
 if TYPE_CHECKING:
-    from ..camera import Camera
-    from ..scene import GaussianScene
+    from ...camera import Camera
+    from ...scene import GaussianScene
 
 DEFAULT_TOP_K = 8
 MIN_LABELLED_SHARE = 0.5  # a seen Gaussian is labelled in a view when half its weight lands on patches

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from gs_core.iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainView, decode, gaussian_labels,
+from gs_core.methods.iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainView, decode, gaussian_labels,
                           knn_neighbours, query_ids_by_area, train_iqgs, view_labels)
-from gs_core.iqgs.train import dominant_queries
+from gs_core.methods.iqgs.train import dominant_queries
 from gs_core.labelmaps import render_labels
 from gs_core.metrics import panoptic_scores
 

@@ -26,14 +26,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..camera import Camera
-from ..engine import project, render, trace
-from ..metrics import psnr
-from ..scene import SH_C0, GaussianScene
-from ..splat_transform import quat_to_matrix, quats_from_matrices
+from ...camera import Camera
+from ...engine import project, render, trace
+from ...metrics import psnr
+from ...scene import SH_C0, GaussianScene
+from ...splat_transform import quat_to_matrix, quats_from_matrices
 from .consistency import ConsistentInstances
 from .git import MIN_LABELLED_SHARE, GITStore
-from .patches import InstancePatches
+from ...patches import InstancePatches
 
 
 @dataclass(frozen=True)

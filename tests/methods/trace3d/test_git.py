@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gs_core.engine import project, trace
-from gs_core.trace3d import GITStore, make_patches, trace_view
-from gs_core.trace3d.git import MIN_LABELLED_SHARE
+from gs_core.methods.trace3d import GITStore, make_patches, trace_view
+from gs_core.methods.trace3d.git import MIN_LABELLED_SHARE
 
 from trace3d_scenes import cam, cat_scenes, make_scene, square
 
@@ -174,7 +174,7 @@ def test_hidden_panel_is_not_seen():
 def test_many_patches_keep_their_ids():
     """Past 32767 patches the local ids no longer fit int16: every pixel of a 200 x 200 view is
     its own patch, and the entries of the last rows carry ids above 32767, exactly."""
-    from gs_core.trace3d import InstancePatches
+    from gs_core.methods.trace3d import InstancePatches
 
     h = w = 200
     scene = make_scene(square((0, 0, 0), half=0.8, spacing=0.1), 0.08, opacity=0.9)  # fills the view

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import gs_core.trace3d.retrain as retrain_module
+import gs_core.methods.trace3d.retrain as retrain_module
 from gs_core.camera import Camera
 from gs_core.engine import project, render
 from gs_core.methods.trace3d import Trace3DConfig
 from gs_core.refine import NAMES, RefineConfig, SceneParameters, adam_moments, refine
 from gs_core.scene import SH_C0, GaussianScene
-from gs_core.trace3d.density import DensityConfig, split_gaussians
-from gs_core.trace3d.retrain import RetrainConfig, carry_moments
+from gs_core.methods.trace3d.density import DensityConfig, split_gaussians
+from gs_core.methods.trace3d.retrain import RetrainConfig, carry_moments
 
 from test_density import straddle  # noqa: F401 (the fixture: a splat straddling two objects)
 

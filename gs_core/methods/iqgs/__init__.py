@@ -7,14 +7,18 @@
 * :mod:`.train` — the training loop on sampled pixels (Eq. 15) and inference (per-Gaussian labels,
   masks in any view).
 
-:mod:`gs_core.methods.iqgs` composes them with the Trace3D core's consistent maps.
+:mod:`.method` composes them with the Trace3D core's consistent maps.
 """
 
 from .losses import consistency_loss, dice_cost, dice_loss, focal_cost, focal_loss, knn_neighbours, knn_regulariser
 from .matching import hungarian_matching, id_matching, query_ids_by_area
 from .model import IQGSHead, IQGSModel, ModelConfig
 from .train import TrainConfig, TrainResult, TrainView, decode, gaussian_labels, train_iqgs, view_labels
+from .method import (IQGSConfig, IQGSResult, bench_config, prepare_config, prepare_iqgs, run, segment,
+                     segment_hungarian, target_maps)
 
-__all__ = ["IQGSHead", "IQGSModel", "ModelConfig", "TrainConfig", "TrainResult", "TrainView", "consistency_loss",
-           "decode", "dice_cost", "dice_loss", "focal_cost", "focal_loss", "gaussian_labels", "hungarian_matching",
-           "id_matching", "knn_neighbours", "knn_regulariser", "query_ids_by_area", "train_iqgs", "view_labels"]
+__all__ = ["IQGSConfig", "IQGSHead", "IQGSModel", "IQGSResult", "ModelConfig", "TrainConfig", "TrainResult",
+           "TrainView", "bench_config", "consistency_loss", "decode", "dice_cost", "dice_loss", "focal_cost",
+           "focal_loss", "gaussian_labels", "hungarian_matching", "id_matching", "knn_neighbours",
+           "knn_regulariser", "prepare_config", "prepare_iqgs", "query_ids_by_area", "run", "segment",
+           "segment_hungarian", "target_maps", "train_iqgs", "view_labels"]

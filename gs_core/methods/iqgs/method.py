@@ -7,7 +7,7 @@
   association at all.
 
 :func:`run` is what the benchmark and the command-line pipeline call; the model and its training
-live in :mod:`gs_core.iqgs`.
+live in :mod:`gs_core.methods.iqgs`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..camera import Camera
-from ..engine import project
-from ..iqgs import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainResult, TrainView, decode, knn_neighbours,
+from ...camera import Camera
+from ...engine import project
+from . import (IQGSHead, IQGSModel, ModelConfig, TrainConfig, TrainResult, TrainView, decode, knn_neighbours,
                     query_ids_by_area, train_iqgs)
-from ..labelmaps import masks_to_labels
-from ..scene import GaussianScene
+from ...labelmaps import masks_to_labels
+from ...scene import GaussianScene
 from ..trace3d import ConsistencyConfig, scaled_min_area
-from .base import training_masks
+from ..base import training_masks
 
 if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
-    from .base import MethodInput, MethodResult
+    from ..base import MethodInput, MethodResult
 
 
 @dataclass
@@ -61,7 +61,7 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
     """The per-view mask ids the queries learn: global ids of the consistent maps for ID matching,
     each view's own regions for Hungarian matching. Returns (maps, stages, info)."""
     if config.train.matching == "id":
-        from . import trace3d
+        from .. import trace3d
 
         t3 = trace3d.Trace3DConfig(min_area=config.min_area, consistency=config.consistency, density=None,
                                    backend=config.backend)
@@ -126,7 +126,7 @@ def bench_config(matching: str) -> IQGSConfig:
 
 
 def _segment(inp: MethodInput, config: IQGSConfig) -> MethodResult:
-    from .base import MethodResult
+    from ..base import MethodResult
 
     ds = inp.dataset
     scene = ds.load_scene()
@@ -160,8 +160,8 @@ def prepare_iqgs(inp, progress):
     the trained model is kept as WORK/iqgs_model.pt (written atomically) for masks in new views."""
     import io
 
-    from ..io.atomic import atomic_write
-    from .base import PreparedResult
+    from ...io.atomic import atomic_write
+    from ..base import PreparedResult
 
     config = prepare_config(inp.options)
     result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache)

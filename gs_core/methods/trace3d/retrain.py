@@ -2,7 +2,7 @@
 then retrain the scene photometrically (L1 + 0.2 D-SSIM against the training photos), and repeat.
 
 The paper splits / prunes every 1000 training iterations; here each round is one split / prune of
-:func:`~gs_core.trace3d.density.density_control` (its training-free refit skipped: retraining
+:func:`~gs_core.methods.trace3d.density.density_control` (its training-free refit skipped: retraining
 replaces it) followed by ``steps`` steps of :func:`gs_core.refine.refine`, and the scene's GIT is
 traced again for the next round's ambiguity (Eq. 4) and for the association. Adam's state carries
 over from round to round as in 3DGS's densification: a Gaussian that survives a split / prune keeps
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..camera import Camera
-from ..refine import RefineConfig, RefineReport, adam_moments, refine
-from ..scene import GaussianScene
+from ...camera import Camera
+from ...refine import RefineConfig, RefineReport, adam_moments, refine
+from ...scene import GaussianScene
 from .consistency import ConsistentInstances
 from .density import DensityConfig, DensityReport, density_control
 from .git import GITStore
-from .patches import InstancePatches
+from ...patches import InstancePatches
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..camera import Camera
-from ..engine import project, render
-from ..scene import GaussianScene
-from ..trace3d import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches
-from ..trace3d.density import DensityConfig, DensityReport, density_control
-from ..trace3d.patches import InstancePatches
-from ..trace3d.git import ViewCache, trace_all  # noqa: F401  (re-exported: the per-view GIT of run)
-from ..trace3d.retrain import RetrainConfig, RetrainReport, retrain
-from ..visibility import DEFAULT_VISIBILITY, VisibilityRule
-from .base import training_masks
+from ...camera import Camera
+from ...engine import project, render
+from ...scene import GaussianScene
+from . import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches
+from .density import DensityConfig, DensityReport, density_control
+from ...patches import InstancePatches
+from .git import ViewCache, trace_all
+from .retrain import RetrainConfig, RetrainReport, retrain
+from ...visibility import DEFAULT_VISIBILITY, VisibilityRule
+from ..base import training_masks
 
 
 @dataclass
@@ -75,7 +75,7 @@ def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "aut
 
 def _per_view_ids(store: GITStore) -> ConsistentInstances:
     """Every patch its own instance (no association): the ablation without consistent maps."""
-    from ..trace3d.consistency import MergeTree, gaussian_votes
+    from .consistency import MergeTree, gaussian_votes
 
     P = store.num_patches
     tree = MergeTree(P, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
@@ -140,7 +140,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
 # ---- benchmark entries -------------------------------------------------------------------------
 
 def _segment(inp, config: Trace3DConfig):
-    from .base import MethodResult
+    from ..base import MethodResult
 
     ds = inp.dataset
     scene = ds.load_scene()
@@ -198,8 +198,8 @@ def prepare_config(options) -> Trace3DConfig:
 def prepare_trace3d(inp, progress):
     """``prepare``'s preparer (a PrepareInput -> PreparedResult): GIT, consistent maps, density
     control; every granularity of :data:`LEVELS` from the merge tree."""
-    from ..trace3d.consistency import nested_level_labels
-    from .base import PreparedResult
+    from .consistency import nested_level_labels
+    from ..base import PreparedResult
 
     config = prepare_config(inp.options)
     result = run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress, cache=inp.cache)

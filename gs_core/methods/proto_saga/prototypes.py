@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..engine import Projection, render
+from ...engine import Projection, render
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 from gs_core.camera import Camera
 from gs_core.engine import project
 from gs_core.methods.gaga import GagaConfig, MemoryBank, associate_view, region_members, regions_of
-from gs_core.proto_saga import (AssociationConfig, associate, gaussian_probabilities, probable_gaussians,
+from gs_core.methods.proto_saga import (AssociationConfig, associate, gaussian_probabilities, probable_gaussians,
                                 semantic_sets)
 from proto_saga_scenes import camera, owner_map, scene, square
 

@@ -354,7 +354,7 @@ def gaussian_votes(store: GITStore, patch_ids: np.ndarray) -> tuple[np.ndarray, 
     share. ``patch_ids`` [P] -> (labels [N] int64 -1 = none, confidence [N])."""
     import torch
 
-    from ..lifting.closed_form import LabelSums, labels_from_sums
+    from ...lifting.closed_form import LabelSums, labels_from_sums
 
     g, p, w = _triplets(store)
     ids = patch_ids[p]
@@ -395,7 +395,7 @@ def nested_level_labels(store: GITStore, cuts: list[np.ndarray], anchor: int) ->
     """
     import torch
 
-    from ..lifting.closed_form import LabelSums, labels_from_sums
+    from ...lifting.closed_form import LabelSums, labels_from_sums
 
     n = store.num_gaussians
     out = np.full((len(cuts), n), -1, np.int64)

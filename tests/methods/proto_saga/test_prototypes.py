@@ -8,7 +8,7 @@ import torch
 from gs_core.engine import project
 from gs_core.visibility import DEFAULT_VISIBILITY
 from gs_core.lifting import seen_in_view
-from gs_core.proto_saga import ClassifierConfig, classify, label_view, prototypes, train_classifiers, view_prototypes
+from gs_core.methods.proto_saga import ClassifierConfig, classify, label_view, prototypes, train_classifiers, view_prototypes
 from proto_saga_scenes import camera, owner_map, scene, square
 
 
