@@ -232,10 +232,9 @@ def fit_mask_levels(levels: LabelLevels, inside: np.ndarray, total: np.ndarray) 
     its traced weight in the view (8 inside) raised the fit from 0.859 (level 0.5, the object) to
     0.871 and took the wall along.
 
-    Measured on the benchmark's whole-object reference masks (noise 0.5-1, four scenes): equal to
-    the half-share rule of :func:`from_mask_weights` within a point on three, 8 points lower in
-    extraction mIoU on tabletop:1, where an instance that mixes an object with its support fits
-    the mask's weight better than the object alone. Use it for masks of parts or groups.
+    On whole-object masks it can do worse than the half-share rule of :func:`from_mask_weights`, where an
+    instance that mixes an object with its support fits the mask's weight better than the object alone
+    (measured: docs/benchmarks.md, "Choices made by measurement"). Use it for masks of parts or groups.
     """
     fits = [(float(level), *fit_mask_weights(labels.astype(np.int64), inside, total))
             for level, labels in zip(levels.levels, levels.labels)]

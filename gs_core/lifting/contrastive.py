@@ -13,11 +13,10 @@ paper's ``exp(exp(-tau d^2))``), ``tau = tau_same`` for same-label pairs and ``t
 Anchors with no same-label partner in the sample are skipped; the log-ratio is computed with
 log-sum-exps of the pair logits ``-d^2 / tau``.
 
-``tau_same`` defaults to 1, not the released code's 100. Measured on the tiny table top (9 objects,
-300 steps of 1024 pixels): with 100, same-label attraction is so weak (a quadratic pull of
-``d / 50``) that objects stay diffuse shells as wide as their separation (HDBSCAN on the Gaussians'
-features: adjusted Rand 0.07; 10 gives 0.11) although the loss is near 0; with 1 the same run
-gives 9 clusters, adjusted Rand 0.87. (We run 1-2k CPU steps per scene.)
+``tau_same`` defaults to 1, not the released code's 100: with 100, same-label attraction is so weak
+(a quadratic pull of ``d / 50``) that within the 1-2k CPU steps we run per scene objects stay diffuse
+shells as wide as their separation although the loss is near 0 (measured: docs/benchmarks.md,
+"Choices made by measurement").
 
 Pairs are formed within one view per step, so labels may be per-view ids (raw masks, with disjoint
 offsets) or consistent global ids: only equality within a view matters. Optimiser: Adam, lr 5e-3

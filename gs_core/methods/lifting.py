@@ -31,10 +31,8 @@ if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
 @dataclass
 class ContrastiveInstancesConfig:
     train: ContrastiveConfig = field(default_factory=lambda: ContrastiveConfig(steps=1000))
-    # Measured on the benchmark's tabletop:0 at noise 0.5 (1000 steps; adjusted Rand of the clusters
-    # against GT objects, all Gaussians labelled): eom/100 0.77, eom/30 0.005 (two clusters),
-    # leaf/30 0.21, leaf/100 0.44. Dropping contradicted clusters and giving their Gaussians to the
-    # nearest kept cluster lowered eom/100 to 0.56, so it is off here (the masks are raw and noisy).
+    # HDBSCAN eom with min cluster size 100, chosen by measurement (docs/benchmarks.md, "Choices made by
+    # measurement"); dropping contradicted clusters is off here (the masks are raw and noisy)
     aggregation: AggregationConfig = field(default_factory=lambda: AggregationConfig(min_cluster_size=100))
     drop_contradicted: bool = False  # appendix-B cluster filter against the input masks
     assign_noise: bool = True  # trained Gaussians HDBSCAN left as noise join their nearest cluster

@@ -43,7 +43,7 @@ class ClassifierConfig:
     # paper renders whole images)
     tau: float = 3.0  # softmax temperature of the cosine logits (Eq. 6). The paper's 10 saturates the
     # cross-entropy within our CPU budget, so the views' classifiers stop pulling one object's Gaussians
-    # together; 3 measured better on every score (``gs-core bench proto-saga``, docs/benchmarks.md)
+    # together; 3 scores better (``gs-core bench proto-saga``, docs/benchmarks.md)
     lambda_ce: float = 0.05  # Eq. 8 (a pure scale here: geometry is frozen, no L_REC)
     lr_features: float = 2.5e-3
     lr_classifiers: float = 5e-4
