@@ -64,7 +64,8 @@ class ClickRun:
 
     ious: list[float] = field(default_factory=list)  # [actions]
     actions: list[str] = field(default_factory=list)  # "+", "-" (clicks), "finer", "coarser" (slider notches)
-    level: int = 0  # slider index at the end
+    levels: list[int] = field(default_factory=list)  # [actions] slider index after each action
+    clicks: list[Click] = field(default_factory=list)  # every click, in order (one per "+" / "-" action)
 
     def noc(self, threshold: float, max_clicks: int = MAX_CLICKS) -> int:
         """Actions until IoU >= ``threshold`` (``max_clicks`` when never within the cap)."""
@@ -92,7 +93,7 @@ def run_clicker(predict: Callable[[list[Click], int], np.ndarray], gt: np.ndarra
     gt = np.asarray(gt, bool)
     if not gt.any():
         raise ValueError("the object is not visible in the clicked view")
-    run, clicks, level = ClickRun(level=start_level), [], start_level
+    run, clicks, level = ClickRun(), [], start_level
     pred = np.zeros_like(gt)
     while len(run.ious) < max_clicks and (not run.ious or run.ious[-1] < target):
         click = next_click(pred, gt)
@@ -112,5 +113,6 @@ def run_clicker(predict: Callable[[list[Click], int], np.ndarray], gt: np.ndarra
         value, name, clicks, level, pred = scored[best]
         run.ious.append(float(value))
         run.actions.append(name)
-    run.level = level
+        run.levels.append(level)
+    run.clicks = clicks
     return run

@@ -102,7 +102,9 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
             runs[variant_name(rule, slider)] = {"noc85": run.noc(0.85, max_clicks), "noc90": run.noc(0.90, max_clicks),
                                                 "reached90": run.reached(0.90, max_clicks),
                                                 "best_iou": run.best_iou, "actions": "".join(
-                                                    {"finer": "<", "coarser": ">"}.get(a, a) for a in run.actions)}
+                                                    {"finer": "<", "coarser": ">"}.get(a, a) for a in run.actions),
+                                                "ious": run.ious, "levels": run.levels,
+                                                "clicks": [[c.x, c.y, int(c.positive)] for c in run.clicks]}
         info = gt.hierarchy.objects[o]
         out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs))
     return out
