@@ -8,7 +8,8 @@ of the largest error region: positive on a missed part, negative on a wrong one.
 
 Optionally (``slider=True``) the user may instead move the granularity slider one notch finer or
 coarser, counted as one click; each step takes whichever of the click and the two notches gives the
-highest IoU (a user who looks at the result before acting).
+highest IoU (a user who looks at the result before acting); a notch straight back to the level
+just left is not offered.
 
 Everything here is numpy: the caller supplies ``predict(clicks, level) -> mask`` (for the splats,
 :meth:`gs_core.query.LabelLevels.from_clicks` rendered by :func:`gs_core.query.selection_mask`).
@@ -100,9 +101,10 @@ def run_clicker(predict: Callable[[list[Click], int], np.ndarray], gt: np.ndarra
         options = []
         if click is not None:
             options.append(("+" if click.positive else "-", clicks + [click], level))
-        if slider and clicks:
+        if slider and clicks:  # a notch, but not straight back to the level just left
+            back = run.levels[-2] if len(run.levels) > 1 and run.actions[-1] in ("finer", "coarser") else None
             options += [(name, clicks, level + step) for name, step in (("finer", -1), ("coarser", 1))
-                        if 0 <= level + step < n_levels]
+                        if 0 <= level + step < n_levels and level + step != back]
         if not options:
             break
         scored = []
