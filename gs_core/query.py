@@ -79,6 +79,8 @@ class LabelLevels:
         different instances, the finest split of the merge tree that separates them; nothing where
         no level does. ``rule="remove"`` is the earlier rule: instances under positive clicks minus
         the instances under negative ones, the wanted object included when both fall in one.
+        ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in (a split
+        one included, though only its part is selected).
         """
         if rule not in ("split", "remove"):
             raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
