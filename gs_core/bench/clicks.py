@@ -12,8 +12,9 @@ ground-truth mask. The clicker starts at granularity 0.5 (the default).
 Four variants run on every object, so before and after are measured in one process: the negative
 click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
 the finest split of the merge tree that separates it from the positive click), each with clicks only
-and with the granularity slider (one notch counted as one click). Beside them, the ceiling: the IoU
-of the object's true Gaussians selected and rendered the same way (where prepare kept the rows).
+and with the granularity slider (one notch counted as one click). Beside them, a reference: the IoU
+of the object's true Gaussians selected and rendered the same way (where prepare kept the rows); not a
+strict bound, as a selection with a few splats behind the object can render more of its pixels.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def print_results(results: dict, console) -> None:
                     f"{r['runs'][n]['actions'][:12]}" for n in names])
     console.print(t)
     t = Table(title=f"per category: NoC@90 median / mean (NoC@85 median / mean), objects not at 90% in {MAX_CLICKS}; "
-                    "oracle<90: objects whose true Gaussians render below 90% IoU (the metric's ceiling)")
+                    "oracle<90: objects whose true Gaussians render below 90% IoU")
     for c in ["category", "n", "oracle<90"] + names:
         t.add_column(c, justify="left" if c == "category" else "right")
     for cat, v in [*results["categories"].items(), ("ALL", results["all"])]:
