@@ -33,6 +33,7 @@ BENCH_COMMANDS = {
     "ply": ("gs_core.bench.ply_io", "scene file load/save speed: PLY, SPZ, .splat, compressed PLY (1M Gaussians)"),
     "fuzz": ("gs_core.bench.fuzz", "mutated PLY/SPZ/.splat files fed to the readers: load or a clear error, nothing else"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
+    "clicks": ("gs_core.bench.clicks", "clicks an automatic user needs per object (NoC@85/90), synthetic scenes"),
     "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
     "gpu": ("gs_core.bench.gpu", "the CUDA path against the CPU kernels, timed beside them; skips the GPU parts without one"),
 }

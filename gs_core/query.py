@@ -69,14 +69,38 @@ class LabelLevels:
         return path
 
     def from_clicks(self, level: float, positive: list[tuple[np.ndarray, np.ndarray]],
-                    negative: list[tuple[np.ndarray, np.ndarray]] = ()) -> Selection:
-        """Instances at ``level`` under positive clicks minus those under negative ones, each click
-        given as :func:`pixel_weights` of its pixel; monotone in ``level`` (:meth:`click_path`)."""
+                    negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str = "split") -> Selection:
+        """The selection of positive and negative clicks at ``level``, each click given as
+        :func:`pixel_weights` of its pixel; monotone in ``level`` (:meth:`click_path`).
+
+        Each positive click selects its instance at ``level``. A negative click that lands in that
+        instance splits it (``rule="split"``): the positive click then selects its instance at the
+        coarsest level no coarser than ``level`` at which it and every negative click fall in
+        different instances, the finest split of the merge tree that separates them; nothing where
+        no level does. ``rule="remove"`` is the earlier rule: instances under positive clicks minus
+        the instances under negative ones, the wanted object included when both fall in one.
+        ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in (a split
+        one included, though only its part is selected).
+        """
+        if rule not in ("split", "remove"):
+            raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
         i = self.index(level)
         labels = self.labels[i].astype(np.int64)
-        pos = np.array([self.click_path(g, w)[i] for g, w in positive], np.int64)
-        neg = np.array([self.click_path(g, w)[i] for g, w in negative], np.int64)
-        return _select_labels(labels, np.setdiff1d(pos, neg))
+        if rule == "remove":
+            pos = np.array([self.click_path(g, w)[i] for g, w in positive], np.int64)
+            neg = np.array([self.click_path(g, w)[i] for g, w in negative], np.int64)
+            return _select_labels(labels, np.setdiff1d(pos, neg))
+        neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
+        selected = np.zeros(labels.shape, bool)
+        for g, w in positive:
+            path = self.click_path(g, w)
+            j = i
+            while j >= 0 and path[j] >= 0 and (neg_paths[:, j] == path[j]).any():
+                j -= 1  # a negative click shares this instance: one level finer
+            if j >= 0 and path[j] >= 0:
+                selected |= self.labels[j] == path[j]
+        chosen = np.unique(labels[selected & (labels >= 0)])
+        return Selection(selected.astype(np.float32), selected, chosen)
 
 
 @dataclass

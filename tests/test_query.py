@@ -10,7 +10,7 @@ from gs_core.engine import Gaussians, project
 from gs_core.errors import UserError
 from gs_core.labelmaps import render_labels
 from gs_core.query import (FIT_TOLERANCE, LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
-                           from_mask_weights, mask_weights, pixel_labels, selection_mask)
+                           from_mask_weights, mask_weights, pixel_labels, pixel_weights, selection_mask)
 
 SPACING = 0.05
 H, W = 48, 64
@@ -205,3 +205,59 @@ def test_label_levels():
     for bad in (-0.01, 1.01, float("nan"), float("inf")):
         with pytest.raises(UserError, match="--level"):
             levels.at(bad)
+
+
+# ---- negative clicks split the merged instance (issue 26) ---------------------------------------
+
+def _click(*gaussians):  # a click as pixel_weights gives it: these Gaussians, equal weights
+    g = np.asarray(gaussians, np.int64)
+    return g, np.full(len(g), 0.5, np.float32)
+
+
+# six Gaussians, four nested levels: parts, pairs, {0..3} vs {4, 5}, everything
+HAND_LEVELS = LabelLevels(np.array([0.0, 1 / 3, 2 / 3, 1.0]),
+                          np.array([[0, 1, 2, 3, 4, 5], [0, 0, 1, 1, 2, 2], [0, 0, 0, 0, 1, 1], [0] * 6], np.int32))
+
+
+@pytest.mark.parametrize("negative, level, expected", [
+    ((2,), 2 / 3, [0, 1]),  # the pair level separates 0 from 2: the positive's pair
+    ((1,), 2 / 3, [0]),  # only the parts separate 0 from 1
+    ((1,), 1.0, [0]),
+    ((4,), 1.0, [0, 1, 2, 3]),  # the coarsest separating level below 1 is 2/3
+    ((4,), 2 / 3, [0, 1, 2, 3]),  # not in the positive's instance: nothing to split
+    ((2, 1), 2 / 3, [0]),  # every negative separated
+    ((0,), 2 / 3, []),  # on the positive's own Gaussian: no level separates them
+])
+def test_negative_click_splits_at_the_finest_separating_level(negative, level, expected):
+    sel = HAND_LEVELS.from_clicks(level, [_click(0)], [_click(g) for g in negative])
+    assert np.flatnonzero(sel.selected).tolist() == expected
+    old = HAND_LEVELS.from_clicks(level, [_click(0)], [_click(g) for g in negative], rule="remove")
+    i = HAND_LEVELS.index(level)
+    hit = any(HAND_LEVELS.labels[i][g] == HAND_LEVELS.labels[i][0] for g in negative)
+    assert old.selected.any() == (not hit)  # the earlier rule drops the whole instance
+
+
+def test_split_selection_grows_with_the_level():
+    prev = np.zeros(6, bool)
+    for level in HAND_LEVELS.levels:
+        sel = HAND_LEVELS.from_clicks(level, [_click(0), _click(5)], [_click(1)]).selected
+        assert not (prev & ~sel).any()
+        prev = sel
+    assert np.flatnonzero(prev).tolist() == [0, 4, 5]  # 5's instance at level 1 holds 1: split to {4, 5}
+
+
+def test_negative_click_splits_a_merged_instance_in_a_view(planted):
+    """The planted objects 0 and 1 merged at level 0.5, and with the front square 2 at level 1: a
+    positive click on 0 and a negative on 1 keep object 0 (the earlier rule kept nothing); a negative
+    on 2 at level 1 keeps 0 and 1 together, the level-0.5 instance."""
+    proj, labels, lm = planted
+    levels = LabelLevels(np.array([0.0, 0.5, 1.0]), np.stack([labels, np.where(labels == 1, 0, np.where(labels == 2, 1, labels)),
+                                                            np.where(labels >= 0, 0, -1)]).astype(np.int32))
+    pos, neg1, neg2 = (pixel_weights(proj, np.array([_pixel(lm, o)]))[0] for o in (0, 1, 2))
+    assert np.array_equal(levels.from_clicks(0.5, [pos]).selected, np.isin(labels, [0, 1]))
+    assert np.array_equal(levels.from_clicks(0.5, [pos], [neg1]).selected, labels == 0)
+    assert not levels.from_clicks(0.5, [pos], [neg1], rule="remove").selected.any()
+    assert np.array_equal(levels.from_clicks(1.0, [pos], [neg2]).selected, np.isin(labels, [0, 1]))
+    assert np.array_equal(levels.from_clicks(1.0, [pos], [neg1, neg2]).selected, labels == 0)
+    with pytest.raises(ValueError, match="rule"):
+        levels.from_clicks(0.5, [pos], [neg1], rule="drop")

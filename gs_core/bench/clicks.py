@@ -1,0 +1,244 @@
+"""``gs-core bench clicks``: what the artist spends, in clicks (NoC@85 / NoC@90, :mod:`gs_core.interactive`).
+
+Per scene (``layout:seed``) and mask-noise level a synthetic dataset is written and prepared by the
+CLI's own ``prepare`` (``--method``); its work folder's merge-tree levels answer the clicks, as the
+``query`` command and the add-on's server do (:meth:`gs_core.query.LabelLevels.from_clicks`).
+
+Queried objects: every non-structure object covering at least :data:`MIN_PIXELS` pixels of a
+training view; each is clicked in the training view where it covers most pixels, and IoU is measured
+there, between the selection's mask (:func:`gs_core.query.selection_mask`) and the object's visible
+ground-truth mask. The clicker starts at granularity 0.5 (the default).
+
+Four variants run on every object, so before and after are measured in one process: the negative
+click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
+the finest split of the merge tree that separates it from the positive click), each with clicks only
+and with the granularity slider (one notch counted as one click). Beside them, a reference: the IoU
+of the object's true Gaussians selected and rendered the same way (where prepare kept the rows); not a
+strict bound, as a selection with a few splats behind the object can render more of its pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..interactive import MAX_CLICKS, Click, ClickRun, run_clicker
+
+MIN_PIXELS = 16
+DEFAULT_SCENES = ["tabletop:0", "room:0"]
+VARIANTS = [("remove", False), ("split", False), ("remove", True), ("split", True)]
+
+
+def variant_name(rule: str, slider: bool) -> str:
+    return f"{rule}{'+slider' if slider else ''}"
+
+
+@dataclass
+class ObjectClicks:
+    scene: str
+    noise: float
+    object: int
+    name: str
+    category: str
+    view: str
+    pixels: int  # the object's visible pixels in the clicked view
+    runs: dict  # variant -> {"noc85", "noc90", "best_iou", "actions"}
+    oracle_iou: float  # the object's true Gaussians selected and rendered the same way (NaN: rows differ)
+
+
+def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
+                  max_clicks: int = MAX_CLICKS, objects: list[int] | None = None) -> list[ObjectClicks]:
+    """Run the automatic clicker on every queried object (or ``objects``) of a prepared synthetic dataset."""
+    import torch
+
+    from ..dataset import Dataset
+    from ..engine import project
+    from ..metrics import iou
+    from ..pipeline.segment import load_levels
+    from ..pipeline.workdir import WorkDir
+    from ..query import pixel_weights, selection_mask
+    from ..scene import GaussianScene
+    from ..synth import GroundTruth
+
+    ds, gt = Dataset.load(dataset), GroundTruth.load(dataset)
+    wd = WorkDir(work, must_exist=True)
+    levels = load_levels(wd)
+    gaussians = GaussianScene.load(wd.scene_path).to_gaussians()
+    index = {name: k for k, name in enumerate(ds.names)}
+    maps = {name: gt.instance_map(name) for name in gt.train}
+    n_obj = len(gt.hierarchy.objects)
+    area = {name: np.bincount(m[m >= 0], minlength=n_obj) for name, m in maps.items()}
+    wanted = objects if objects is not None else gt.hierarchy.things
+    start = levels.index(0.5)
+    out = []
+    for o in wanted:
+        name = max(gt.train, key=lambda n: area[n][o])
+        if area[name][o] < MIN_PIXELS:
+            continue
+        mask = maps[name] == o
+        proj = project(gaussians, ds.cameras[index[name]])
+        traced: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+        def weights(c: Click):
+            if (c.x, c.y) not in traced:
+                traced[c.x, c.y] = pixel_weights(proj, np.array([[c.x, c.y]]), backend)[0]
+            return traced[c.x, c.y]
+
+        runs = {}
+        for rule, slider in variants:
+            rendered: dict = {}
+
+            def predict(clicks: list[Click], level: int) -> np.ndarray:
+                key = (tuple(clicks), level)
+                if key not in rendered:
+                    sel = levels.from_clicks(levels.levels[level], [weights(c) for c in clicks if c.positive],
+                                             [weights(c) for c in clicks if not c.positive], rule=rule)
+                    with torch.no_grad():
+                        rendered[key] = selection_mask(proj, sel.selected, backend=backend)
+                return rendered[key]
+
+            run: ClickRun = run_clicker(predict, mask, start, len(levels.levels), slider, max_clicks=max_clicks)
+            runs[variant_name(rule, slider)] = {"noc85": run.noc(0.85, max_clicks), "noc90": run.noc(0.90, max_clicks),
+                                                "reached90": run.reached(0.90, max_clicks),
+                                                "best_iou": run.best_iou, "actions": "".join(
+                                                    {"finer": "<", "coarser": ">"}.get(a, a) for a in run.actions),
+                                                "ious": run.ious, "levels": run.levels,
+                                                "clicks": [[c.x, c.y, int(c.positive)] for c in run.clicks]}
+        oracle = float("nan")
+        if len(gt.gaussians.object) == len(levels.labels[0]):  # the work scene keeps the dataset's rows
+            with torch.no_grad():
+                oracle = iou(selection_mask(proj, gt.gaussians.object == o, backend=backend), mask)
+        info = gt.hierarchy.objects[o]
+        out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle))
+    return out
+
+
+def summarise(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
+    """Per group (``key``) and variant: median and mean NoC@85/90, objects never at 90%, mean best IoU."""
+    groups: dict[str, list[ObjectClicks]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    out = {}
+    for g, members in sorted(groups.items()):
+        out[g] = {}
+        for variant in members[0].runs:
+            runs = [m.runs[variant] for m in members]
+            n85 = np.array([x["noc85"] for x in runs], float)
+            n90 = np.array([x["noc90"] for x in runs], float)
+            out[g][variant] = {"objects": len(runs), "noc85_median": float(np.median(n85)), "noc85_mean": float(n85.mean()),
+                               "noc90_median": float(np.median(n90)), "noc90_mean": float(n90.mean()),
+                               "failed90": int(sum(not x["reached90"] for x in runs)),
+                               "best_iou_mean": float(np.mean([x["best_iou"] for x in runs])),
+                               "oracle_below90": int(sum(m.oracle_iou < 0.9 for m in members))}
+    return out
+
+
+def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
+              kind: str = "3dgs", say=print) -> dict:
+    from ..pipeline.prepare import PrepareOptions, prepare
+    from ..synth import MaskNoise, SynthConfig, make_world, render_views, write_dataset
+    from .segmentation import parse_scene
+
+    out = Path(out)
+    rows, prepared = [], []
+    for spec in scenes:
+        layout, seed = parse_scene(spec)
+        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind))
+        views = render_views(world, world.cameras, backend=backend)
+        for level in noise:
+            tag = f"{layout}{seed}_{size}_n{level:g}"
+            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level))
+            t0 = time.perf_counter()
+            prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
+                    log=lambda *_: None)
+            prep_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            objs = click_objects(root, out / "work" / f"{tag}_{method}", backend)
+            for r in objs:
+                r.scene, r.noise = spec, level
+            rows += objs
+            prepared.append({"scene": spec, "noise": level, "gaussians": len(world.scene), "objects": len(objs),
+                             "prepare_s": round(prep_s, 2), "clicks_s": round(time.perf_counter() - t0, 2)})
+            say(f"{spec} noise {level:g}: {len(objs)} objects, prepare {prep_s:.1f} s, clicker "
+                f"{prepared[-1]['clicks_s']:.1f} s")
+    results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
+                          "max_clicks": MAX_CLICKS},
+               "datasets": prepared, "objects": [asdict(r) for r in rows],
+               "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {}}
+    out.mkdir(parents=True, exist_ok=True)
+    from ..io.atomic import write_text
+
+    write_text(out / "clicks.json", json.dumps(results, indent=1))
+    return results
+
+
+def print_results(results: dict, console) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not console.is_terminal:
+        console = Console(width=200)
+    names = [variant_name(r, s) for r, s in VARIANTS]
+    t = Table(title="per object: NoC@85 / NoC@90 (best IoU %) ; actions: + - clicks, < > slider notches")
+    for c in ["scene", "noise", "object", "px", "oracle"] + names:
+        t.add_column(c, justify="left" if c in ("scene", "object") else "right")
+    for r in results["objects"]:
+        t.add_row(r["scene"], f"{r['noise']:g}", r["name"], str(r["pixels"]), f"{100 * r['oracle_iou']:.0f}",
+                  *[f"{r['runs'][n]['noc85']}/{r['runs'][n]['noc90']} ({100 * r['runs'][n]['best_iou']:.0f}) "
+                    f"{r['runs'][n]['actions'][:12]}" for n in names])
+    console.print(t)
+    t = Table(title=f"per category: NoC@90 median / mean (NoC@85 median / mean), objects not at 90% in {MAX_CLICKS}; "
+                    "oracle<90: objects whose true Gaussians render below 90% IoU")
+    for c in ["category", "n", "oracle<90"] + names:
+        t.add_column(c, justify="left" if c == "category" else "right")
+    for cat, v in [*results["categories"].items(), ("ALL", results["all"])]:
+        if not v:
+            continue
+        t.add_row(cat, str(v[names[0]]["objects"]), str(v[names[0]]["oracle_below90"]),
+                  *[f"{v[n]['noc90_median']:g} / {v[n]['noc90_mean']:.1f} ({v[n]['noc85_median']:g} / "
+                    f"{v[n]['noc85_mean']:.1f}) {v[n]['failed90']}" for n in names])
+    console.print(t)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..synth import SIZES
+
+    parser.add_argument("--scenes", nargs="+", default=DEFAULT_SCENES, help="layout[:seed], layouts: room, tabletop")
+    parser.add_argument("--noise", nargs="+", type=float, default=[0.5], help="mask-noise levels (1 = typical SAM)")
+    parser.add_argument("--size", default="small", choices=list(SIZES), help="scene density, resolution, views")
+    parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
+    parser.add_argument("--method", default="git-consistent", help="prepare's --method (default git-consistent)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--out", type=Path, default=Path("bench_clicks"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..errors import UserError
+    from ..pipeline.prepare import PREPARERS
+    from .segmentation import parse_scene
+
+    if args.method not in PREPARERS:
+        raise UserError(f"--method {args.method}: choose from {', '.join(PREPARERS)}")
+    from ..synth import LAYOUTS
+
+    for spec in args.scenes:
+        try:
+            layout, _ = parse_scene(spec)
+        except ValueError as exc:
+            raise UserError(f"--scenes {exc}") from None
+        if layout not in LAYOUTS:
+            raise UserError(f"--scenes {spec}: layout must be one of {', '.join(LAYOUTS)}")
+    console = Console()
+    t0 = time.perf_counter()
+    results = run_bench(args.scenes, args.noise, args.size, args.method, args.out, args.backend, args.kind,
+                        say=console.print)
+    print_results(results, console)
+    console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/clicks.json")
+    return 0
