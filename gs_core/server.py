@@ -42,8 +42,9 @@ world_to_camera}`` (4x4, OpenCV axes: x right, y down, z forward, in the work sc
 pixels ``[[x, y], ...]``. Each clicked pixel is traced to the Gaussians blending into it
 (:func:`gs_core.query.pixel_weights`) and kept; ``append`` adds these clicks to the current
 selection (the add-on's shift- and ctrl-clicks), else they replace it. At a level the selection is
-the instances of heaviest weight under the positive clicks minus those under the negative ones
-(the rule of :func:`gs_core.query.from_clicks`, Trace3D Sec. 3.5 queries).
+the instances of heaviest weight under the positive clicks; a negative click in the same instance
+splits it at the coarsest finer level that separates the clicks (:meth:`gs_core.query.LabelLevels.from_clicks`,
+the same rule as ``gs-core query --negative``).
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
 the nested levels of the merge tree (:meth:`gs_core.query.LabelLevels.click_path`), so moving the
