@@ -124,6 +124,10 @@ def _image(name: str, width: int, height: int, non_color: bool):
         image.scale(width, height)
     if image is None:
         image = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+        empty = np.zeros((height, width, 4), np.float32)
+        if non_color:  # the depth image: nothing drawn is far away
+            empty[...] = (EMPTY_DEPTH, EMPTY_DEPTH, EMPTY_DEPTH, 1.0)
+        image.pixels.foreach_set(empty.ravel())
     image.alpha_mode = 'STRAIGHT'
     image.colorspace_settings.is_data = non_color
     return image
@@ -145,10 +149,18 @@ def fill_images(layer: np.ndarray) -> None:
     depth = np.where(np.isfinite(rows[..., 4]), rows[..., 4], EMPTY_DEPTH).astype(np.float32)
     depth4 = np.repeat(depth[..., None], 4, axis=2)
     depth4[..., 3] = 1.0
-    for name, values, non_color in ((COLOR_IMAGE, color, False), (DEPTH_IMAGE, depth4, True)):
+    for name, values, non_color in ((COLOR_IMAGE, color, True), (DEPTH_IMAGE, depth4, True)):
         image = _image(name, width, height, non_color)
         image.pixels.foreach_set(values.ravel())
         image.update()
+
+
+def clear_images(scene) -> None:
+    """An empty splat layer (transparent, far) at the render size."""
+    width, height = render_size(scene)
+    layer = np.zeros((height, width, 5), np.float32)
+    layer[..., 4] = np.inf
+    fill_images(layer)
 
 
 def render_frame(scene, backend, depsgraph=None) -> dict:
@@ -208,7 +220,7 @@ def setup_compositor(scene) -> None:
     color = _node(tree, 'CompositorNodeImage', f"{NODE_PREFIX} colour", (0, -350))
     depth = _node(tree, 'CompositorNodeImage', f"{NODE_PREFIX} depth", (0, -650))
     width, height = render_size(scene)
-    color.image = _image(COLOR_IMAGE, width, height, False)
+    color.image = _image(COLOR_IMAGE, width, height, True)
     depth.image = _image(DEPTH_IMAGE, width, height, True)
     combine = _node(tree, 'CompositorNodeZcombine', f"{NODE_PREFIX} by depth", (400, 0))
     if "Use Alpha" in combine.inputs:  # 5.x: an input socket; 4.x: a property
@@ -270,6 +282,8 @@ def _backend():
 @bpy.app.handlers.persistent
 def on_render_pre(scene, depsgraph=None):
     if not scene.get(ENABLED):
+        if bpy.data.images.get(COLOR_IMAGE) is not None:  # set up before, now off: no splats
+            clear_images(scene)
         return
     try:
         for obj in scene.objects:  # objects added since the set-up (e.g. separated) leave the render too
