@@ -108,8 +108,7 @@ def pack_splats(objects: list[splat_view.ObjectSplats], degree: int = 3) -> np.n
     splats changing).
     """
     k = (degree + 1) ** 2
-    sh_texels = -(-k * 3 // 4)
-    per = TEXELS_PER_SPLAT_BASE + sh_texels
+    per = texels_per_splat(degree)
     total = sum(len(o) for o in objects)
     out = np.zeros((total, per * 4), np.float32)
     start = 0
@@ -122,10 +121,35 @@ def pack_splats(objects: list[splat_view.ObjectSplats], degree: int = 3) -> np.n
         cov = M @ M.transpose(0, 2, 1)
         rows[:, 4:8] = np.stack([cov[:, 0, 0], cov[:, 0, 1], cov[:, 0, 2], cov[:, 1, 1]], 1)
         rows[:, 8:11] = np.stack([cov[:, 1, 2], cov[:, 2, 2], o.opacities], 1)
-        coeffs = np.asarray(o.sh, np.float32)[:, :k]
+        coeffs = np.asarray(o.sh, np.float32)[:, :k]  # a lower degree leaves the rest zero
         rows[:, 12:12 + coeffs.shape[1] * 3] = coeffs.reshape(n, -1)
         start += n
     return out.reshape(total * per, 4)
+
+
+def texels_per_splat(degree: int) -> int:
+    return TEXELS_PER_SPLAT_BASE + -(-((degree + 1) ** 2) * 3 // 4)
+
+
+def project_packed(packed: np.ndarray, objects_texture: np.ndarray, camera, degree: int = 3):
+    """What the vertex shader computes from the textures it reads (``packed`` from :func:`pack_splats`,
+    ``objects_texture`` from :func:`object_rows`): the GLSL of :mod:`.splat_draw` is this function line
+    for line, and the tests check it equals :func:`splat_view.project` of the objects."""
+    k = (degree + 1) ** 2
+    splats = np.asarray(packed, np.float64).reshape(-1, texels_per_splat(degree) * 4)
+    index = splats[:, 3].astype(int)
+    rows = np.asarray(objects_texture, np.float64)[index]  # [N, 6, 4]
+    A, t, Ainv = rows[:, :3, :3], rows[:, :3, 3], rows[:, 3:6, :3]
+    xx, xy, xz, yy, yz, zz = (splats[:, i] for i in (4, 5, 6, 7, 8, 9))
+    S = np.stack([xx, xy, xz, xy, yy, yz, xz, yz, zz], 1).reshape(-1, 3, 3)
+    local = splats[:, 0:3]
+    means = np.einsum("nij,nj->ni", A, local) + t
+    covs = A @ S @ A.transpose(0, 2, 1)
+    eye_world = np.linalg.inv(splat_view.camera_fields(camera)[6])[:3, 3]
+    dirs = local - np.einsum("nij,nj->ni", Ainv, eye_world - t)  # camera -> splat, in the object's frame
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    colors = np.maximum(sh.evaluate(splats[:, 12:12 + 3 * k].reshape(-1, k, 3), dirs) + 0.5, 0.0)
+    return splat_view.project_world(means, covs, colors, splats[:, 10], camera)
 
 
 def texture_shape(texels: int, width: int = TEXTURE_WIDTH) -> tuple[int, int]:

@@ -120,13 +120,20 @@ def view_colors(obj: ObjectSplats, camera_position) -> np.ndarray:  # -> [N, 3]
 
 def project(objects: list[ObjectSplats], camera) -> ScreenSplats:
     """Every splat of ``objects`` as a screen-space ellipse in ``camera`` (see the module docstring)."""
-    fx, fy, cx, cy, width, height, w2c = camera_fields(camera)
+    eye = np.linalg.inv(camera_fields(camera)[6])[:3, 3]
     empty = np.zeros((0, 3))
-    means = np.concatenate([world_means(o) for o in objects] or [empty])
-    covs = np.concatenate([world_covariances(o) for o in objects] or [np.zeros((0, 3, 3))])
-    eye = np.linalg.inv(w2c)[:3, 3]
-    colors = np.concatenate([view_colors(o, eye) for o in objects] or [empty])
-    opacities = np.concatenate([np.asarray(o.opacities, np.float64) for o in objects] or [np.zeros(0)])
+    return project_world(np.concatenate([world_means(o) for o in objects] or [empty]),
+                         np.concatenate([world_covariances(o) for o in objects] or [np.zeros((0, 3, 3))]),
+                         np.concatenate([view_colors(o, eye) for o in objects] or [empty]),
+                         np.concatenate([np.asarray(o.opacities, np.float64) for o in objects] or [np.zeros(0)]),
+                         camera)
+
+
+def project_world(means, covs, colors, opacities, camera) -> ScreenSplats:
+    """EWA projection of world-space splats: means [N, 3], covariances [N, 3, 3], colours [N, 3],
+    opacities [N] (the second half of :func:`project`)."""
+    fx, fy, cx, cy, width, height, w2c = camera_fields(camera)
+    means, covs = np.asarray(means, np.float64), np.asarray(covs, np.float64)
     R, t = w2c[:3, :3], w2c[:3, 3]
     tx, ty, tz = (means @ R.T + t).T
     cov_c = R @ covs @ R.T
@@ -151,7 +158,8 @@ def project(objects: list[ObjectSplats], camera) -> ScreenSplats:
                   & (means2d[:, 1] + radius[:, 1] > 0) & (means2d[:, 1] - radius[:, 1] < height))
         keep = valid & inside & np.isfinite(means2d).all(-1)
     radii = np.where(keep[:, None], np.nan_to_num(radius), 0).astype(np.int64)
-    return ScreenSplats(means2d, conics, radii, tz, colors, opacities, width, height)
+    return ScreenSplats(means2d, conics, radii, tz, np.asarray(colors, np.float64),
+                        np.asarray(opacities, np.float64), width, height)
 
 
 def composite(splats: ScreenSplats, background=None) -> tuple[np.ndarray, np.ndarray]:
