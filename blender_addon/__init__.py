@@ -28,12 +28,13 @@ def register():
     import bpy
 
     classes, menus = _registry()
-    from . import segmentation, splat_render
+    from . import segmentation, splat_draw, splat_render
 
     for cls in classes:
         bpy.utils.register_class(cls)
     segmentation.register_properties()
     splat_render.register_handlers()
+    splat_draw.register_handler()  # not in background mode: no GPU there
     for menu, draw in menus:
         menu.append(draw)
 
@@ -42,8 +43,9 @@ def unregister():
     import bpy
 
     classes, menus = _registry()
-    from . import segmentation, splat_render
+    from . import segmentation, splat_draw, splat_render
 
+    splat_draw.unregister_handler()
     splat_render.unregister_handlers()
     for menu, draw in menus:
         menu.remove(draw)

@@ -93,7 +93,7 @@ def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
 # ---- the shader's per-splat data ------------------------------------------------------------------
 
 TEXELS_PER_SPLAT_BASE = 3  # mean + object id, covariance (6), opacity + colour count
-TEXTURE_WIDTH = 2048
+TEXTURE_WIDTH = 4096  # 4096 x 16384 texels: 4.4M splats at SH degree 3
 
 
 def pack_splats(objects: list[splat_view.ObjectSplats], degree: int = 3) -> np.ndarray:
