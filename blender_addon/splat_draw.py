@@ -364,10 +364,16 @@ def _resort_later() -> None:
 
 
 def _draw_handler():
+    if not getattr(bpy.context.scene, splat_object.DRAW_PROPERTY, False):
+        return
     try:
         draw(bpy.context)
+        last_error["message"] = ""
     except Exception as exc:  # noqa: BLE001  (a draw callback must not raise every frame)
-        print(f"Gaussian splats: viewport draw failed: {type(exc).__name__}: {exc}")
+        message = f"viewport draw failed: {type(exc).__name__}: {exc}; turn off Draw Gaussians"
+        if message != last_error["message"]:
+            print(f"Gaussian splats: {message}")
+        last_error["message"] = message
 
 
 @bpy.app.handlers.persistent
@@ -382,10 +388,20 @@ def on_depsgraph_update(scene, depsgraph):
 
 
 _handle = None
+last_error = {"message": ""}
+
+
+def _draw_changed(scene, context):
+    for obj in scene.objects:
+        if splat_object.is_splat_object(obj):
+            obj.display_type = splat_object.display_type(scene)
 
 
 def register_handler() -> None:
     global _handle
+    bpy.types.Scene.gs_draw_gaussians = bpy.props.BoolProperty(
+        name="Draw Gaussians", default=True, update=_draw_changed,
+        description="Draw splat objects as 3D Gaussians in the viewport (off: coloured points)")
     if bpy.app.background or _handle is not None:
         return
     _handle = bpy.types.SpaceView3D.draw_handler_add(_draw_handler, (), 'WINDOW', 'POST_VIEW')
@@ -399,5 +415,7 @@ def unregister_handler() -> None:
         _handle = None
     while on_depsgraph_update in bpy.app.handlers.depsgraph_update_post:
         bpy.app.handlers.depsgraph_update_post.remove(on_depsgraph_update)
+    if hasattr(bpy.types.Scene, splat_object.DRAW_PROPERTY):
+        del bpy.types.Scene.gs_draw_gaussians
     _shaders.clear()
     state.__init__()

@@ -46,6 +46,10 @@ def test_gather_leaves_hidden_out_tints_the_selection_and_previews_instances(bpy
     from blender_addon import splat_attributes as sa
 
     obj, table, _ = imported(n=40, degree=1, seed=5)
+    assert obj.display_type == 'BOUNDS'  # the Gaussians are drawn: no spheres in front of them
+    bpy.context.scene.gs_draw_gaussians = False
+    assert obj.display_type == 'TEXTURED'
+    bpy.context.scene.gs_draw_gaussians = True
     hidden = np.zeros(40, bool)
     hidden[:5] = True
     edit_ops.hide_splats(obj, hidden)
