@@ -34,6 +34,7 @@ BENCH_COMMANDS = {
     "fuzz": ("gs_core.bench.fuzz", "mutated PLY/SPZ/.splat files fed to the readers: load or a clear error, nothing else"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
     "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
+    "splats": ("gs_core.bench.splats", "drawing splats in Blender: viewport CPU work per frame vs engine images; final-render layer"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
                "Run 'gs-core COMMAND --help' for a command's options.")
