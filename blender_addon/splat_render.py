@@ -95,8 +95,6 @@ def layer_folder() -> Path:
 
 def write_object(obj, splats) -> str:
     """The object's splat file for the backend, rewritten only when its splats changed."""
-    from .gs_core_modules import splat_view  # noqa: F401  (the vendored numpy modules)
-
     key = splat_display.content_key(splats)
     path = layer_folder() / f"{bpy.path.clean_name(obj.name)}_{obj.as_pointer():x}.npz"
     if _written.get(str(path)) != key or not path.is_file():

@@ -99,7 +99,6 @@ def run(args) -> int:
             write = _best(lambda: render_layer.save_object(Path(tmp) / "o.npz", obj), args.repeats)
         table.add_row(f"{count:,}", f"{pack * 1e3:.0f}", f"{sort * 1e3:.0f}", f"{engine * 1e3:.0f}",
                       f"{engine / sort:.0f}x", f"{layer * 1e3:.0f}", f"{key * 1e3:.0f} / {write * 1e3:.0f}")
-        del obj, g
     console.print(table)
     console.print("first frame: the viewport's texture packing (object-space covariances, SH) once per change of "
                   "the splats; orbit: the depth sort per new view; engine image: what a backend-rendered "

@@ -33,14 +33,16 @@ def test_object_splats_from_attributes_leave_hidden_ones_out(make_table):
     keep = np.setdiff1d(np.arange(50), [3, 7])
     np.testing.assert_array_equal(obj.means[:, 0], table.columns["x"][keep])
     np.testing.assert_array_equal(obj.sh[:, 0, 1], table.columns["f_dc_1"][keep])
-    np.testing.assert_array_equal(obj.sh[:, 1, 2], table.columns["f_rest_16"][keep])  # SH index 1 = rest 0 of blue: column 0 + 2 * 8
+    # SH index 1 is rest coefficient 0; blue's come after red's and green's 8: column 16
+    np.testing.assert_array_equal(obj.sh[:, 1, 2], table.columns["f_rest_16"][keep])
     np.testing.assert_array_equal(obj.opacities, sa.activate_opacity(table.columns["opacity"][keep]))
     assert np.array_equal(obj.matrix, trs((1, 2, 3)))
     assert len(splat_display.object_splats(attrs, np.eye(4), keep_hidden=True)) == 50
 
 
 def test_packed_textures_read_as_the_shader_reads_them_project_like_splat_view():
-    objects = [random_object(200, degree=3, seed=21, matrix=trs((0.2, 0, 0), axis=(1, 1, 0), angle=0.8, scale=(1.2,) * 3)),
+    objects = [random_object(200, degree=3, seed=21,
+                             matrix=trs((0.2, 0, 0), axis=(1, 1, 0), angle=0.8, scale=(1.2,) * 3)),
                random_object(150, degree=1, seed=22, matrix=trs((0, 0.3, 0.1), axis=(0, 0, 1), angle=-0.4))]
     camera = cam()
     packed = splat_display.pack_splats(objects)
