@@ -226,6 +226,7 @@ class DrawState:
         self.last_view = None
         self.sort_seconds = 0.0
         self.dirty: set = set()  # objects whose splats changed since the upload
+        self.offscreen = None  # the float buffer of the splat pass, kept while the region's size is
 
 
 state = DrawState()
@@ -319,7 +320,11 @@ def draw(context) -> None:
     depth = framebuffer.read_depth(0, 0, width, height)
     depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)
     s = shaders()
-    offscreen = gpu.types.GPUOffScreen(width, height, format='RGBA32F')
+    if state.offscreen is None or (state.offscreen.width, state.offscreen.height) != (width, height):
+        if state.offscreen is not None:
+            state.offscreen.free()
+        state.offscreen = gpu.types.GPUOffScreen(width, height, format='RGBA32F')
+    offscreen = state.offscreen
     with offscreen.bind():
         fb = gpu.state.active_framebuffer_get()
         fb.clear(color=(0.0, 0.0, 0.0, 0.0))
@@ -347,7 +352,6 @@ def draw(context) -> None:
     s["over"].uniform_sampler("image", offscreen.texture_color)
     s["over_batch"].draw(s["over"])
     gpu.state.blend_set('NONE')
-    offscreen.free()
 
 
 def _resort_later() -> None:
@@ -418,4 +422,6 @@ def unregister_handler() -> None:
     if hasattr(bpy.types.Scene, splat_object.DRAW_PROPERTY):
         del bpy.types.Scene.gs_draw_gaussians
     _shaders.clear()
+    if state.offscreen is not None:
+        state.offscreen.free()
     state.__init__()
