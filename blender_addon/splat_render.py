@@ -25,6 +25,7 @@ import bpy
 
 from . import splat_display, splat_object, view_camera
 from .backend_client import BackendError
+from .gs_core_modules import splat_view
 
 COLOR_IMAGE = "GS Splat Layer"
 DEPTH_IMAGE = "GS Splat Depth"
@@ -98,10 +99,7 @@ def write_object(obj, splats) -> str:
     key = splat_display.content_key(splats)
     path = layer_folder() / f"{bpy.path.clean_name(obj.name)}_{obj.as_pointer():x}.npz"
     if _written.get(str(path)) != key or not path.is_file():
-        with open(path.with_suffix(".tmp"), "wb") as fh:
-            np.savez(fh, **{k: np.ascontiguousarray(getattr(splats, k), np.float32)
-                            for k in ("means", "quats", "scales", "opacities", "sh")})
-        path.with_suffix(".tmp").replace(path)
+        splat_view.save_splats(path, splats)
         _written[str(path)] = key
     return str(path)
 

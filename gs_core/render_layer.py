@@ -2,7 +2,7 @@
 add-on (F12 and animations), composited with Blender's own render by depth.
 
 The add-on writes each splat object once as an ``.npz`` of its splats in its own frame
-(:func:`save_object`; rewritten only when the splats change) and asks the backend for a frame with
+(:func:`gs_core.splat_view.save_splats`; rewritten only when the splats change) and asks the backend for a frame with
 the objects' world matrices and the scene camera (``render_splats`` in :mod:`gs_core.server`). Per
 object the world transform is baked into the geometry (:func:`gs_core.splat_transform.transform_splats`,
 any invertible matrix) and the colours are the SH seen from the camera in the object's frame
@@ -23,20 +23,13 @@ import numpy as np
 from .errors import UserError
 from .io.atomic import atomic_write
 from .splat_transform import Splats, transform_splats
-from .splat_view import ObjectSplats, view_colors, world_means
+from .splat_view import FIELDS, ObjectSplats, view_colors, world_means
 
-FIELDS = ("means", "quats", "scales", "opacities", "sh")
 EMPTY_DEPTH = np.inf
 
 
-def save_object(path: str | os.PathLike, obj: ObjectSplats) -> None:
-    """Write ``obj``'s splats (not its matrix) as an uncompressed ``.npz``, atomically."""
-    with atomic_write(path, "wb") as fh:
-        np.savez(fh, **{k: np.ascontiguousarray(getattr(obj, k), np.float32) for k in FIELDS})
-
-
 def load_object(path: str | os.PathLike, matrix) -> ObjectSplats:
-    """The splats :func:`save_object` wrote, with world matrix ``matrix`` [4, 4]; a bad file is a UserError."""
+    """The splats :func:`gs_core.splat_view.save_splats` wrote, with world matrix ``matrix`` [4, 4]; a bad file is a UserError."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in FIELDS}

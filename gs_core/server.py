@@ -56,7 +56,7 @@ Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] a
 
 ``render_splats`` ``{objects: [{path, matrix}], camera, out, backend?}``: the final-render layer of the
 add-on's splat objects (:func:`gs_core.render_layer.render_layer`): each ``path`` an ``.npz`` of an
-object's splats in its own frame (:func:`gs_core.render_layer.save_object`; kept loaded while its file is
+object's splats in its own frame (:func:`gs_core.splat_view.save_splats`; kept loaded while its file is
 unchanged), ``matrix`` its 4x4 world matrix, ``camera`` as for ``query_pixels`` in world space. Writes
 ``out``: float32 [H, W, 5] (premultiplied r, g, b, alpha, depth; depth ``inf`` where empty). Result:
 ``{layer: out, width, height, splats, seconds}``. Needs no prepared work folder.

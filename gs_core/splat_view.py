@@ -33,7 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import os
+
 from . import sh
+from .io.atomic import atomic_write
 from .splat_transform import quat_to_matrix
 
 EPS2D = 0.3  # gsplat's screen-space low-pass (gs_core.engine.projection.EPS2D)
@@ -62,6 +65,16 @@ class ObjectSplats:
     def subset(self, keep: np.ndarray) -> "ObjectSplats":  # keep: [N] bool or indices
         return ObjectSplats(self.means[keep], self.quats[keep], self.scales[keep], self.opacities[keep],
                             self.sh[keep], self.matrix)
+
+
+FIELDS = ("means", "quats", "scales", "opacities", "sh")  # what a splat file holds (not the matrix)
+
+
+def save_splats(path: str | os.PathLike, obj: ObjectSplats) -> None:
+    """Write ``obj``'s splats (not its matrix) as an uncompressed float32 ``.npz``, atomically: how the
+    add-on hands a splat object to the backend's final render (:mod:`gs_core.render_layer`)."""
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, **{k: np.ascontiguousarray(getattr(obj, k), np.float32) for k in FIELDS})
 
 
 @dataclass

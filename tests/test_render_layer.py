@@ -52,9 +52,9 @@ def test_empty_and_nothing_in_view():
 
 def test_object_files_round_trip(tmp_path):
     obj = random_object(20, seed=15, matrix=trs((1, 2, 3)))
-    render_layer.save_object(tmp_path / "o.npz", obj)
+    splat_view.save_splats(tmp_path / "o.npz", obj)
     back = render_layer.load_object(tmp_path / "o.npz", obj.matrix)
-    for name in render_layer.FIELDS:
+    for name in splat_view.FIELDS:
         assert np.array_equal(getattr(back, name), getattr(obj, name).astype(np.float32))
     with pytest.raises(UserError, match="invertible 4x4"):
         render_layer.load_object(tmp_path / "o.npz", np.zeros((4, 4)))
@@ -69,14 +69,14 @@ def test_server_renders_from_files_and_reloads_changed_ones(tmp_path):
     cam_json = {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy, "width": camera.width,
                 "height": camera.height, "world_to_camera": camera.world_to_camera.tolist()}
     obj = random_object(200, seed=16)
-    render_layer.save_object(tmp_path / "o.npz", obj)
+    splat_view.save_splats(tmp_path / "o.npz", obj)
     args = {"objects": [{"path": str(tmp_path / "o.npz"), "matrix": trs((0.1, 0, 0)).tolist()}],
             "camera": cam_json, "out": str(tmp_path / "layer.npy")}
     result = server.cmd_render_splats(1, args)
     assert result["splats"] == 200 and (result["width"], result["height"]) == (64, 48)
     moved = render_layer.load_object(tmp_path / "o.npz", trs((0.1, 0, 0)))  # float32, as stored
     assert np.array_equal(np.load(result["layer"]), render_layer.render_layer([moved], camera))
-    render_layer.save_object(tmp_path / "o.npz", obj.subset(slice(0, 50)))  # the object changed
+    splat_view.save_splats(tmp_path / "o.npz", obj.subset(slice(0, 50)))  # the object changed
     assert server.cmd_render_splats(2, args)["splats"] == 50
     with pytest.raises(UserError, match="no such splat layer file"):
         server.cmd_render_splats(3, {**args, "objects": [{"path": str(tmp_path / "gone.npz"), "matrix": []}]})

@@ -64,7 +64,7 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .. import render_layer
+    from .. import render_layer, splat_view
     from ..demo_blender import _addon_root
     from ..engine import project, render
 
@@ -96,7 +96,7 @@ def run(args) -> int:
         layer = _best(lambda: render_layer.render_layer([obj], final_cam), args.repeats)
         key = _best(lambda: splat_display.content_key(obj), args.repeats)
         with tempfile.TemporaryDirectory() as tmp:
-            write = _best(lambda: render_layer.save_object(Path(tmp) / "o.npz", obj), args.repeats)
+            write = _best(lambda: splat_view.save_splats(Path(tmp) / "o.npz", obj), args.repeats)
         table.add_row(f"{count:,}", f"{pack * 1e3:.0f}", f"{sort * 1e3:.0f}", f"{engine * 1e3:.0f}",
                       f"{engine / sort:.0f}x", f"{layer * 1e3:.0f}", f"{key * 1e3:.0f} / {write * 1e3:.0f}")
     console.print(table)
