@@ -9,6 +9,7 @@ tested without a GPU.
 
 from __future__ import annotations
 
+import time
 import zlib
 
 import numpy as np
@@ -181,3 +182,47 @@ def view_depths(objects: list[splat_view.ObjectSplats], world_to_camera) -> np.n
 def draw_order(depths: np.ndarray) -> np.ndarray:  # [N] -> [N] int, back to front
     """Farthest first; ties keep the engine's front-to-back tie order (lower index in front), reversed."""
     return np.argsort(depths, kind="stable")[::-1]
+
+
+class SortState:
+    """When the viewport re-sorts (progressive: coarse while moving, exact when still).
+
+    The order is re-sorted whenever the view or an object's matrix changed, except while the view keeps
+    moving and the last sort took longer than ``slow_seconds``: then the last order is drawn (the
+    blending order lags the motion) and ``stale`` asks the caller to redraw once the view rests, when
+    :meth:`rest` makes the next update sort exactly.
+    """
+
+    def __init__(self, slow_seconds: float = 0.03, clock=time.perf_counter):
+        self.slow_seconds, self.clock = slow_seconds, clock
+        self.key = None  # (view, matrices) the current order was sorted for
+        self.last_view = None
+        self.seconds = 0.0
+        self.stale = False
+
+    def rest(self) -> None:
+        """The view has stopped: the next :meth:`update` sorts if anything changed."""
+        self.last_view = None
+
+    def update(self, objects: list, world_to_camera) -> np.ndarray | None:
+        """A new back-to-front order [N], or None to keep drawing the last one."""
+        w2c = np.asarray(world_to_camera, np.float64).reshape(4, 4)
+        view = w2c.tobytes()
+        key = (view, tuple(np.asarray(o.matrix, np.float64).tobytes() for o in objects),
+               tuple(len(o) for o in objects))
+        moving = self.last_view is not None and self.last_view != view
+        self.last_view = view
+        if key == self.key:
+            self.stale = False
+            return None
+        if moving and self.key is not None and self.seconds > self.slow_seconds and key[2] == self.key[2]:
+            self.stale = True
+            return None
+        start = self.clock()
+        order = draw_order(view_depths(objects, w2c))
+        self.seconds, self.key, self.stale = self.clock() - start, key, False
+        return order
+
+    def reset(self) -> None:
+        """The splats changed (count or content): the next update sorts."""
+        self.key = None

@@ -22,8 +22,6 @@ no GPU: nothing here runs there, and :func:`register_handler` does nothing.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import bpy
@@ -221,10 +219,8 @@ class DrawState:
         self.key = None  # (object names, data pointers, counts, preview) of the splat texture
         self.objects: list = []  # splat_view.ObjectSplats, matrices of the last draw
         self.splat_texture = None
-        self.order_key = None
+        self.sort = splat_display.SortState(SLOW_SORT_S)
         self.order_texture = None
-        self.last_view = None
-        self.sort_seconds = 0.0
         self.dirty: set = set()  # objects whose splats changed since the upload
         self.offscreen = None  # the float buffer of the splat pass, kept while the region's size is
 
@@ -291,7 +287,8 @@ def draw(context) -> None:
     if key != state.key or state.dirty & set(key[0]):
         state.objects = gather(context, objects)
         state.splat_texture = _texture(splat_display.pack_splats(state.objects, SH_DEGREE), 'RGBA32F')
-        state.key, state.order_key = key, None
+        state.key = key
+        state.sort.reset()
         state.dirty.clear()
     for splats, obj in zip(state.objects, objects):
         splats.matrix = splat_object.matrix_of(obj)
@@ -305,17 +302,11 @@ def draw(context) -> None:
     except view_camera.ViewError:
         return
     w2c = np.asarray(camera["world_to_camera"])
-    order_key = (w2c.tobytes(), tuple(s.matrix.tobytes() for s in state.objects))
-    moving = state.last_view is not None and state.last_view != order_key[0]
-    state.last_view = order_key[0]
-    if order_key != state.order_key:
-        if moving and state.order_texture is not None and state.sort_seconds > SLOW_SORT_S:
-            _resort_later()  # coarse while moving: the last order; exact once the view rests
-        else:
-            start = time.perf_counter()
-            order = splat_display.draw_order(splat_display.view_depths(state.objects, w2c))
-            state.order_texture = _texture(order.astype(np.float32), 'R32F')
-            state.sort_seconds, state.order_key = time.perf_counter() - start, order_key
+    order = state.sort.update(state.objects, w2c)
+    if order is not None:
+        state.order_texture = _texture(order.astype(np.float32), 'R32F')
+    elif state.sort.stale:
+        _resort_later()  # coarse while moving: the last order; exact once the view rests
     framebuffer = gpu.state.active_framebuffer_get()
     depth = framebuffer.read_depth(0, 0, width, height)
     depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)
@@ -356,7 +347,7 @@ def draw(context) -> None:
 
 def _resort_later() -> None:
     def redraw():
-        state.last_view = None  # the next draw counts as still: it sorts exactly
+        state.sort.rest()  # the next draw counts as still: it sorts exactly
         for window in bpy.context.window_manager.windows:
             for area in window.screen.areas:
                 if area.type == 'VIEW_3D':

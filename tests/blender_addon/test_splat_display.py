@@ -86,3 +86,24 @@ def test_selection_tint_and_instance_colours_through_the_shaders_sh_colour():
     shown = sh.evaluate(flat.astype(np.float64), dirs) + 0.5
     np.testing.assert_allclose(shown, splat_display.linear_to_srgb(linear), atol=1e-6)
     np.testing.assert_allclose(splat_display.srgb_to_linear(splat_display.linear_to_srgb(linear)), linear, atol=1e-12)
+
+
+def test_sort_is_exact_when_still_and_may_lag_while_a_slow_sort_keeps_moving():
+    objects = [random_object(100, seed=26)]
+    views = [cam(eye=(x, -3.2, 0.9)).world_to_camera for x in (0.0, 0.5, 1.0, 1.5)]
+    now = [0.0]
+    state = splat_display.SortState(slow_seconds=0.03, clock=lambda: now[0])
+    first = state.update(objects, views[0])
+    assert np.array_equal(first, splat_display.draw_order(splat_display.view_depths(objects, views[0])))
+    assert state.update(objects, views[0]) is None and not state.stale  # nothing changed
+    assert state.update(objects, views[1]) is not None  # moving, but the last sort was fast
+    state.seconds = 0.2  # a slow sort (1M splats on a busy CPU)
+    assert state.update(objects, views[2]) is None and state.stale  # moving: the last order, re-sort later
+    state.rest()
+    exact = state.update(objects, views[2])  # the view rests: exact
+    assert np.array_equal(exact, splat_display.draw_order(splat_display.view_depths(objects, views[2])))
+    objects[0].matrix = trs((0.1, 0, 0))  # an object moved: always re-sorted when the view is still
+    assert state.update(objects, views[2]) is not None
+    state.seconds = 0.2
+    fewer = [objects[0].subset(slice(0, 50))]  # the splats changed: never drawn with an order of the old ones
+    assert len(state.update(fewer, views[3])) == 50
