@@ -285,6 +285,9 @@ def on_render_pre(scene, depsgraph=None):
         for obj in scene.objects:  # objects added since the set-up (e.g. separated) leave the render too
             if splat_object.is_splat_object(obj) and HIDE_MODIFIER not in obj.modifiers:
                 hide_point_spheres(obj)
+        if bpy.context.evaluated_depsgraph_get().scene_eval.frame_current != scene.frame_current:
+            # an animation render steps the frame without evaluating the scene the handler sees
+            scene.frame_set(scene.frame_current)
         result = render_frame(scene, _backend(), depsgraph)
         last_status["message"] = (f"splat layer: {result['splats']:,} splats, {result['width']}x{result['height']}, "
                                   f"{result['seconds']:.2f} s")

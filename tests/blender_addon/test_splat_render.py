@@ -5,6 +5,8 @@ Checked on pixels of 32-bit EXR renders: with no mesh the picture is gs_core's r
 (hidden and deleted ones left out); a mesh in front hides the splats; one behind shows only where the
 splats are not opaque. A backend that fails leaves the last good layer in place."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -36,14 +38,19 @@ def render_scene(bpy, imported, tmp_path):
     scene.render.image_settings.color_depth = '32'
     assert bpy.ops.gs_splats.setup_render() == {'FINISHED'}
 
-    def render(name):
-        scene.render.filepath = str(tmp_path / f"{name}.exr")
-        bpy.ops.render.render(write_still=True)
-        image = bpy.data.images.load(scene.render.filepath)
+    def load(path):
+        image = bpy.data.images.load(str(path))
         try:
             return np.array(image.pixels[:], np.float64).reshape(H, W, 4)[::-1]
         finally:
             bpy.data.images.remove(image)
+
+    def render(name):
+        scene.render.filepath = str(tmp_path / f"{name}.exr")
+        bpy.ops.render.render(write_still=True)
+        return load(scene.render.filepath)
+
+    render.load, render.folder = load, str(tmp_path)
 
     yield scene, obj, path, render
     from blender_addon import segmentation
@@ -100,7 +107,8 @@ def emission_plane(bpy, name, location, size, color):
     return plane
 
 
-def test_render_is_gs_cores_render_of_the_moving_object_without_hidden_and_deleted_splats(bpy, render_scene):
+def test_animation_frames_are_gs_cores_render_of_the_moving_object_without_hidden_and_deleted_splats(
+        bpy, render_scene):
     from blender_addon import edit_ops, splat_object
 
     scene, obj, path, render = render_scene
@@ -113,19 +121,25 @@ def test_render_is_gs_cores_render_of_the_moving_object_without_hidden_and_delet
     obj.location, obj.rotation_euler, obj.scale = (0.3, 0.2, -0.1), (0.3, -0.5, 1.0), (1.4, 1.4, 1.4)
     obj.keyframe_insert("location", frame=3)
     obj.keyframe_insert("rotation_euler", frame=3)
-    scene.frame_set(2)  # halfway: the handler must use the matrix of the rendered frame
-    matrix = splat_object.matrix_of(obj)
-    assert not np.allclose(matrix[:3, 3], 0) and not np.allclose(matrix[:3, 3], (0.3, 0.2, -0.1))
-
-    got = render("frame2")
+    scene.frame_start, scene.frame_end = 2, 3  # an animation: each frame with its own matrix
+    scene.render.filepath = str(Path(render.folder) / "anim_")
+    bpy.ops.render.render(animation=True)
     ids = splat_object.read_attributes(obj.data, ["gs:index", "gs:hidden"])
     rows = np.sort(ids["gs:index"][~ids["gs:hidden"]])
     assert 150 < len(rows) < 220
-    layer = expected_layer(scene, [file_splats(path, rows, matrix)])
-    assert layer[..., 3].max() > 0.9 and (layer[..., 3] > 0.1).mean() > 0.2
-    # straight colour in the image, premultiplied again by the compositor: a few float32 roundings
-    assert np.all(np.abs(got[..., :3] - linear(layer)) <= 4 * EPS32 * np.abs(linear(layer)) + 1e-12)
-    assert np.array_equal(got[..., 3], layer[..., 3].astype(np.float32))
+    for frame in (2, 3):
+        scene.frame_set(frame)
+        matrix = splat_object.matrix_of(obj)
+        assert not np.allclose(matrix[:3, 3], 0)
+        got = render.load(Path(render.folder) / f"anim_{frame:04d}.exr")
+        layer = expected_layer(scene, [file_splats(path, rows, matrix)])
+        assert layer[..., 3].max() > 0.9 and (layer[..., 3] > 0.1).mean() > 0.2
+        # straight colour in the image, premultiplied again by the compositor: a few float32 roundings
+        assert np.all(np.abs(got[..., :3] - linear(layer)) <= 4 * EPS32 * np.abs(linear(layer)) + 1e-12), frame
+        assert np.array_equal(got[..., 3], layer[..., 3].astype(np.float32)), frame
+    scene.frame_set(2)
+    assert np.array_equal(render("still")[..., 3], expected_layer(scene, [file_splats(
+        path, rows, splat_object.matrix_of(obj))])[..., 3].astype(np.float32))  # F12 of one frame
 
 
 def test_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_scene):
