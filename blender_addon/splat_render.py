@@ -228,7 +228,9 @@ def setup_compositor(scene) -> None:
     first = "A" if "A" in combine.inputs else 0
     a_img, a_z, b_img, b_z = (combine.inputs[i] for i in ((first, "Depth A", "B", "Depth B") if first == "A"
                                                            else (0, 1, 2, 3)))
-    links.new(layers.outputs["Image"], a_img)
+    upstream = next((link.from_socket for link in output.links if link.from_node != combine), None)
+    if upstream is not None or not a_img.is_linked:  # the user's compositing stays Blender's side
+        links.new(upstream or layers.outputs["Image"], a_img)
     links.new(layers.outputs["Depth"], a_z)
     links.new(color.outputs["Image"], b_img)
     links.new(depth.outputs["Image"], b_z)

@@ -182,3 +182,22 @@ def test_a_failing_backend_keeps_the_last_layer(bpy, render_scene, monkeypatch):
     assert splat_render.last_status["message"] == ("splat layer not rendered: the gs_core backend stopped "
                                                    "(exit status -9)")
     np.testing.assert_array_equal(again, first)
+
+
+def test_setup_is_idempotent_and_keeps_the_users_compositing(bpy):
+    from blender_addon import splat_render
+
+    scene = bpy.context.scene
+    tree = splat_render.compositor_tree(scene)
+    output = splat_render._output_socket(tree)
+    layers = tree.nodes.new('CompositorNodeRLayers')
+    invert = tree.nodes.new('CompositorNodeInvert')  # the artist's own grading
+    tree.links.new(layers.outputs["Image"], invert.inputs["Color"])
+    tree.links.new(invert.outputs[0], output)
+    for _ in range(2):
+        splat_render.setup_render(scene)
+    combines = [n for n in tree.nodes if n.bl_idname == 'CompositorNodeZcombine']
+    assert len(combines) == 1 and output.links[0].from_node == combines[0]
+    blender_side = combines[0].inputs[0]
+    assert blender_side.links[0].from_node == invert
+    assert scene.view_layers[0].use_pass_z and scene[splat_render.ENABLED]
