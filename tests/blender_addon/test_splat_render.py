@@ -107,6 +107,7 @@ def emission_plane(bpy, name, location, size, color):
     return plane
 
 
+@pytest.mark.slow  # Cycles renders and the backend's start: 10-20 s
 def test_animation_frames_are_gs_cores_render_of_the_moving_object_without_hidden_and_deleted_splats(
         bpy, render_scene):
     from blender_addon import edit_ops, splat_object
@@ -142,6 +143,7 @@ def test_animation_frames_are_gs_cores_render_of_the_moving_object_without_hidde
         path, rows, splat_object.matrix_of(obj))])[..., 3].astype(np.float32))  # F12 of one frame
 
 
+@pytest.mark.slow  # Cycles renders and the backend's start: 10-20 s
 def test_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_scene):
     from blender_addon import splat_object, splat_render
 
@@ -165,6 +167,7 @@ def test_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_s
     assert front.name in bpy.data.objects and back.name in bpy.data.objects
 
 
+@pytest.mark.slow  # Cycles renders and the backend's start: 10-20 s
 def test_a_failing_backend_keeps_the_last_layer(bpy, render_scene, monkeypatch):
     from blender_addon import splat_render
     from blender_addon.backend_client import BackendError
