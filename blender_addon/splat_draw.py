@@ -5,9 +5,9 @@ back-to-front pass over all objects together. A thin layer over :mod:`.splat_dis
    (object-space mean and covariance, opacity, SH; the selection tinted, or instance colours while
    *Preview instances* is on), and per object its matrix (:func:`splat_display.object_rows`), so moving
    an object uploads 96 bytes;
-2. per view: the depth order on the CPU (:func:`splat_display.draw_order`, re-sorted once the view or an
-   object has moved; while the view keeps moving and a sort is slow, the last order is drawn and the
-   exact one follows when it stops), uploaded as a texture;
+2. per view: the depth order on the CPU (:class:`splat_display.SortState`: exact once the view or an
+   object has moved; while the view keeps moving and the exact sort is slow, a 16-bit radix order, and
+   the exact one when the view rests), uploaded as a texture;
 3. the splat pass into an offscreen float buffer: the vertex shader is
    :func:`splat_display.project_packed` (EWA ellipse, SH colour in the object's frame, gsplat's
    conventions), the fragment shader :func:`gs_core.splat_view.composite` (alpha, 1/255 cut,
@@ -305,8 +305,8 @@ def draw(context) -> None:
     order = state.sort.update(state.objects, w2c)
     if order is not None:
         state.order_texture = _texture(order.astype(np.float32), 'R32F')
-    elif state.sort.stale:
-        _resort_later()  # coarse while moving: the last order; exact once the view rests
+    if state.sort.stale:
+        _resort_later()  # coarse while moving; exact once the view rests
     framebuffer = gpu.state.active_framebuffer_get()
     depth = framebuffer.read_depth(0, 0, width, height)
     depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)

@@ -88,22 +88,36 @@ def test_selection_tint_and_instance_colours_through_the_shaders_sh_colour():
     np.testing.assert_allclose(splat_display.srgb_to_linear(splat_display.linear_to_srgb(linear)), linear, atol=1e-12)
 
 
-def test_sort_is_exact_when_still_and_may_lag_while_a_slow_sort_keeps_moving():
+def test_sort_is_exact_when_still_and_coarse_while_a_slow_sort_keeps_moving():
     objects = [random_object(100, seed=26)]
     views = [cam(eye=(x, -3.2, 0.9)).world_to_camera for x in (0.0, 0.5, 1.0, 1.5)]
     now = [0.0]
     state = splat_display.SortState(slow_seconds=0.03, clock=lambda: now[0])
-    first = state.update(objects, views[0])
-    assert np.array_equal(first, splat_display.draw_order(splat_display.view_depths(objects, views[0])))
+
+    def exact(view, objs=objects):
+        return splat_display.draw_order(splat_display.view_depths(objs, view))
+
+    assert np.array_equal(state.update(objects, views[0]), exact(views[0]))
     assert state.update(objects, views[0]) is None and not state.stale  # nothing changed
-    assert state.update(objects, views[1]) is not None  # moving, but the last sort was fast
+    assert np.array_equal(state.update(objects, views[1]), exact(views[1]))  # moving, but the sort was fast
     state.seconds = 0.2  # a slow sort (1M splats on a busy CPU)
-    assert state.update(objects, views[2]) is None and state.stale  # moving: the last order, re-sort later
+    coarse = state.update(objects, views[2])  # moving: a 16-bit order now, the exact one when it rests
+    assert state.stale and sorted(coarse) == list(range(100))
+    depths = splat_display.view_depths(objects, views[2])
+    bucket = (depths.max() - depths.min()) / 65535
+    assert np.all(np.diff(depths[coarse]) <= bucket)
+    assert state.update(objects, views[3]) is not None and state.stale  # still moving: coarse again
+    assert state.update(objects, views[2]) is not None and state.stale
     state.rest()
-    exact = state.update(objects, views[2])  # the view rests: exact
-    assert np.array_equal(exact, splat_display.draw_order(splat_display.view_depths(objects, views[2])))
-    objects[0].matrix = trs((0.1, 0, 0))  # an object moved: always re-sorted when the view is still
-    assert state.update(objects, views[2]) is not None
-    state.seconds = 0.2
-    fewer = [objects[0].subset(slice(0, 50))]  # the splats changed: never drawn with an order of the old ones
+    assert np.array_equal(state.update(objects, views[2]), exact(views[2]))  # the view rests: exact
+    assert not state.stale and state.update(objects, views[2]) is None
+    objects[0].matrix = trs((0.1, 0, 0))  # an object moved with the view still: exact
+    assert np.array_equal(state.update(objects, views[2]), exact(views[2]))
+    fewer = [objects[0].subset(slice(0, 50))]  # the splats changed: an order of the new ones
     assert len(state.update(fewer, views[3])) == 50
+
+
+def test_coarse_order_of_equal_and_empty_depths():
+    assert splat_display.coarse_draw_order(np.zeros(0)).shape == (0,)
+    assert list(splat_display.coarse_draw_order(np.full(4, 2.0))) == [0, 1, 2, 3]
+    assert list(splat_display.coarse_draw_order(np.array([1.0, 3.0, 2.0]))) == [1, 2, 0]
