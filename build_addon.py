@@ -28,7 +28,8 @@ MANIFEST = ADDON_DIR / "blender_manifest.toml"
 VENDORED = ("gs_core/__init__.py", "gs_core/io/__init__.py", "gs_core/io/atomic.py", "gs_core/io/ply.py",
             "gs_core/io/errors.py", "gs_core/io/spz.py", "gs_core/io/splat.py", "gs_core/io/compressed_ply.py",
             "gs_core/scene.py",
-            "gs_core/sh.py", "gs_core/splat_ids.py", "gs_core/splat_transform.py", "gs_core/instance_colors.py")
+            "gs_core/sh.py", "gs_core/splat_ids.py", "gs_core/splat_transform.py", "gs_core/instance_colors.py",
+            "gs_core/splat_view.py")
 VENDOR_INIT = '"""Copies of gs_core\'s numpy-only modules, made by build_addon.py: edit gs_core, not these."""\n'
 
 

@@ -9,16 +9,16 @@ other splat formats (``io.spz``, ``io.splat``, ``io.compressed_ply``; SPZ v4 use
 from pathlib import Path
 
 if (Path(__file__).parent / "_vendor").is_dir():
-    from ._vendor.gs_core import instance_colors, sh, splat_ids, splat_transform
+    from ._vendor.gs_core import instance_colors, sh, splat_ids, splat_transform, splat_view
     from ._vendor.gs_core import scene
     from ._vendor.gs_core.io import errors, ply
 else:
     try:
-        from gs_core import instance_colors, sh, splat_ids, splat_transform
+        from gs_core import instance_colors, sh, splat_ids, splat_transform, splat_view
         from gs_core import scene
         from gs_core.io import errors, ply
     except ImportError as exc:
         raise ImportError("the add-on runs from a source checkout but cannot import gs_core; put the "
                           "repository root on sys.path or install the zip made by build_addon.py") from exc
 
-__all__ = ["errors", "instance_colors", "ply", "scene", "sh", "splat_ids", "splat_transform"]
+__all__ = ["errors", "instance_colors", "ply", "scene", "sh", "splat_ids", "splat_transform, splat_view"]

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import edit_ops, export_splats, import_splats, segmentation, splat_object
+from . import edit_ops, export_splats, import_splats, segmentation, splat_draw, splat_object, splat_render
 from .preferences import addon_preferences
 
 
@@ -33,6 +33,10 @@ class GS_PT_splats(bpy.types.Panel):
         row.operator(edit_ops.GS_OT_reveal.bl_idname, text="Reveal", icon='HIDE_OFF')
         col.operator(edit_ops.GS_OT_join.bl_idname, icon='SELECT_EXTEND')
         col.operator(edit_ops.GS_OT_apply_transform.bl_idname, icon='OBJECT_ORIGIN')
+        col.operator(splat_render.GS_OT_setup_render.bl_idname, icon='RENDER_STILL')
+        col.prop(context.scene, "gs_draw_gaussians")
+        if splat_draw.last_error["message"]:
+            col.label(text=splat_draw.last_error["message"], icon='ERROR')
 
         prefs = addon_preferences(context)
         backend = layout.box()

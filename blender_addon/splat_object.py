@@ -58,6 +58,7 @@ def create_splat_object(context, name: str, data: sa.SplatData):
             pointcloud.attributes.remove(pointcloud.attributes[leftover])
         write_attributes(pointcloud, data.attributes)
         obj[sa.SCHEMA_PROPERTY] = sa.schema_to_json(data.schema)
+        obj.display_type = display_type(context.scene)
         pointcloud.color_attributes.active = pointcloud.attributes[sa.COLOR]
         material_existed = DISPLAY_MATERIAL in bpy.data.materials
         material = display_material()
@@ -69,6 +70,15 @@ def create_splat_object(context, name: str, data: sa.SplatData):
         for block in reversed(created):
             _remove_id(block)
         raise
+
+
+DRAW_PROPERTY = "gs_draw_gaussians"  # Scene BoolProperty, registered by splat_draw
+
+
+def display_type(scene) -> str:
+    """'BOUNDS' while the viewport draws splats as Gaussians (splat_draw: the point spheres would hide
+    them), else 'TEXTURED' (the spheres with the splat colours)."""
+    return 'BOUNDS' if getattr(scene, DRAW_PROPERTY, False) else 'TEXTURED'
 
 
 def remove_splat_object(obj) -> None:

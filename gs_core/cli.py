@@ -36,6 +36,7 @@ BENCH_COMMANDS = {
     "clicks": ("gs_core.bench.clicks", "clicks an automatic user needs per object (NoC@85/90), synthetic scenes"),
     "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
     "gpu": ("gs_core.bench.gpu", "the CUDA path against the CPU kernels, timed beside them; skips the GPU parts without one"),
+    "splats": ("gs_core.bench.splats", "drawing splats in Blender: viewport CPU work per frame vs engine images; final-render layer"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
                "Run 'gs-core COMMAND --help' for a command's options.")

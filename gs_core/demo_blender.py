@@ -11,7 +11,11 @@ own operators (the ``bpy`` wheel, the add-on from this checkout, the backend as 
 5. **Separate** it into its own object and move it up;
 6. **Export** the recomposed scene (``OUT_demo/recomposed.ply``), **re-import** it and check it against
    the numpy transform of the moved rows;
-7. save ``OUT.blend`` and render ``OUT.png`` with Cycles on the CPU (small, few samples).
+7. save ``OUT.blend`` and render ``OUT.png`` with Cycles on the CPU, the splats drawn as Gaussians
+   (the add-on's *Render Splats*: the backend's engine renders the splat layer of each frame and the
+   compositor combines it with Blender's render by depth);
+8. write ``OUT_reference.png``: gs_core's own render of the exported recomposed PLY from the same
+   camera at the same size, and check the two agree (PSNR >= 30 dB; no mesh in this scene).
 
 Each step prints its time; a failed check is an error, not a warning.
 """
@@ -29,6 +33,7 @@ LIFT = 0.25  # how far the separated object is moved up, in scene units (metres 
 RENDER_SCALE = 4  # render at this multiple of the dataset's image size
 SAMPLES = 16
 MAX_SHARE = 0.1  # a click selection above this share of the scene is taken to include the support
+MIN_PSNR = 30.0  # OUT.png against OUT_reference.png
 
 
 def _addon_root() -> Path:
@@ -83,7 +88,7 @@ def run(args, blend: Path) -> int:
 
     sys.path.insert(0, str(root))
     import blender_addon
-    from blender_addon import segmentation, splat_object, view_camera
+    from blender_addon import segmentation, splat_object, splat_render, view_camera
 
     out = blend.parent / f"{blend.stem}_demo"
     out.mkdir(parents=True, exist_ok=True)
@@ -156,17 +161,30 @@ def run(args, blend: Path) -> int:
         context.scene.camera = render_cam
         _setup_render(bpy, context.scene, cam.width * RENDER_SCALE, cam.height * RENDER_SCALE,
                       blend.with_suffix(".png"))
+        _ok(bpy.ops.gs_splats.setup_render(), "render splats")
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
         step(f"save {blend}", t)
 
         t = time.perf_counter()
         bpy.ops.render.render(write_still=True)
-        step(f"render {blend.with_suffix('.png')} (Cycles, CPU, {SAMPLES} samples)", t)
+        step(f"render {blend.with_suffix('.png')} (Cycles, CPU, {SAMPLES} samples; "
+             f"{splat_render.last_status['message']})", t)
+        if not splat_render.last_status["message"].startswith("splat layer:"):
+            raise UserError(f"demo --blender: {splat_render.last_status['message']}")
+
+        t = time.perf_counter()
+        reference = blend.with_name(f"{blend.stem}_reference.png")
+        score = _reference(recomposed, cam.scaled(RENDER_SCALE), reference, blend.with_suffix(".png"))
+        step(f"reference {reference} (gs_core's render of {recomposed.name}): PSNR {score:.1f} dB "
+             f"against {blend.with_suffix('.png').name}", t)
+        if score < MIN_PSNR:
+            raise UserError(f"demo --blender: the Blender render and gs_core's differ (PSNR {score:.1f} dB < "
+                            f"{MIN_PSNR:.0f})")
     finally:
         segmentation.stop_backends()
         blender_addon.unregister()
     console.print(f"done in {time.perf_counter() - t_start:.1f} s: {blend}, {blend.with_suffix('.png')}, "
-                  f"{out / 'recomposed.ply'}", highlight=False)
+                  f"{blend.with_name(blend.stem + '_reference.png')}, {out / 'recomposed.ply'}", highlight=False)
     return 0
 
 
@@ -208,6 +226,30 @@ def _check_recomposed(bpy, original, path: Path, part) -> int:
     return len(moved_rows)
 
 
+def _reference(recomposed: Path, camera, path: Path, rendered: Path) -> float:
+    """gs_core's render of ``recomposed`` (world space) by ``camera`` over black, as ``path`` (8-bit
+    sRGB PNG, as Blender writes ``rendered``); returns the PSNR of ``rendered`` against it."""
+    import torch
+    from PIL import Image
+
+    from .engine import project, render, sh_colors
+    from .io.atomic import atomic_write
+    from .metrics import psnr
+    from .scene import GaussianScene
+    from .viz import to_uint8
+
+    scene = GaussianScene.load(recomposed)
+    gaussians = scene.to_gaussians()
+    coeffs = torch.as_tensor(np.concatenate([scene.sh_dc[:, None], scene.sh_rest], axis=1), dtype=torch.float32)
+    with torch.no_grad():
+        out = render(project(gaussians, camera), sh_colors(coeffs, gaussians.means, camera))
+    image = to_uint8(out.features.numpy())
+    with atomic_write(path, "wb") as fh:
+        Image.fromarray(image).save(fh, format="PNG")
+    blender = np.asarray(Image.open(rendered).convert("RGB"))
+    return psnr(blender / 255.0, image / 255.0)
+
+
 def _setup_render(bpy, scene, width: int, height: int, path: Path) -> None:
     scene.render.engine = 'CYCLES'
     scene.cycles.device = 'CPU'
@@ -216,6 +258,12 @@ def _setup_render(bpy, scene, width: int, height: int, path: Path) -> None:
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
     scene.render.filepath = str(path)
     scene.render.image_settings.file_format = 'PNG'
-    world = bpy.data.worlds.new("Demo world")
-    world.color = (0.05, 0.05, 0.06)
+    scene.view_settings.view_transform = 'Standard'  # gs_core's colours are display values: no tone mapping
+    scene.render.dither_intensity = 0.0
+    world = bpy.data.worlds.new("Demo world")  # black: the splats over nothing, as gs_core renders them
+    world.color = (0.0, 0.0, 0.0)
+    if world.node_tree is not None:  # 5.0: a new world has a Background node
+        for node in world.node_tree.nodes:
+            if node.bl_idname == 'ShaderNodeBackground':
+                node.inputs['Color'].default_value = (0.0, 0.0, 0.0, 1.0)
     scene.world = world

@@ -62,6 +62,14 @@ is a ``user`` error, so no request can write over a file elsewhere.
 ``labels`` ``{level, out}``: every Gaussian's instance id at ``level`` (int32 [N], -1 none; what
 ``gs-core segment`` writes), for instance-colour previews. Result: ``{labels: out, level, instances}``.
 
+``render_splats`` ``{objects: [{path, matrix}], camera, out, backend?}``: the final-render layer of the
+add-on's splat objects (:func:`gs_core.render_layer.render_layer`): each ``path`` an ``.npz`` of an
+object's splats in its own frame (:func:`gs_core.splat_view.save_splats`; kept loaded while its file is
+unchanged), ``matrix`` its 4x4 world matrix, ``camera`` as for ``query_pixels`` in world space. Writes
+the file named ``out`` (a name; its folder is the server's scratch folder) with float32 [H, W, 5]
+(premultiplied r, g, b, alpha, depth; depth ``inf`` where empty). Result: ``{layer: the path written,
+width, height, splats, seconds}``. Needs no prepared work folder.
+
 ``shutdown``: answers, then the process exits 0. End of stdin also ends it.
 """
 
@@ -74,7 +82,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +138,7 @@ class Server:
         self.session: Session | None = None
         self._scratch: Path | None = None
         self.written: set[Path] = set()  # files the server wrote in its scratch folder (removed on exit)
+        self.layer_objects: dict = {}  # splat layer file -> ((mtime, size), arrays), for render_splats
 
     @property
     def scratch(self) -> Path:
@@ -345,6 +354,39 @@ class Server:
                 "gaussians": session.num_gaussians, "threshold": result.threshold}
 
     # ---- helpers --------------------------------------------------------------------------------
+    def cmd_render_splats(self, rid, args) -> dict:
+        from . import render_layer
+
+        start = time.perf_counter()
+        camera = camera_from_json(args.get("camera"))
+        # only a file name: the layer goes to the server's own folder (answers are written only in WORK or there)
+        name = Path(str(_path(args, "out", "render_splats"))).name
+        if not name.endswith(".npy"):
+            raise UserError(f"render_splats: 'out' {name} must name an .npy file")
+        out = self.scratch / name
+        entries = args.get("objects")
+        if not isinstance(entries, list):
+            raise UserError("render_splats: 'objects' must be a list of {path, matrix}")
+        objects, cache = [], {}
+        for entry in entries:
+            path = _path(entry if isinstance(entry, dict) else {}, "path", "render_splats")
+            try:
+                st = path.stat()
+            except OSError:
+                raise UserError(f"{path}: no such splat layer file") from None
+            key, stamp = str(path), (st.st_mtime_ns, st.st_size)
+            cached = self.layer_objects.get(key)
+            obj = render_layer.load_object(path, entry.get("matrix")) if cached is None or cached[0] != stamp \
+                else replace(cached[1], matrix=render_layer.object_matrix(path, entry.get("matrix")))
+            cache[key] = (stamp, obj)
+            objects.append(obj)
+        self.layer_objects = cache  # files no longer drawn are let go
+        layer = render_layer.render_layer(objects, camera, backend=args.get("backend", "auto"))
+        render_layer.save_layer(out, layer)
+        self.written.add(out)
+        return {"layer": str(out), "width": camera.width, "height": camera.height,
+                "splats": int(sum(len(o) for o in objects)), "seconds": round(time.perf_counter() - start, 3)}
+
     def _loaded(self, cmd: str) -> Session:
         if self.session is None:
             raise UserError(f"{cmd}: no work folder loaded (send load first)")

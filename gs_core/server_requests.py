@@ -177,6 +177,7 @@ FIELDS: dict[str, dict] = {
     "query_level": {"level": UNIT, "out": ("path",)},
     "query_text": {"text": ("str",), "level": UNIT, "out": ("path",)},
     "labels": {"level": UNIT, "out": ("path",)},
+    "render_splats": {"camera": ("object",), "out": ("path",), "backend": ("choice", BACKENDS)},
     "prepare": {"dataset": ("path",), "out": ("path",), "scene": ("path",), "method": ("str",),
                 "device": ("choice", DEVICES), "backend": ("choice", BACKENDS),
                 "theta": ("number", (0.0, 1.0), {"open_low": True, "open_high": True}), "force": ("bool",),

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gs_core.cli import main
@@ -24,9 +25,18 @@ def test_blender_demo_tiny(tmp_path):
                            "--seed", "1"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     for needle in ("import (", "prepare (backend)", "clicked (", "separate ", "re-import and check",
-                   "render "):
+                   "render ", "splat layer: ", "reference "):
         assert needle in done.stdout, needle
     assert blend.stat().st_size > 0 and blend.with_suffix(".png").stat().st_size > 1000
+    # the splats as Gaussians in Blender's render, gs_core's render of the exported scene beside it
+    from PIL import Image
+
+    from gs_core.metrics import psnr
+
+    ours = np.asarray(Image.open(blend.with_suffix(".png")).convert("RGB")) / 255.0
+    reference = np.asarray(Image.open(tmp_path / "edit_reference.png").convert("RGB")) / 255.0
+    assert ours.shape == reference.shape and reference.mean() > 0.05
+    assert psnr(ours, reference) >= 30.0
     check = subprocess.run([sys.executable, "-c", f"""
 import bpy
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})

@@ -38,7 +38,7 @@ def test_panel_draws_with_and_without_a_splat_object(bpy, imported):
     calls = draw(bpy)
     assert ("label", (), {"text": "scene: 10 splats", "icon": 'POINTCLOUD_DATA'}) in calls
     operators = [c for c in calls if c[0] == "operator"]
-    assert len(operators) == 14  # 8 splat edits, prepare, click, text, and the selection's separate/delete/hide
+    assert len(operators) == 15  # 8 splat edits, Render Splats, prepare, click, text, and the selection's separate/delete/hide
     for _, (idname,), kwargs in operators:
         category, name = idname.split(".")
         getattr(getattr(bpy.ops, category), name).get_rna_type()  # registered
