@@ -315,23 +315,10 @@ def camera_from_json(data) -> "Camera":
     """A :class:`~gs_core.camera.Camera` from the protocol's camera object; mistakes are UserErrors."""
     from .camera import Camera
 
-    if not isinstance(data, dict):
-        raise UserError("camera: expected an object {fx, fy, cx, cy, width, height, world_to_camera}")
-    missing = [k for k in ("fx", "fy", "cx", "cy", "width", "height", "world_to_camera") if k not in data]
-    if missing:
-        raise UserError(f"camera: missing {', '.join(missing)}")
     try:
-        values = [float(data[k]) for k in ("fx", "fy", "cx", "cy")]
-        width, height = int(data["width"]), int(data["height"])
-        w2c = np.asarray(data["world_to_camera"], np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"camera: {exc}") from None
-    if not np.isfinite(values).all() or values[0] <= 0 or values[1] <= 0:
-        raise UserError(f"camera: focal lengths must be positive and finite, got fx={values[0]}, fy={values[1]}")
-    try:
-        return Camera(*values, width, height, w2c, data.get("name", "query"))
+        return Camera.from_dict(data, "query")
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"camera: {exc}") from None
 
 
 def _pixels(args: dict, key: str) -> np.ndarray:  # -> [P, 2] int64

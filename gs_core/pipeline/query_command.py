@@ -1,6 +1,7 @@
 """``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
 --view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
-pointed at. A reference mask selects the instances with most of their weight inside it
+pointed at. ``--view`` is any posed image of the dataset (trained on or not); ``--camera JSON`` gives
+intrinsics and pose instead (:mod:`.view_camera`). A reference mask selects the instances with most of their weight inside it
 (:func:`gs_core.query.from_mask_weights`); with ``--fit``, the set of instances and the granularity
 that fit it best (:func:`gs_core.query.fit_mask_levels`)."""
 
@@ -15,13 +16,16 @@ from .. import query
 from ..errors import UserError
 from . import foundation_query
 from .segment import load_levels
+from .view_camera import add_camera_argument, view_camera
 from .workdir import WorkDir, save_npy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
     parser.add_argument("--gaussians", type=Path, help=".npy of Gaussian indices (or a bool mask [N]) the user picked")
-    parser.add_argument("--view", help="image name of the clicked view (with or without extension)")
+    parser.add_argument("--view", help="image name of the clicked view (with or without extension): any image of "
+                        "the dataset with a camera, trained on or not")
+    add_camera_argument(parser)
     parser.add_argument("--pixel", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a positive click (repeatable)")
     parser.add_argument("--negative", type=int, nargs=2, action="append", metavar=("X", "Y"), default=[],
@@ -46,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
         return foundation_query.run(args, work)
     levels = load_levels(work)
     labels = levels.at(0.5 if args.level is None else args.level)
-    if (args.gaussians is None) == (args.view is None):
-        raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y (or --mask PNG)")
+    pointed = args.view is not None or args.camera is not None
+    if (args.gaussians is None) == (not pointed):
+        raise UserError("give either --gaussians ids.npy or --view NAME (or --camera JSON) with --pixel X Y "
+                        "(or --mask PNG)")
     if args.gaussians is not None:
         try:
             picked = np.load(args.gaussians, allow_pickle=False)
@@ -61,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--gaussians {args.gaussians}: {exc}") from None
     else:
         if not args.pixel and args.mask is None:
-            raise UserError("--view needs at least one --pixel X Y, or a --mask PNG")
+            raise UserError(f"{_where(args)} needs at least one --pixel X Y, or a --mask PNG")
         if args.pixel and args.mask is not None:
             raise UserError("give --pixel clicks or a --mask, not both")
         from ..engine import project
         from ..scene import GaussianScene
 
-        cam = work.camera(args.view)
+        cam = view_camera(args, work)
         proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
         if args.mask is not None:
             sel = _mask_query(args, proj, levels)
@@ -78,11 +84,15 @@ def run(args: argparse.Namespace) -> int:
             clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
                       for p in (args.pixel, args.negative)]
         except UserError as exc:
-            raise UserError(f"--view {args.view} --pixel/--negative: {exc}") from None
+            raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
         sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0
+
+
+def _where(args: argparse.Namespace) -> str:
+    return f"--view {args.view}" if args.view is not None else "--camera"
 
 
 def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
@@ -93,7 +103,7 @@ def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
     except MaskError as exc:
         raise UserError(f"--mask {exc}") from None
     if mask.shape != (proj.height, proj.width):
-        raise UserError(f"--mask {args.mask}: {mask.shape[1]}x{mask.shape[0]}, the view {args.view} is "
+        raise UserError(f"--mask {args.mask}: {mask.shape[1]}x{mask.shape[0]}, the view {args.view or '(--camera)'} is "
                         f"{proj.width}x{proj.height}")
     if not mask.any():
         raise UserError(f"--mask {args.mask}: the mask is empty")

@@ -6,6 +6,7 @@ its inputs so a changed input invalidates it and an interrupted run resumes.
     WORK/
       manifest.json      inputs (dataset, scene, masks fingerprints), config, stage times, status
       cameras.json       the training cameras (so later commands need not read the dataset)
+      views.json         every posed image of the dataset (a click may come from any of them)
       scene.ply          the (possibly refined) scene every per-Gaussian array below indexes
       labels.npy         [N] int32 global instance id at the object level, -1 = none
       confidence.npy     [N] float32 share of the traced weight carrying that id
@@ -81,27 +82,61 @@ class WorkDir:
         return np.load(path, allow_pickle=False)
 
     # ---- cameras --------------------------------------------------------------------------------
-    def save_cameras(self, cameras: list[Camera]) -> None:
-        items = [{"name": c.name, "fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": c.width,
-                  "height": c.height, "world_to_camera": np.asarray(c.world_to_camera).tolist()} for c in cameras]
-        write_text(self.root / "cameras.json", json.dumps(items))
+    def save_cameras(self, cameras: list[Camera], views: list[Camera] | None = None) -> None:
+        """The training cameras (``cameras.json``, indexing ``view_maps.npz``) and every posed image
+        of the dataset (``views.json``: a click may come from any of them, not only training views)."""
+        write_text(self.root / "cameras.json", json.dumps([c.to_dict() for c in cameras]))
+        if views is not None:
+            write_text(self.root / "views.json", json.dumps([c.to_dict() for c in views]))
 
     def cameras(self) -> list[Camera]:
-        path = self.root / "cameras.json"
+        """The training cameras, in the order of ``view_maps.npz``."""
+        return self._read_cameras(self.root / "cameras.json")
+
+    def views(self) -> list[Camera]:
+        """Every camera a view name may refer to: the training cameras, then the dataset's other posed
+        images (``views.json``; for a work folder prepared before it existed, the dataset's cameras
+        read again from the manifest's dataset folder, when it is still there)."""
+        cameras = self.cameras()
+        path = self.root / "views.json"
+        if path.is_file():
+            others = self._read_cameras(path)
+        else:
+            others = self._dataset_cameras()
+        names = {c.name for c in cameras}
+        return cameras + [c for c in others if c.name not in names]
+
+    def _dataset_cameras(self) -> list[Camera]:
+        from ..dataset import Dataset
+
+        try:
+            root = self.manifest().get("dataset")
+        except UserError:
+            return []
+        if not root or not Path(root).is_dir():
+            return []
+        try:
+            return Dataset.load(root).cameras
+        except UserError:
+            return []
+
+    @staticmethod
+    def _read_cameras(path: Path) -> list[Camera]:
         try:
             items = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
+            return [Camera.from_dict(d) for d in items]
+        except (OSError, ValueError, TypeError) as exc:
             raise UserError(f"{path}: unreadable ({exc})") from None
-        return [Camera(d["fx"], d["fy"], d["cx"], d["cy"], d["width"], d["height"],
-                       np.asarray(d["world_to_camera"]), d["name"]) for d in items]
 
     def camera(self, name: str) -> Camera:
-        """The camera of image ``name`` (with or without its extension, or its folder)."""
-        cameras = self.cameras()
+        """The camera of image ``name`` (with or without its extension, or its folder): a training
+        view or any other posed image of the dataset."""
+        cameras = self.views()
         stem = Path(name).stem
-        for cam in cameras:
-            if name in (cam.name, Path(cam.name).name) or stem == Path(cam.name).stem:
-                return cam
+        for match in (lambda c: name in (c.name, Path(c.name).name), lambda c: stem == Path(c.name).stem):
+            for cam in cameras:
+                if match(cam):
+                    return cam
         some = ", ".join(c.name for c in cameras[:5]) + (" ..." if len(cameras) > 5 else "")
         raise UserError(f"--view {name}: no such view in {self.root} (views: {some})")
 
