@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gs_core"
 LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("errors", "camera", "sh", "instance_colors", "splat_ids", "splat_transform", "io", "scene", "dataset", "outputs",
              "engine.gaussians", "pipeline.workdir", "metrics"),
-    "engine": ("engine", "visibility", "labelmaps", "preflight", "viewselect", "trace3d.patches"),
+    "engine": ("engine", "visibility", "labelmaps", "preflight", "viewselect", "trace3d.patches", "click_rays"),
     "blocks": ("lifting", "models", "refine", "selfprompt", "language", "virtual_views", "query", "synth", "viz"),
     "methods": ("trace3d", "methods", "proto_saga", "iqgs"),
     "pipeline": ("pipeline",),

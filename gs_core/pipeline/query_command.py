@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "unless --level is given, that fit the mask best (for parts or groups of objects)")
     parser.add_argument("--level", type=float, default=None,
                         help="granularity: 0 parts, 0.5 objects (default), 1 groups")
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
+                        help="engine backend; auto: a click on a 3DGS scene is computed in numpy "
+                        "(gs_core.click_rays, no torch start), masks and 2DGS on the native kernels")
     parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
     foundation_query.add_arguments(parser)
 
@@ -70,20 +72,31 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{_where(args)} needs at least one --pixel X Y, or a --mask PNG")
         if args.pixel and args.mask is not None:
             raise UserError("give --pixel clicks or a --mask, not both")
-        from ..engine import project
         from ..scene import GaussianScene
 
         cam = view_camera(args, work)
-        proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
-        if args.mask is not None:
-            sel = _mask_query(args, proj, levels)
-            save_npy(args.out, sel.selected)
-            print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
-            return 0
+        scene = GaussianScene.load(work.scene_path)
         try:
-            clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
-                      for p in (args.pixel, args.negative)]
+            if args.mask is None and args.backend == "auto" and scene.kind == "3dgs":
+                # a few pixels' weights in numpy: no torch to start (gs_core.click_rays)
+                from .. import click_rays
+
+                clicks = [click_rays.pixel_weights(scene, cam, np.array(p).reshape(-1, 2))
+                          for p in (args.pixel, args.negative)]
+            else:
+                from ..engine import project
+
+                proj = project(scene.to_gaussians(), cam)
+                if args.mask is not None:
+                    sel = _mask_query(args, proj, levels)
+                    save_npy(args.out, sel.selected)
+                    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+                    return 0
+                clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
+                          for p in (args.pixel, args.negative)]
         except UserError as exc:
+            if args.mask is not None:
+                raise
             raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
         sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
     save_npy(args.out, sel.selected)

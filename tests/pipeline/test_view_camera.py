@@ -133,3 +133,27 @@ def test_camera_errors(work, tmp_path, capsys):
            "--camera", "(64, 5)", "64x48")
     _fails(capsys, ["render", work, "--out", tmp_path / "r.png"], "--view", "--camera")
     assert not out.exists()
+
+
+@slow
+def test_shell_click_runs_without_torch(work, tmp_path):
+    """A click on a 3DGS work folder from the shell never imports torch (gs_core.click_rays) and selects
+    what the engine's path selects."""
+    import os
+    import subprocess
+    import sys
+
+    work, dataset = work
+    cam, (x, y), expected = _held_out_click(work, dataset)
+    out = tmp_path / "sel.npy"
+    script = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch fails
+from gs_core.cli import main
+assert main(["query", {str(work)!r}, "--view", {cam.name!r}, "--pixel", "{x}", "{y}", "--out", {str(out)!r}]) == 0
+"""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(out), expected)
