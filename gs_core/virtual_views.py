@@ -12,8 +12,8 @@ Placement, from the splats alone:
 * candidates "around" (rings looking at the centre from outside, at the distance where the scene's
   bounding sphere fits the field of view (without a ground plane that spans the scene: a table top is
   framed, not the floor around it), from just above the horizon to steeply above: an object seen
-  whole, a table top from above-around) and "inside" (from points near the centre looking outward and
-  down, for a room);
+  whole, a table top from above-around); for a room, "inward" (rings inside it, high up, looking at its
+  middle, as from its corners) and "inside" (from points near the centre looking outward and down);
 * an around camera is kept when it sees many splats; an inside camera when the splats cover its image (``min_coverage``),
   it is not pressed against a surface (median depth over the scene radius) and it sees many splats
   (at least ``min_seen`` of the best candidate's count, by the engine's visibility rule): a camera
@@ -135,7 +135,8 @@ def _weighted_percentile(x: np.ndarray, w: np.ndarray, q: float) -> float:
 
 
 def candidate_cameras(frame: SceneFrame, config: VirtualViewConfig) -> list[Camera]:
-    """Rings around the scene looking at its centre, and views from inside looking out and down."""
+    """Rings around the scene looking at its centre; for rooms, rings inside it looking at its middle and
+    views from its middle looking out and down."""
     a, b, u = frame.axes
     cams = []
 
@@ -151,6 +152,12 @@ def candidate_cameras(frame: SceneFrame, config: VirtualViewConfig) -> list[Came
             e = np.radians(elevation)
             d = np.cos(e) * (np.cos(t) * a + np.sin(t) * b) + np.sin(e) * u
             add(frame.focus + dist * d, frame.focus, "around")
+    for dist_share, elevation in ((0.5, 25.0), (0.5, 50.0), (0.9, 25.0), (0.9, 50.0)):  # inward: from high in a
+        for k in range(config.ring_azimuths):  # room's corners and walls towards its middle
+            t = 2 * np.pi * (k + 0.5 * (dist_share > 0.5)) / config.ring_azimuths
+            e = np.radians(elevation)
+            d = np.cos(e) * (np.cos(t) * a + np.sin(t) * b) + np.sin(e) * u
+            add(frame.centre + dist_share * frame.radius * d, frame.centre, "inward")
     for offset in ((0, 0), (0.3, 0), (-0.3, 0), (0, 0.3), (0, -0.3)):  # inside: looking out and down
         eye = inside_eye(frame) + offset[0] * frame.half_extent[0] * a + offset[1] * frame.half_extent[1] * b
         for k in range(8):
@@ -250,8 +257,8 @@ def choose_virtual_views(scene, config: VirtualViewConfig = VirtualViewConfig(),
     from .engine import project, trace
     from .visibility import DEFAULT_VISIBILITY
 
-    family = "inside" if enclosed else "around"  # a room from inside; an object or a table top from around
-    cands = [c for c in cands if family in c.name]
+    family = ("inside", "inward") if enclosed else ("around",)  # a room from inside; an object, a table top around
+    cands = [c for c in cands if c.name.split("_")[1] in family]
     ok, seen_counts = [], []
     for k, cam in enumerate(cands):
         say("virtual views", k, len(cands))
@@ -273,7 +280,7 @@ def choose_virtual_views(scene, config: VirtualViewConfig = VirtualViewConfig(),
     best = max(seen_counts) if seen_counts else 0
     kept = [c for c, g, n in zip(cands, ok, seen_counts) if g and n >= config.min_seen * best]
     stats = {"candidates": len(cands), "enclosed": enclosed, "enclosure_cover": covers,
-             "around": sum("around" in c.name for c in kept),
+             "around": sum("around" in c.name for c in kept), "inward": sum("inward" in c.name for c in kept),
              "inside": sum("inside" in c.name for c in kept)}
     if not kept:
         raise ValueError("no virtual camera sees the scene well; pass up= explicitly or lower min_coverage")

@@ -66,7 +66,7 @@ def test_sh_is_evaluated_per_view(table):
 def test_written_dataset(table, tmp_path):
     frame = scene_frame(table.scene)
     cands = candidate_cameras(frame, SMALL)
-    assert len(cands) == len(SMALL.elevations) * 8 + 5 * 8 * 2
+    assert len(cands) == len(SMALL.elevations) * 8 + 4 * 8 + 5 * 8 * 2
     root, stats = write_virtual_dataset(table.scene, tmp_path / "v", SMALL)
     assert stats["chosen"] == 6 and stats["accepted"] >= 6
     from gs_core.dataset import Dataset
@@ -99,7 +99,7 @@ def test_room_from_inside(seed):
     frame, enclosed, _ = estimate_frame(world.scene, world.scene.to_gaussians(), SMALL)
     assert enclosed and _angle(frame.up, [0, 0, 1]) < 20
     cams, stats = choose_virtual_views(world.scene, SMALL)
-    assert stats["enclosed"] and stats["around"] == 0
+    assert stats["enclosed"] and stats["around"] == 0 and all("_in" in c.name for c in cams)  # inside, inward
     lo, hi = np.percentile(world.scene.means, 2, axis=0), np.percentile(world.scene.means, 98, axis=0)
     gaussians = world.scene.to_gaussians()
     for cam in cams:
