@@ -71,16 +71,21 @@ def _screen(means, quats, log_scales, opacity_logits, camera: Camera):
     return means2d, tz, conics, radii, opacities
 
 
-def pixel_weights(scene, camera: Camera, pixels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def pixel_weights(scene, camera: Camera, pixels: np.ndarray,
+                  limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Per pixel of ``pixels`` [P, 2] (x, y): the Gaussians of the 3DGS ``scene`` (a
     :class:`~gs_core.scene.GaussianScene`) that blend into it in ``camera`` and their weights
     ``w = alpha T``, as (indices [K] int64, weights [K] float32): :func:`gs_core.query.pixel_weights`'s
-    answer, without torch."""
+    answer, without torch. None when more than ``limit`` Gaussians may reach the pixels (huge splats
+    everywhere: the engine's native projection is then faster than numpy)."""
     if scene.kind != "3dgs":
         raise ValueError("click_rays handles 3DGS scenes; 2DGS goes through the engine")
     pixels = check_pixels(pixels, camera.width, camera.height)
-    means2d, depths, conics, radii, opacities = _screen(scene.means, scene.quats, scene.log_scales,
-                                                        scene.opacity_logits, camera)
+    near = np.flatnonzero(_may_reach(scene.means, scene.log_scales, camera, pixels))
+    if limit is not None and len(near) > limit:
+        return None
+    means2d, depths, conics, radii, opacities = _screen(scene.means[near], scene.quats[near], scene.log_scales[near],
+                                                        scene.opacity_logits[near], camera)
     tiles_x = (camera.width + TILE_SIZE - 1) // TILE_SIZE
     tiles_y = (camera.height + TILE_SIZE - 1) // TILE_SIZE
     tm, tr = means2d / TILE_SIZE, radii / TILE_SIZE
@@ -105,5 +110,29 @@ def pixel_weights(scene, camera: Camera, pixels: np.ndarray) -> list[tuple[np.nd
         w = np.where((alpha > 0) & (T_after > T_MIN), alpha * T_before, 0.0)
         hit = w > 0
         order = np.argsort(ids[hit])
-        out.append((ids[hit][order].astype(np.int64), w[hit][order].astype(np.float32)))
+        out.append((near[ids[hit][order]].astype(np.int64), w[hit][order].astype(np.float32)))
     return out
+
+
+def _may_reach(means, log_scales, camera: Camera, pixels: np.ndarray) -> np.ndarray:  # -> [N] bool
+    """A cheap superset of the Gaussians listed in the clicked pixels' tiles: the screen radius bounded
+    through ``||J||_F^2 max(scale)^2 + eps2d`` (the 2D covariance's diagonal is at most its largest
+    eigenvalue, at most that), so only these need the full projection (a 1M-splat scene: a few thousand)."""
+    R, t = camera.world_to_camera[:3, :3], camera.world_to_camera[:3, 3]
+    means_c = means.astype(np.float64) @ R.T + t
+    tx, ty, tz = means_c.T
+    fx, fy, cx, cy, W, H = camera.fx, camera.fy, camera.cx, camera.cy, camera.width, camera.height
+    lim_x = max((W - cx) / fx, cx / fx) + 0.15 * W / fx  # the frustum clamp's largest |tx / tz|
+    lim_y = max((H - cy) / fy, cy / fy) + 0.15 * H / fy
+    front = tz > NEAR_PLANE
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        jf2 = (fx * fx * (1 + lim_x * lim_x) + fy * fy * (1 + lim_y * lim_y)) / (tz * tz)
+        smax = np.exp(np.max(log_scales.astype(np.float64), axis=1))
+        bound = np.ceil(RADIUS_SIGMAS * np.sqrt(jf2 * smax * smax + EPS2D)) + 1.0
+        x, y = fx * tx / tz + cx, fy * ty / tz + cy
+        keep = np.zeros(len(means), bool)
+        for tile_x, tile_y in {(int(px) // TILE_SIZE, int(py) // TILE_SIZE) for px, py in pixels}:
+            x0, y0 = tile_x * TILE_SIZE, tile_y * TILE_SIZE  # the tile's pixel box, widened by the bound
+            keep |= ((x + bound >= x0 - 1) & (x - bound <= x0 + TILE_SIZE + 1)
+                     & (y + bound >= y0 - 1) & (y - bound <= y0 + TILE_SIZE + 1))
+    return (front & keep) | (front & ~np.isfinite(bound))

@@ -64,3 +64,11 @@ def test_pixels_outside_and_2dgs():
         click_rays.pixel_weights(scene, cam, np.array([[1, 1], [20, 3]]))
     with pytest.raises(ValueError, match="2DGS"):
         click_rays.pixel_weights(_scene(10, 0, "2dgs"), cam, np.array([[1, 1]]))
+
+
+def test_limit_hands_huge_splats_to_the_engine():
+    scene = _scene(300, 5)
+    cam = Camera.look_at((0, -4, 0.3), (0, 0, 0), width=40, height=30)
+    assert click_rays.pixel_weights(scene, cam, np.array([[20, 15]]), limit=len(scene)) is not None
+    scene.log_scales[:] = 3.0  # every splat larger than the view: all may reach any pixel
+    assert click_rays.pixel_weights(scene, cam, np.array([[20, 15]]), limit=len(scene) - 1) is None

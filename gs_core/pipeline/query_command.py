@@ -19,6 +19,10 @@ from .segment import load_levels
 from .view_camera import add_camera_argument, view_camera
 from .workdir import WorkDir, save_npy
 
+# a shell click computes in numpy while at most this many splats may reach its pixels; beyond, starting
+# torch and the native projection costs less than projecting them all in numpy (gs-core bench query --shell)
+NUMPY_CLICK_LIMIT = 400_000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
@@ -77,13 +81,16 @@ def run(args: argparse.Namespace) -> int:
         cam = view_camera(args, work)
         scene = GaussianScene.load(work.scene_path)
         try:
+            clicks = None
             if args.mask is None and args.backend == "auto" and scene.kind == "3dgs":
-                # a few pixels' weights in numpy: no torch to start (gs_core.click_rays)
+                # a few pixels' weights in numpy: no torch to start (gs_core.click_rays), unless so many
+                # splats reach the pixels that the native projection would be faster
                 from .. import click_rays
 
-                clicks = [click_rays.pixel_weights(scene, cam, np.array(p).reshape(-1, 2))
+                clicks = [click_rays.pixel_weights(scene, cam, np.array(p).reshape(-1, 2), limit=NUMPY_CLICK_LIMIT)
                           for p in (args.pixel, args.negative)]
-            else:
+                clicks = None if any(c is None for c in clicks) else clicks
+            if clicks is None:
                 from ..engine import project
 
                 proj = project(scene.to_gaussians(), cam)
