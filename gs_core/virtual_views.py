@@ -49,6 +49,7 @@ class VirtualViewConfig:
     min_depth: float = 0.15  # inside views: median depth must exceed this share of the scene radius
     min_seen: float = 0.3  # every view must see this share of the best candidate's number of splats
     elevations: tuple = (10.0, 30.0, 55.0)  # around views: degrees above the horizon
+    probe_width: int = 160  # candidates are judged at this width (the height in the views' aspect)
     backend: str = "auto"
 
 
@@ -251,7 +252,8 @@ def choose_virtual_views(scene, config: VirtualViewConfig = VirtualViewConfig(),
 
     say = progress or (lambda stage, done, total: None)
     gaussians = scene.to_gaussians()
-    probe = VirtualViewConfig(**{**config.__dict__, "width": 160, "height": 120})  # acceptance at low resolution
+    probe = VirtualViewConfig(**{**config.__dict__, "width": config.probe_width,  # acceptance at low resolution
+                                 "height": max(1, round(config.probe_width * config.height / config.width))})
     frame, enclosed, covers = estimate_frame(scene, gaussians, probe)
     cands = candidate_cameras(frame, config)
     from .engine import project, trace

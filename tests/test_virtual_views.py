@@ -15,7 +15,7 @@ from gs_core.virtual_views import (VirtualViewConfig, candidate_cameras, choose_
 
 PLANT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "plant.splat"
 Z_TO_Y_DOWN = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # a z-up world as a y-down (COLMAP) one
-SMALL = VirtualViewConfig(views=6, width=64, height=48, ring_azimuths=8)
+SMALL = VirtualViewConfig(views=6, width=64, height=48, ring_azimuths=8, probe_width=80)
 
 
 def _angle(u, v) -> float:
