@@ -97,7 +97,7 @@ def read_ply_header(path: Path, fh) -> PlyHeader:
     """Parse the header at the start of ``fh``; a :class:`PlyError` names ``path`` and the line."""
     head = fh.read(MAX_HEADER_BYTES)
     if not head.startswith(b"ply") or head[3:4] not in (b"\n", b"\r"):
-        raise PlyError(f"{path}: not a PLY file (it does not start with 'ply')")
+        raise PlyError(f"{path}: not a valid PLY header (the file does not start with 'ply')")
     match = re.search(rb"[\r\n]end_header[ \t\r]*\n", head)
     if match is None:
         raise PlyError(f"{path}: not a valid PLY header (no end_header line in its first "
