@@ -9,17 +9,19 @@ Placement, from the splats alone:
   a table top is wide and flat: its least-spread axis; a plant, a vase, a person is tall: its
   most-spread axis); its sign follows the capture's convention: -y when the axis is nearer y than z
   (COLMAP / OpenCV worlds, y down, as gs_core reads PLY), +z otherwise (z-up worlds); or given;
-* candidates "around" (rings looking at the centre from outside, at the distance where the scene's
-  bounding sphere fits the field of view (without a ground plane that spans the scene: a table top is
-  framed, not the floor around it), from just above the horizon to steeply above: an object seen
-  whole, a table top from above-around); for a room, "inward" (rings inside it, high up, looking at its
-  middle, as from its corners) and "inside" (from points near the centre looking outward and down);
-* an around camera is kept when it sees many splats; an inside camera when the splats cover its image (``min_coverage``),
-  it is not pressed against a surface (median depth over the scene radius) and it sees many splats
-  (at least ``min_seen`` of the best candidate's count, by the engine's visibility rule): a camera
-  outside a closed room sees only the backs of walls and the ceiling, a camera inside a plant's
-  foliage sees a few leaves at arm's length, and both are dropped; then a covering subset
-  (:func:`gs_core.viewselect.covering_views`).
+* a room or not: a scene whose walls and ceiling close the views from its middle (taking its
+  least-spread axis as up: a long room's most distinct axis is its length) is seen from inside;
+  anything else (an object, a table top) from around (:func:`is_enclosed`, :func:`estimate_frame`);
+* candidates "around": rings looking at the centre from outside, from just above the horizon to
+  steeply above, at the distance where the scene's bounding sphere fits the field of view (without a
+  ground plane much wider than what stands on it: a table top is framed, not the floor around it);
+  for a room, "inward" (rings inside it, high up, looking at its middle, as from its corners) and
+  "inside" (from points near the middle looking outward and down);
+* an around camera is kept when it sees many splats; an inside or inward camera when, besides, the
+  splats cover its image (``min_coverage``) and it is not pressed against a surface (median depth over
+  the scene radius): "many" is at least ``min_seen`` of the best candidate's count, by the engine's
+  visibility rule (a camera outside the walls sees only their backs and is dropped); then a covering
+  subset (:func:`gs_core.viewselect.covering_views`).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def scene_frame(scene, up: str = "auto", *, flat: bool = False) -> SceneFrame:
     centre = 0.5 * (lo + hi)
     _, sv, vt = np.linalg.svd(core - core.mean(0), full_matrices=False)  # rows: axes by decreasing spread
     if up == "auto":
-        u = _up_axis(sv if not flat else np.array([2.0, 1.0, 0.0]), vt)
+        u = _signed(vt[2]) if flat else _up_axis(sv, vt)
     else:
         if up not in AXES:
             raise ValueError(f"up must be auto or one of {sorted(AXES)}, got {up!r}")
@@ -90,33 +92,33 @@ def scene_frame(scene, up: str = "auto", *, flat: bool = False) -> SceneFrame:
     proj = (core - centre) @ axes.T
     half = 0.5 * (np.percentile(proj, 98, axis=0) - np.percentile(proj, 2, axis=0))
     radius = float(np.linalg.norm(hi - lo) / 2)
-    focus, focus_radius = _focus(proj, centre, axes, radius)
-    # seen whole: also the splats the per-axis percentiles cut (a lamp's shade), all but the farthest 2%
-    reach = _weighted_percentile(np.linalg.norm(pts - focus, axis=1), w, 98)
-    if focus_radius == radius:  # no ground plane left out
-        focus_radius = max(focus_radius, reach)
+    focus, focus_radius, grounded = _focus(proj, centre, axes, radius)
+    if not grounded:  # seen whole: also the splats the per-axis percentiles cut (a lamp's shade), but 2%
+        focus_radius = max(focus_radius, _weighted_percentile(np.linalg.norm(pts - focus, axis=1), w, 98))
     return SceneFrame(centre, radius, u, half, axes, focus, focus_radius)
 
 
-def _focus(proj: np.ndarray, centre: np.ndarray, axes: np.ndarray, radius: float) -> tuple[np.ndarray, float]:
-    """The box of what stands on the ground: a ground plane (the splats in the lowest 10% of the height
-    that span at least 70% of the scene's width both ways, while what stands on it spans at most 70% of
-    the ground's width and half of it in height: a floor around a table, a lawn; not the base of a
-    bottle or a lamp) is left out of the framing, so a table top is seen, not the floor it stands on. ``proj`` [N, 3] are the core
-    splats in the frame's axes (last = up) relative to ``centre``."""
+def _focus(proj: np.ndarray, centre: np.ndarray, axes: np.ndarray,
+           radius: float) -> tuple[np.ndarray, float, bool]:
+    """Centre and radius of what stands on the ground, and whether there is a ground: a ground plane
+    (the splats in the lowest 10% of the height that span at least 70% of the scene's width both ways,
+    while what stands on it spans at most 70% of the ground's width and half of it in height: a floor
+    around a table, a lawn; not the base of a bottle or a lamp) is left out of the framing, so a table
+    top is seen, not the floor it stands on. ``proj`` [N, 3] are the core splats in the frame's axes
+    (last = up) relative to ``centre``."""
     h = proj[:, 2]
     bottom, top = np.percentile(h, 2), np.percentile(h, 98)
     ground = h < bottom + 0.1 * (top - bottom)
     width = np.percentile(proj[:, :2], 98, axis=0) - np.percentile(proj[:, :2], 2, axis=0)
     rest = proj[~ground]
     if ground.sum() < 10 or len(rest) < 10:
-        return centre, radius
+        return centre, radius, False
     ground_width = np.percentile(proj[ground, :2], 98, axis=0) - np.percentile(proj[ground, :2], 2, axis=0)
     lo, hi = np.percentile(rest, 2, axis=0), np.percentile(rest, 98, axis=0)
     if not (np.all(ground_width >= 0.7 * width) and np.all(hi[:2] - lo[:2] <= 0.7 * ground_width)
             and np.all(ground_width >= 2.0 * (hi[2] - lo[2]))):
-        return centre, radius  # no ground; or the base of a bottle, a lamp: not wide beside its height
-    return centre + 0.5 * (lo + hi) @ axes, float(np.linalg.norm(hi - lo) / 2)
+        return centre, radius, False  # no ground; or the base of a bottle, a lamp: not wide beside its height
+    return centre + 0.5 * (lo + hi) @ axes, float(np.linalg.norm(hi - lo) / 2), True
 
 
 def _up_axis(spread: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -124,7 +126,11 @@ def _up_axis(spread: np.ndarray, axes: np.ndarray) -> np.ndarray:
     spread one when the two largest are closer to each other (in ratio) than the two smallest (wide and
     flat), else the most spread one (tall); signed by the capture's convention (-y, or +z)."""
     s = np.maximum(np.asarray(spread, np.float64), 1e-12)
-    u = axes[2] if s[0] / s[1] <= s[1] / s[2] else axes[0]
+    return _signed(axes[2] if s[0] / s[1] <= s[1] / s[2] else axes[0])
+
+
+def _signed(u: np.ndarray) -> np.ndarray:
+    """``u`` or ``-u``: towards -y when nearer y than z (COLMAP / OpenCV worlds, y down), else +z."""
     towards = np.array([0.0, -1.0, 0.0]) if abs(u[1]) > abs(u[2]) else np.array([0.0, 0.0, 1.0])
     return u if u @ towards >= 0 else -u
 

@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("work", type=Path, help="a work folder written by gs-core prepare")
     parser.add_argument("--clicks", type=int, default=8, help="click queries to time")
     parser.add_argument("--shell", type=int, default=0, metavar="N",
-                        help="also time N clicks from the shell (new gs-core query processes) against the engine's path")
+                        help="also time N clicks from the shell (new gs-core query processes) against the "
+                        "engine's path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     if args.shell > 0:
         s = time_shell_clicks(args.work, args.shell)
         d, e = "default", "engine (--backend cpu)"
+        same = "yes" if s["same_selection"] else "NO"
         print(f"shell click ({s['runs']} runs, interleaved, medians): {s[d + '_wall_s']:.2f} s wall "
-              f"({s[d + '_cpu_s']:.2f} s CPU); the engine's path {s[e + '_wall_s']:.2f} s wall ({s[e + '_cpu_s']:.2f} s "
-              f"CPU): {s[e + '_wall_s'] / s[d + '_wall_s']:.1f}x; same selection: {'yes' if s['same_selection'] else 'NO'}")
+              f"({s[d + '_cpu_s']:.2f} s CPU); the engine's path {s[e + '_wall_s']:.2f} s wall "
+              f"({s[e + '_cpu_s']:.2f} s CPU): {s[e + '_wall_s'] / s[d + '_wall_s']:.1f}x; same selection: {same}")
     return 0

@@ -1,7 +1,8 @@
 """``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
 --view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
 pointed at. ``--view`` is any posed image of the dataset (trained on or not); ``--camera JSON`` gives
-intrinsics and pose instead (:mod:`.view_camera`). A reference mask selects the instances with most of their weight inside it
+intrinsics and pose instead (:mod:`.view_camera`). A reference mask selects the instances with most of their
+weight inside it
 (:func:`gs_core.query.from_mask_weights`); with ``--fit``, the set of instances and the granularity
 that fit it best (:func:`gs_core.query.fit_mask_levels`)."""
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.mask is not None:
                     sel = _mask_query(args, proj, levels)
                     save_npy(args.out, sel.selected)
-                    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+                    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) "
+                          f"-> {args.out}")
                     return 0
                 clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
                           for p in (args.pixel, args.negative)]

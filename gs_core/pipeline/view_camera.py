@@ -43,7 +43,8 @@ def load_camera(text: str) -> Camera:
 def view_camera(args: argparse.Namespace, work: WorkDir) -> Camera:
     """The camera of ``--view`` or ``--camera`` (exactly one of them)."""
     if (args.view is None) == (getattr(args, "camera", None) is None):
-        raise UserError("give --view NAME (an image of the dataset) or --camera JSON (intrinsics and pose), one of them")
+        raise UserError("give --view NAME (an image of the dataset) or --camera JSON (intrinsics and pose), "
+                        "one of them")
     if args.view is not None:
         return work.camera(args.view)
     return load_camera(args.camera)
