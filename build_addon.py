@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 ADDON_DIR = ROOT / "blender_addon"
 MANIFEST = ADDON_DIR / "blender_manifest.toml"
-# gs_core modules the add-on imports (numpy + plyfile only; SPZ v4 uses Blender's zstandard), with the
+# gs_core modules the add-on imports (numpy only; SPZ v4 uses Blender's zstandard), with the
 # package __init__ files they need
 VENDORED = ("gs_core/__init__.py", "gs_core/io/__init__.py", "gs_core/io/atomic.py", "gs_core/io/ply.py",
             "gs_core/io/errors.py", "gs_core/io/spz.py", "gs_core/io/splat.py", "gs_core/io/compressed_ply.py",

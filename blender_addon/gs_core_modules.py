@@ -1,7 +1,7 @@
 """The numpy-only gs_core modules the add-on uses: one implementation, two ways to reach it.
 
-The built zip carries a copy in ``_vendor/gs_core`` (made by ``build_addon.py``, with plyfile shipped
-as a wheel); a source checkout imports the repository's ``gs_core`` directly. ``scene`` brings the
+The built zip carries a copy in ``_vendor/gs_core`` (made by ``build_addon.py``; numpy only, no
+wheels); a source checkout imports the repository's ``gs_core`` directly. ``scene`` brings the
 other splat formats (``io.spz``, ``io.splat``, ``io.compressed_ply``; SPZ v4 uses Blender's bundled
 ``zstandard``).
 """

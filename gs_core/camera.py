@@ -6,9 +6,13 @@ Conventions follow gsplat and COLMAP: camera looks down +z, x right, y down, pix
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+
+MAX_IMAGE_SIDE = 1 << 15  # pixels: a camera larger than any photo is a mistake
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,39 @@ class Camera:
         sx, sy = width / self.width, height / self.height
         return replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
                        width=width, height=height)
+
+    def to_dict(self) -> dict:
+        """The camera as JSON-ready values (the work folder's ``cameras.json`` rows, the server's
+        camera object)."""
+        return {"name": self.name, "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+                "width": self.width, "height": self.height, "world_to_camera": self.world_to_camera.tolist()}
+
+    @staticmethod
+    def from_dict(data, name: str = "") -> "Camera":
+        """A camera from intrinsics and pose ``{fx, fy, cx, cy, width, height, world_to_camera}``
+        (4x4, OpenCV axes, optional ``name``), as :meth:`to_dict` writes it and the add-on sends it.
+        Raises ValueError with one line saying what is wrong."""
+        keys = ("fx", "fy", "cx", "cy", "width", "height", "world_to_camera")
+        if not isinstance(data, dict):
+            raise ValueError("expected an object {" + ", ".join(keys) + "}")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        for key in keys[:6]:
+            if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
+                raise ValueError(f"{key} must be a number, got {json.dumps(data[key])[:40]}")
+        try:
+            values = [float(data[k]) for k in ("fx", "fy", "cx", "cy")]
+            w2c = np.asarray(data["world_to_camera"], np.float64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(str(exc)) from None
+        if not np.isfinite(values).all() or values[0] <= 0 or values[1] <= 0:
+            raise ValueError(f"focal lengths must be positive and finite, got fx={values[0]}, fy={values[1]}")
+        width, height = data["width"], data["height"]
+        if not all(1 <= v <= MAX_IMAGE_SIDE and float(v).is_integer() for v in (width, height)):
+            raise ValueError(f"width and height must be whole numbers of pixels in [1, {MAX_IMAGE_SIDE}], "
+                             f"got {width!r}x{height!r}")
+        return Camera(*values, int(width), int(height), w2c, str(data.get("name", name))[:200])
 
     @staticmethod
     def look_at(eye, target, up=(0.0, 0.0, 1.0), *, fov_x_deg: float = 60.0, width: int = 64,

@@ -9,16 +9,31 @@ clicked pixels: the Gaussians that blend into a pixel vote for their labels with
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from .engine import Projection, render, trace
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .engine import Projection
 
 QUERY_SHARE = 0.5  # a label is selected by a mask when this share of its traced weight lies inside
 FIT_TOLERANCE = 0.02  # --fit: levels this close to the best weighted IoU tie (the nearest to 0.5 wins)
+
+
+def _no_grad(fn):
+    """``torch.no_grad`` imported when called: the labels and levels here load without torch, so a
+    click from the shell (:mod:`gs_core.click_rays`) never starts it."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 @dataclass
@@ -129,10 +144,14 @@ def from_gaussians(labels: np.ndarray, picked: np.ndarray) -> Selection:
     return _select_labels(labels, labels[picked])
 
 
-@torch.no_grad()
+@_no_grad
 def pixel_weights(proj: Projection, pixels: np.ndarray, backend: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """Per pixel of ``pixels`` [P, 2] (x, y): the Gaussians that blend into it and their weights
     ``w = alpha T`` there, as (indices [K] int64, weights [K] float32). ``proj`` may be any camera."""
+    import torch
+
+    from .engine import trace
+
     pixels = np.asarray(pixels, np.int64).reshape(-1, 2)
     bad = (pixels[:, 0] < 0) | (pixels[:, 0] >= proj.width) | (pixels[:, 1] < 0) | (pixels[:, 1] >= proj.height)
     if bad.any():
@@ -168,9 +187,13 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
     return _select_labels(labels, np.setdiff1d(pos, neg))
 
 
-@torch.no_grad()
+@_no_grad
 def mask_weights(proj: Projection, mask: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Per Gaussian, its traced weight inside ``mask`` [H, W] bool and over the whole view."""
+    import torch
+
+    from .engine import trace
+
     lab = torch.from_numpy(np.where(mask, 1, 0).astype(np.int32))
     out = trace(proj, lab, top_k=2, backend=backend)
     inside = np.where(out.labels.numpy() == 1, out.weights.numpy(), 0).sum(1)
@@ -200,10 +223,14 @@ def from_mask(proj: Projection, labels: np.ndarray, mask: np.ndarray, backend: s
     return from_mask_weights(labels, *mask_weights(proj, mask, backend))
 
 
-@torch.no_grad()
+@_no_grad
 def selection_mask(proj: Projection, selected: np.ndarray, min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:
     """The 2D mask [H, W] bool of a selection: pixels where the selected Gaussians' share of the
     blend is at least ``min_alpha`` (occluders in front hide it, as in the image)."""
+    import torch
+
+    from .engine import render
+
     out = render(proj, torch.from_numpy(np.asarray(selected, np.float32)), backend=backend)
     return out.features[..., 0].numpy() >= min_alpha
 

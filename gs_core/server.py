@@ -93,7 +93,6 @@ from .errors import UserError
 from .io.errors import SceneFormatError
 
 PROTOCOL = 1
-MAX_IMAGE_SIDE = 1 << 15  # pixels: a query camera larger than any photo is a mistake, not a render
 TEXT_FEATURES = ("clip_features.npy",)  # gs_core.language.FEATURES_FILE, written by prepare with a CLIP model
 
 
@@ -435,29 +434,10 @@ def camera_from_json(data) -> "Camera":
     """A :class:`~gs_core.camera.Camera` from the protocol's camera object; mistakes are UserErrors."""
     from .camera import Camera
 
-    if not isinstance(data, dict):
-        raise UserError("camera: expected an object {fx, fy, cx, cy, width, height, world_to_camera}")
-    missing = [k for k in ("fx", "fy", "cx", "cy", "width", "height", "world_to_camera") if k not in data]
-    if missing:
-        raise UserError(f"camera: missing {', '.join(missing)}")
-    for key in ("fx", "fy", "cx", "cy", "width", "height"):
-        if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
-            raise UserError(f"camera: {key} must be a number, got {json.dumps(data[key])[:40]}")
     try:
-        values = [float(data[k]) for k in ("fx", "fy", "cx", "cy")]
-        w2c = np.asarray(data["world_to_camera"], np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise UserError(f"camera: {exc}") from None
-    if not np.isfinite(values).all() or values[0] <= 0 or values[1] <= 0:
-        raise UserError(f"camera: focal lengths must be positive and finite, got fx={values[0]}, fy={values[1]}")
-    width, height = data["width"], data["height"]
-    if not all(1 <= v <= MAX_IMAGE_SIDE and float(v).is_integer() for v in (width, height)):
-        raise UserError(f"camera: width and height must be whole numbers of pixels in [1, {MAX_IMAGE_SIDE}], "
-                        f"got {width!r}x{height!r}")
-    try:
-        return Camera(*values, int(width), int(height), w2c, str(data.get("name", "query"))[:200])
+        return Camera.from_dict(data, "query")
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"camera: {exc}") from None
 
 
 def _pixels(args: dict, key: str) -> np.ndarray:  # -> [P, 2] int64

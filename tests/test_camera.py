@@ -57,3 +57,20 @@ def test_invalid_cameras():
         Camera(1, 1, 0, 0, 2, 2, np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match="not positive"):
         Camera(1, 1, 0, 0, 0, 2, np.eye(4), name="zero")
+
+
+def test_dict_round_trip_and_errors():
+    cam = Camera(fx=70.0, fy=72.0, cx=33.1, cy=23.9, width=65, height=49,
+                 world_to_camera=Camera.look_at((3, 2, 1), (0, 0, 0)).world_to_camera, name="v")
+    back = Camera.from_dict(cam.to_dict())
+    assert back.name == "v" and np.array_equal(back.world_to_camera, cam.world_to_camera)
+    assert (back.fx, back.fy, back.cx, back.cy, back.width, back.height) == (70.0, 72.0, 33.1, 23.9, 65, 49)
+    assert Camera.from_dict({k: v for k, v in cam.to_dict().items() if k != "name"}, "given").name == "given"
+    with pytest.raises(ValueError, match="missing cy, world_to_camera"):
+        Camera.from_dict({"fx": 1, "fy": 1, "cx": 0, "width": 2, "height": 2})
+    with pytest.raises(ValueError, match="focal lengths"):
+        Camera.from_dict({**cam.to_dict(), "fy": 0})
+    with pytest.raises(ValueError, match="4x4"):
+        Camera.from_dict({**cam.to_dict(), "world_to_camera": [[1, 0], [0, 1]]})
+    with pytest.raises(ValueError, match="expected an object"):
+        Camera.from_dict([1, 2])

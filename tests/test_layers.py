@@ -16,10 +16,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gs_core"
 LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("errors", "camera", "sh", "instance_colors", "splat_view", "splat_ids", "splat_transform", "io", "scene", "dataset", "outputs",
              "engine.gaussians", "pipeline.workdir", "metrics"),
-    "engine": ("engine", "visibility", "labelmaps", "patches", "preflight", "viewselect"),
+    "engine": ("engine", "visibility", "labelmaps", "patches", "preflight", "viewselect", "click_rays"),
     "blocks": ("lifting", "models", "refine", "render_layer", "selfprompt", "language", "virtual_views", "query",
-               "interactive", "synth",
-               "viz"),
+               "interactive", "synth", "viz"),
     "methods": ("methods",),
     "pipeline": ("pipeline",),
     "applications": ("cli", "server", "server_requests", "demo", "demo_click", "demo_blender", "bench", "report"),

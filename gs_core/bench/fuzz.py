@@ -77,6 +77,16 @@ def _compressed_ply(n: int, rng, sh_bands: int = 1) -> bytes:
     return ("\n".join(lines) + "\n").encode() + bounds.tobytes() + words.tobytes() + sh.tobytes()
 
 
+def _ascii_ply(table) -> bytes:
+    """An ASCII PLY of ``table`` (float32 columns as 9 significant digits: exact on reading back)."""
+    names = list(table.columns)
+    lines = ["ply", "format ascii 1.0", f"element vertex {len(table)}", *(f"property float {n}" for n in names),
+             "end_header"]
+    rows = np.stack([table.columns[n] for n in names], axis=1)
+    lines += [" ".join(f"{v:.9g}" for v in row) for row in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def make_seeds(rng) -> dict[str, bytes]:
     """Small valid files of every readable type, written by gs_core (PLY, SPZ, .splat) or built here."""
     from ..io import spz, splat
@@ -88,14 +98,7 @@ def make_seeds(rng) -> dict[str, bytes]:
         path = Path(tmp) / "seed.ply"
         scene.save(path)
         seeds["ply"] = path.read_bytes()
-        import plyfile
-
-        table = _scene(6, 0, rng).to_table()
-        binary_path, ascii_path = Path(tmp) / "binary.ply", Path(tmp) / "ascii.ply"
-        write_ply_table(binary_path, table)
-        vertex = np.array(plyfile.PlyData.read(str(binary_path))["vertex"].data)
-        plyfile.PlyData([plyfile.PlyElement.describe(vertex, "vertex")], text=True).write(str(ascii_path))
-        seeds["ply_ascii"] = ascii_path.read_bytes()
+        seeds["ply_ascii"] = _ascii_ply(_scene(6, 0, rng).to_table())
     for version in (2, 3, 4):
         seeds[f"spz_v{version}"] = spz.encode_spz(_scene(20, 1 if version != 3 else 2, rng), version)
     seeds["splat"] = splat.encode_splat(_scene(12, 0, rng)).tobytes()

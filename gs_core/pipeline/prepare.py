@@ -209,7 +209,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
                           cache=DiskViewCache(work, cache_key, read=not options.force))
     result = preparer.run(inputs, say)
     say("writing", 0, 1)
-    write_prepared(work, result, cameras)
+    write_prepared(work, result, cameras, views=ds.cameras)
     if options.clip is not None:
         from ..language import prepare_language
 
@@ -224,15 +224,16 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     return manifest
 
 
-def write_prepared(work: WorkDir, result: PreparedResult, cameras) -> None:
-    """The arrays every later command reads (:mod:`.workdir`), each written atomically."""
+def write_prepared(work: WorkDir, result: PreparedResult, cameras, views=None) -> None:
+    """The arrays every later command reads (:mod:`.workdir`), each written atomically; ``views``: every
+    posed image of the dataset (clicks from views that were not trained on)."""
     result.scene.save(work.scene_path)
     work.save_npy("labels.npy", result.labels.astype(np.int32))
     work.save_npy("confidence.npy", result.confidence.astype(np.float32))
     work.save_npz("levels.npz", levels=np.asarray(result.levels, np.float64),
                   labels=np.asarray(result.level_labels).astype(np.int32))
     work.save_npz("view_maps.npz", **{f"view_{k:05d}": m.astype(np.int32) for k, m in enumerate(result.view_maps)})
-    work.save_cameras(cameras)
+    work.save_cameras(cameras, views)
 
 
 # ---- command line ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
 --view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
-pointed at. A reference mask selects the instances with most of their weight inside it
+pointed at. ``--view`` is any posed image of the dataset (trained on or not); ``--camera JSON`` gives
+intrinsics and pose instead (:mod:`.view_camera`). A reference mask selects the instances with most of their
+weight inside it
 (:func:`gs_core.query.from_mask_weights`); with ``--fit``, the set of instances and the granularity
 that fit it best (:func:`gs_core.query.fit_mask_levels`)."""
 
@@ -15,7 +17,12 @@ from .. import query
 from ..errors import UserError
 from . import foundation_query
 from .segment import load_levels
+from .view_camera import add_camera_argument, view_camera
 from .workdir import WorkDir, save_npy
+
+# a shell click computes in numpy while at most this many splats may reach its pixels; beyond, starting
+# torch and the native projection costs less than projecting them all in numpy (gs-core bench query --shell)
+NUMPY_CLICK_LIMIT = 400_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
     parser.add_argument("--gaussians", type=Path, help=".npy of Gaussian indices (or a bool mask [N]) the user picked")
-    parser.add_argument("--view", help="image name of the clicked view (with or without extension)")
+    parser.add_argument("--view", help="image name of the clicked view (with or without extension): any image of "
+                        "the dataset with a camera, trained on or not")
+    add_camera_argument(parser)
     parser.add_argument("--pixel", type=pixel_coordinate, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a positive click (repeatable)")
     parser.add_argument("--negative", type=pixel_coordinate, nargs=2, action="append", metavar=("X", "Y"), default=[],
@@ -34,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "unless --level is given, that fit the mask best (for parts or groups of objects)")
     parser.add_argument("--level", type=float, default=None,
                         help="granularity: 0 parts, 0.5 objects (default), 1 groups")
-    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
+                        help="engine backend; auto: a click on a 3DGS scene is computed in numpy "
+                        "(gs_core.click_rays, no torch start), masks and 2DGS on the native kernels")
     parser.add_argument("--out", type=Path, required=True, help="bool array [N] (.npy)")
     foundation_query.add_arguments(parser)
 
@@ -51,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
         return foundation_query.run(args, work)
     levels = load_levels(work)
     labels = levels.at(0.5 if args.level is None else args.level)
-    if (args.gaussians is None) == (args.view is None):
-        raise UserError("give either --gaussians ids.npy or --view NAME with --pixel X Y (or --mask PNG)")
+    pointed = args.view is not None or args.camera is not None
+    if (args.gaussians is None) == (not pointed):
+        raise UserError("give either --gaussians ids.npy or --view NAME (or --camera JSON) with --pixel X Y "
+                        "(or --mask PNG)")
     if args.gaussians is not None:
         from ..io.safe_load import load_npy
 
@@ -68,28 +81,47 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--gaussians {args.gaussians}: {exc}") from None
     else:
         if not args.pixel and args.mask is None:
-            raise UserError("--view needs at least one --pixel X Y, or a --mask PNG")
+            raise UserError(f"{_where(args)} needs at least one --pixel X Y, or a --mask PNG")
         if args.pixel and args.mask is not None:
             raise UserError("give --pixel clicks or a --mask, not both")
-        from ..engine import project
         from ..scene import GaussianScene
 
-        cam = work.camera(args.view)
-        proj = project(GaussianScene.load(work.scene_path).to_gaussians(), cam)
-        if args.mask is not None:
-            sel = _mask_query(args, proj, levels)
-            save_npy(args.out, sel.selected)
-            print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
-            return 0
+        cam = view_camera(args, work)
+        scene = GaussianScene.load(work.scene_path)
         try:
-            clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
-                      for p in (args.pixel, args.negative)]
+            clicks = None
+            if args.mask is None and args.backend == "auto" and scene.kind == "3dgs":
+                # a few pixels' weights in numpy: no torch to start (gs_core.click_rays), unless so many
+                # splats reach the pixels that the native projection would be faster
+                from .. import click_rays
+
+                clicks = [click_rays.pixel_weights(scene, cam, np.array(p).reshape(-1, 2), limit=NUMPY_CLICK_LIMIT)
+                          for p in (args.pixel, args.negative)]
+                clicks = None if any(c is None for c in clicks) else clicks
+            if clicks is None:
+                from ..engine import project
+
+                proj = project(scene.to_gaussians(), cam)
+                if args.mask is not None:
+                    sel = _mask_query(args, proj, levels)
+                    save_npy(args.out, sel.selected)
+                    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) "
+                          f"-> {args.out}")
+                    return 0
+                clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
+                          for p in (args.pixel, args.negative)]
         except UserError as exc:
-            raise UserError(f"--view {args.view} --pixel/--negative: {exc}") from None
+            if args.mask is not None:
+                raise
+            raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
         sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0
+
+
+def _where(args: argparse.Namespace) -> str:
+    return f"--view {args.view}" if args.view is not None else "--camera"
 
 
 def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
@@ -100,7 +132,7 @@ def _mask_query(args: argparse.Namespace, proj, levels) -> "query.Selection":
     except MaskError as exc:
         raise UserError(f"--mask {exc}") from None
     if mask.shape != (proj.height, proj.width):
-        raise UserError(f"--mask {args.mask}: {mask.shape[1]}x{mask.shape[0]}, the view {args.view} is "
+        raise UserError(f"--mask {args.mask}: {mask.shape[1]}x{mask.shape[0]}, the view {args.view or '(--camera)'} is "
                         f"{proj.width}x{proj.height}")
     if not mask.any():
         raise UserError(f"--mask {args.mask}: the mask is empty")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .view_camera import add_camera_argument, view_camera
 from .workdir import WorkDir
 
 
@@ -27,7 +28,8 @@ def load_selection(path: Path, n: int) -> np.ndarray:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
-    parser.add_argument("--view", required=True, help="image name (with or without extension)")
+    parser.add_argument("--view", help="image name (with or without extension): any image of the dataset with a camera")
+    add_camera_argument(parser)
     parser.add_argument("--selection", type=Path, help="bool array [N] from gs-core query: render its mask")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     check_not_inputs([("--out", args.out)], [("--selection", args.selection)], work)
-    cam = work.camera(args.view)
+    cam = view_camera(args, work)
     scene = GaussianScene.load(work.scene_path)
     proj = project(scene.to_gaussians(), cam)
     if args.selection is not None:

@@ -6,6 +6,7 @@ its inputs so a changed input invalidates it and an interrupted run resumes.
     WORK/
       manifest.json      inputs (dataset, scene, masks fingerprints), config, stage times, status
       cameras.json       the training cameras (so later commands need not read the dataset)
+      views.json         every posed image of the dataset (a click may come from any of them)
       scene.ply          the (possibly refined) scene every per-Gaussian array below indexes
       labels.npy         [N] int32 global instance id at the object level, -1 = none
       confidence.npy     [N] float32 share of the traced weight carrying that id
@@ -145,30 +146,63 @@ class WorkDir:
         return True
 
     # ---- cameras --------------------------------------------------------------------------------
-    def save_cameras(self, cameras: list[Camera]) -> None:
-        items = [{"name": c.name, "fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": c.width,
-                  "height": c.height, "world_to_camera": np.asarray(c.world_to_camera).tolist()} for c in cameras]
-        write_text(self.root / "cameras.json", json.dumps(items))
+    def save_cameras(self, cameras: list[Camera], views: list[Camera] | None = None) -> None:
+        """The training cameras (``cameras.json``, indexing ``view_maps.npz``) and every posed image
+        of the dataset (``views.json``: a click may come from any of them, not only training views)."""
+        write_text(self.root / "cameras.json", json.dumps([c.to_dict() for c in cameras]))
+        if views is not None:
+            write_text(self.root / "views.json", json.dumps([c.to_dict() for c in views]))
 
     def cameras(self) -> list[Camera]:
+        """The training cameras, in the order of ``view_maps.npz``."""
+        return self._read_cameras(self.root / "cameras.json")
+
+    def views(self) -> list[Camera]:
+        """Every camera a view name may refer to: the training cameras, then the dataset's other posed
+        images (``views.json``; for a work folder prepared before it existed, the dataset's cameras
+        read again from the manifest's dataset folder, when it is still there)."""
+        cameras = self.cameras()
+        path = self.root / "views.json"
+        if path.is_file():
+            others = self._read_cameras(path)
+        else:
+            others = self._dataset_cameras()
+        names = {c.name for c in cameras}
+        return cameras + [c for c in others if c.name not in names]
+
+    def _dataset_cameras(self) -> list[Camera]:
+        from ..dataset import Dataset
+
+        try:
+            root = self.manifest().get("dataset")
+        except UserError:
+            return []
+        if not root or not Path(root).is_dir():
+            return []
+        try:
+            return Dataset.load(root).cameras
+        except UserError:
+            return []
+
+    @staticmethod
+    def _read_cameras(path: Path) -> list[Camera]:
         from ..io.safe_load import load_json
 
-        path = self.root / "cameras.json"
         items = load_json(path, list, AGAIN)
         try:
-            return [Camera(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]), int(d["width"]),
-                           int(d["height"]), np.asarray(d["world_to_camera"], np.float64), str(d["name"]))
-                    for d in items]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{path}: not a camera list ({type(exc).__name__}: {exc}); {AGAIN}") from None
+            return [Camera.from_dict(d) for d in items]
+        except (KeyError, TypeError, ValueError, IndexError, UserError) as exc:
+            raise UserError(f"{path}: not a camera list ({exc}); {AGAIN}") from None
 
     def camera(self, name: str) -> Camera:
-        """The camera of image ``name`` (with or without its extension, or its folder)."""
-        cameras = self.cameras()
+        """The camera of image ``name`` (with or without its extension, or its folder): a training
+        view or any other posed image of the dataset."""
+        cameras = self.views()
         stem = Path(name).stem
-        for cam in cameras:
-            if name in (cam.name, Path(cam.name).name) or stem == Path(cam.name).stem:
-                return cam
+        for match in (lambda c: name in (c.name, Path(c.name).name), lambda c: stem == Path(c.name).stem):
+            for cam in cameras:
+                if match(cam):
+                    return cam
         some = ", ".join(c.name for c in cameras[:5]) + (" ..." if len(cameras) > 5 else "")
         raise UserError(f"--view {name}: no such view in {self.root} (views: {some})")
 

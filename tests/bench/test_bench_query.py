@@ -35,3 +35,14 @@ def test_command_errors(work, tmp_path, capsys):
     assert "--clicks" in capsys.readouterr().err
     assert main(["bench", "query", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_shell_clicks_are_timed_against_the_engine_path(work, capsys):
+    from gs_core.bench.query import time_shell_clicks
+
+    lines = []
+    r = time_shell_clicks(work, runs=1, say=lines.append)
+    assert r["same_selection"] and len(lines) == 2
+    assert r["default_wall_s"] > 0 and r["engine (--backend cpu)_wall_s"] > 0
+    assert main(["bench", "query", str(work), "--clicks", "1", "--shell", "-1"]) == 2
+    assert "--shell" in capsys.readouterr().err

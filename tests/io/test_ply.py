@@ -161,11 +161,11 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
     assert os.listdir(tmp_path) == ["scene.ply"]
 
-    def fail(self, stream):
+    def fail(stream, body):
         stream.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(ply_module.plyfile.PlyData, "write", fail)
+    monkeypatch.setattr(ply_module, "_write_body", fail)
     with pytest.raises(OSError, match="disk full"):
         random_scene(7).save(path)
     assert os.listdir(tmp_path) == ["scene.ply"]  # no temp file left behind
@@ -191,3 +191,83 @@ def test_sh_rest_layout_is_inria_channel_major(tmp_path):
     for c in range(3):
         for j in range(8):
             np.testing.assert_array_equal(raw[f"f_rest_{c * 8 + j}"], scene.sh_rest[:, j, c])
+
+
+# ---- gs_core's own PLY parser (no plyfile at run time: the licence decision in the README) --------------
+
+def test_written_bytes_are_what_plyfile_writes(tmp_path):
+    """Header and body byte for byte as plyfile's binary little-endian writer makes them."""
+    table = random_scene(17, "3dgs", 2).to_table()
+    table.comments = ["made by a test", "second line"]
+    ours, theirs = tmp_path / "ours.ply", tmp_path / "theirs.ply"
+    write_ply_table(ours, table)
+    plyfile.PlyData([plyfile.PlyElement.describe(table.to_structured(), "vertex")], byte_order="<",
+                    comments=list(table.comments)).write(str(theirs))
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert read_ply_table(ours).comments == table.comments
+
+
+def test_mixed_types_and_a_mesh_face_list_after_the_vertices(tmp_path):
+    """Every PLY scalar type, byte orders and ASCII (ints checked exactly), and a face element with list
+    properties after the vertices (a mesh PLY): the vertices are read, the faces never parsed."""
+    rng = np.random.default_rng(3)
+    dtypes = ["i1", "u1", "i2", "u2", "i4", "u4", "f4", "f8"]
+    reference = np.zeros(9, dtype=[(f"c_{d}", "<" + d) for d in dtypes])
+    for d in dtypes:
+        info = np.iinfo(d) if d[0] != "f" else None
+        reference[f"c_{d}"] = (rng.integers(info.min, info.max, 9, endpoint=True, dtype=np.int64) if info
+                               else rng.standard_normal(9))
+    faces = np.empty(3, dtype=[("vertex_indices", "O")])
+    faces["vertex_indices"] = [np.array([0, 1, 2], "i4")] * 3
+    for name, kwargs in (("le", {"byte_order": "<"}), ("be", {"byte_order": ">"}), ("text", {"text": True})):
+        path = tmp_path / f"{name}.ply"
+        plyfile.PlyData([plyfile.PlyElement.describe(reference, "vertex"),
+                         plyfile.PlyElement.describe(faces, "face")], **kwargs).write(str(path))
+        assert_bit_exact(read_ply_table(path), reference)
+
+
+def test_header_mistakes_name_the_file_and_line(tmp_path):
+    body = np.zeros(2, dtype="<f4").tobytes() * 3
+    cases = {
+        "no_format": (b"ply\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n",
+                      "no format line"),
+        "bad_type": (b"ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty quad x\nend_header\n",
+                     "line 4"),
+        "twice": (b"ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty float x\nproperty float x\n"
+                  b"end_header\n", "'x' twice"),
+        "list_first": (b"ply\nformat binary_little_endian 1.0\nelement face 1\nproperty list uchar int idx\n"
+                       b"element vertex 2\nproperty float x\nend_header\n", "'face' has list properties"),
+        "no_end": (b"ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty float x\n", "no end_header"),
+        "big_ascii_int": (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty uchar x\nend_header\n1\n256\n",
+                          "out of the range of uint8"),
+    }
+    for name, (header, needle) in cases.items():
+        path = tmp_path / f"{name}.ply"
+        path.write_bytes(header + (body if b"binary" in header else b""))
+        with pytest.raises(PlyError) as info:
+            read_ply_table(path)
+        message = str(info.value)
+        assert f"{name}.ply" in message and needle in message and "\n" not in message, (name, message)
+
+
+def test_scene_io_runs_without_plyfile(tmp_path):
+    """gs_core's PLY I/O never imports plyfile (GPL-3.0)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.modules["plyfile"] = None
+from gs_core.scene import GaussianScene
+import numpy as np
+s = GaussianScene.load({str(tmp_path / 'a.ply')!r})
+s.save({str(tmp_path / 'b.ply')!r})
+print(len(s))
+"""
+    random_scene(11).save(tmp_path / "a.ply")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(__import__("pathlib").Path(__file__).resolve().parents[2])]
+                                + os.environ.get("PYTHONPATH", "").split(os.pathsep))})
+    assert result.stdout.strip() == "11", result.stderr
+    assert (tmp_path / "a.ply").read_bytes() == (tmp_path / "b.ply").read_bytes()
