@@ -91,14 +91,41 @@ int thread_id() {
 // vectors a block), so culling, block bookkeeping, and every per-lane sum and its order are the
 // same in every build. Builds round alike, except that madd is one fused instruction only where the
 // target has FMA (AVX2, AVX-512, AArch64; `FUSED`, exported as the module's `fused_madd`).
-namespace vec {
-#if defined(__AVX512F__)
-constexpr int W = 16;
+// (GS_CORE_VECTOR_WIDTH=4 or 8 forces a narrower width than the target's, to check that results do
+// not depend on it.)
+#if defined(GS_CORE_VECTOR_WIDTH)
+#define GS_VW GS_CORE_VECTOR_WIDTH
+#elif defined(__AVX512F__)
+#define GS_VW 16
 #elif defined(__AVX__)
-constexpr int W = 8;
+#define GS_VW 8
 #else
-constexpr int W = 4;
+#define GS_VW 4
 #endif
+// which intrinsics implement the width: x86 with 512-, 256- or 128-bit vectors, AArch64's NEON, or none
+#if GS_VW == 16 && defined(__AVX512F__)
+#define GS_X86_512 1
+#elif GS_VW == 8 && defined(__AVX__)
+#define GS_X86_256 1
+#elif GS_VW == 4 && defined(__SSE2__)
+#define GS_X86_128 1
+#elif GS_VW == 4 && defined(__ARM_NEON) && defined(__aarch64__)
+#define GS_NEON_128 1
+#endif
+#ifndef GS_X86_512
+#define GS_X86_512 0
+#endif
+#ifndef GS_X86_256
+#define GS_X86_256 0
+#endif
+#ifndef GS_X86_128
+#define GS_X86_128 0
+#endif
+#ifndef GS_NEON_128
+#define GS_NEON_128 0
+#endif
+namespace vec {
+constexpr int W = GS_VW;
 #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
 constexpr bool FUSED = true;
 #else
@@ -128,7 +155,7 @@ inline vf bits_as_float(vi v) { return reinterpret_cast<vf>(v); }
 inline vi float_bits(vf v) { return reinterpret_cast<vi>(v); }
 // a where m, else b (bitwise: one vpternlogd on AVX-512, a blend elsewhere)
 inline vf select(vi m, vf a, vf b) {
-#if defined(__AVX__) && !defined(__AVX512F__)
+#if GS_X86_256
   return reinterpret_cast<vf>(_mm256_blendv_ps(reinterpret_cast<__m256>(b), reinterpret_cast<__m256>(a),
                                                reinterpret_cast<__m256>(m)));
 #else
@@ -139,22 +166,22 @@ inline vi select(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
 // a > b ? a : b and a < b ? a : b per lane (b where either is NaN): x86's max/min instructions are
 // exactly these; elsewhere a compare and a select.
 inline vf max_or(vf a, vf b) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<vf>(_mm512_max_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
-#elif defined(__AVX__)
+#if GS_X86_512  // (the maskz form: GCC 12 warns about the plain one's undefined passthrough)
+  return reinterpret_cast<vf>(_mm512_maskz_max_ps(0xFFFF, reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif GS_X86_256
   return reinterpret_cast<vf>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
-#elif defined(__SSE2__)
+#elif GS_X86_128
   return reinterpret_cast<vf>(_mm_max_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
 #else
   return select(a > b, a, b);
 #endif
 }
 inline vf min_or(vf a, vf b) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<vf>(_mm512_min_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
-#elif defined(__AVX__)
+#if GS_X86_512
+  return reinterpret_cast<vf>(_mm512_maskz_min_ps(0xFFFF, reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif GS_X86_256
   return reinterpret_cast<vf>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
-#elif defined(__SSE2__)
+#elif GS_X86_128
   return reinterpret_cast<vf>(_mm_min_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
 #else
   return select(a < b, a, b);
@@ -165,13 +192,16 @@ inline vf where(vi m, vf a) { return bits_as_float(float_bits(a) & m); }  // a w
 // a * b + c per lane: one rounding where the target has FMA, two elsewhere (the build is
 // -ffp-contract=off, so the compiler fuses nothing by itself and every build rounds as written).
 inline vf madd(vf a, vf b, vf c) {
-#if defined(__AVX512F__)
+#if GS_X86_512
   return reinterpret_cast<vf>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
                                               reinterpret_cast<__m512>(c)));
-#elif defined(__FMA__) && defined(__AVX__)
+#elif GS_X86_256 && defined(__FMA__)
   return reinterpret_cast<vf>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
                                               reinterpret_cast<__m256>(c)));
-#elif defined(__ARM_FEATURE_FMA) && defined(__ARM_NEON) && defined(__aarch64__)
+#elif GS_X86_128 && defined(__FMA__)
+  return reinterpret_cast<vf>(_mm_fmadd_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b),
+                                           reinterpret_cast<__m128>(c)));
+#elif GS_NEON_128 && defined(__ARM_FEATURE_FMA)
   return reinterpret_cast<vf>(vfmaq_f32(reinterpret_cast<float32x4_t>(c), reinterpret_cast<float32x4_t>(a),
                                         reinterpret_cast<float32x4_t>(b)));
 #else
@@ -182,13 +212,13 @@ inline vf madd(vf a, vf b, vf c) {
 
 // Bit j set where lane j of the mask m is set.
 inline uint32_t mask_bits(vi m) {
-#if defined(__AVX512F__)
+#if GS_X86_512
   return _mm512_cmplt_epi32_mask(reinterpret_cast<__m512i>(m), _mm512_setzero_si512());
-#elif defined(__AVX__)
+#elif GS_X86_256
   return static_cast<uint32_t>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
-#elif defined(__SSE2__)
+#elif GS_X86_128
   return static_cast<uint32_t>(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
-#elif defined(__ARM_NEON) && defined(__aarch64__)
+#elif GS_NEON_128
   const uint32x4_t weight = {1, 2, 4, 8};
   return vaddvq_u32(vandq_u32(reinterpret_cast<uint32x4_t>(m), weight));
 #else
@@ -388,9 +418,24 @@ inline void for_each_block(uint32_t blocks, F&& f) {
   for (; blocks; blocks &= blocks - 1) f(__builtin_ctz(blocks) * LANES);
 }
 
+// The vectors of the blocks in `blocks` (bit k of a block mask -> bits k PER_BLOCK .. of a vector mask).
+inline uint64_t block_vectors(uint32_t blocks) {
+  uint64_t vecs = 0;
+  for (; blocks; blocks &= blocks - 1)
+    vecs |= ((uint64_t{1} << vec::PER_BLOCK) - 1) << (__builtin_ctz(blocks) * vec::PER_BLOCK);
+  return vecs;
+}
+
+// Calls f(first pixel of the vector) for each vector whose bit is set in `vecs`, in order.
+template <typename F>
+inline void for_each_vector(uint64_t vecs, F&& f) {
+  for (; vecs; vecs &= vecs - 1) f(__builtin_ctzll(vecs) * W);
+}
+
 // What blending one Gaussian into a chunk produced.
 struct Blend {
   uint32_t blocks;  // blocks with a pixel of w > 0 (w is valid there; elsewhere stale)
+  uint64_t vecs;    // vectors (of W pixels) with a pixel of w > 0
   int nonzero;    // pixels with w > 0
   float wsum;     // sum w^power (trace only)
   float asum;     // sum alpha (trace only)
@@ -426,7 +471,7 @@ inline vf splat_sigma(vf x, vf y, float mx, float my, float a, float b, float cc
 // fused in one vectorised pass. SUMS also accumulates sum w^POWER and sum alpha.
 template <bool TWO_D, bool SUMS, int POWER>
 inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
-  Blend out{0, 0, 0.0f, 0.0f};
+  Blend out{0, 0, 0, 0.0f, 0.0f};
   const auto& rec = record<TWO_D>(v, g);
   int r0 = 0, r1 = TILE;
   if (!TWO_D) {  // skip Gaussians that cannot reach the tile's columns; evaluate only rows in reach
@@ -468,7 +513,9 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
         lane_a[h] += al;
       }
       // w > 0 exactly where the pixel blends (T > T_MIN)
-      blended |= vec::mask_bits(wp > splat(0.0f)) << (h * W);
+      const uint32_t here = vec::mask_bits(wp > splat(0.0f));
+      blended |= here << (h * W);
+      out.vecs |= static_cast<uint64_t>(here != 0) << (p / W);
       alive |= vec::mask_bits(lnew > splat(0.0f)) << (h * W);
     }
     // Branch-free bookkeeping: mispredicted branches here stall the overlap of consecutive blocks.
@@ -551,27 +598,22 @@ inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t*
 }
 
 // sum_p w[p]^power * plane[p] over the pixels of `blocks`.
+// (Over the vectors of `vecs`: the others have w = 0 and would add exact zeros.)
 template <int POWER>
-inline float weighted_dot(const Chunk& c, const float* plane, uint32_t blocks) {
+inline float weighted_dot(const Chunk& c, const float* plane, uint64_t vecs) {
   vf lane[vec::PER_BLOCK] = {};
-  for_each_block(blocks, [&](const int blk) {
-    for (int h = 0; h < vec::PER_BLOCK; ++h) {
-      const vf w = vec::load(c.w + blk + h * W);
-      lane[h] = vec::madd(POWER == 2 ? w * w : w, vec::load(plane + blk + h * W), lane[h]);
-    }
+  for_each_vector(vecs, [&](const int p) {
+    vf& l = lane[(p / W) % vec::PER_BLOCK];
+    const vf w = vec::load(c.w + p);
+    l = vec::madd(POWER == 2 ? w * w : w, vec::load(plane + p), l);
   });
   return vec::lane_sum(lane);
 }
 
-// plane[p] += w[p] * value over the pixels of `blocks`.
-inline void accumulate_plane(float* plane, const Chunk& c, float value, uint32_t blocks) {
+// plane[p] += w[p] * value over the pixels of the vectors of `vecs`.
+inline void accumulate_plane(float* plane, const Chunk& c, float value, uint64_t vecs) {
   const vf v = splat(value);
-  for_each_block(blocks, [&](const int blk) {
-    for (int h = 0; h < vec::PER_BLOCK; ++h) {
-      float* pl = plane + blk + h * W;
-      vec::store(pl, vec::madd(vec::load(c.w + blk + h * W), v, vec::load(pl)));
-    }
-  });
+  for_each_vector(vecs, [&](const int p) { vec::store(plane + p, vec::madd(vec::load(c.w + p), v, vec::load(plane + p))); });
 }
 
 // Vector registers of the target, and how many accumulators the sparse products keep in them
@@ -775,15 +817,14 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
           if (keep_state) {
             int32_t* __restrict last = last_of[thread_id()].data();
             const int32_t ii = static_cast<int32_t>(i);
-            for_each_block(bl.blocks, [&](const int blk) {
-              for (int p = blk; p < blk + LANES; p += W)
-                vec::store(last + p, vec::select(vec::load(c.w + p) > splat(0.0f), splat(ii), vec::load(last + p)));
+            for_each_vector(bl.vecs, [&](const int p) {
+              vec::store(last + p, vec::select(vec::load(c.w + p) > splat(0.0f), splat(ii), vec::load(last + p)));
             });
           }
-          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.blocks);
+          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.vecs);
           if (dense) {
             const float* fg = f + static_cast<int64_t>(g) * D;
-            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.blocks);
+            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.vecs);
             return;
           }
           if (local) {
@@ -922,7 +963,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
             h_isect[i] += bl.nonzero;
             if (dense) {
               for (int64_t d = 0; d < D; ++d) {
-                const float s = weighted_dot<POWER>(c, c.plane[d], bl.blocks);
+                const float s = weighted_dot<POWER>(c, c.plane[d], bl.vecs);
                 bi[d] = first ? s : bi[d] + s;
               }
               return;
@@ -1214,7 +1255,7 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
               float* rf = r + 3 + NS;
               if (dense) {
                 for (int64_t d = 0; d < D; ++d) {
-                  const float s = weighted_dot<1>(c, c.plane[d], hit);
+                  const float s = weighted_dot<1>(c, c.plane[d], block_vectors(hit));
                   rf[d] = first ? s : rf[d] + s;
                 }
               } else if (first) {
@@ -1355,7 +1396,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           a_isect[i] += bl.asum;
           h_isect[i] += bl.nonzero;
           if (loc.L <= DENSE_MAX) {
-            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.blocks);
+            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.vecs);
           } else {
             std::fill(loc.acc, loc.acc + loc.L, 0.0f);
             float* wk = c.plane[0];  // free on this path (more than DENSE_MAX labels)
