@@ -70,7 +70,8 @@ def native_build() -> dict:
                                extra_compile_args=isa.compile_flags(flags), extra_link_args=isa.link_flags(),
                                depends=[SOURCE], optional=True)
                   for variant, flags in isa.VARIANTS.items()]
-    info = {"source_sha1": hashlib.sha1((ROOT / SOURCE).read_bytes()).hexdigest(), "torch": torch.__version__}
+    info = {"source_sha1": hashlib.sha1((ROOT / SOURCE).read_bytes()).hexdigest(), "torch": torch.__version__,
+            "openmp": bool(isa.openmp_flags())}
 
     class BuildNative(BuildExtension):
         """Variants compile side by side (up to 3 at once, about 1.5 GB of memory each); one that
