@@ -5,11 +5,12 @@
 //   before the Gaussian that would take its transmittance to <= 1e-4; w = alpha * T.
 //
 // Layout: OpenMP over 16x16 tiles (dynamic schedule). Inside a tile the loop is Gaussian-outer and
-// pixel-inner, vectorised across pixels (`#pragma omp simd`, a polynomial exp instead of libm's),
-// with alpha, transmittance and the per-Gaussian sums fused in one pass.
+// pixel-inner, vectorised across pixels (the `vec` code below: one source for every vector width,
+// a polynomial exp instead of libm's), with alpha, transmittance and the per-Gaussian sums fused in
+// one pass. Without OpenMP (Apple Clang) everything runs on one thread.
 //
 // Culling, exact (the result is the same as evaluating every pixel): a tile's pixels are sorted by
-// row and cut into blocks of 16 (one vector each). Each 3DGS Gaussian carries the pixel rows and
+// row and cut into blocks of 16 (one AVX-512 vector, two AVX2 / four SSE2 or NEON ones). Each 3DGS Gaussian carries the pixel rows and
 // columns where its alpha can reach 1/255 (the ellipse sigma <= log(255 o), widened by a bound on
 // float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
 // blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
@@ -23,7 +24,8 @@
 // no gather or scatter copy of [P, D] images.
 //
 // Channels: up to 8, accumulated channel-major across the chunk's pixels (vectorised). More: the
-// pixels a Gaussian blends into are compacted (AVX-512 compress where available), then renders of
+// pixels a Gaussian blends into are compacted (AVX-512 compress, an AVX2 permute table, else a
+// branch-free scalar loop), then renders of
 // up to 32 channels accumulate in an L1-sized chunk buffer, wider renders and all traces sum each
 // output row in registers, block by block of channels, and write it once (a sparse matrix
 // product; see `weighted_rows`).
