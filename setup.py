@@ -67,10 +67,11 @@ def native_build() -> dict:
     isa = _isa()
     sources = _wrappers(isa.VARIANTS)
     extensions = [CppExtension(f"gs_core.engine.{isa.module_name(variant)}", [sources[variant]],
-                               extra_compile_args=isa.COMMON_FLAGS + flags, extra_link_args=isa.LINK_FLAGS,
+                               extra_compile_args=isa.compile_flags(flags), extra_link_args=isa.link_flags(),
                                depends=[SOURCE], optional=True)
                   for variant, flags in isa.VARIANTS.items()]
-    info = {"source_sha1": hashlib.sha1((ROOT / SOURCE).read_bytes()).hexdigest(), "torch": torch.__version__}
+    info = {"source_sha1": hashlib.sha1((ROOT / SOURCE).read_bytes()).hexdigest(), "torch": torch.__version__,
+            "openmp": bool(isa.openmp_flags())}
 
     class BuildNative(BuildExtension):
         """Variants compile side by side (up to 3 at once, about 1.5 GB of memory each); one that
@@ -85,6 +86,9 @@ def native_build() -> dict:
             start = time.perf_counter()
             _say(f"compiling the native CPU kernels: {', '.join(isa.VARIANTS)} "
                  f"({self.parallel} at a time, about a minute each)")
+            if not isa.openmp_flags():
+                _say(f"{isa.compiler()} has no OpenMP (or {isa.NO_OPENMP_ENV} is set): the kernels are built "
+                     "serial and run on one thread")
             super().run()
             # the variants built from this source (a failed one may have left an older module in place)
             source_time = (ROOT / SOURCE).stat().st_mtime

@@ -5,11 +5,12 @@
 //   before the Gaussian that would take its transmittance to <= 1e-4; w = alpha * T.
 //
 // Layout: OpenMP over 16x16 tiles (dynamic schedule). Inside a tile the loop is Gaussian-outer and
-// pixel-inner, vectorised across pixels (`#pragma omp simd`, a polynomial exp instead of libm's),
-// with alpha, transmittance and the per-Gaussian sums fused in one pass.
+// pixel-inner, vectorised across pixels (the `vec` code below: one source for every vector width,
+// a polynomial exp instead of libm's), with alpha, transmittance and the per-Gaussian sums fused in
+// one pass. Without OpenMP (Apple Clang) everything runs on one thread.
 //
 // Culling, exact (the result is the same as evaluating every pixel): a tile's pixels are sorted by
-// row and cut into blocks of 16 (one vector each). Each 3DGS Gaussian carries the pixel rows and
+// row and cut into blocks of 16 (one AVX-512 vector, two AVX2 / four SSE2 or NEON ones). Each 3DGS Gaussian carries the pixel rows and
 // columns where its alpha can reach 1/255 (the ellipse sigma <= log(255 o), widened by a bound on
 // float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
 // blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
@@ -23,7 +24,8 @@
 // no gather or scatter copy of [P, D] images.
 //
 // Channels: up to 8, accumulated channel-major across the chunk's pixels (vectorised). More: the
-// pixels a Gaussian blends into are compacted (AVX-512 compress where available), then renders of
+// pixels a Gaussian blends into are compacted (AVX-512 compress, an AVX2 permute table, else a
+// branch-free scalar loop), then renders of
 // up to 32 channels accumulate in an L1-sized chunk buffer, wider renders and all traces sum each
 // output row in registers, block by block of channels, and write it once (a sparse matrix
 // product; see `weighted_rows`).
@@ -47,8 +49,11 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__SSE2__) || defined(__AVX__) || defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -62,7 +67,7 @@ constexpr float ALPHA_MAX = 0.999f;
 constexpr float ALPHA_MIN = 1.0f / 255.0f;
 constexpr float T_MIN = 1e-4f;
 constexpr int DENSE_MAX = 8;  // up to this many channels/labels: accumulate vectorised across pixels
-constexpr int LANES = 16;     // pixels per vector block (one AVX-512 register, two AVX2 ones)
+constexpr int LANES = 16;     // pixels per block: one AVX-512 vector, two AVX2 ones, four SSE2 / NEON ones
 
 int num_threads() {
 #ifdef _OPENMP
@@ -80,34 +85,190 @@ int thread_id() {
 #endif
 }
 
-// a * b + c: one fused instruction where the CPU has FMA (the build is -ffp-contract=off, so the
-// compiler fuses nothing by itself), else a multiply and an add.
-inline float madd(float a, float b, float c) {
-#if defined(__FMA__)
-  return __builtin_fmaf(a, b, c);
+// ---- the vector code: written once, for a width fixed at compile time ------------------------------
+//
+// `vf` is W floats and `vi` W int32 lanes (GCC/Clang vector extensions), with W chosen by the target:
+// 16 (AVX-512), 8 (AVX2), 4 (SSE2, NEON, or anything else: the compiler lowers generic vectors to
+// what the target has). Kernels handle pixels in blocks of LANES = 16 whatever W is (LANES / W
+// vectors a block), so culling, block bookkeeping, and every per-lane sum and its order are the
+// same in every build. Builds round alike, except that madd is one fused instruction only where the
+// target has FMA (AVX2, AVX-512, AArch64; `FUSED`, exported as the module's `fused_madd`).
+// (GS_CORE_VECTOR_WIDTH=4 or 8 forces a narrower width than the target's, to check that results do
+// not depend on it.)
+#if defined(GS_CORE_VECTOR_WIDTH)
+#define GS_VW GS_CORE_VECTOR_WIDTH
+#elif defined(__AVX512F__)
+#define GS_VW 16
+#elif defined(__AVX__)
+#define GS_VW 8
 #else
+#define GS_VW 4
+#endif
+// which intrinsics implement the width: x86 with 512-, 256- or 128-bit vectors, AArch64's NEON, or none
+#if GS_VW == 16 && defined(__AVX512F__)
+#define GS_X86_512 1
+#elif GS_VW == 8 && defined(__AVX__)
+#define GS_X86_256 1
+#elif GS_VW == 4 && defined(__SSE2__)
+#define GS_X86_128 1
+#elif GS_VW == 4 && defined(__ARM_NEON) && defined(__aarch64__)
+#define GS_NEON_128 1
+#endif
+#ifndef GS_X86_512
+#define GS_X86_512 0
+#endif
+#ifndef GS_X86_256
+#define GS_X86_256 0
+#endif
+#ifndef GS_X86_128
+#define GS_X86_128 0
+#endif
+#ifndef GS_NEON_128
+#define GS_NEON_128 0
+#endif
+namespace vec {
+constexpr int W = GS_VW;
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+constexpr bool FUSED = true;
+#else
+constexpr bool FUSED = false;
+#endif
+static_assert(LANES % W == 0, "a block is whole vectors");
+constexpr int PER_BLOCK = LANES / W;
+
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int32_t vi __attribute__((vector_size(4 * W)));  // comparisons give -1 (true) / 0 lanes
+
+inline vf load(const float* p) {  // (memcpy: no alignment assumed, one plain load)
+  vf v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline vi load(const int32_t* p) {
+  vi v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+inline void store(int32_t* p, vi v) { __builtin_memcpy(p, &v, sizeof v); }
+inline vf splat(float x) { return vf{} + x; }
+inline vi splat(int32_t x) { return vi{} + x; }
+inline vf bits_as_float(vi v) { return reinterpret_cast<vf>(v); }
+inline vi float_bits(vf v) { return reinterpret_cast<vi>(v); }
+// a where m, else b (bitwise: one vpternlogd on AVX-512, a blend elsewhere)
+inline vf select(vi m, vf a, vf b) {
+#if GS_X86_256
+  return reinterpret_cast<vf>(_mm256_blendv_ps(reinterpret_cast<__m256>(b), reinterpret_cast<__m256>(a),
+                                               reinterpret_cast<__m256>(m)));
+#else
+  return bits_as_float((float_bits(a) & m) | (float_bits(b) & ~m));
+#endif
+}
+inline vi select(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
+// a > b ? a : b and a < b ? a : b per lane (b where either is NaN): x86's max/min instructions are
+// exactly these; elsewhere a compare and a select.
+inline vf max_or(vf a, vf b) {
+#if GS_X86_512  // (the maskz form: GCC 12 warns about the plain one's undefined passthrough)
+  return reinterpret_cast<vf>(_mm512_maskz_max_ps(0xFFFF, reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif GS_X86_256
+  return reinterpret_cast<vf>(_mm256_max_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#elif GS_X86_128
+  return reinterpret_cast<vf>(_mm_max_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
+#else
+  return select(a > b, a, b);
+#endif
+}
+inline vf min_or(vf a, vf b) {
+#if GS_X86_512
+  return reinterpret_cast<vf>(_mm512_maskz_min_ps(0xFFFF, reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b)));
+#elif GS_X86_256
+  return reinterpret_cast<vf>(_mm256_min_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b)));
+#elif GS_X86_128
+  return reinterpret_cast<vf>(_mm_min_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b)));
+#else
+  return select(a < b, a, b);
+#endif
+}
+inline vf where(vi m, vf a) { return bits_as_float(float_bits(a) & m); }  // a where m, else +0
+
+// a * b + c per lane: one rounding where the target has FMA, two elsewhere (the build is
+// -ffp-contract=off, so the compiler fuses nothing by itself and every build rounds as written).
+inline vf madd(vf a, vf b, vf c) {
+#if GS_X86_512
+  return reinterpret_cast<vf>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                              reinterpret_cast<__m512>(c)));
+#elif GS_X86_256 && defined(__FMA__)
+  return reinterpret_cast<vf>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                              reinterpret_cast<__m256>(c)));
+#elif GS_X86_128 && defined(__FMA__)
+  return reinterpret_cast<vf>(_mm_fmadd_ps(reinterpret_cast<__m128>(a), reinterpret_cast<__m128>(b),
+                                           reinterpret_cast<__m128>(c)));
+#elif GS_NEON_128 && defined(__ARM_FEATURE_FMA)
+  return reinterpret_cast<vf>(vfmaq_f32(reinterpret_cast<float32x4_t>(c), reinterpret_cast<float32x4_t>(a),
+                                        reinterpret_cast<float32x4_t>(b)));
+#else
+  static_assert(!FUSED, "a fused target without its vector FMA here would round unlike its scalar madd");
   return a * b + c;
 #endif
 }
 
-// exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial): vectorisable, unlike libm's expf.
-inline float exp_neg(float x) {
+// Bit j set where lane j of the mask m is set.
+inline uint32_t mask_bits(vi m) {
+#if GS_X86_512
+  return _mm512_cmplt_epi32_mask(reinterpret_cast<__m512i>(m), _mm512_setzero_si512());
+#elif GS_X86_256
+  return static_cast<uint32_t>(_mm256_movemask_ps(reinterpret_cast<__m256>(m)));
+#elif GS_X86_128
+  return static_cast<uint32_t>(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
+#elif GS_NEON_128
+  const uint32x4_t weight = {1, 2, 4, 8};
+  return vaddvq_u32(vandq_u32(reinterpret_cast<uint32x4_t>(m), weight));
+#else
+  uint32_t bits = 0;
+  for (int j = 0; j < W; ++j) bits |= static_cast<uint32_t>(m[j] != 0) << j;
+  return bits;
+#endif
+}
+
+// The sum of lanes[0..LANES) in lane order (the same order in every build).
+inline float lane_sum(const vf* lanes) {
+  alignas(64) float l[LANES];
+  for (int h = 0; h < PER_BLOCK; ++h) store(l + h * W, lanes[h]);
+  float s = 0.0f;
+  for (int j = 0; j < LANES; ++j) s += l[j];
+  return s;
+}
+}  // namespace vec
+
+using vec::vf;
+using vec::vi;
+using vec::W;
+using vec::splat;
+
+// Scalar a * b + c, rounded as vec::madd rounds in this build.
+inline float madd(float a, float b, float c) {
+  if constexpr (vec::FUSED) return __builtin_fmaf(a, b, c);
+  else return a * b + c;
+}
+
+// exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial), per lane (libm's expf does not vectorise).
+inline vf exp_neg(vf x) {
   // Clamp far below alpha_min/opacity: exp(-87) times an opacity is denormal, and denormal
-  // arithmetic is ~100x slower on x86. (Ternaries, not std::max: references block vectorisation.)
-  x = x > -30.0f ? x : -30.0f;
-  // round to nearest by the 1.5 * 2^23 trick: floorf would block vectorisation (it may trap)
-  const float n = madd(x, 1.44269504088896341f, 12582912.0f) - 12582912.0f;
-  float r = madd(n, -0.693359375f, x);  // x - n ln 2 in two parts (Cody-Waite)
-  r = madd(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = madd(p, r, 1.3981999507e-3f);
-  p = madd(p, r, 8.3334519073e-3f);
-  p = madd(p, r, 4.1665795894e-2f);
-  p = madd(p, r, 1.6666665459e-1f);
-  p = madd(p, r, 5.0000001201e-1f);
-  p = madd(p, r * r, r) + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  return p * __builtin_bit_cast(float, bits);  // 2^n; memcpy here blocks vectorisation
+  // arithmetic is ~100x slower on x86. (NaN becomes -30, as the scalar `x > -30 ? x : -30`.)
+  x = vec::max_or(x, splat(-30.0f));
+  // round to nearest by the 1.5 * 2^23 trick
+  const vf n = vec::madd(x, splat(1.44269504088896341f), splat(12582912.0f)) - splat(12582912.0f);
+  vf r = vec::madd(n, splat(-0.693359375f), x);  // x - n ln 2 in two parts (Cody-Waite)
+  r = vec::madd(n, splat(2.12194440e-4f), r);
+  vf p = splat(1.9875691500e-4f);
+  p = vec::madd(p, r, splat(1.3981999507e-3f));
+  p = vec::madd(p, r, splat(8.3334519073e-3f));
+  p = vec::madd(p, r, splat(4.1665795894e-2f));
+  p = vec::madd(p, r, splat(1.6666665459e-1f));
+  p = vec::madd(p, r, splat(5.0000001201e-1f));
+  p = vec::madd(p, r * r, r) + splat(1.0f);
+  const vi bits = (__builtin_convertvector(n, vi) + splat(127)) << 23;
+  return p * vec::bits_as_float(bits);  // 2^n
 }
 
 // Pixels a Gaussian can reach, per axis: indices lo..hi inclusive (empty when lo > hi).
@@ -246,15 +407,11 @@ struct Chunk {
 };
 static_assert(CHUNK / LANES <= 32, "block masks are 32-bit");
 
-// Bit j set where v[j] > 0, for the LANES floats at v (64-byte aligned).
+// Bit j set where v[j] > 0, for the LANES floats at v.
 inline uint32_t positive_lanes(const float* v) {
-#if defined(__AVX512F__)
-  return _mm512_cmp_ps_mask(_mm512_load_ps(v), _mm512_setzero_ps(), _CMP_GT_OQ);
-#else
   uint32_t m = 0;
-  for (int j = 0; j < LANES; ++j) m |= static_cast<uint32_t>(v[j] > 0.0f) << j;
+  for (int h = 0; h < vec::PER_BLOCK; ++h) m |= vec::mask_bits(vec::load(v + h * W) > splat(0.0f)) << (h * W);
   return m;
-#endif
 }
 
 // Calls f(first pixel of the block) for each block whose bit is set in `blocks`, in order.
@@ -263,43 +420,60 @@ inline void for_each_block(uint32_t blocks, F&& f) {
   for (; blocks; blocks &= blocks - 1) f(__builtin_ctz(blocks) * LANES);
 }
 
+// The vectors of the blocks in `blocks` (bit k of a block mask -> bits k PER_BLOCK .. of a vector mask).
+inline uint64_t block_vectors(uint32_t blocks) {
+  uint64_t vecs = 0;
+  for (; blocks; blocks &= blocks - 1)
+    vecs |= ((uint64_t{1} << vec::PER_BLOCK) - 1) << (__builtin_ctz(blocks) * vec::PER_BLOCK);
+  return vecs;
+}
+
+// Calls f(first pixel of the vector) for each vector whose bit is set in `vecs`, in order.
+template <typename F>
+inline void for_each_vector(uint64_t vecs, F&& f) {
+  for (; vecs; vecs &= vecs - 1) f(__builtin_ctzll(vecs) * W);
+}
+
 // What blending one Gaussian into a chunk produced.
 struct Blend {
   uint32_t blocks;  // blocks with a pixel of w > 0 (w is valid there; elsewhere stale)
+  uint64_t vecs;    // vectors (of W pixels) with a pixel of w > 0
   int nonzero;    // pixels with w > 0
   float wsum;     // sum w^power (trace only)
   float asum;     // sum alpha (trace only)
 };
 
-// sigma of o exp(-sigma) at pixel (x, y): the conic (3DGS: d^T Q d / 2, with a, b, cc its entries) or
+// sigma of o exp(-sigma) at pixels (x, y): the conic (3DGS: d^T Q d / 2, with a, b, cc its entries) or
 // the ray transform M (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller). The
 // forward and the backward's first pass both call it, so their skip decisions are the same. `valid`
 // is false for a degenerate ray (NaN), which is skipped, as the oracle does.
 template <bool TWO_D>
-inline float splat_sigma(float x, float y, float mx, float my, float a, float b, float cc, const float* M,
-                         bool& valid) {
-  const float dx = x - mx, dy = y - my;
-  if (TWO_D) {
-    const float hu0 = -M[0] + M[6] * x, hu1 = -M[1] + M[7] * x, hu2 = -M[2] + M[8] * x;
-    const float hv0 = -M[3] + M[6] * y, hv1 = -M[4] + M[7] * y, hv2 = -M[5] + M[8] * y;
-    const float c0 = hu1 * hv2 - hu2 * hv1;
-    const float c1 = hu2 * hv0 - hu0 * hv2;
-    const float c2 = hu0 * hv1 - hu1 * hv0;
-    const float us = c0 / c2, vs = c1 / c2;
-    const float s3 = us * us + vs * vs;
-    const float s2 = 2.0f * (dx * dx + dy * dy);
-    valid = (s3 == s3) & (c2 != 0.0f);
-    return 0.5f * (s3 < s2 ? s3 : s2);
+inline vf splat_sigma(vf x, vf y, float mx, float my, float a, float b, float cc, const float* M, vi& valid) {
+  const vf dx = x - splat(mx), dy = y - splat(my);
+  if constexpr (TWO_D) {
+    const vf hu0 = splat(M[6]) * x - splat(M[0]), hu1 = splat(M[7]) * x - splat(M[1]);
+    const vf hu2 = splat(M[8]) * x - splat(M[2]);
+    const vf hv0 = splat(M[6]) * y - splat(M[3]), hv1 = splat(M[7]) * y - splat(M[4]);
+    const vf hv2 = splat(M[8]) * y - splat(M[5]);
+    const vf c0 = hu1 * hv2 - hu2 * hv1;
+    const vf c1 = hu2 * hv0 - hu0 * hv2;
+    const vf c2 = hu0 * hv1 - hu1 * hv0;
+    const vf us = c0 / c2, vs = c1 / c2;
+    const vf s3 = us * us + vs * vs;
+    const vf s2 = splat(2.0f) * (dx * dx + dy * dy);
+    valid = (s3 == s3) & (c2 != splat(0.0f));
+    return splat(0.5f) * vec::select(s3 < s2, s3, s2);
+  } else {
+    valid = splat(-1);
+    return splat(0.5f) * (splat(a) * dx * dx + splat(cc) * dy * dy) + splat(b) * dx * dy;
   }
-  valid = true;
-  return 0.5f * (a * dx * dx + cc * dy * dy) + b * dx * dy;
 }
 
 // Alpha of Gaussian g at the chunk's pixels in reach, then weights and the transmittance update,
 // fused in one vectorised pass. SUMS also accumulates sum w^POWER and sum alpha.
 template <bool TWO_D, bool SUMS, int POWER>
 inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
-  Blend out{0, 0, 0.0f, 0.0f};
+  Blend out{0, 0, 0, 0.0f, 0.0f};
   const auto& rec = record<TWO_D>(v, g);
   int r0 = 0, r1 = TILE;
   if (!TWO_D) {  // skip Gaussians that cannot reach the tile's columns; evaluate only rows in reach
@@ -308,62 +482,79 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
     r1 = std::min(rec.rows.hi - c.tile_y0 + 1, TILE);
     if (r0 >= r1) return out;  // also the never-visible
   }
-  // Whole blocks of LANES pixels: loops of a constant trip count vectorise without a scalar
-  // remainder (a few pixels of neighbouring rows are evaluated too, which is exact, just wasted).
-  // Blocks whose pixels have all terminated are skipped.
+  // Whole blocks of LANES pixels (a few pixels of neighbouring rows are evaluated too, which is
+  // exact, just wasted). Blocks whose pixels have all terminated are skipped.
   const int b0 = c.row_begin[r0] / LANES, b1 = (c.row_begin[r1] + LANES - 1) / LANES;
   const uint32_t todo = c.live_blocks & (((b1 - b0 >= 32 ? 0u : 1u << (b1 - b0)) - 1u) << b0);
   if (!todo) return out;
-  const float mx = rec.mx, my = rec.my, o = rec.o;
+  const float mx = rec.mx, my = rec.my;
+  const vf o = splat(rec.o), one = splat(1.0f);
   const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
   const float* M = rec.shape;
-  alignas(64) float lane_w[LANES] = {0}, lane_a[LANES] = {0};
+  vf lane_w[vec::PER_BLOCK] = {}, lane_a[vec::PER_BLOCK] = {};
   for_each_block(todo, [&](const int blk) {
-    float* __restrict T = c.T + blk;
-    float* __restrict live = c.live + blk;
-    float* __restrict w = c.w + blk;
-    const float* __restrict xs = c.x + blk;
-    const float* __restrict ys = c.y + blk;
-#pragma omp simd aligned(T, live, w, xs, ys : 64)
-    for (int j = 0; j < LANES; ++j) {
-      bool valid;
-      const float sigma = splat_sigma<TWO_D>(xs[j], ys[j], mx, my, a, b, cc, M, valid);
-      // Branch-free with 0/1 masks as floats: GCC leaves loops with select chains on bools or
-      // conditional stores scalar (GCC 12), which costs 3x here.
-      const float e = o * exp_neg(-sigma);
-      const float lv = live[j], Tp = T[j];
-      const float al0 = e < ALPHA_MAX ? e : ALPHA_MAX;
-      const float keep = (sigma >= 0.0f) & (e >= ALPHA_MIN) & valid ? lv : 0.0f;  // 1: blends here
-      const float al1 = al0 * keep;
-      const float stop = Tp * (1.0f - al1) <= T_MIN ? keep : 0.0f;  // 1: would end the pixel: skip it
-      const float al = al1 - al1 * stop;
-      const float wp = al * Tp;
-      live[j] = lv - stop;
-      w[j] = wp;
-      T[j] = Tp * (1.0f - al);  // unchanged when al == 0
+    uint32_t blended = 0, alive = 0;
+    for (int h = 0; h < vec::PER_BLOCK; ++h) {
+      const int p = blk + h * W;
+      vi valid;
+      const vf sigma = splat_sigma<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, a, b, cc, M, valid);
+      const vf e = o * exp_neg(-sigma);
+      const vf lv = vec::load(c.live + p), Tp = vec::load(c.T + p);  // live: 1 while the pixel blends, else 0
+      const vf al0 = vec::min_or(e, splat(ALPHA_MAX));
+      const vf keep = vec::where((sigma >= splat(0.0f)) & (e >= splat(ALPHA_MIN)) & valid, lv);  // 1: blends here
+      const vf al1 = al0 * keep;
+      const vf stop = vec::where(Tp * (one - al1) <= splat(T_MIN), keep);  // 1: would end the pixel: skip it
+      const vf al = al1 - al1 * stop;
+      const vf wp = al * Tp;
+      const vf lnew = lv - stop;
+      vec::store(c.live + p, lnew);
+      vec::store(c.w + p, wp);
+      vec::store(c.T + p, Tp * (one - al));  // unchanged when al == 0
       if (SUMS) {
-        lane_w[j] += POWER == 2 ? wp * wp : wp;
-        lane_a[j] += al;
+        lane_w[h] += POWER == 2 ? wp * wp : wp;
+        lane_a[h] += al;
       }
+      // w > 0 exactly where the pixel blends (T > T_MIN)
+      const uint32_t here = vec::mask_bits(wp > splat(0.0f));
+      blended |= here << (h * W);
+      out.vecs |= static_cast<uint64_t>(here != 0) << (p / W);
+      alive |= vec::mask_bits(lnew > splat(0.0f)) << (h * W);
     }
-    const int k = blk / LANES;
     // Branch-free bookkeeping: mispredicted branches here stall the overlap of consecutive blocks.
-    const uint32_t blended = positive_lanes(w);  // w > 0 exactly where the pixel blends (T > T_MIN)
+    const int k = blk / LANES;
     out.blocks |= static_cast<uint32_t>(blended != 0) << k;
     out.nonzero += __builtin_popcount(blended);
-    c.live_blocks &= ~(static_cast<uint32_t>(positive_lanes(live) == 0) << k);
+    c.live_blocks &= ~(static_cast<uint32_t>(alive == 0) << k);
   });
   if (SUMS) {
-    for (int j = 0; j < LANES; ++j) {
-      out.wsum += lane_w[j];
-      out.asum += lane_a[j];
-    }
+    out.wsum = vec::lane_sum(lane_w);
+    out.asum = vec::lane_sum(lane_a);
   }
   return out;
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+// AVX2 has no compress instruction: a table gives, per 8-bit mask, the indices of its set lanes
+// packed low (4 bits each) for one cross-lane permute.
+struct PackTable {
+  uint32_t index[256];
+  constexpr PackTable() : index() {
+    for (int m = 0; m < 256; ++m)
+      for (int j = 0, k = 0; j < 8; ++j)
+        if (m >> j & 1) index[m] |= static_cast<uint32_t>(j) << (4 * k++);
+  }
+};
+constexpr PackTable PACK{};
+
+inline __m256i pack_index(uint32_t m8) {
+  const __m256i shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(PACK.index[m8])), shift),
+                          _mm256_set1_epi32(7));
+}
+#endif
+
 // The pixels of `blocks` with w > 0: key[k] = map[p] (or p when map is null) and w_out[k] = w^POWER.
-// Returns how many. Both outputs need LANES slots of slack: whole blocks are stored.
+// Returns how many. Both outputs need LANES slots of slack: whole vectors are stored.
 template <int POWER>
 inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t* key, float* w_out) {
   int cnt = 0;
@@ -380,6 +571,21 @@ inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t*
     _mm512_storeu_ps(w_out + cnt, _mm512_maskz_compress_ps(m, wk));
     cnt += __builtin_popcount(m);
   });
+#elif defined(__AVX2__)
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for_each_block(blocks, [&](const int blk) {
+    for (int p = blk; p < blk + LANES; p += 8) {
+      const __m256 wv = _mm256_load_ps(c.w + p);
+      const uint32_t m = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(wv, _mm256_setzero_ps(), _CMP_GT_OQ)));
+      const __m256i idx = pack_index(m);
+      const __m256i kv = map ? _mm256_load_si256(reinterpret_cast<const __m256i*>(map + p))
+                             : _mm256_add_epi32(lane, _mm256_set1_epi32(p));
+      const __m256 wk = POWER == 2 ? _mm256_mul_ps(wv, wv) : wv;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(key + cnt), _mm256_permutevar8x32_epi32(kv, idx));
+      _mm256_storeu_ps(w_out + cnt, _mm256_permutevar8x32_ps(wk, idx));
+      cnt += __builtin_popcount(m);
+    }
+  });
 #else
   for_each_block(blocks, [&](const int blk) {
     for (int p = blk; p < blk + LANES; ++p) {  // branch-free
@@ -393,93 +599,86 @@ inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t*
   return cnt;
 }
 
-// sum_p w[p]^power * plane[p] over the pixels of `blocks` (vectorised).
+// sum_p w[p]^power * plane[p] over the pixels of `blocks`.
+// (Over the vectors of `vecs`: the others have w = 0 and would add exact zeros.)
 template <int POWER>
-inline float weighted_dot(const Chunk& c, const float* plane, uint32_t blocks) {
-  alignas(64) float lane[LANES] = {0};
-  for_each_block(blocks, [&](const int blk) {
-    const float* __restrict w = c.w + blk;
-    const float* __restrict pl = plane + blk;
-#pragma omp simd aligned(w, pl : 64)
-    for (int j = 0; j < LANES; ++j) lane[j] = madd(POWER == 2 ? w[j] * w[j] : w[j], pl[j], lane[j]);
+inline float weighted_dot(const Chunk& c, const float* plane, uint64_t vecs) {
+  vf lane[vec::PER_BLOCK] = {};
+  for_each_vector(vecs, [&](const int p) {
+    vf& l = lane[(p / W) % vec::PER_BLOCK];
+    const vf w = vec::load(c.w + p);
+    l = vec::madd(POWER == 2 ? w * w : w, vec::load(plane + p), l);
   });
-  float s = 0.0f;
-  for (int j = 0; j < LANES; ++j) s += lane[j];
-  return s;
+  return vec::lane_sum(lane);
 }
 
-// plane[p] += w[p] * value over the pixels of `blocks`.
-inline void accumulate_plane(float* plane, const Chunk& c, float value, uint32_t blocks) {
-  for_each_block(blocks, [&](const int blk) {
-    float* __restrict pl = plane + blk;
-    const float* __restrict w = c.w + blk;
-#pragma omp simd aligned(w, pl : 64)
-    for (int j = 0; j < LANES; ++j) pl[j] = madd(w[j], value, pl[j]);
-  });
+// plane[p] += w[p] * value over the pixels of the vectors of `vecs`.
+inline void accumulate_plane(float* plane, const Chunk& c, float value, uint64_t vecs) {
+  const vf v = splat(value);
+  for_each_vector(vecs, [&](const int p) { vec::store(plane + p, vec::madd(vec::load(c.w + p), v, vec::load(plane + p))); });
 }
 
-// 16 floats as one value: GCC/Clang vector extension, lowered to one AVX-512 register or two AVX2
-// ones. Used where auto-vectorisation picks the wrong loop (it gathers across k below).
-typedef float vec16 __attribute__((vector_size(64)));
-
-inline vec16 load16(const float* p) {
-  vec16 v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline void store16(float* p, vec16 v) { __builtin_memcpy(p, &v, sizeof v); }
-
-// a * b + c per lane, fused where the CPU has FMA (one instruction instead of two; the sparse
-// products are bound by their loads, so this gains only a few percent at D = 512).
-inline vec16 madd16(float a, vec16 b, vec16 c) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<vec16>(_mm512_fmadd_ps(_mm512_set1_ps(a), reinterpret_cast<__m512>(b),
-                                                 reinterpret_cast<__m512>(c)));
+// Vector registers of the target, and how many accumulators the sparse products keep in them
+// (16 fit AVX-512's 32 registers; 24 there spilled and ran 25% slower at D = 512).
+#if defined(__AVX512F__) || defined(__aarch64__)
+constexpr int ACC_VECTORS = 16;
 #else
-  vec16 r;
-  for (int i = 0; i < 16; ++i) r[i] = madd(a, b[i], c[i]);
-  return r;
+constexpr int ACC_VECTORS = 12;
 #endif
-}
 
-// dst[j] (=|+=) sum_k weight[k] * src[rows[k] * D + j] for j in [0, 16 NV): one block of channels
+// dst[j] (=|+=) sum_k weight[k] * src[rows[k] * D + j] for j in [0, W NV): one block of channels
 // of a sparse matrix product, summed in registers and stored once. Render uses it with rows =
 // Gaussians (out[pixel] = sum_g w f[g]), trace with rows = pixels (acc[g] = sum_p w^k v[p]).
+// (Explicit vectors: auto-vectorisation gathered across k here.)
 template <int NV, bool ADD>
 inline void weighted_rows_block(float* dst, const float* src, int64_t D, const int32_t* rows,
                                 const float* weight, int m) {
-  vec16 acc[NV];
-  for (int i = 0; i < NV; ++i) acc[i] = vec16{};
+  vf acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = vf{};
   for (int k = 0; k < m; ++k) {
     const float* s = src + static_cast<int64_t>(rows[k]) * D;
-    const float wk = weight[k];
-    for (int i = 0; i < NV; ++i) acc[i] = madd16(wk, load16(s + 16 * i), acc[i]);
+    const vf wk = splat(weight[k]);
+    for (int i = 0; i < NV; ++i) acc[i] = vec::madd(wk, vec::load(s + W * i), acc[i]);
   }
-  for (int i = 0; i < NV; ++i) store16(dst + 16 * i, ADD ? load16(dst + 16 * i) + acc[i] : acc[i]);
+  for (int i = 0; i < NV; ++i) vec::store(dst + W * i, ADD ? vec::load(dst + W * i) + acc[i] : acc[i]);
 }
 
-// rows[idx[k]] += weight[k] * src for k < m, rows of 16 NV floats (src is held in registers).
+// weighted_rows_block with NV = nv (1 <= nv < ACC_VECTORS) chosen at run time.
+template <bool ADD, int NV = 1>
+inline void weighted_rows_tail(int nv, float* dst, const float* src, int64_t D, const int32_t* rows,
+                               const float* weight, int m) {
+  if constexpr (NV < ACC_VECTORS) {
+    if (nv == NV) return weighted_rows_block<NV, ADD>(dst, src, D, rows, weight, m);
+    weighted_rows_tail<ADD, NV + 1>(nv, dst, src, D, rows, weight, m);
+  }
+}
+
+// rows[idx[k]] += weight[k] * src for k < m, rows of W NV floats (src is held in registers).
 template <int NV>
 inline void add_scaled_rows(float* rows, const int32_t* idx, const float* weight, int m, const float* src) {
-  vec16 s[NV];
-  for (int i = 0; i < NV; ++i) s[i] = load16(src + 16 * i);
+  vf s[NV];
+  for (int i = 0; i < NV; ++i) s[i] = vec::load(src + W * i);
   for (int k = 0; k < m; ++k) {
-    float* r = rows + static_cast<int64_t>(idx[k]) * (16 * NV);
-    for (int i = 0; i < NV; ++i) store16(r + 16 * i, madd16(weight[k], s[i], load16(r + 16 * i)));
+    float* r = rows + static_cast<int64_t>(idx[k]) * (W * NV);
+    const vf wk = splat(weight[k]);
+    for (int i = 0; i < NV; ++i) vec::store(r + W * i, vec::madd(wk, s[i], vec::load(r + W * i)));
   }
 }
 
-// weighted_rows_block over channels [d0, d1): blocks of 256, 128 and 16, then single channels.
-// Wide blocks amortise each pair's index and weight over more loads; 16 accumulators is the most
-// that fits AVX-512's 32 registers (24 spill and run 25% slower at D = 512).
+// weighted_rows_block over channels [d0, d1): blocks of ACC_VECTORS vectors, then one block of
+// the whole vectors left, then single channels. Wide blocks amortise each pair's index and weight
+// over more loads. Each channel's sum runs over k in order whatever the blocking, so every build
+// sums alike.
 template <bool ADD>
 inline void weighted_rows(float* dst, const float* src, int64_t D, int64_t d0, int64_t d1,
                           const int32_t* rows, const float* weight, int m) {
   int64_t d = d0;
-  for (; d + 256 <= d1; d += 256) weighted_rows_block<16, ADD>(dst + d, src + d, D, rows, weight, m);
-  for (; d + 128 <= d1; d += 128) weighted_rows_block<8, ADD>(dst + d, src + d, D, rows, weight, m);
-  for (; d + 16 <= d1; d += 16) weighted_rows_block<1, ADD>(dst + d, src + d, D, rows, weight, m);
+  for (; d + W * ACC_VECTORS <= d1; d += W * ACC_VECTORS)
+    weighted_rows_block<ACC_VECTORS, ADD>(dst + d, src + d, D, rows, weight, m);
+  if (const int nv = static_cast<int>((d1 - d) / W)) {
+    weighted_rows_tail<ADD>(nv, dst + d, src + d, D, rows, weight, m);
+    d += W * nv;
+  }
   for (; d < d1; ++d) {
     float s = 0.0f;
     for (int k = 0; k < m; ++k) s = madd(weight[k], src[static_cast<int64_t>(rows[k]) * D + d], s);
@@ -620,14 +819,14 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
           if (keep_state) {
             int32_t* __restrict last = last_of[thread_id()].data();
             const int32_t ii = static_cast<int32_t>(i);
-            for_each_block(bl.blocks, [&](const int blk) {
-              for (int j = blk; j < blk + LANES; ++j) last[j] = c.w[j] > 0.0f ? ii : last[j];
+            for_each_vector(bl.vecs, [&](const int p) {
+              vec::store(last + p, vec::select(vec::load(c.w + p) > splat(0.0f), splat(ii), vec::load(last + p)));
             });
           }
-          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.blocks);
+          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.vecs);
           if (dense) {
             const float* fg = f + static_cast<int64_t>(g) * D;
-            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.blocks);
+            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.vecs);
             return;
           }
           if (local) {
@@ -635,8 +834,8 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
             float* wk = c.plane[1];  // free: planes 1.. are unused off the dense path
             const int cnt = compact<1>(c, bl.blocks, nullptr, c.idx, wk);
             const float* __restrict fg = f + static_cast<int64_t>(g) * D;
-            if (D == 16) return add_scaled_rows<1>(rows, c.idx, wk, cnt, fg);
-            if (D == 32) return add_scaled_rows<2>(rows, c.idx, wk, cnt, fg);
+            if (D == 16) return add_scaled_rows<16 / W>(rows, c.idx, wk, cnt, fg);
+            if (D == 32) return add_scaled_rows<32 / W>(rows, c.idx, wk, cnt, fg);
             for (int k = 0; k < cnt; ++k) {
               float* __restrict r = rows + static_cast<int64_t>(c.idx[k]) * D;
               const float wv = wk[k];
@@ -766,7 +965,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
             h_isect[i] += bl.nonzero;
             if (dense) {
               for (int64_t d = 0; d < D; ++d) {
-                const float s = weighted_dot<POWER>(c, c.plane[d], bl.blocks);
+                const float s = weighted_dot<POWER>(c, c.plane[d], bl.vecs);
                 bi[d] = first ? s : bi[d] + s;
               }
               return;
@@ -805,6 +1004,20 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
 
 namespace {
 
+// sum_d a[d] b[d], in LANES partial sums (channel d into lane d % LANES) summed in lane order, then
+// the channels past the last whole block: the same order in every build (an `omp simd` reduction
+// would sum in as many parts as the target's vector has lanes).
+inline float lane_dot(const float* a, const float* b, int64_t D) {
+  vf lane[vec::PER_BLOCK] = {};
+  int64_t d = 0;
+  for (; d + LANES <= D; d += LANES)
+    for (int h = 0; h < vec::PER_BLOCK; ++h)
+      lane[h] += vec::load(a + d + h * W) * vec::load(b + d + h * W);
+  float s = vec::lane_sum(lane);
+  for (; d < D; ++d) s += a[d] * b[d];
+  return s;
+}
+
 // Per-chunk state of the backward pass, beside the forward's Chunk (positions, T, w, planes).
 struct Back {
   alignas(64) float S[CHUNK];       // sum over the Gaussians behind the current one of w * (f . dL/dC)
@@ -831,107 +1044,93 @@ inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo
                              float* acc, DotFn&& dot_fn) {
   constexpr int NS = TWO_D ? 9 : 3;
   const auto& rec = record<TWO_D>(v, g);
-  const float mx = rec.mx, my = rec.my, o = rec.o;
+  const float mx = rec.mx, my = rec.my;
+  const vf o = splat(rec.o), one = splat(1.0f), zero = splat(0.0f), alpha_max = splat(ALPHA_MAX);
   const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
   const float* M = rec.shape;
   uint32_t hit = 0;
   // Pass 1: alpha (the forward's arithmetic, so every skip decision is the same), T before, w.
   for_each_block(todo, [&](const int blk) {
-    float* __restrict T = c.T + blk;
-    float* __restrict w = c.w + blk;
-    float* __restrict al_ = bk.al + blk;
-    float* __restrict e_ = bk.e + blk;
-    float* __restrict vis_ = bk.vis + blk;
-    const int32_t* __restrict last = bk.last + blk;
-    const float* __restrict xs = c.x + blk;
-    const float* __restrict ys = c.y + blk;
-#pragma omp simd aligned(T, w, al_, e_, vis_, last, xs, ys : 64)
-    for (int j = 0; j < LANES; ++j) {
-      bool valid;
-      const float sigma = splat_sigma<TWO_D>(xs[j], ys[j], mx, my, a, b, cc, M, valid);
-      const bool ok = (sigma >= 0.0f) & valid;
-      const float vis = exp_neg(-(ok ? sigma : 0.0f));  // the forward's value where it blends
-      const float e = o * vis;
-      const float on = ok & (e >= ALPHA_MIN) & (ii <= last[j]) ? 1.0f : 0.0f;
-      const float al = (e < ALPHA_MAX ? e : ALPHA_MAX) * on;
-      const float Tb = T[j] / (1.0f - al);  // unchanged where al == 0
-      T[j] = Tb;
-      w[j] = al * Tb;
-      al_[j] = al;
-      e_[j] = e;
-      vis_[j] = vis;
+    uint32_t blended = 0;
+    for (int h = 0; h < vec::PER_BLOCK; ++h) {
+      const int p = blk + h * W;
+      vi valid;
+      const vf sigma = splat_sigma<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, a, b, cc, M, valid);
+      const vi ok = (sigma >= zero) & valid;
+      const vf vis = exp_neg(-vec::where(ok, sigma));  // the forward's value where it blends
+      const vf e = o * vis;
+      const vf on = vec::where(ok & (e >= splat(ALPHA_MIN)) & (splat(ii) <= vec::load(bk.last + p)), one);
+      const vf al = vec::min_or(e, alpha_max) * on;
+      const vf Tb = vec::load(c.T + p) / (one - al);  // unchanged where al == 0
+      const vf w = al * Tb;
+      vec::store(c.T + p, Tb);
+      vec::store(c.w + p, w);
+      vec::store(bk.al + p, al);
+      vec::store(bk.e + p, e);
+      vec::store(bk.vis + p, vis);
+      blended |= vec::mask_bits(w > zero);
     }
-    hit |= static_cast<uint32_t>(positive_lanes(w) != 0) << (blk / LANES);
+    hit |= static_cast<uint32_t>(blended != 0) << (blk / LANES);
   });
   if (!hit) return 0;
   dot_fn(hit);  // bk.dot on the blocks of `hit`
   // Pass 2: dL/dalpha, S, and the chain to the Gaussian's parameters, summed per lane.
-  alignas(64) float lane[3 + NS][LANES] = {};
+  vf lane[3 + NS][vec::PER_BLOCK] = {};
   for_each_block(hit, [&](const int blk) {
-    const float* __restrict T = c.T + blk;
-    const float* __restrict w = c.w + blk;
-    const float* __restrict al_ = bk.al + blk;
-    const float* __restrict e_ = bk.e + blk;
-    const float* __restrict vis_ = bk.vis + blk;
-    const float* __restrict dt = bk.dot + blk;
-    const float* __restrict vATf = bk.vATf + blk;
-    float* __restrict S = bk.S + blk;
-    const float* __restrict xs = c.x + blk;
-    const float* __restrict ys = c.y + blk;
-#pragma omp simd aligned(T, w, al_, e_, vis_, dt, vATf, S, xs, ys : 64)
-    for (int j = 0; j < LANES; ++j) {
-      const float al = al_[j];
-      const float on = al > 0.0f ? 1.0f : 0.0f;
-      const float va = (dt[j] * T[j] - (S[j] - vATf[j]) / (1.0f - al)) * on;
-      S[j] = madd(w[j], dt[j], S[j]);
-      const float vae = e_[j] < ALPHA_MAX ? va : 0.0f;  // the clamp passes no gradient
-      lane[0][j] += vae * vis_[j];
-      const float vsig = -vae * e_[j];  // dL/dsigma
-      const float dx = xs[j] - mx, dy = ys[j] - my;
-      if (TWO_D) {
-        const float hu0 = -M[0] + M[6] * xs[j], hu1 = -M[1] + M[7] * xs[j], hu2 = -M[2] + M[8] * xs[j];
-        const float hv0 = -M[3] + M[6] * ys[j], hv1 = -M[4] + M[7] * ys[j], hv2 = -M[5] + M[8] * ys[j];
-        const float c0 = hu1 * hv2 - hu2 * hv1;
-        const float c1 = hu2 * hv0 - hu0 * hv2;
-        const float c2 = hu0 * hv1 - hu1 * hv0;
-        const bool valid = c2 != 0.0f;
-        const float c2s = valid ? c2 : 1.0f;
-        const float us = c0 / c2s, vs = c1 / c2s, inv = 1.0f / c2s;  // the forward's us, vs
-        const float s3 = us * us + vs * vs;
-        const float s2 = 2.0f * (dx * dx + dy * dy);
-        const bool three = (s3 < s2) & valid & (s3 == s3);
-        const float g3 = three ? vsig : 0.0f, g2 = three ? 0.0f : vsig;
-        const float usf = three ? us : 0.0f, vsf = three ? vs : 0.0f, invf = three ? inv : 0.0f;
+    for (int h = 0; h < vec::PER_BLOCK; ++h) {
+      const int p = blk + h * W;
+      const vf al = vec::load(bk.al + p), e = vec::load(bk.e + p), dt = vec::load(bk.dot + p);
+      const vf S = vec::load(bk.S + p), w = vec::load(c.w + p);
+      const vf on = vec::where(al > zero, one);
+      const vf va = (dt * vec::load(c.T + p) - (S - vec::load(bk.vATf + p)) / (one - al)) * on;
+      vec::store(bk.S + p, vec::madd(w, dt, S));
+      const vf vae = vec::where(e < alpha_max, va);  // the clamp passes no gradient
+      lane[0][h] += vae * vec::load(bk.vis + p);
+      const vf vsig = -vae * e;  // dL/dsigma
+      const vf x = vec::load(c.x + p), y = vec::load(c.y + p);
+      const vf dx = x - splat(mx), dy = y - splat(my);
+      if constexpr (TWO_D) {
+        const vf hu0 = splat(M[6]) * x - splat(M[0]), hu1 = splat(M[7]) * x - splat(M[1]);
+        const vf hu2 = splat(M[8]) * x - splat(M[2]);
+        const vf hv0 = splat(M[6]) * y - splat(M[3]), hv1 = splat(M[7]) * y - splat(M[4]);
+        const vf hv2 = splat(M[8]) * y - splat(M[5]);
+        const vf c0 = hu1 * hv2 - hu2 * hv1;
+        const vf c1 = hu2 * hv0 - hu0 * hv2;
+        const vf c2 = hu0 * hv1 - hu1 * hv0;
+        const vi valid = c2 != zero;
+        const vf c2s = vec::select(valid, c2, one);
+        const vf us = c0 / c2s, vs = c1 / c2s, inv = one / c2s;  // the forward's us, vs
+        const vf s3 = us * us + vs * vs;
+        const vf s2 = splat(2.0f) * (dx * dx + dy * dy);
+        const vi three = (s3 < s2) & valid & (s3 == s3);
+        const vf g3 = vec::where(three, vsig), g2 = vec::where(~three, vsig);
+        const vf usf = vec::where(three, us), vsf = vec::where(three, vs), invf = vec::where(three, inv);
         // sigma = (us^2 + vs^2) / 2, (us, vs) = (c0, c1) / c2, c = h_u x h_v
-        const float vc0 = g3 * usf * invf, vc1 = g3 * vsf * invf, vc2 = -g3 * (usf * usf + vsf * vsf) * invf;
-        const float vu0 = hv1 * vc2 - hv2 * vc1, vu1 = hv2 * vc0 - hv0 * vc2, vu2 = hv0 * vc1 - hv1 * vc0;
-        const float vv0 = vc1 * hu2 - vc2 * hu1, vv1 = vc2 * hu0 - vc0 * hu2, vv2 = vc0 * hu1 - vc1 * hu0;
-        lane[3][j] -= vu0;
-        lane[4][j] -= vu1;
-        lane[5][j] -= vu2;
-        lane[6][j] -= vv0;
-        lane[7][j] -= vv1;
-        lane[8][j] -= vv2;
-        lane[9][j] += xs[j] * vu0 + ys[j] * vv0;
-        lane[10][j] += xs[j] * vu1 + ys[j] * vv1;
-        lane[11][j] += xs[j] * vu2 + ys[j] * vv2;
+        const vf vc0 = g3 * usf * invf, vc1 = g3 * vsf * invf, vc2 = -g3 * (usf * usf + vsf * vsf) * invf;
+        const vf vu0 = hv1 * vc2 - hv2 * vc1, vu1 = hv2 * vc0 - hv0 * vc2, vu2 = hv0 * vc1 - hv1 * vc0;
+        const vf vv0 = vc1 * hu2 - vc2 * hu1, vv1 = vc2 * hu0 - vc0 * hu2, vv2 = vc0 * hu1 - vc1 * hu0;
+        lane[3][h] -= vu0;
+        lane[4][h] -= vu1;
+        lane[5][h] -= vu2;
+        lane[6][h] -= vv0;
+        lane[7][h] -= vv1;
+        lane[8][h] -= vv2;
+        lane[9][h] += x * vu0 + y * vv0;
+        lane[10][h] += x * vu1 + y * vv1;
+        lane[11][h] += x * vu2 + y * vv2;
         // sigma = dx^2 + dy^2 (the low-pass branch)
-        lane[1][j] -= 2.0f * g2 * dx;
-        lane[2][j] -= 2.0f * g2 * dy;
+        lane[1][h] -= splat(2.0f) * g2 * dx;
+        lane[2][h] -= splat(2.0f) * g2 * dy;
       } else {
-        lane[1][j] -= vsig * (a * dx + b * dy);
-        lane[2][j] -= vsig * (b * dx + cc * dy);
-        lane[3][j] += 0.5f * vsig * dx * dx;
-        lane[4][j] += vsig * dx * dy;
-        lane[5][j] += 0.5f * vsig * dy * dy;
+        lane[1][h] -= vsig * (splat(a) * dx + splat(b) * dy);
+        lane[2][h] -= vsig * (splat(b) * dx + splat(cc) * dy);
+        lane[3][h] += splat(0.5f) * vsig * dx * dx;
+        lane[4][h] += vsig * dx * dy;
+        lane[5][h] += splat(0.5f) * vsig * dy * dy;
       }
     }
   });
-  for (int k = 0; k < 3 + NS; ++k) {
-    float s = 0.0f;
-    for (int j = 0; j < LANES; ++j) s += lane[k][j];
-    acc[k] = s;
-  }
+  for (int k = 0; k < 3 + NS; ++k) acc[k] = vec::lane_sum(lane[k]);
   return hit;
 }
 
@@ -1034,12 +1233,10 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
               const auto dot_fn = [&](uint32_t hit) {
                 if (dense) {
                   for_each_block(hit, [&](const int blk) {
-                    float* __restrict dt = bk.dot + blk;
-#pragma omp simd aligned(dt : 64)
-                    for (int j = 0; j < LANES; ++j) {
-                      float s = 0.0f;
-                      for (int64_t d = 0; d < D; ++d) s = madd(fg[d], c.plane[d][blk + j], s);
-                      dt[j] = s;
+                    for (int p = blk; p < blk + LANES; p += W) {
+                      vf s = vf{};
+                      for (int64_t d = 0; d < D; ++d) s = vec::madd(splat(fg[d]), vec::load(c.plane[d] + p), s);
+                      vec::store(bk.dot + p, s);
                     }
                   });
                   return;
@@ -1048,11 +1245,7 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
                 for (int k = 0; k < cnt; ++k) {
                   const int p = idx[k];
                   rws[k] = c.row[p];
-                  const float* gp = go + static_cast<int64_t>(c.row[p]) * D;
-                  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                  for (int64_t d = 0; d < D; ++d) s += fg[d] * gp[d];
-                  bk.dot[p] = s;
+                  bk.dot[p] = lane_dot(fg, go + static_cast<int64_t>(c.row[p]) * D, D);
                 }
               };
               const uint32_t hit = backward_one<TWO_D>(v, static_cast<int32_t>(i), g, todo, c, bk, acc, dot_fn);
@@ -1064,7 +1257,7 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
               float* rf = r + 3 + NS;
               if (dense) {
                 for (int64_t d = 0; d < D; ++d) {
-                  const float s = weighted_dot<1>(c, c.plane[d], hit);
+                  const float s = weighted_dot<1>(c, c.plane[d], block_vectors(hit));
                   rf[d] = first ? s : rf[d] + s;
                 }
               } else if (first) {
@@ -1205,7 +1398,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           a_isect[i] += bl.asum;
           h_isect[i] += bl.nonzero;
           if (loc.L <= DENSE_MAX) {
-            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.blocks);
+            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.vecs);
           } else {
             std::fill(loc.acc, loc.acc + loc.L, 0.0f);
             float* wk = c.plane[0];  // free on this path (more than DENSE_MAX labels)
@@ -1882,5 +2075,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("isa") = "avx2";
 #else
   m.attr("isa") = "portable";
+#endif
+  m.attr("vector_width") = vec::W;        // floats per vector in this build's kernels
+  m.attr("fused_madd") = vec::FUSED;      // multiply-adds round once (FMA) or twice
+#ifdef _OPENMP
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;               // built without OpenMP: every kernel runs on one thread
 #endif
 }

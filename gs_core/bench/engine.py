@@ -197,6 +197,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with passive and spinning OpenMP threads, and print the slow-down ratios")
     parser.add_argument("--rounds", type=positive_int, default=5,
                         help="with --contended: interleaved rounds (medians over rounds)")
+    parser.add_argument("--isa", action="store_true",
+                        help="instead: time the cpu ops of every prebuilt kernel variant this CPU runs (avx512, "
+                             "avx2, portable) on the garden cameras (--reference-cameras of them), interleaved, "
+                             "and print each variant's times and ratios to the widest")
 
 
 def _backends(spec: str) -> list[str]:
@@ -234,6 +238,8 @@ def run(args) -> int:
         check_output_path(args.json, "--json")
     if args.contended:
         return _run_contended(args, console)
+    if args.isa:
+        return _run_isa(args, console)
     backends = _backends(args.backends)
     console.print(f"backends: {backends}; torch threads: {torch.get_num_threads()}; "
                   f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(libgomp default)')}")
@@ -290,6 +296,32 @@ def _run_contended(args, console) -> int:
     with console.status("") as status:
         medians = contention.measure(args.garden, rounds=args.rounds, progress=status.update)
     result = contention.report(medians, console)
+    if args.json:
+        from ..io.atomic import write_text
+
+        write_text(args.json, json.dumps(result, indent=1))
+    return 0
+
+
+def _run_isa(args, console) -> int:
+    from . import isa as isa_bench
+    from ..engine import cpu_backend
+    from ..errors import UserError
+
+    if not args.garden:
+        raise UserError("--isa needs the garden points (--garden)")
+    variants = cpu_backend.prebuilt_variants()
+    if not variants:
+        raise UserError("--isa compares the prebuilt kernel variants, and none imports here (install with "
+                        "./install.sh, or pip install --no-build-isolation, to build them)")
+    missing = [v for v in cpu_backend.runnable_variants() if v not in variants]
+    console.print(f"CPU: {isa_bench.cpu_name()}; variants: {', '.join(variants)}"
+                  + (f" (not prebuilt or stale: {', '.join(missing)})" if missing else "")
+                  + f"; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with console.status("") as status:
+        rows = isa_bench.measure(args.garden, variants, args.repeats, args.reference_cameras,
+                                 backward=not args.no_backward, progress=status.update)
+    result = isa_bench.report(rows, variants, console)
     if args.json:
         from ..io.atomic import write_text
 

@@ -55,8 +55,9 @@ def _cpu_key() -> str:
     return platform.machine() + flags
 
 
-def _build_dir(source: Path) -> Path:
-    digest = hashlib.sha1(source.read_bytes() + torch.__version__.encode() + _cpu_key().encode()).hexdigest()[:12]
+def _build_dir(source: Path, flags: list[str]) -> Path:
+    key = f"{torch.__version__} {_cpu_key()} {isa.compiler()} {' '.join(flags)}"
+    digest = hashlib.sha1(source.read_bytes() + key.encode()).hexdigest()[:12]
     root = Path(os.environ.get("GS_CORE_CACHE", Path.home() / ".cache" / "gs_core"))
     path = root / "ext" / f"raster_cpu_{digest}"
     path.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,8 @@ def _compile(verbose: bool = False):
     from torch.utils import cpp_extension
 
     source = source_path()
-    build_dir = _build_dir(source)
+    flags = isa.compile_flags(["-march=native"])
+    build_dir = _build_dir(source, flags)
     fresh = not (build_dir / "gs_core_raster_cpu.so").is_file()
     if fresh:
         print(f"gs_core: compiling the native CPU kernels for this machine (once; about a minute) into "
@@ -125,7 +127,7 @@ def _compile(verbose: bool = False):
     start = time.perf_counter()
     ext = cpp_extension.load(
         name="gs_core_raster_cpu", sources=[str(source)], build_directory=str(build_dir),
-        extra_cflags=isa.COMMON_FLAGS + ["-march=native"], extra_ldflags=isa.LINK_FLAGS, verbose=verbose)
+        extra_cflags=flags, extra_ldflags=isa.link_flags(), verbose=verbose)
     if fresh:
         print(f"gs_core: compiled the native CPU kernels in {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)
@@ -155,7 +157,20 @@ def load(verbose: bool = False):
             else:
                 print(f"gs_core: {reason}", file=sys.stderr)
                 _ext, _variant = _compile(verbose), isa.NATIVE
+        _say_if_serial(_ext)
     return _ext
+
+
+_said_serial = False
+
+
+def _say_if_serial(ext) -> None:
+    """Once per process: kernels built without OpenMP run on one thread (e.g. Apple Clang's build)."""
+    global _said_serial
+    if not getattr(ext, "openmp", True) and not _said_serial:
+        _said_serial = True
+        print("gs_core: the native CPU kernels were built without OpenMP (the compiler has none, or "
+              f"{isa.NO_OPENMP_ENV} was set): they run on one thread", file=sys.stderr, flush=True)
 
 
 def use(variant: str | None) -> str | None:
@@ -167,6 +182,7 @@ def use(variant: str | None) -> str | None:
         _ext, _variant = None, None
     else:
         _ext, _variant = prebuilt(variant), variant
+        _say_if_serial(_ext)
     return previous
 
 

@@ -11,6 +11,7 @@ No torch at import: ``setup.py`` loads this file on its own.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -25,12 +26,53 @@ VARIANTS: dict[str, list[str]] = (
     if _X86 else {"portable": []})
 # torch capability -> variants it can run (torch.backends.cpu.get_cpu_capability())
 _RUNS = {"AVX512": ("avx512", "avx2", "portable"), "AVX2": ("avx2", "portable")}
-# every variant: -O3, OpenMP, and no implicit FMA contraction (the kernels place their FMAs by hand,
-# so all variants round alike); -Wno-psabi: GCC's note that 64-byte vectors pass differently without AVX-512
-COMMON_FLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-Wno-psabi"]
-LINK_FLAGS = ["-fopenmp"]
+# every variant: -O3 and no implicit FMA contraction (the kernels place their FMAs by hand, so variants
+# with FMA round alike); -Wno-psabi: GCC's note that vector arguments pass differently between ISAs.
+# OpenMP is added where the compiler has it (openmp_flags).
+COMMON_FLAGS = ["-O3", "-ffp-contract=off", "-Wno-psabi"]
 NATIVE = "native"  # GS_CORE_ISA value: compile at run time with -march=native
 ENV = "GS_CORE_ISA"
+NO_OPENMP_ENV = "GS_CORE_NO_OPENMP"  # set: build without OpenMP even where the compiler has it
+_OPENMP_PROBE = "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def compiler() -> str:
+    """The C++ compiler a build uses: ``$CXX``, else Python's configured one, else ``c++``."""
+    import shlex
+    import sysconfig
+
+    return shlex.split(os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++")[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _has_openmp(cxx: str) -> bool:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            result = subprocess.run([cxx, "-fopenmp", "-x", "c++", "-", "-o", os.path.join(tmp, "probe")],
+                                    input=_OPENMP_PROBE, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return result.returncode == 0
+
+
+def openmp_flags() -> list[str]:
+    """``["-fopenmp"]`` when the compiler builds and links an OpenMP program, else ``[]``: the kernels
+    then run serially (macOS's Apple Clang has no OpenMP; GS_CORE_NO_OPENMP forces this anywhere)."""
+    if os.environ.get(NO_OPENMP_ENV, "").strip() not in ("", "0"):
+        return []
+    return ["-fopenmp"] if _has_openmp(compiler()) else []
+
+
+def compile_flags(variant_flags: list[str]) -> list[str]:
+    """Compiler flags of a build with ``variant_flags`` (an entry of VARIANTS, or -march=native)."""
+    return COMMON_FLAGS + openmp_flags() + variant_flags
+
+
+def link_flags() -> list[str]:
+    return openmp_flags()
 
 
 def module_name(variant: str) -> str:
