@@ -39,7 +39,7 @@ from ..io.atomic import atomic_write, write_text
 FORMAT = "gs_core.work/1"
 OUTPUTS = ("scene.ply", "labels.npy", "confidence.npy", "levels.npz", "view_maps.npz", "cameras.json")
 # every name prepare writes in WORK (files, then folders); outputs of other commands never go there
-OWN_FILES = ("manifest.json", *OUTPUTS, "clip_features.npy", "clip.json")
+OWN_FILES = ("manifest.json", *OUTPUTS, "views.json", "clip_features.npy", "clip.json", "iqgs_model.pt")
 OWN_FOLDERS = ("cache", "masks", "virtual")
 AGAIN = "run gs-core prepare again"
 CACHE_MARKER = ".gs_core_cache"  # in each per-view cache folder: prepare made it, and may empty it
