@@ -139,7 +139,7 @@ def summarise(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
 
 
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
-              kind: str = "3dgs", say=print) -> dict:
+              kind: str = "3dgs", say=print, hard_cases: bool = False) -> dict:
     from ..pipeline.prepare import PrepareOptions, prepare
     from ..synth import MaskNoise, SynthConfig, make_world, render_views, write_dataset
     from .segmentation import parse_scene
@@ -148,11 +148,11 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
     rows, prepared = [], []
     for spec in scenes:
         layout, seed = parse_scene(spec)
-        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind))
+        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases))
         views = render_views(world, world.cameras, backend=backend)
         for level in noise:
-            tag = f"{layout}{seed}_{size}_n{level:g}"
-            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level))
+            tag = f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}_n{level:g}"
+            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level, hard=hard_cases))
             t0 = time.perf_counter()
             prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
                     log=lambda *_: None)
@@ -167,7 +167,7 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
             say(f"{spec} noise {level:g}: {len(objs)} objects, prepare {prep_s:.1f} s, clicker "
                 f"{prepared[-1]['clicks_s']:.1f} s")
     results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
-                          "max_clicks": MAX_CLICKS},
+                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS},
                "datasets": prepared, "objects": [asdict(r) for r in rows],
                "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {}}
     out.mkdir(parents=True, exist_ok=True)
@@ -214,6 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
     parser.add_argument("--method", default="git-consistent", help="prepare's --method (default git-consistent)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--hard-cases", action="store_true",
+                        help="scenes with the hard cases on the table and the masks' failures on them")
     parser.add_argument("--out", type=Path, default=Path("bench_clicks"))
 
 
@@ -238,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     t0 = time.perf_counter()
     results = run_bench(args.scenes, args.noise, args.size, args.method, args.out, args.backend, args.kind,
-                        say=console.print)
+                        say=console.print, hard_cases=args.hard_cases)
     print_results(results, console)
     console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/clicks.json")
     return 0
