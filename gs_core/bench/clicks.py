@@ -15,6 +15,13 @@ the finest split of the merge tree that separates it from the positive click), e
 and with the granularity slider (one notch counted as one click). Beside them, a reference: the IoU
 of the object's true Gaussians selected and rendered the same way (where prepare kept the rows); not a
 strict bound, as a selection with a few splats behind the object can render more of its pixels.
+
+Where an object that one click at the default level does not give (IoU < 90%) is decided
+(:func:`where_decided`): ``cut`` when one click at some other level of the merge tree gives it (the
+tree holds the split, the default cut misses it); ``render`` when its own true Gaussians do not render
+to 90% of its mask (visibility, thin things covering few pixels); ``merges`` when the masks separate it
+(a mask at IoU >= 85% with it) in at least half the training views that see it, yet no level of the
+tree does (the association and the Eq. 3 merges lose it); ``patches`` when the masks rarely separate it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..interactive import MAX_CLICKS, Click, ClickRun, run_clicker
+from ..interactive import MAX_CLICKS, Click, ClickRun, next_click, run_clicker
 
 MIN_PIXELS = 16
 DEFAULT_SCENES = ["tabletop:0", "room:0"]
@@ -49,6 +56,49 @@ class ObjectClicks:
     pixels: int  # the object's visible pixels in the clicked view
     runs: dict  # variant -> {"noc85", "noc90", "best_iou", "actions"}
     oracle_iou: float  # the object's true Gaussians selected and rendered the same way (NaN: rows differ)
+    level_ious: list | None = None  # [levels] IoU of the first positive click alone at each level
+    start_level: int = 0  # the default level's index
+    patch_views: float = float("nan")  # share of training views seeing it where a mask matches it (IoU >= 85%)
+
+    @property
+    def where(self) -> str:
+        return where_decided(self)
+
+
+PATCH_IOU = 0.85
+
+
+def where_decided(r: "ObjectClicks") -> str:
+    """``ok``, ``cut``, ``render``, ``merges`` or ``patches``: see the module's docstring."""
+    if not r.level_ious:
+        return "?"
+    if r.level_ious[r.start_level] >= 0.9:
+        return "ok"
+    if max(r.level_ious) >= 0.9:
+        return "cut"
+    if r.oracle_iou < 0.9:
+        return "render"
+    return "merges" if r.patch_views >= 0.5 else "patches"
+
+
+def patch_views(ds, maps: dict, o: int) -> float:
+    """Share of the training views that see object ``o`` (>= :data:`MIN_PIXELS`) where some mask of the
+    view's stack matches it at IoU >= :data:`PATCH_IOU`."""
+    index = {name: k for k, name in enumerate(ds.names)}
+    seen = hit = 0
+    for name, m in maps.items():
+        gt = m == o
+        area = int(gt.sum())
+        if area < MIN_PIXELS:
+            continue
+        seen += 1
+        stack, _ = ds.mask_stack(index[name])
+        if stack is None or not len(stack):
+            continue
+        inter = (stack & gt).reshape(len(stack), -1).sum(1)
+        union = stack.reshape(len(stack), -1).sum(1) + area - inter
+        hit += bool((inter / np.maximum(union, 1) >= PATCH_IOU).any())
+    return hit / seen if seen else float("nan")
 
 
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
@@ -113,8 +163,15 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
         if len(gt.gaussians.object) == len(levels.labels[0]):  # the work scene keeps the dataset's rows
             with torch.no_grad():
                 oracle = iou(selection_mask(proj, gt.gaussians.object == o, backend=backend), mask)
+        first = next_click(np.zeros_like(mask), mask)
+        level_ious = []
+        for level in levels.levels:
+            sel = levels.from_clicks(level, [weights(first)], [])
+            with torch.no_grad():
+                level_ious.append(iou(selection_mask(proj, sel.selected, backend=backend), mask))
         info = gt.hierarchy.objects[o]
-        out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle))
+        out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle,
+                                level_ious, start, patch_views(ds, maps, o)))
     return out
 
 
@@ -136,6 +193,21 @@ def summarise(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
                                "best_iou_mean": float(np.mean([x["best_iou"] for x in runs])),
                                "oracle_below90": int(sum(m.oracle_iou < 0.9 for m in members))}
     return out
+
+
+def summarise_where(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
+    """Per group (``key``): mean one-click IoU at the default level, best level, and where each object is decided."""
+    groups: dict[str, list[ObjectClicks]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    return {g: {"one_click_iou_mean": float(np.mean([m.level_ious[m.start_level] for m in members])),
+                "best_level_iou_mean": float(np.mean([max(m.level_ious) for m in members])),
+                "patch_views_mean": float(np.nanmean([m.patch_views for m in members])),
+                "where": {w: sum(m.where == w for m in members) for w in WHERE if any(m.where == w for m in members)}}
+            for g, members in sorted(groups.items()) if all(m.level_ious for m in members)}
+
+
+WHERE = ("ok", "cut", "render", "merges", "patches", "?")
 
 
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
@@ -168,8 +240,9 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
                 f"{prepared[-1]['clicks_s']:.1f} s")
     results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
                           "hard_cases": hard_cases, "max_clicks": MAX_CLICKS},
-               "datasets": prepared, "objects": [asdict(r) for r in rows],
-               "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {}}
+               "datasets": prepared, "objects": [{**asdict(r), "where": r.where} for r in rows],
+               "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {},
+               "where": {**summarise_where(rows), "ALL": summarise_where(rows, key=lambda r: "all").get("all", {})}}
     out.mkdir(parents=True, exist_ok=True)
     from ..io.atomic import write_text
 
@@ -194,12 +267,15 @@ def print_results(results: dict, console) -> None:
     console.print(t)
     t = Table(title=f"per category: NoC@90 median / mean (NoC@85 median / mean), objects not at 90% in {MAX_CLICKS}; "
                     "oracle<90: objects whose true Gaussians render below 90% IoU")
-    for c in ["category", "n", "oracle<90"] + names:
-        t.add_column(c, justify="left" if c == "category" else "right")
+    for c in ["category", "n", "oracle<90", "1 click: default / best level", "where decided"] + names:
+        t.add_column(c, justify="left" if c in ("category", "where decided") else "right")
     for cat, v in [*results["categories"].items(), ("ALL", results["all"])]:
         if not v:
             continue
+        d = results.get("where", {}).get(cat, {})
         t.add_row(cat, str(v[names[0]]["objects"]), str(v[names[0]]["oracle_below90"]),
+                  f"{100 * d.get('one_click_iou_mean', float('nan')):.0f} / {100 * d.get('best_level_iou_mean', float('nan')):.0f}",
+                  " ".join(f"{w}:{n}" for w, n in d.get("where", {}).items()),
                   *[f"{v[n]['noc90_median']:g} / {v[n]['noc90_mean']:.1f} ({v[n]['noc85_median']:g} / "
                     f"{v[n]['noc85_mean']:.1f}) {v[n]['failed90']}" for n in names])
     console.print(t)

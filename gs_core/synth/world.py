@@ -72,7 +72,8 @@ class SynthConfig:
 SIZES = {
     "tiny": dict(density=250.0, stuff_density=25.0, width=64, height=48, n_train=6, n_test=2, n_items=4),
     "small": dict(density=1200.0, stuff_density=100.0, width=160, height=120, n_train=12, n_test=4),
-    "medium": dict(density=3000.0, stuff_density=250.0, width=320, height=240, n_train=24, n_test=8, n_items=8),
+    # the scale of a real capture (a phone video's frames at VGA, 60 training views)
+    "medium": dict(density=3000.0, stuff_density=250.0, width=640, height=480, n_train=60, n_test=10, n_items=8),
     # the lifting issue's scale case: about 300k splats, 200 training views
     "large": dict(density=10000.0, stuff_density=750.0, width=640, height=480, n_train=200, n_test=20, n_items=10),
 }
