@@ -273,8 +273,9 @@ def print_results(results: dict, console) -> None:
         if not v:
             continue
         d = results.get("where", {}).get(cat, {})
+        nan = float("nan")
         t.add_row(cat, str(v[names[0]]["objects"]), str(v[names[0]]["oracle_below90"]),
-                  f"{100 * d.get('one_click_iou_mean', float('nan')):.0f} / {100 * d.get('best_level_iou_mean', float('nan')):.0f}",
+                  f"{100 * d.get('one_click_iou_mean', nan):.0f} / {100 * d.get('best_level_iou_mean', nan):.0f}",
                   " ".join(f"{w}:{n}" for w, n in d.get("where", {}).items()),
                   *[f"{v[n]['noc90_median']:g} / {v[n]['noc90_mean']:.1f} ({v[n]['noc85_median']:g} / "
                     f"{v[n]['noc85_mean']:.1f}) {v[n]['failed90']}" for n in names])

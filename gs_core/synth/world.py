@@ -201,7 +201,8 @@ def _room(b: Builder, config: SynthConfig, rng: np.random.Generator) -> _Layout:
         floor.hidden = under
     else:  # no floor under the rug, as where no camera ever looked
         floor.surface = floor.surface.subset(~under)
-    objects += _table_set(b, rng, centre, yaw, config.n_items, int(rng.integers(2, 5)), placed, _hard_builder(b, config))
+    objects += _table_set(b, rng, centre, yaw, config.n_items, int(rng.integers(2, 5)), placed,
+                          _hard_builder(b, config))
 
     def on_wall(spec: ObjectSpec, wall: int, back: float, z: float = 0.0) -> None:
         """Against ``wall``, facing into the room, its back ``back`` behind its origin; a floor
