@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 
 from .groundtruth import Hierarchy
 
@@ -152,21 +153,18 @@ def _ellipse(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
 
 def _components(nodes: list[int], edges: set[tuple[int, int]]) -> list[list[int]]:
     """Connected components (sorted, each sorted) of the graph on ``nodes`` with ``edges``."""
-    parent = {n: n for n in nodes}
-
-    def find(n):
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for a, b in edges:
-        if a in parent and b in parent:
-            parent[find(a)] = find(b)
-    comps: dict[int, list[int]] = {}
-    for n in sorted(nodes):
-        comps.setdefault(find(n), []).append(n)
-    return sorted(comps.values())
+    if not nodes:
+        return []
+    nodes = sorted(nodes)
+    index = {n: k for k, n in enumerate(nodes)}
+    pairs = np.array([(index[a], index[b]) for a, b in sorted(edges) if a in index and b in index], np.int64)
+    pairs = pairs.reshape(-1, 2)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(nodes),) * 2)
+    _, comp = csgraph.connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = {}
+    for n, c in zip(nodes, comp):
+        groups.setdefault(int(c), []).append(n)
+    return sorted(groups.values())
 
 
 def thin(mask: np.ndarray, thin_px: float) -> bool:
