@@ -81,24 +81,28 @@ def where_decided(r: "ObjectClicks") -> str:
     return "merges" if r.patch_views >= 0.5 else "patches"
 
 
-def patch_views(ds, maps: dict, o: int) -> float:
-    """Share of the training views that see object ``o`` (>= :data:`MIN_PIXELS`) where some mask of the
-    view's stack matches it at IoU >= :data:`PATCH_IOU`."""
+def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
+    """Per object: share of the training views that see it (>= :data:`MIN_PIXELS`) where some mask of the
+    view's stack matches it at IoU >= :data:`PATCH_IOU` (each view's stack read once)."""
     index = {name: k for k, name in enumerate(ds.names)}
-    seen = hit = 0
+    seen, hit = dict.fromkeys(objects, 0), dict.fromkeys(objects, 0)
     for name, m in maps.items():
-        gt = m == o
-        area = int(gt.sum())
-        if area < MIN_PIXELS:
+        area = np.bincount(m[m >= 0], minlength=max(objects, default=0) + 1)
+        here = [o for o in objects if area[o] >= MIN_PIXELS]
+        if not here:
             continue
-        seen += 1
         stack, _ = ds.mask_stack(index[name])
-        if stack is None or not len(stack):
-            continue
-        inter = (stack & gt).reshape(len(stack), -1).sum(1)
-        union = stack.reshape(len(stack), -1).sum(1) + area - inter
-        hit += bool((inter / np.maximum(union, 1) >= PATCH_IOU).any())
-    return hit / seen if seen else float("nan")
+        flat = None if stack is None or not len(stack) else stack.reshape(len(stack), -1)
+        sizes = None if flat is None else flat.sum(1)
+        for o in here:
+            seen[o] += 1
+            if flat is None:
+                continue
+            gt = (m == o).ravel()
+            inter = flat[:, gt].sum(1)
+            union = sizes + int(area[o]) - inter
+            hit[o] += bool((inter / np.maximum(union, 1) >= PATCH_IOU).any())
+    return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
@@ -125,6 +129,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     area = {name: np.bincount(m[m >= 0], minlength=n_obj) for name, m in maps.items()}
     wanted = objects if objects is not None else gt.hierarchy.things
     start = levels.index(0.5)
+    matched = patch_views(ds, maps, list(wanted))
     out = []
     for o in wanted:
         name = max(gt.train, key=lambda n: area[n][o])
@@ -171,7 +176,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
                 level_ious.append(iou(selection_mask(proj, sel.selected, backend=backend), mask))
         info = gt.hierarchy.objects[o]
         out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle,
-                                level_ious, start, patch_views(ds, maps, o)))
+                                level_ious, start, matched[o]))
     return out
 
 
