@@ -20,7 +20,7 @@ Where an object that one click at the default level does not give (IoU < 90%) is
 (:func:`where_decided`): ``cut`` when one click at some other level of the merge tree gives it (the
 tree holds the split, the default cut misses it); ``render`` when its own true Gaussians do not render
 to 90% of its mask (visibility, thin things covering few pixels); ``merges`` when the masks separate it
-(a mask at IoU >= 85% with it) in at least half the training views that see it, yet no level of the
+(a mask at IoU > 50% with it, so with no other object) in at least half the training views that see it, yet no level of the
 tree does (the association and the Eq. 3 merges lose it); ``patches`` when the masks rarely separate it.
 """
 
@@ -58,14 +58,14 @@ class ObjectClicks:
     oracle_iou: float  # the object's true Gaussians selected and rendered the same way (NaN: rows differ)
     level_ious: list | None = None  # [levels] IoU of the first positive click alone at each level
     start_level: int = 0  # the default level's index
-    patch_views: float = float("nan")  # share of training views seeing it where a mask matches it (IoU >= 85%)
+    patch_views: float = float("nan")  # share of training views seeing it where a mask matches it (IoU > 50%)
 
     @property
     def where(self) -> str:
         return where_decided(self)
 
 
-PATCH_IOU = 0.85
+PATCH_IOU = 0.5  # above half, a mask matches at most one object: it separates that one from the rest
 
 
 def where_decided(r: "ObjectClicks") -> str:
@@ -83,7 +83,7 @@ def where_decided(r: "ObjectClicks") -> str:
 
 def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
     """Per object: share of the training views that see it (>= :data:`MIN_PIXELS`) where some mask of the
-    view's stack matches it at IoU >= :data:`PATCH_IOU` (each view's stack read once)."""
+    view's stack matches it at IoU > :data:`PATCH_IOU` (each view's stack read once)."""
     index = {name: k for k, name in enumerate(ds.names)}
     seen, hit = dict.fromkeys(objects, 0), dict.fromkeys(objects, 0)
     for name, m in maps.items():
@@ -101,7 +101,7 @@ def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
             gt = (m == o).ravel()
             inter = flat[:, gt].sum(1)
             union = sizes + int(area[o]) - inter
-            hit[o] += bool((inter / np.maximum(union, 1) >= PATCH_IOU).any())
+            hit[o] += bool((inter / np.maximum(union, 1) > PATCH_IOU).any())
     return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
