@@ -239,7 +239,7 @@ def hard_sets(b: Builder) -> list[HardSet]:
 def place_hard_cases(b: Builder, support: ObjectSpec, yaw: float, centre: np.ndarray, rng: np.random.Generator,
                      placed: list[tuple[np.ndarray, float]]) -> list[ObjectSpec]:
     """Every hard set on ``support``'s flat top (placed at ``centre`` with ``yaw``), where it finds room
-    (``placed``: footprints already on that top, in its frame; extended here)."""
+    (``placed``: footprints already on that top, in its frame; extended here); a set with no room left is dropped."""
     hx, hy = support.top
     c, s = np.cos(yaw), np.sin(yaw)
     R = np.array([[c, -s], [s, c]])
@@ -248,12 +248,22 @@ def place_hard_cases(b: Builder, support: ObjectSpec, yaw: float, centre: np.nda
         rad = hard.radius
         if hx - rad - 0.01 <= 0 or hy - rad - 0.01 <= 0:
             continue
+        lo, hi = np.array([-hx + rad + 0.01, -hy + rad + 0.01]), np.array([hx - rad - 0.01, hy - rad - 0.01])
+
+        def free(xy: np.ndarray) -> np.ndarray:  # [k, 2] -> [k] bool
+            return np.all([np.hypot(*(xy - p).T) > rad + q + 0.01 for p, q in placed], axis=0) \
+                if placed else np.ones(len(xy), bool)
+
         for _ in range(300):
-            local = rng.uniform([-hx + rad + 0.01, -hy + rad + 0.01], [hx - rad - 0.01, hy - rad - 0.01])
-            if all(np.hypot(*(local - p)) > rad + q + 0.01 for p, q in placed):
+            local = rng.uniform(lo, hi)
+            if free(local[None])[0]:
                 break
-        else:
-            continue
+        else:  # a crowded top: every free spot on a 1 cm grid, one of them at random
+            grid = np.stack(np.meshgrid(np.arange(lo[0], hi[0], 0.01), np.arange(lo[1], hi[1], 0.01)), -1).reshape(-1, 2)
+            spots = grid[free(grid)]
+            if not len(spots):
+                continue
+            local = spots[rng.integers(len(spots))]
         placed.append((local, rad))
         xy = centre[:2] + R @ local
         set_yaw = yaw + rng.uniform(0, 2 * np.pi)
