@@ -259,7 +259,8 @@ def place_hard_cases(b: Builder, support: ObjectSpec, yaw: float, centre: np.nda
             if free(local[None])[0]:
                 break
         else:  # a crowded top: every free spot on a 1 cm grid, one of them at random
-            grid = np.stack(np.meshgrid(np.arange(lo[0], hi[0], 0.01), np.arange(lo[1], hi[1], 0.01)), -1).reshape(-1, 2)
+            axes = np.meshgrid(np.arange(lo[0], hi[0], 0.01), np.arange(lo[1], hi[1], 0.01))
+            grid = np.stack(axes, -1).reshape(-1, 2)
             spots = grid[free(grid)]
             if not len(spots):
                 continue
