@@ -15,6 +15,13 @@ the finest split of the merge tree that separates it from the positive click), e
 and with the granularity slider (one notch counted as one click). Beside them, a reference: the IoU
 of the object's true Gaussians selected and rendered the same way (where prepare kept the rows); not a
 strict bound, as a selection with a few splats behind the object can render more of its pixels.
+
+Where an object that one click at the default level does not give (IoU < 90%) is decided
+(:func:`where_decided`): ``cut`` when one click at some other level of the merge tree gives it (the
+tree holds the split, the default cut misses it); ``render`` when its own true Gaussians do not render
+to 90% of its mask (visibility, thin things covering few pixels); ``merges`` when the masks separate it
+(a mask at IoU > 50% with it, so with no other object) in at least half the training views that see it, yet no level of the
+tree does (the association and the Eq. 3 merges lose it); ``patches`` when the masks rarely separate it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..interactive import MAX_CLICKS, Click, ClickRun, run_clicker
+from ..interactive import MAX_CLICKS, Click, ClickRun, next_click, run_clicker
 
 MIN_PIXELS = 16
 DEFAULT_SCENES = ["tabletop:0", "room:0"]
@@ -49,6 +56,53 @@ class ObjectClicks:
     pixels: int  # the object's visible pixels in the clicked view
     runs: dict  # variant -> {"noc85", "noc90", "best_iou", "actions"}
     oracle_iou: float  # the object's true Gaussians selected and rendered the same way (NaN: rows differ)
+    level_ious: list | None = None  # [levels] IoU of the first positive click alone at each level
+    start_level: int = 0  # the default level's index
+    patch_views: float = float("nan")  # share of training views seeing it where a mask matches it (IoU > 50%)
+
+    @property
+    def where(self) -> str:
+        return where_decided(self)
+
+
+PATCH_IOU = 0.5  # above half, a mask matches at most one object: it separates that one from the rest
+
+
+def where_decided(r: "ObjectClicks") -> str:
+    """``ok``, ``cut``, ``render``, ``merges`` or ``patches``: see the module's docstring."""
+    if not r.level_ious:
+        return "?"
+    if r.level_ious[r.start_level] >= 0.9:
+        return "ok"
+    if max(r.level_ious) >= 0.9:
+        return "cut"
+    if r.oracle_iou < 0.9:
+        return "render"
+    return "merges" if r.patch_views >= 0.5 else "patches"
+
+
+def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
+    """Per object: share of the training views that see it (>= :data:`MIN_PIXELS`) where some mask of the
+    view's stack matches it at IoU > :data:`PATCH_IOU` (each view's stack read once)."""
+    index = {name: k for k, name in enumerate(ds.names)}
+    seen, hit = dict.fromkeys(objects, 0), dict.fromkeys(objects, 0)
+    for name, m in maps.items():
+        area = np.bincount(m[m >= 0], minlength=max(objects, default=0) + 1)
+        here = [o for o in objects if area[o] >= MIN_PIXELS]
+        if not here:
+            continue
+        stack, _ = ds.mask_stack(index[name])
+        flat = None if stack is None or not len(stack) else stack.reshape(len(stack), -1)
+        sizes = None if flat is None else flat.sum(1)
+        for o in here:
+            seen[o] += 1
+            if flat is None:
+                continue
+            gt = (m == o).ravel()
+            inter = flat[:, gt].sum(1)
+            union = sizes + int(area[o]) - inter
+            hit[o] += bool((inter / np.maximum(union, 1) > PATCH_IOU).any())
+    return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
@@ -75,6 +129,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     area = {name: np.bincount(m[m >= 0], minlength=n_obj) for name, m in maps.items()}
     wanted = objects if objects is not None else gt.hierarchy.things
     start = levels.index(0.5)
+    matched = patch_views(ds, maps, list(wanted))
     out = []
     for o in wanted:
         name = max(gt.train, key=lambda n: area[n][o])
@@ -113,8 +168,15 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
         if len(gt.gaussians.object) == len(levels.labels[0]):  # the work scene keeps the dataset's rows
             with torch.no_grad():
                 oracle = iou(selection_mask(proj, gt.gaussians.object == o, backend=backend), mask)
+        first = next_click(np.zeros_like(mask), mask)
+        level_ious = []
+        for level in levels.levels:
+            sel = levels.from_clicks(level, [weights(first)], [])
+            with torch.no_grad():
+                level_ious.append(iou(selection_mask(proj, sel.selected, backend=backend), mask))
         info = gt.hierarchy.objects[o]
-        out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle))
+        out.append(ObjectClicks("", 0.0, o, info.name, info.category, name, int(mask.sum()), runs, oracle,
+                                level_ious, start, matched[o]))
     return out
 
 
@@ -138,8 +200,23 @@ def summarise(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
     return out
 
 
+def summarise_where(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
+    """Per group (``key``): mean one-click IoU at the default level, best level, and where each object is decided."""
+    groups: dict[str, list[ObjectClicks]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    return {g: {"one_click_iou_mean": float(np.mean([m.level_ious[m.start_level] for m in members])),
+                "best_level_iou_mean": float(np.mean([max(m.level_ious) for m in members])),
+                "patch_views_mean": float(np.nanmean([m.patch_views for m in members])),
+                "where": {w: sum(m.where == w for m in members) for w in WHERE if any(m.where == w for m in members)}}
+            for g, members in sorted(groups.items()) if all(m.level_ious for m in members)}
+
+
+WHERE = ("ok", "cut", "render", "merges", "patches", "?")
+
+
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
-              kind: str = "3dgs", say=print) -> dict:
+              kind: str = "3dgs", say=print, hard_cases: bool = False) -> dict:
     from ..pipeline.prepare import PrepareOptions, prepare
     from ..synth import MaskNoise, SynthConfig, make_world, render_views, write_dataset
     from .segmentation import parse_scene
@@ -148,11 +225,11 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
     rows, prepared = [], []
     for spec in scenes:
         layout, seed = parse_scene(spec)
-        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind))
+        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases))
         views = render_views(world, world.cameras, backend=backend)
         for level in noise:
-            tag = f"{layout}{seed}_{size}_n{level:g}"
-            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level))
+            tag = f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}_n{level:g}"
+            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level, hard=hard_cases))
             t0 = time.perf_counter()
             prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
                     log=lambda *_: None)
@@ -167,9 +244,10 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
             say(f"{spec} noise {level:g}: {len(objs)} objects, prepare {prep_s:.1f} s, clicker "
                 f"{prepared[-1]['clicks_s']:.1f} s")
     results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
-                          "max_clicks": MAX_CLICKS},
-               "datasets": prepared, "objects": [asdict(r) for r in rows],
-               "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {}}
+                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS},
+               "datasets": prepared, "objects": [{**asdict(r), "where": r.where} for r in rows],
+               "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {},
+               "where": {**summarise_where(rows), "ALL": summarise_where(rows, key=lambda r: "all").get("all", {})}}
     out.mkdir(parents=True, exist_ok=True)
     from ..io.atomic import write_text
 
@@ -194,12 +272,16 @@ def print_results(results: dict, console) -> None:
     console.print(t)
     t = Table(title=f"per category: NoC@90 median / mean (NoC@85 median / mean), objects not at 90% in {MAX_CLICKS}; "
                     "oracle<90: objects whose true Gaussians render below 90% IoU")
-    for c in ["category", "n", "oracle<90"] + names:
-        t.add_column(c, justify="left" if c == "category" else "right")
+    for c in ["category", "n", "oracle<90", "1 click: default / best level", "where decided"] + names:
+        t.add_column(c, justify="left" if c in ("category", "where decided") else "right")
     for cat, v in [*results["categories"].items(), ("ALL", results["all"])]:
         if not v:
             continue
+        d = results.get("where", {}).get(cat, {})
+        nan = float("nan")
         t.add_row(cat, str(v[names[0]]["objects"]), str(v[names[0]]["oracle_below90"]),
+                  f"{100 * d.get('one_click_iou_mean', nan):.0f} / {100 * d.get('best_level_iou_mean', nan):.0f}",
+                  " ".join(f"{w}:{n}" for w, n in d.get("where", {}).items()),
                   *[f"{v[n]['noc90_median']:g} / {v[n]['noc90_mean']:.1f} ({v[n]['noc85_median']:g} / "
                     f"{v[n]['noc85_mean']:.1f}) {v[n]['failed90']}" for n in names])
     console.print(t)
@@ -214,6 +296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
     parser.add_argument("--method", default="git-consistent", help="prepare's --method (default git-consistent)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--hard-cases", action="store_true",
+                        help="scenes with the hard cases on the table and the masks' failures on them")
     parser.add_argument("--out", type=Path, default=Path("bench_clicks"))
 
 
@@ -238,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     t0 = time.perf_counter()
     results = run_bench(args.scenes, args.noise, args.size, args.method, args.out, args.backend, args.kind,
-                        say=console.print)
+                        say=console.print, hard_cases=args.hard_cases)
     print_results(results, console)
     console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/clicks.json")
     return 0

@@ -227,9 +227,10 @@ class BenchConfig:
     kind: str = "3dgs"
     backend: str = "auto"
     noise_only: list[str] | None = None  # keep only these MaskNoise knobs at each level (None: all)
+    hard_cases: bool = False  # the hard cases on the table, and the masks' failures on them
 
     def mask_noise(self, level: float) -> MaskNoise:
-        noise = MaskNoise.level(level)
+        noise = MaskNoise.level(level, hard=self.hard_cases)
         return noise.only(*self.noise_only) if self.noise_only else noise
 
     def __post_init__(self):
@@ -275,12 +276,14 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
         layout, seed = parse_scene(spec)
         say(f"{spec}: generating and rendering")
         t0 = time.perf_counter()
-        world = make_world(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind))
+        world = make_world(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind,
+                                             hard_cases=config.hard_cases))
         views = render_views(world, world.cameras, backend=config.backend)
         scenes.append({"scene": spec, "config": world.config.to_json(), "gaussians": len(world.scene),
                        "objects": len(world.hierarchy.objects), "seconds": time.perf_counter() - t0})
         for noise in config.noise:
-            tag = f"{layout}{seed}_n{noise:g}" + ("_" + "+".join(config.noise_only) if config.noise_only else "")
+            tag = (f"{layout}{seed}{'_hard' if config.hard_cases else ''}_n{noise:g}"
+                   + ("_" + "+".join(config.noise_only) if config.noise_only else ""))
             say(f"{spec} noise {noise:g}: writing and loading {tag}")
             root = write_dataset(out / "data" / tag, world, views, config.mask_noise(noise))
             ds, gt = Dataset.load(root), GroundTruth.load(root)
@@ -358,6 +361,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="small", choices=list(SIZES), help="scene density, resolution, views")
     parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"])
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
+    parser.add_argument("--hard-cases", action="store_true",
+                        help="scenes with the hard cases on the table and the masks' failures on them")
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation"))
 
 
@@ -365,7 +370,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
-    config = BenchConfig(args.methods, args.scenes, args.noise, args.size, args.kind, args.backend, args.noise_only)
+    config = BenchConfig(args.methods, args.scenes, args.noise, args.size, args.kind, args.backend, args.noise_only,
+                         args.hard_cases)
     t0 = time.perf_counter()
     with console.status("starting") as status:
         results = run_bench(config, args.out, progress=status.update)

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mask noise: 0 = clean, 1 = typical SAM (default: 1)")
     parser.add_argument("--kind", default="3dgs", choices=["3dgs", "2dgs"],
                         help="splat kind written to scene.ply (default: 3dgs)")
+    parser.add_argument("--hard-cases", action="store_true",
+                        help="put the hard cases on the table (touching look-alikes, containers with contents, "
+                             "thin long things, stacks) and give the masks their failures on them")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],
                         help="engine backend for rendering the views (default: auto)")
 
@@ -37,12 +40,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     check_output_dir(args.out, "--out")
     t0 = time.perf_counter()
-    config = SynthConfig.sized(args.size, layout=args.layout, seed=args.seed, kind=args.kind)
+    config = SynthConfig.sized(args.size, layout=args.layout, seed=args.seed, kind=args.kind,
+                                hard_cases=args.hard_cases)
     world = make_world(config)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("rendering views", total=len(world.cameras))
         views = render_views(world, world.cameras, backend=args.backend, progress=lambda: progress.advance(task))
-    write_dataset(args.out, world, views, MaskNoise.level(args.noise))
+    write_dataset(args.out, world, views, MaskNoise.level(args.noise, hard=args.hard_cases))
     h = world.hierarchy
     console.print(f"{args.out}: {len(world.scene)} {config.kind.upper()} splats "
                   f"({int((~world.labels.clean).sum())} artefacts), {len(h.objects)} objects, {len(h.parts)} parts, "

@@ -7,7 +7,12 @@ Proto-SaGa (Sec. 1, Fig. 1) describe, each behind a knob of :class:`MaskNoise`:
 * nested — the other levels emitted too, so masks overlap and nest as SAM's multi-output does;
 * over_segment — a mask cut in two; under_segment — two adjacent objects merged into one mask;
 * jitter — boundaries displaced by a smooth random field;
-* miss_small — small objects missed; spurious — masks that match nothing.
+* miss_small — small objects missed; spurious — masks that match nothing;
+* the hard cases' failures (:mod:`.hardcases`; off in ``MaskNoise.level(x)`` unless ``hard=True``):
+  row — touching look-alikes (visible objects of one category sharing an edge) as one mask in some
+  views, apart in others; holder — a container and its contents, or a stack, as one mask or apart;
+  thin_miss / thin_cut — a thin long object (at most ``thin_px`` pixels from its axis, four times
+  longer than wide in the view) missed, or cut into pieces.
 
 ``MaskNoise()`` (all zero) gives clean masks: exactly one mask per visible object, equal to its
 ground-truth region. ``MaskNoise.level(x)`` scales a typical-SAM preset (x = 1) linearly.
@@ -18,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.sparse import csgraph
 
 from .groundtruth import Hierarchy
 
@@ -36,15 +42,23 @@ class MaskNoise:
     small: float = 0.002  # what "small" means, as a fraction of the image area
     spurious: float = 0.0  # expected number of masks per view that match no object
     min_area: int = 1  # masks below this many pixels are dropped (after all noise)
+    row: float = 0.0  # P(a row of touching look-alikes shows as one mask in a view)
+    holder: float = 0.0  # P(a container with its contents, a stack with what rests on it, shows as one mask)
+    thin_miss: float = 0.0  # P(a thin object is missed in a view)
+    thin_cut: float = 0.0  # P(a thin object that is not missed comes in 2-3 pieces)
+    thin_px: float = 2.5  # "thin": no pixel of its mask farther than this from the mask's edge
 
     @classmethod
-    def level(cls, noise: float) -> "MaskNoise":
-        """A single noise level: 0 = clean, 1 = a typical SAM automatic-mask run on indoor views."""
+    def level(cls, noise: float, hard: bool = False) -> "MaskNoise":
+        """A single noise level: 0 = clean, 1 = a typical SAM automatic-mask run on indoor views;
+        ``hard`` adds the hard cases' failures (row, holder, thin_miss, thin_cut)."""
         if noise < 0:
             raise ValueError(f"noise level must be >= 0, got {noise}")
+        extra = dict(row=min(1.0, 0.5 * noise), holder=min(1.0, 0.4 * noise), thin_miss=min(1.0, 0.3 * noise),
+                     thin_cut=min(1.0, 0.4 * noise)) if hard else {}
         return cls(granularity=min(1.0, 0.35 * noise), nested=min(1.0, 0.4 * noise),
                    over_segment=min(1.0, 0.12 * noise), under_segment=min(1.0, 0.12 * noise),
-                   jitter=1.0 * noise, miss_small=min(1.0, 0.6 * noise), spurious=1.5 * noise)
+                   jitter=1.0 * noise, miss_small=min(1.0, 0.6 * noise), spurious=1.5 * noise, **extra)
 
     def only(self, *knobs: str) -> "MaskNoise":
         """These knobs as they are, every other failure mode off (``small`` and ``min_area`` kept):
@@ -52,19 +66,22 @@ class MaskNoise:
         unknown = [k for k in knobs if k not in KNOBS]
         if unknown:
             raise ValueError(f"unknown mask-noise knob(s) {', '.join(unknown)}; choose from {', '.join(KNOBS)}")
-        return MaskNoise(**{k: getattr(self, k) for k in knobs}, small=self.small, min_area=self.min_area)
+        return MaskNoise(**{k: getattr(self, k) for k in knobs}, small=self.small, min_area=self.min_area,
+                         thin_px=self.thin_px)
 
     def to_json(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-KNOBS = tuple(f.name for f in fields(MaskNoise) if f.name not in ("small", "min_area"))  # the failure modes
+KNOBS = tuple(f.name for f in fields(MaskNoise) if f.name not in ("small", "min_area", "thin_px"))  # failure modes
 
 
 @dataclass
 class MaskSource:
     """Where a simulated mask came from: ``kind`` in object, part, group, merged (two objects),
-    split (half of the mask of ``parent``), spurious; ``ids`` are object/part/group ids."""
+    split (half of the mask of ``parent``), spurious, row (touching look-alikes), holder (a container
+    or a stack's base first, then what rests on it), piece (a piece of a thin object);
+    ``ids`` are object/part/group ids."""
 
     kind: str
     ids: tuple[int, ...]
@@ -134,6 +151,108 @@ def _ellipse(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
     return u * u + v * v < 1
 
 
+def _components(nodes: list[int], edges: set[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (sorted, each sorted) of the graph on ``nodes`` with ``edges``."""
+    if not nodes:
+        return []
+    nodes = sorted(nodes)
+    index = {n: k for k, n in enumerate(nodes)}
+    pairs = np.array([(index[a], index[b]) for a, b in sorted(edges) if a in index and b in index], np.int64)
+    pairs = pairs.reshape(-1, 2)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(nodes),) * 2)
+    _, comp = csgraph.connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = {}
+    for n, c in zip(nodes, comp):
+        groups.setdefault(int(c), []).append(n)
+    return sorted(groups.values())
+
+
+def thin(mask: np.ndarray, thin_px: float) -> bool:
+    """Whether ``mask`` is a thin long thing: no pixel farther than ``thin_px`` from its edge, and its
+    area at least 8 ``r``^2 for its largest distance ``r`` (a bar 2r wide is then >= 4x longer than wide)."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return False
+    crop = np.pad(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1], 1)
+    r = float(ndimage.distance_transform_edt(crop).max())
+    return r <= thin_px and len(ys) >= 8 * r * r
+
+
+def _pieces(mask: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """``mask`` cut across its principal axis at 1-2 random places, with a gap of 2 pixels at each cut."""
+    ys, xs = np.nonzero(mask)
+    pts = np.stack([xs, ys], 1).astype(np.float64)
+    centred = pts - pts.mean(0)
+    axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+    t = centred @ axis
+    cuts = np.sort(rng.uniform(np.quantile(t, 0.2), np.quantile(t, 0.8), int(rng.integers(1, 3))))
+    piece = np.searchsorted(cuts, t)
+    keep = np.abs(t[:, None] - cuts[None, :]).min(1) > 1.0
+    out = []
+    for k in range(len(cuts) + 1):
+        m = np.zeros_like(mask)
+        sel = keep & (piece == k)
+        m[ys[sel], xs[sel]] = True
+        if m.any():
+            out.append(m)
+    return out
+
+
+def _hard_failures(out: dict, object: np.ndarray, hierarchy: Hierarchy, noise: MaskNoise,
+                   rng: np.random.Generator) -> None:
+    """The hard cases' failures on the object-level masks of ``out`` (in place). Each draws from
+    ``rng`` only when its knob is on, so the other failure modes see the stream they saw before."""
+    if noise.holder > 0 or noise.row > 0:
+        neighbours = _adjacent(object)
+    if noise.holder > 0:
+        objects = hierarchy.objects
+        on: dict[int, list[int]] = {}
+        for o in objects:
+            if o.support is not None:
+                on.setdefault(o.support, []).append(o.id)
+
+        def above(h: int) -> list[int]:
+            return [x for c in on.get(h, []) for x in (c, *above(c))]
+
+        def depth(o: int) -> int:
+            return 0 if objects[o].support is None else 1 + depth(objects[o].support)
+
+        seen = set(np.unique(object[object >= 0]).tolist())
+        # containers and stack bases, bottom first; not a group's root (that is the group level)
+        holders = sorted((h for h in on if objects[h].support is not None), key=lambda h: (depth(h), h))
+        for h in holders:
+            if ("object", h) not in out:
+                continue
+            contents = [c for c in above(h) if c in seen]
+            if not any((min(h, c), max(h, c)) in neighbours for c in contents) or rng.random() >= noise.holder:
+                continue
+            ids = (h, *sorted(contents))
+            for o in ids:
+                out.pop(("object", o), None)
+            out[("holder", *ids)] = (MaskSource("holder", ids), np.isin(object, ids))
+    if noise.row > 0:
+        nodes = [k[1] for k in out if k[0] == "object" and not hierarchy.objects[k[1]].stuff]
+        category = {o: hierarchy.objects[o].category for o in nodes}
+        edges = {(a, b) for a, b in neighbours if a in category and b in category and category[a] == category[b]}
+        for comp in _components(nodes, edges):
+            if len(comp) < 2 or rng.random() >= noise.row:
+                continue
+            for o in comp:
+                del out[("object", o)]
+            out[("row", *comp)] = (MaskSource("row", tuple(comp)), np.isin(object, comp))
+    if noise.thin_miss > 0 or noise.thin_cut > 0:
+        for key in [k for k in out if k[0] == "object"]:
+            mask = out[key][1]
+            if not thin(mask, noise.thin_px):
+                continue
+            if rng.random() < noise.thin_miss:
+                del out[key]
+            elif rng.random() < noise.thin_cut:
+                del out[key]
+                for k, piece in enumerate(_pieces(mask, rng)):
+                    out[("piece", key[1], k)] = (MaskSource("piece", (key[1],), parent="object"), piece)
+
+
 def simulate_masks(part: np.ndarray, object: np.ndarray, group: np.ndarray, hierarchy: Hierarchy,
                    noise: MaskNoise, rng: np.random.Generator) -> SimulatedMasks:
     """Masks of one view from its GT maps ``part``, ``object``, ``group`` [H, W] (-1 = background)."""
@@ -172,6 +291,7 @@ def simulate_masks(part: np.ndarray, object: np.ndarray, group: np.ndarray, hier
                 if other != level:
                     emit(other, o)
 
+    _hard_failures(out, object, hierarchy, noise, rng)
     if noise.under_segment > 0:
         neighbours = _adjacent(object)
         merged: set[int] = set()

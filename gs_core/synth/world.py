@@ -15,6 +15,7 @@ from ..camera import Camera
 from ..scene import GaussianScene
 from .artefacts import ArtefactConfig, add_artefacts
 from .groundtruth import GaussianLabels, GroupInfo, Hierarchy, ObjectInfo, PartInfo
+from .hardcases import place_hard_cases
 from .objects import ITEMS, Builder, ObjectSpec
 from .splats import surface_splats
 
@@ -38,6 +39,9 @@ class SynthConfig:
     n_train: int = 12
     n_test: int = 4
     n_items: int = 6  # items on the (main) table
+    # hard cases on the (main) table (synth/hardcases.py): touching look-alikes, containers with contents,
+    # thin long things, stacks; off, a layout draws the world it drew before they existed
+    hard_cases: bool = False
     artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
     # surfaces no view sees, as trained scenes keep them from their initial points: the floor under the
     # rug (at the low opacity training leaves on them, splats.HIDDEN_OPACITY), the wall behind a
@@ -68,7 +72,8 @@ class SynthConfig:
 SIZES = {
     "tiny": dict(density=250.0, stuff_density=25.0, width=64, height=48, n_train=6, n_test=2, n_items=4),
     "small": dict(density=1200.0, stuff_density=100.0, width=160, height=120, n_train=12, n_test=4),
-    "medium": dict(density=3000.0, stuff_density=250.0, width=320, height=240, n_train=24, n_test=8, n_items=8),
+    # the scale of a real capture (a phone video's frames at VGA, 60 training views)
+    "medium": dict(density=3000.0, stuff_density=250.0, width=640, height=480, n_train=60, n_test=10, n_items=8),
     # the lifting issue's scale case: about 300k splats, 200 training views
     "large": dict(density=10000.0, stuff_density=750.0, width=640, height=480, n_train=200, n_test=20, n_items=10),
 }
@@ -110,11 +115,12 @@ def _free(pos, radius: float, placed: list[tuple[np.ndarray, float]], gap: float
 
 
 def _place_items(b: Builder, support: ObjectSpec, yaw: float, centre: np.ndarray, categories: list[str],
-                 rng: np.random.Generator) -> list[ObjectSpec]:
-    """Items on ``support``'s flat top (placed at ``centre`` with ``yaw``); a box may be stacked on a book."""
+                 rng: np.random.Generator, placed: list | None = None) -> list[ObjectSpec]:
+    """Items on ``support``'s flat top (placed at ``centre`` with ``yaw``); a box may be stacked on a book.
+    ``placed``: footprints (top frame) already taken there."""
     hx, hy = support.top
     R = _rot2(yaw)
-    placed, out = [], []
+    placed, out = ([] if placed is None else placed), []
     for cat in categories:
         item = b.item(cat)
         item.support = support.name
@@ -144,11 +150,16 @@ def _item_categories(n: int, rng: np.random.Generator) -> list[str]:
 
 
 def _table_set(b: Builder, rng, centre: np.ndarray, yaw: float, n_items: int, n_chairs: int,
-               placed: list) -> list[ObjectSpec]:
+               placed: list, hard: Builder | None = None) -> list[ObjectSpec]:
+    """A table with items and chairs; with ``hard`` (a builder on its own random stream), the hard
+    cases (:mod:`.hardcases`) go on the table first and the items where room is left."""
     table = b.table()
     out = [table.placed(yaw, centre)]
     placed.append((centre[:2], table.radius))
-    out += _place_items(b, table, yaw, centre, _item_categories(n_items, rng), rng)
+    on_top: list = []
+    if hard is not None:
+        out += place_hard_cases(hard, table, yaw, centre, hard.rng, on_top)
+    out += _place_items(b, table, yaw, centre, _item_categories(n_items, rng), rng, on_top)
     hx, hy = table.half_extent
     sides = [(0, 1, hy), (0, -1, hy), (1, 0, hx), (-1, 0, hx)]  # long sides first
     R = _rot2(yaw)
@@ -161,6 +172,13 @@ def _table_set(b: Builder, rng, centre: np.ndarray, yaw: float, n_items: int, n_
         out.append(chair.placed(np.arctan2(face[1], face[0]) - np.pi / 2, [pos[0], pos[1], 0.0]))
         placed.append((pos, chair.radius))
     return out
+
+
+def _hard_builder(b: Builder, config: SynthConfig) -> Builder | None:
+    """The hard cases' builder, on its own random stream (the world's stream draws as before up to the items)."""
+    if not config.hard_cases:
+        return None
+    return Builder(np.random.default_rng([config.seed, 26]), b.density, b.stuff_density, _names=b._names)
 
 
 def _room(b: Builder, config: SynthConfig, rng: np.random.Generator) -> _Layout:
@@ -183,7 +201,8 @@ def _room(b: Builder, config: SynthConfig, rng: np.random.Generator) -> _Layout:
         floor.hidden = under
     else:  # no floor under the rug, as where no camera ever looked
         floor.surface = floor.surface.subset(~under)
-    objects += _table_set(b, rng, centre, yaw, config.n_items, int(rng.integers(2, 5)), placed)
+    objects += _table_set(b, rng, centre, yaw, config.n_items, int(rng.integers(2, 5)), placed,
+                          _hard_builder(b, config))
 
     def on_wall(spec: ObjectSpec, wall: int, back: float, z: float = 0.0) -> None:
         """Against ``wall``, facing into the room, its back ``back`` behind its origin; a floor
@@ -230,7 +249,7 @@ def _tabletop(b: Builder, config: SynthConfig, rng: np.random.Generator) -> _Lay
     objects = [b.plane("floor", [-2.5, -2.5, 0], [5.0, 0, 0], [0, 5.0, 0])]
     placed: list = []
     objects += _table_set(b, rng, np.zeros(3), rng.uniform(-0.2, 0.2), config.n_items, int(rng.integers(0, 3)),
-                          placed)
+                          placed, _hard_builder(b, config))
     table = objects[1]
     return _Layout(objects, np.array([[-1.5, -1.5, 0.05], [1.5, 1.5, 1.6]]),
                    np.array([0.0, 0.0, table.height]), (1.45, 1.45), inside=False)

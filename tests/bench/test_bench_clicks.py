@@ -4,7 +4,7 @@ replayed through the public query API, the split rule against the earlier one, t
 import numpy as np
 import pytest
 
-from gs_core.bench.clicks import VARIANTS, click_objects, summarise, variant_name
+from gs_core.bench.clicks import WHERE, VARIANTS, ObjectClicks, click_objects, summarise, variant_name
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project
@@ -73,6 +73,26 @@ def test_split_rule_reaches_what_the_remove_rule_cannot(clicked):
     assert s["split"]["noc90_mean"] < s["remove"]["noc90_mean"] and s["split"]["failed90"] == 0
 
 
+def test_one_click_per_level_and_mask_matches(clicked):
+    """The first click of every run is the one-click probe at the default level, so its IoU is the
+    probe's; the share of views whose masks match the object is a share."""
+    _, rows = clicked
+    for r in rows:
+        assert len(r.level_ious) > 1 and r.level_ious[r.start_level] == pytest.approx(r.runs["split"]["ious"][0])
+        assert 0 <= r.patch_views <= 1 and r.where in WHERE
+
+
+def test_where_decided_follows_the_tree_the_render_and_the_masks():
+    def row(ious, oracle=1.0, patches=1.0):
+        return ObjectClicks("", 0.0, 0, "x", "x", "v", 100, {}, oracle, ious, 1, patches)
+
+    assert row([0.2, 0.95, 0.5]).where == "ok"
+    assert row([0.95, 0.5, 0.3]).where == "cut"  # another level of the tree holds it
+    assert row([0.5, 0.6, 0.3], oracle=0.7).where == "render"  # its own Gaussians fall short
+    assert row([0.5, 0.6], patches=0.8).where == "merges"  # the masks separate it, the tree does not
+    assert row([0.5, 0.6], patches=0.2).where == "patches"  # the masks rarely separate it
+
+
 @pytest.mark.parametrize("argv, message", [(["--scenes", "attic:0"], "layout must be one of"),
                                            (["--scenes", "room:x"], "expected layout"),
                                            (["--method", "nope"], "--method nope")])
@@ -87,7 +107,7 @@ def test_command_prints_and_writes_results(capsys, tmp_path):
 
     assert main(["bench", "clicks", "--size", "tiny", "--scenes", "tabletop:0", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert "per category" in out and "ALL" in out and "book_0" in out
+    assert "per category" in out and "ALL" in out and "book_0" in out and "where decided" in out
     results = json.loads((tmp_path / "o" / "clicks.json").read_text())
     assert results["objects"] and set(results["all"]) == {variant_name(r, s) for r, s in VARIANTS}
     cats = {o["category"] for o in results["objects"]}
@@ -95,3 +115,5 @@ def test_command_prints_and_writes_results(capsys, tmp_path):
     n90 = [o["runs"]["split"]["noc90"] for o in results["objects"]]
     assert results["all"]["split"]["noc90_mean"] == pytest.approx(np.mean(n90))
     assert results["all"]["split"]["noc90_median"] == pytest.approx(np.median(n90))
+    assert sum(results["where"]["ALL"]["where"].values()) == len(results["objects"])
+    assert {o["where"] for o in results["objects"]} <= set(WHERE)

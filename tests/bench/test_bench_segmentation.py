@@ -110,6 +110,16 @@ def test_noise_only_writes_masks_with_one_failure_mode(tmp_path):
         BenchConfig(noise_only=["blur"])
 
 
+def test_hard_cases_write_their_world_and_their_mask_failures(tmp_path):
+    config = BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny", hard_cases=True)
+    results = run_bench(config, tmp_path)
+    written = json.loads((tmp_path / "data" / "tabletop2_hard_n1" / "gt" / "scene.json").read_text())
+    assert written["noise"] == MaskNoise.level(1.0, hard=True).to_json() and written["config"]["hard_cases"]
+    categories = {o["category"] for o in written["hierarchy"]["objects"]}
+    assert {"shelf", "apple", "pen", "cable", "plate"} <= categories
+    assert results["rows"] and all(r["method"] == "oracle" for r in results["rows"])
+
+
 def test_bench_command_writes_table_json_and_pictures(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "segmentation", "--size", "tiny", "--scenes", "tabletop:4", "room:1",

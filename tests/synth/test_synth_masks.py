@@ -5,7 +5,9 @@ import pytest
 
 from gs_core.synth import Hierarchy, MaskNoise, simulate_masks
 from gs_core.synth.groundtruth import GroupInfo, ObjectInfo, PartInfo
-from gs_core.synth.masks import KNOBS
+from gs_core.synth.masks import KNOBS, thin
+
+HARD_KNOBS = ("row", "holder", "thin_miss", "thin_cut")
 
 # floor (stuff) | table (top, leg) + mug (body, handle) + die on the table | a box beside the table
 HIER = Hierarchy(
@@ -146,11 +148,15 @@ def test_min_area_drops_tiny_masks():
 
 
 def test_noise_level_scales_every_knob():
-    lo, hi = MaskNoise.level(0.5), MaskNoise.level(1.0)
+    lo, hi = MaskNoise.level(0.5, hard=True), MaskNoise.level(1.0, hard=True)
     for name in KNOBS:
         assert 0 < getattr(lo, name) < getattr(hi, name)
     with pytest.raises(ValueError):
         MaskNoise.level(-1)
+    # without the hard cases' failures a level is what it was before they existed
+    plain = MaskNoise.level(1.0)
+    assert all(getattr(plain, k) == 0 for k in HARD_KNOBS)
+    assert plain == MaskNoise(**{k: v for k, v in hi.to_json().items() if k not in HARD_KNOBS})
 
 
 def test_noisy_views_still_mostly_cover_the_objects():
@@ -169,3 +175,93 @@ def test_only_keeps_the_named_failure_modes():
     assert (both.granularity, both.nested, both.spurious) == (level.granularity, level.nested, 0)
     with pytest.raises(ValueError, match="unknown mask-noise knob"):
         level.only("blur")
+
+
+# ---- the hard cases' failures -----------------------------------------------------------------
+# table (root) with a bowl holding two apples, a row of three touching tins, a lone tin and a pen
+# lying on the table; the floor (stuff) around
+HARD = Hierarchy(
+    parts=[PartInfo(k, n, k) for k, n in enumerate(
+        ["surface", "top", "bowl", "apple", "apple", "tin", "tin", "tin", "tin", "pen"])],
+    objects=[ObjectInfo(0, "floor_0", "floor", 0, [0], True, None),
+             ObjectInfo(1, "table_0", "table", 1, [1], False, None),
+             ObjectInfo(2, "bowl_0", "bowl", 1, [2], False, 1),
+             ObjectInfo(3, "apple_0", "apple", 1, [3], False, 2), ObjectInfo(4, "apple_1", "apple", 1, [4], False, 2),
+             *[ObjectInfo(5 + k, f"tin_{k}", "tin", 1, [5 + k], False, 1) for k in range(4)],
+             ObjectInfo(9, "pen_0", "pen", 1, [9], False, 1)],
+    groups=[GroupInfo(0, "floor_0", [0]), GroupInfo(1, "table_0_set", list(range(1, 10)))],
+)
+BOWL, APPLES, ROW, LONE, PEN = 2, (3, 4), (5, 6, 7), 8, 9
+
+
+def _hard_maps():
+    obj = np.zeros((60, 90), np.int64)
+    obj[5:55, 5:85] = 1  # table top
+    obj[10:30, 8:32] = BOWL
+    obj[14:22, 12:20] = 3  # two apples touching each other, inside the bowl
+    obj[14:22, 20:28] = 4
+    for k, o in enumerate(ROW):  # three tins side by side, touching
+        obj[35:50, 10 + 8 * k:18 + 8 * k] = o
+    obj[35:50, 50:58] = LONE  # a tin on its own: table between it and the row
+    obj[40:42, 60:82] = PEN  # 2 px wide, 22 px long
+    return obj, obj, HARD.object_to_group[obj].astype(np.int64)
+
+
+def _hard(noise, seed=0):
+    part, obj, grp = _hard_maps()
+    return simulate_masks(part, obj, grp, HARD, noise, np.random.default_rng(seed))
+
+
+def test_row_of_touching_lookalikes_merges_in_some_views_and_not_in_others():
+    _, obj, _ = _hard_maps()
+    sim = _hard(MaskNoise(row=1.0))
+    keys = _keys(sim)
+    assert ("row", ROW) in keys and ("row", APPLES) in keys
+    assert ("object", (LONE,)) in keys  # the same category, but not touching the row
+    assert all(("object", (o,)) not in keys for o in ROW)
+    row_mask = sim.masks[keys.index(("row", ROW))]
+    assert np.array_equal(row_mask, np.isin(obj, ROW))
+    merged = [("row", ROW) in _keys(_hard(MaskNoise(row=0.5), seed)) for seed in range(40)]
+    assert 8 < sum(merged) < 32  # some views merge the row, others keep it apart
+
+
+def test_container_and_contents_as_one_mask_or_as_two():
+    _, obj, _ = _hard_maps()
+    sim = _hard(MaskNoise(holder=1.0))
+    keys = _keys(sim)
+    assert ("holder", (BOWL, *APPLES)) in keys
+    assert np.array_equal(sim.masks[keys.index(("holder", (BOWL, *APPLES)))], np.isin(obj, (BOWL, *APPLES)))
+    assert ("object", (1,)) in keys  # the table is a group's root: that level is the group's, not a holder's
+    assert ("object", (BOWL,)) not in keys and ("object", (3,)) not in keys
+    together = [("holder", (BOWL, *APPLES)) in _keys(_hard(MaskNoise(holder=0.5), seed)) for seed in range(40)]
+    assert 8 < sum(together) < 32
+    apart = _keys(_hard(MaskNoise(holder=0.0)))
+    assert ("object", (BOWL,)) in apart and ("object", (3,)) in apart
+
+
+def test_thin_objects_are_missed_or_cut_into_pieces():
+    _, obj, _ = _hard_maps()
+    assert thin(obj == PEN, 2.5) and not thin(obj == LONE, 2.5) and not thin(obj == BOWL, 2.5)
+    assert ("object", (PEN,)) not in _keys(_hard(MaskNoise(thin_miss=1.0)))
+    assert ("object", (LONE,)) in _keys(_hard(MaskNoise(thin_miss=1.0)))
+    counts = set()
+    for seed in range(10):
+        sim = _hard(MaskNoise(thin_cut=1.0), seed)
+        pieces = [m for m, s in zip(sim.masks, sim.sources) if s.kind == "piece"]
+        assert ("object", (PEN,)) not in _keys(sim) and all(s.ids == (PEN,) for s in sim.sources if s.kind == "piece")
+        counts.add(len(pieces))
+        assert not (np.sum(pieces, 0) > 1).any()  # disjoint
+        union = np.any(pieces, 0)
+        assert not (union & (obj != PEN)).any() and union.sum() >= (obj == PEN).sum() - 2 * 2 * 2
+    assert counts == {2, 3}
+
+
+def test_hard_failures_are_deterministic_and_leave_other_knobs_streams_alone():
+    noise = MaskNoise.level(1.0, hard=True)
+    a, b = _hard(noise, seed=3), _hard(noise, seed=3)
+    assert _keys(a) == _keys(b) and np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+    # they draw from the stream only where a hard case is in view: on a map without one (no stack,
+    # no touching look-alikes, nothing thin) the masks are those of the level without them
+    for seed in range(8):
+        x, y = _sim(MaskNoise.level(1.0), seed), _sim(noise, seed)
+        assert _keys(x) == _keys(y) and np.array_equal(x.masks, y.masks) and np.array_equal(x.scores, y.scores)

@@ -79,3 +79,13 @@ def test_synth_command(tmp_path, capsys):
         ids = np.unique(objects[mask])
         assert len(ids) == 1 and np.array_equal(mask, objects == ids[0])
     assert "splats" in capsys.readouterr().out
+
+
+def test_synth_command_hard_cases(tmp_path):
+    out = tmp_path / "hard"
+    assert main(["synth", "--out", str(out), "--size", "tiny", "--layout", "tabletop", "--seed", "0",
+                 "--noise", "1", "--hard-cases"]) == 0
+    gt = GroundTruth.load(out)
+    assert gt.info["config"]["hard_cases"] and gt.info["noise"] == MaskNoise.level(1.0, hard=True).to_json()
+    assert {"shelf", "apple", "bowl", "cup", "pen", "pencil", "cable", "plate"} <= {
+        o.category for o in gt.hierarchy.objects}
