@@ -25,7 +25,8 @@ import torch
 from ..camera import Camera
 from ..engine import Gaussians, project, render, trace
 from .memory import PeakRSS
-from .scenes import GARDEN, garden_scene, random_scene, region_labels, tile_evaluations  # noqa: F401  (re-exported)
+from .scenes import (GARDEN, PARAMS, forward_backward, garden_scene, random_scene, region_labels,  # noqa: F401
+                     tile_evaluations)  # (re-exported)
 
 @dataclass
 class Row:
@@ -100,19 +101,6 @@ def run_scene(name: str, gaussians: Gaussians, colors, cameras: list[Camera], ba
         rows.append(Row(name, "cpu", "project + render D=3 + trace labels",
                         ms["project"] + ms["render D=3"] + ms["trace labels"], 0.0, 0.0))
     return rows
-
-
-PARAMS = ("means", "quats", "scales", "opacities")
-
-
-def forward_backward(gaussians: Gaussians, colors, cam: Camera, backend: str, grad_out, pixels=None) -> None:
-    """project + render + the backward of ``sum(render * grad_out)`` w.r.t. every parameter
-    (means, quats, scales, opacities, colours): one photometric training step's engine work."""
-    leaves = {k: getattr(gaussians, k).detach().clone().requires_grad_(True) for k in PARAMS}
-    c = colors.detach().clone().requires_grad_(True)
-    out = render(project(Gaussians(**leaves, kind=gaussians.kind), cam, backend=backend), c, pixels=pixels,
-                 backend=backend)
-    out.features.backward(grad_out)
 
 
 def band_pixels(cam: Camera, tile_rows: int, tile_size: int = 16):  # -> [P, 2] (x, y)

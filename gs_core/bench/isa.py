@@ -50,7 +50,7 @@ def measure(garden: Path, variants: list[str], repeats: int, cameras: int, backw
             progress=None) -> list[IsaRow]:
     """Time the cpu ops of every variant in ``variants`` on the first ``cameras`` garden cameras."""
     from ..engine import cpu_backend, project, render, trace
-    from .engine import forward_backward, garden_scene, region_labels
+    from .scenes import forward_backward, garden_scene, region_labels
 
     g, colors, cams = garden_scene(garden)
     gen = torch.Generator().manual_seed(1)

@@ -1,6 +1,6 @@
-"""The benchmark scenes: the real *garden* COLMAP points with gsplat's test attributes, random
-clouds, and Voronoi label maps standing in for SAM patches (shared by ``bench engine``, its
-``--contended`` mode, ``bench git`` and ``bench gpu``)."""
+"""The benchmark scenes and workloads: the real *garden* COLMAP points with gsplat's test attributes,
+random clouds, Voronoi label maps standing in for SAM patches, and one training step's engine work
+(shared by ``bench engine``, its ``--contended`` and ``--isa`` modes, ``bench git`` and ``bench gpu``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..camera import Camera
-from ..engine import Gaussians
+from ..engine import Gaussians, project, render
 
 GARDEN = Path(__file__).resolve().parents[1] / "data" / "garden_points_3cams.npz"
 
@@ -64,3 +64,16 @@ def region_labels(height: int, width: int, regions: int, seed: int = 0) -> torch
     ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
     d = (xs[..., None] - seeds[:, 0]) ** 2 + (ys[..., None] - seeds[:, 1]) ** 2
     return d.argmin(-1).to(torch.int32)
+
+
+PARAMS = ("means", "quats", "scales", "opacities")
+
+
+def forward_backward(gaussians: Gaussians, colors, cam: Camera, backend: str, grad_out, pixels=None) -> None:
+    """project + render + the backward of ``sum(render * grad_out)`` w.r.t. every parameter
+    (means, quats, scales, opacities, colours): one photometric training step's engine work."""
+    leaves = {k: getattr(gaussians, k).detach().clone().requires_grad_(True) for k in PARAMS}
+    c = colors.detach().clone().requires_grad_(True)
+    out = render(project(Gaussians(**leaves, kind=gaussians.kind), cam, backend=backend), c, pixels=pixels,
+                 backend=backend)
+    out.features.backward(grad_out)
