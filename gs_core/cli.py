@@ -34,6 +34,7 @@ BENCH_COMMANDS = {
     "fuzz": ("gs_core.bench.fuzz", "mutated PLY/SPZ/.splat files fed to the readers: load or a clear error, nothing else"),
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
     "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
+    "scale": ("gs_core.bench.scale", "prepare in one process vs on local Ray clusters of 1, 2... workers (and blocks)"),
     "gpu": ("gs_core.bench.gpu", "the CUDA path against the CPU kernels, timed beside them; skips the GPU parts without one"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
