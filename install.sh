@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install gs_core (editable) with its test, SAM/CLIP and Blender extras into ./.venv, from scratch if needed,
+# Install gs_core (editable) with its test, SAM/CLIP, Ray and Blender extras into ./.venv, from scratch if needed,
 # and compile its native CPU kernels (three instruction-set variants, a few minutes once).
 #
 # Usage: ./install.sh [--cpu | --cuda]
@@ -48,8 +48,8 @@ fi
 echo "installing torch $TORCH_VERSION ($flavour)"
 $PIP install --quiet "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" ${torch_args[@]+"${torch_args[@]}"}
 
-extras="dev,sam,clip"
-if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then extras="dev,sam,clip,blender"; fi
+extras="dev,sam,clip,ray"
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then extras="dev,sam,clip,ray,blender"; fi
 echo "installing gs_core (extras: $extras) and compiling its native CPU kernels..."
 start=$SECONDS
 $PIP install --quiet --no-build-isolation -e ".[$extras]"

@@ -27,6 +27,12 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
                                    description="What Set up backend installs (pip requirement)")
     wheel_folder: StringProperty(name="Local wheels", subtype='DIR_PATH',
                                  description="Optional folder of wheels to install from (offline install)")
+    ray_address: StringProperty(
+        name="Render farm (Ray)",
+        description="Where Prepare runs its per-view steps: empty, in the backend process; 'local', a Ray "
+                    "cluster on this machine's cores; HOST:PORT, the Ray cluster started there with "
+                    "`ray start --head` (gs-core[ray] installed on every node). The result is the same",
+    )
     status: StringProperty(name="Status")
     progress: FloatProperty(min=0.0, max=1.0, subtype='FACTOR')
 
@@ -41,6 +47,7 @@ class GS_AddonPreferences(bpy.types.AddonPreferences):
         box.prop(self, "setup_packages")
         box.prop(self, "wheel_folder")
         box.operator(GS_OT_setup_backend.bl_idname, icon='CONSOLE')
+        layout.prop(self, "ray_address")
         if self.status:
             layout.label(text=self.status)
 

@@ -211,6 +211,9 @@ def prepare_arguments(context, obj) -> dict:
         if not s.sam_checkpoint or not Path(bpy.path.abspath(s.sam_checkpoint)).is_file():
             raise SegmentError(f"SAM checkpoint {s.sam_checkpoint or '(none)'}: no such file")
         args["sam"] = {"checkpoint": str(Path(bpy.path.abspath(s.sam_checkpoint))), "device": s.device}
+    prefs = addon_preferences(context)
+    if prefs is not None and prefs.ray_address.strip():  # a render farm: the backend's prepare --ray
+        args["ray"] = prefs.ray_address.strip()
     return args
 
 

@@ -35,6 +35,7 @@ BENCH_COMMANDS = {
     "addon": ("gs_core.bench.addon", "Blender add-on import/separate/export speed (needs bpy)"),
     "clicks": ("gs_core.bench.clicks", "clicks an automatic user needs per object (NoC@85/90), synthetic scenes"),
     "query": ("gs_core.bench.query", "click and slider query speed on a prepared work folder (the add-on's wait)"),
+    "scale": ("gs_core.bench.scale", "prepare in one process vs on local Ray clusters of 1, 2... workers (and blocks)"),
     "gpu": ("gs_core.bench.gpu", "the CUDA path against the CPU kernels, timed beside them; skips the GPU parts without one"),
     "splats": ("gs_core.bench.splats", "drawing splats in Blender: viewport CPU work per frame vs engine images; final-render layer"),
 }

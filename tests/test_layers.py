@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gs_core"
 # layer -> module prefixes (the longest prefix decides; a package's own __init__ counts as its prefix)
 LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("errors", "camera", "sh", "instance_colors", "splat_view", "splat_ids", "splat_transform", "io", "scene", "dataset", "outputs",
-             "engine.gaussians", "pipeline.workdir", "metrics"),
+             "engine.gaussians", "pipeline.workdir", "metrics", "parallel"),
     "engine": ("engine", "visibility", "labelmaps", "patches", "preflight", "viewselect", "click_rays"),
     "blocks": ("lifting", "models", "refine", "render_layer", "selfprompt", "language", "virtual_views", "query",
                "interactive", "synth", "viz"),

@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
+    from ..parallel import Executor
     from ..scene import GaussianScene
     from .trace3d.git import ViewCache
 
@@ -66,6 +67,7 @@ class PrepareInput:
     images: Callable[[int], np.ndarray]  # k -> [H, W, 3] float image of view k (loaded on demand)
     options: "PrepareOptions"  # gs_core.pipeline.prepare.PrepareOptions
     cache: "ViewCache | None" = None  # per-view GIT cache (methods that trace; pipeline.prepare.DiskViewCache)
+    executor: "Executor | None" = None  # where per-view steps run (None: here; pipeline.distributed.RayExecutor)
 
 
 @dataclass

@@ -40,6 +40,8 @@ class PrepareOptions:
     force: bool = False
     sam: "SamOptions | None" = None  # SAM makes the masks when the dataset has none (issue 12)
     clip: "ClipOptions | None" = None  # CLIP features for text queries
+    ray: str | None = None  # run the per-view steps on Ray: "local" (a cluster on this machine) or an address
+    blocks: tuple[int, int] | None = None  # split the scene into NX x NY blocks with overlap (trace3d's core)
 
 
 class DiskViewCache:
@@ -79,6 +81,34 @@ class DiskViewCache:
                 or (e and not (0 <= z["patches"].min() and z["patches"].max() < int(z["num_patches"])))):
             return None  # not a GIT of this scene: trace again
         return ViewGIT(z["gaussians"], z["patches"], z["weights"], z["seen"], z["total"], int(z["num_patches"]))
+
+    def get_labels(self, scene, block: int) -> np.ndarray | None:
+        """A block's labels (``--blocks``, whose key is its own: its folder holds only blocks), or None."""
+        path = self._path(scene, block)
+        if not self.read or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                labels = z["labels"]
+        except (OSError, ValueError, KeyError):
+            return None  # torn: run the block again
+        ok = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) and labels.min(initial=-1) >= -1
+        return labels if ok else None  # not a block's labels: run it again
+
+    def put_labels(self, scene, block: int, labels: np.ndarray) -> None:
+        import io
+
+        from ..io.atomic import atomic_write
+        from .workdir import CACHE_MARKER
+
+        path = self._path(scene, block)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not (path.parent / CACHE_MARKER).is_file():
+            (path.parent / CACHE_MARKER).write_text("per-view GIT cache of gs-core prepare\n")
+        buffer = io.BytesIO()
+        np.savez(buffer, labels=labels)
+        with atomic_write(path, "wb") as fh:
+            fh.write(buffer.getvalue())
 
     def put(self, scene, view: int, git) -> None:
         import io
@@ -122,9 +152,39 @@ def _mask_stacks(ds) -> tuple[list[int], list[np.ndarray], list[str]]:
 PREPARERS: dict[str, Preparer] = {name: entry.preparer for name, entry in REGISTRY.items() if entry.preparer}
 
 
-def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
+def _blocks_settings(options) -> str:
+    from ..methods import blocks
+
+    return blocks.prepare_settings(options)
+
+
+def _blocks_run(inp: PrepareInput, progress) -> PreparedResult:
+    from ..methods import blocks
+
+    return blocks.prepare_blocks(inp, progress)
+
+
+BLOCKS = Preparer(settings=_blocks_settings, run=_blocks_run)  # --blocks NXxNY: the scene in blocks, stitched
+
+
+def prepare(options: PrepareOptions, progress=None, log=print, executor=None) -> dict:
     """Run the pipeline of ``options``; returns the manifest written to WORK/manifest.json. ``log``
-    prints messages such as SAM's time estimate."""
+    prints messages such as SAM's time estimate. ``executor`` runs the per-view steps
+    (:mod:`gs_core.parallel`; default: a RayExecutor with ``options.ray``, else here)."""
+    if executor is not None or options.ray is None:  # where the per-view steps run is not in the key
+        return _prepare(options, progress, log, executor)
+    if options.device != "cpu":
+        raise UserError("--ray: the per-view steps run on the cluster's CPU workers; use --device cpu with --ray")
+    from .distributed import RayExecutor
+
+    owned = RayExecutor(options.ray, on_connect=lambda ex: log(f"--ray {options.ray}: {ex.workers} CPUs"))
+    try:
+        return _prepare(options, progress, log, owned)
+    finally:
+        owned.close()
+
+
+def _prepare(options: PrepareOptions, progress, log, executor) -> dict:
     from ..dataset import Dataset
     from ..io.errors import SceneFormatError
     from ..scene import GaussianScene
@@ -132,6 +192,8 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     say = progress or (lambda stage, done, total: None)
     if options.method not in PREPARERS:
         raise UserError(f"--method {options.method}: choose from {', '.join(PREPARERS)}")
+    if options.blocks is not None and options.method not in ("trace3d", "git-consistent"):
+        raise UserError(f"--blocks: runs the Trace3D core per block; --method {options.method} does not split")
     if options.device == "cuda":
         import torch
 
@@ -168,7 +230,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
             from ..preflight import check_output_dir
 
             check_output_dir(out, "--out")
-            ds, _, _ = masks_for_prepare(ds, out, options.sam, say, log)
+            ds, _, _ = masks_for_prepare(ds, out, options.sam, say, log, executor)
         else:
             log(f"{ds.root} has masks: --sam-checkpoint is not used (remove its masks/ to make new ones)")
     scene_path = Path(options.scene) if options.scene else ds.scene_path
@@ -182,7 +244,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
         raise UserError(str(exc)) from None
     views, stacks, mask_prints = _mask_stacks(ds)
     cameras = [ds.cameras[v] for v in views]
-    preparer = PREPARERS[options.method]
+    preparer = PREPARERS[options.method] if options.blocks is None else BLOCKS
     settings = preparer.settings(options)
     inputs_print = (WORK_FORMAT, file_fingerprint(scene_path), [(c.name, c.fx, c.fy, c.cx, c.cy, c.width, c.height,
                     np.round(c.world_to_camera, 9).tolist()) for c in cameras], mask_prints)
@@ -206,7 +268,7 @@ def prepare(options: PrepareOptions, progress=None, log=print) -> dict:
     work.write_manifest(manifest)
     cache_key = key if preparer.cache_settings is None else fingerprint(*inputs_print, preparer.cache_settings(options))
     inputs = PrepareInput(scene, cameras, stacks, images=lambda k: ds.image(views[k]), options=options,
-                          cache=DiskViewCache(work, cache_key, read=not options.force))
+                          cache=DiskViewCache(work, cache_key, read=not options.force), executor=executor)
     result = preparer.run(inputs, say)
     say("writing", 0, 1)
     write_prepared(work, result, cameras, views=ds.cameras)
@@ -253,11 +315,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--theta", type=float, default=0.5,
                         help="merge threshold of the consistent maps (paper 0.5, released code 0.4)")
     parser.add_argument("--force", action="store_true", help="recompute even if WORK is up to date")
+    parser.add_argument("--blocks", type=_grid, metavar="NXxNY",
+                        help="split the scene into NX x NY spatial blocks with overlap, run the Trace3D core "
+                        "(no density control) per block on its views, and stitch the ids across the borders "
+                        "(for scenes too large for one machine; with --ray the blocks run on the cluster)")
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run the per-view steps (patches, traces, density control's renders) as Ray tasks: "
+                        "alone, a local cluster on this machine's cores; with ADDRESS (host:port of `ray start "
+                        "--head`), that cluster (needs pip install 'gs-core[ray]'; the results are the same)")
     from ..models import clip
     from . import sam_masks
 
     sam_masks.add_arguments(parser)
     clip.add_arguments(parser)
+
+
+def _grid(text: str) -> tuple[int, int]:
+    """``--blocks 2x3`` -> (2, 3)."""
+    try:
+        nx, ny = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NXxNY, e.g. 2x2") from None
+    if nx < 1 or ny < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: block counts must be at least 1")
+    return nx, ny
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -268,7 +349,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise UserError(f"--theta {args.theta}: must be between 0 and 1")
     console = Console(stderr=True)
     options = PrepareOptions(args.dataset, args.out, args.scene, args.method, args.device, args.backend,
-                             args.theta, args.force)
+                             args.theta, args.force, ray=args.ray, blocks=args.blocks)
     from ..models import clip
     from . import sam_masks
 

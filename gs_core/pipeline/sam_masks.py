@@ -20,6 +20,7 @@ from typing import Callable
 from ..errors import UserError
 from ..io.atomic import write_text
 from ..io.masks import MaskError, load_mask_stack, save_mask_stack
+from ..parallel import Shared, derived
 from .workdir import file_fingerprint, fingerprint
 
 SAM2_MODELS = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large")
@@ -51,8 +52,9 @@ class Generator:
     seconds_per_view: float | None
 
 
-def load_generator(options: SamOptions, image_size: tuple[int, int] = (1080, 1920)) -> Generator:
-    """The user's SAM / SAM 2 checkpoint as a mask generator (one-line errors for a bad file)."""
+def load_generator(options: SamOptions, image_size: tuple[int, int] = (1080, 1920), estimate: bool = True) -> Generator:
+    """The user's SAM / SAM 2 checkpoint as a mask generator (one-line errors for a bad file);
+    ``estimate`` measures its seconds per view on a CPU (a worker that only makes masks skips it)."""
     if options.device == "cuda":
         import torch
 
@@ -74,7 +76,7 @@ def load_generator(options: SamOptions, image_size: tuple[int, int] = (1080, 192
         model, spec = load_sam(options.checkpoint, options.model, options.device, state)
         gen = SamMaskGenerator(model, config, name=f"sam {spec.name}")
         seconds = None
-        if options.device == "cpu":
+        if options.device == "cpu" and estimate:
             seconds = estimate_time(spec, config, image_size=image_size).seconds_per_view
         spec_name = spec.name
     del state
@@ -126,30 +128,57 @@ def _write_record(masks_dir: Path, generator: "Generator", files: set[str]) -> N
                                                          "files": sorted(files)}))
 
 
+def _sam_view(image: np.ndarray, shared: Shared) -> tuple[np.ndarray, np.ndarray]:  # image [H, W, 3]
+    """One view's masks on a worker: the generator of ``shared`` = (SamOptions, image size) is loaded
+    once per worker (the checkpoint path must exist there)."""
+    generator = derived(shared, "generator", lambda v: load_generator(*v, estimate=False))
+    return generator.generate(image)
+
+
 def generate_dataset_masks(ds, views: list[int], generator: Generator, masks_dir: Path,
-                           progress: Callable[[str, int, int], None] | None = None) -> Path:
+                           progress: Callable[[str, int, int], None] | None = None, executor=None,
+                           options: SamOptions | None = None) -> Path:
     """SAM masks of ``ds``'s ``views`` into ``masks_dir/<stem>.npz`` (resumes; Ctrl-C safe). Each
-    file is listed in ``generator.json`` before it is written, so only listed files are ever removed."""
+    file is listed in ``generator.json`` before it is written, so only listed files are ever removed.
+    With an ``executor`` (and the ``options`` the generator was loaded from) the views run there,
+    each saved as it arrives."""
     say = progress or (lambda stage, done, total: None)
     masks_dir.mkdir(parents=True, exist_ok=True)
     done = cached_views(masks_dir, generator.key)
     files = {f"{stem}.npz" for stem in done}
     _write_record(masks_dir, generator, files)
     stems = [Path(ds.names[v]).with_suffix("").name for v in views]
-    for k, (v, stem) in enumerate(zip(views, stems)):
-        say("SAM masks", k, len(views))
+    todo = []
+    for v, stem in zip(views, stems):
         if stem in done:
             try:
                 load_mask_stack(masks_dir / f"{stem}.npz")
                 continue
             except MaskError:
                 pass  # torn or foreign file: make it again
+        todo.append((v, stem))
+    finished = len(views) - len(todo)
+    say("SAM masks", finished, len(views))
+    if executor is not None and options is not None and todo:
+        size = (ds.cameras[todo[0][0]].height, ds.cameras[todo[0][0]].width)
+        shared = Shared((options, size))
+        for j, (masks, scores) in executor.map(_sam_view, (ds.image(v) for v, _ in todo), shared):
+            stem = todo[j][1]
+            if f"{stem}.npz" not in files:
+                files.add(f"{stem}.npz")
+                _write_record(masks_dir, generator, files)
+            save_mask_stack(masks_dir / f"{stem}.npz", masks, scores)
+            finished += 1
+            say("SAM masks", finished, len(views))
+        return masks_dir
+    for v, stem in todo:
         masks, scores = generator.generate(ds.image(v))
         if f"{stem}.npz" not in files:
             files.add(f"{stem}.npz")
             _write_record(masks_dir, generator, files)
         save_mask_stack(masks_dir / f"{stem}.npz", masks, scores)
-    say("SAM masks", len(views), len(views))
+        finished += 1
+        say("SAM masks", finished, len(views))
     return masks_dir
 
 
@@ -181,11 +210,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, say=print):
+def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, say=print, executor=None):
     """The dataset with generated masks (``Dataset.with_masks``) and the views that have them.
 
     With no FLOP count for the model (SAM 2) on a CPU, the first covering view is made first and
-    its time is the estimate for the others."""
+    its time is the estimate for the others. ``executor`` runs the views (:mod:`gs_core.parallel`)."""
     from ..viewselect import covering_views
 
     t0 = time.perf_counter()
@@ -196,7 +225,7 @@ def masks_for_prepare(ds, work_root: Path, options: SamOptions, progress=None, s
         generate_dataset_masks(ds, covering_views(ds.cameras, 1), generator, masks_dir, progress)
         generator.seconds_per_view = time.perf_counter() - t
     views = choose_views(ds, options, generator, say)
-    generate_dataset_masks(ds, views, generator, masks_dir, progress)
+    generate_dataset_masks(ds, views, generator, masks_dir, progress, executor, options)
     return ds.with_masks(masks_dir), views, time.perf_counter() - t0
 
 

@@ -72,7 +72,8 @@ def test_zip_installs_and_enables(built_zip, splat_ply, tmp_path):
                                                           enable_on_install=True)
         assert result == {'FINISHED'}
         assert module in bpy.context.preferences.addons
-        assert bpy.context.preferences.addons[module].preferences.python_path == ""
+        prefs = bpy.context.preferences.addons[module].preferences
+        assert prefs.python_path == "" and prefs.ray_address == ""  # empty: prepare without Ray
         assert "_vendor" in sys.modules[f"{module}.gs_core_modules"].ply.__file__
 
         path, table = splat_ply(n=200)

@@ -57,7 +57,7 @@ class IQGSResult:
 
 def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.ndarray], config: IQGSConfig,
                 progress: Callable[[str, int, int], None] | None = None,
-                cache=None) -> tuple[list[np.ndarray], dict, dict]:
+                cache=None, executor=None) -> tuple[list[np.ndarray], dict, dict]:
     """The per-view mask ids the queries learn: global ids of the consistent maps for ID matching,
     each view's own regions for Hungarian matching. Returns (maps, stages, info)."""
     if config.train.matching == "id":
@@ -65,7 +65,7 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
 
         t3 = trace3d.Trace3DConfig(min_area=config.min_area, consistency=config.consistency, density=None,
                                    backend=config.backend)
-        result = trace3d.run(scene, list(cameras), stacks, t3, progress=progress, cache=cache)
+        result = trace3d.run(scene, list(cameras), stacks, t3, progress=progress, cache=cache, executor=executor)
         return result.view_maps(), {f"trace3d_{k}": v for k, v in result.stages.items()}, \
             {"instances": result.instances.num_instances}
     t = time.perf_counter()
@@ -80,18 +80,19 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
 
 def run(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.ndarray],
         config: IQGSConfig = IQGSConfig(), progress: Callable[[str, int, int], None] | None = None,
-        head: IQGSHead | None = None, cache=None) -> IQGSResult:
+        head: IQGSHead | None = None, cache=None, executor=None) -> IQGSResult:
     """IQGS on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
 
     ``head`` starts from (and, with ``config.train.train_head`` False, keeps) a head trained
     elsewhere (cross-scene transfer, Tab. 2). ``progress(stage, done, total)`` reports each stage;
-    ``cache`` keeps the Trace3D core's per-view GIT (:class:`~gs_core.methods.trace3d.ViewCache`).
+    ``cache`` keeps the Trace3D core's per-view GIT (:class:`~gs_core.methods.trace3d.ViewCache`);
+    ``executor`` runs its per-view steps (:mod:`gs_core.parallel`); the training runs here.
     """
     say = progress or (lambda stage, done, total: None)
     if len(stacks) != len(cameras):
         raise ValueError(f"{len(stacks)} mask stacks for {len(cameras)} cameras")
     train_cfg = replace(config.train, backend=config.backend)
-    maps, stages, info = target_maps(scene, cameras, stacks, config, say, cache)
+    maps, stages, info = target_maps(scene, cameras, stacks, config, say, cache, executor)
     t = time.perf_counter()
     gaussians = scene.to_gaussians()
     projections = [project(gaussians, cam) for cam in cameras]
@@ -164,7 +165,7 @@ def prepare_iqgs(inp, progress):
     from ..base import PreparedResult
 
     config = prepare_config(inp.options)
-    result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache)
+    result = run(inp.scene, inp.cameras, inp.stacks, config, progress, cache=inp.cache, executor=inp.executor)
     buffer = io.BytesIO()
     torch.save({"config": result.model.config.__dict__, "state": result.model.state_dict(),
                 "active": result.active}, buffer)

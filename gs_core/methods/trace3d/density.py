@@ -29,10 +29,11 @@ import torch
 from ...camera import Camera
 from ...engine import project, render, trace
 from ...metrics import psnr
+from ...parallel import Executor, Shared, derived, forget, ordered
 from ...scene import SH_C0, GaussianScene
 from ...splat_transform import quat_to_matrix, quats_from_matrices
 from .consistency import ConsistentInstances
-from .git import MIN_LABELLED_SHARE, GITStore
+from .git import MIN_LABELLED_SHARE, GITStore, geometry_only
 from ...patches import InstancePatches
 
 
@@ -141,54 +142,74 @@ def _projection_jacobians(cam: Camera, means: np.ndarray) -> np.ndarray:  # [R, 
 
 
 @torch.no_grad()
+def _offset_terms(item, shared: Shared, rows: np.ndarray, pair: np.ndarray, backend: str):
+    """One view's terms of :func:`instance_offsets`' normal equations (``A`` [R, 2, 3, 3], ``b``
+    [R, 2, 3], mass [R, 2]), or None where the view shows neither instance."""
+    cam, ids = item
+    H, W = ids.shape
+    wanted = np.unique(pair[pair >= 0])
+    present = wanted[np.isin(wanted, ids)]
+    if len(present) == 0:
+        return None
+    gaussians = derived(shared, "gaussians", lambda scene: scene.to_gaussians())
+    means = shared.value.means[rows].astype(np.float64)
+    A = np.zeros((len(rows), 2, 3, 3))
+    b = np.zeros((len(rows), 2, 3))
+    mass = np.zeros((len(rows), 2))
+    slot = np.full(int(max(ids.max(), pair.max())) + 2, -1)
+    slot[present] = np.arange(len(present))
+    ys, xs = np.mgrid[:H, :W].astype(np.float32) + 0.5
+    base = np.stack([np.ones_like(xs), xs, ys], -1)  # [H, W, 3]
+    values = np.zeros((H, W, len(present) + 1, 3), np.float32)
+    values[:, :, 0] = base
+    s = np.where(ids >= 0, slot[np.maximum(ids, 0)], -1)
+    yy, xx = np.nonzero(s >= 0)
+    values[yy, xx, s[yy, xx] + 1] = base[yy, xx]
+    proj = project(gaussians, cam)
+    out = trace(proj, torch.from_numpy(values.reshape(H, W, -1)), backend=backend).weighted_sum.numpy()
+    acc = out[rows].reshape(len(rows), len(present) + 1, 3).astype(np.float64)
+    whole = acc[:, 0]
+    seen = whole[:, 0] > 1e-8
+    centre = whole[:, 1:] / np.maximum(whole[:, :1], 1e-12)  # where the whole footprint lands
+    J = _projection_jacobians(cam, means)
+    JtJ = np.einsum("rki,rkj->rij", J, J)
+    for c in range(2):
+        sl = np.where(pair[:, c] >= 0, slot[np.maximum(pair[:, c], 0)], -1)
+        has = seen & (sl >= 0)
+        part = np.zeros((len(rows), 3))
+        part[has] = acc[has, sl[has] + 1]
+        m = part[:, 0]
+        ok = has & (m > 1e-8)
+        delta = part[:, 1:] / np.maximum(m[:, None], 1e-12) - centre  # [R, 2] pixels
+        A[ok, c] = m[ok, None, None] * JtJ[ok]
+        b[ok, c] = m[ok, None] * np.einsum("rki,rk->ri", J[ok], delta[ok])
+        mass[ok, c] = m[ok]
+    return A, b, mass
+
+
 def instance_offsets(scene: GaussianScene, cameras: list[Camera], view_maps: list[np.ndarray],
-                     rows: np.ndarray, pair: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+                     rows: np.ndarray, pair: np.ndarray, backend: str = "auto",
+                     executor: Executor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For Gaussians ``rows`` [R] and their two instances ``pair`` [R, 2]: the world offset from the
     Gaussian's mean to the centroid of each instance's share of its weight, and the share itself.
 
     Per view, one dense ``trace`` of ``[1, x, y]`` for every pixel and per wanted instance gives
     screen centroids; offsets solve ``min_d sum_v m_v |J_v d - delta_v|^2`` (3DGS) or the same in
-    the tangent plane (2DGS). -> (offsets [R, 2, 3], masses [R, 2]).
+    the tangent plane (2DGS). The views' terms are summed in view order (``executor`` runs them).
+    -> (offsets [R, 2, 3], masses [R, 2]).
     """
-    gaussians = scene.to_gaussians()
-    means = scene.means[rows].astype(np.float64)
     A = np.zeros((len(rows), 2, 3, 3))
     b = np.zeros((len(rows), 2, 3))
     mass = np.zeros((len(rows), 2))
-    for cam, ids in zip(cameras, view_maps):
-        H, W = ids.shape
-        wanted = np.unique(pair[pair >= 0])
-        present = wanted[np.isin(wanted, ids)]
-        if len(present) == 0:
-            continue
-        slot = np.full(int(max(ids.max(), pair.max())) + 2, -1)
-        slot[present] = np.arange(len(present))
-        ys, xs = np.mgrid[:H, :W].astype(np.float32) + 0.5
-        base = np.stack([np.ones_like(xs), xs, ys], -1)  # [H, W, 3]
-        values = np.zeros((H, W, len(present) + 1, 3), np.float32)
-        values[:, :, 0] = base
-        s = np.where(ids >= 0, slot[np.maximum(ids, 0)], -1)
-        yy, xx = np.nonzero(s >= 0)
-        values[yy, xx, s[yy, xx] + 1] = base[yy, xx]
-        proj = project(gaussians, cam)
-        out = trace(proj, torch.from_numpy(values.reshape(H, W, -1)), backend=backend).weighted_sum.numpy()
-        acc = out[rows].reshape(len(rows), len(present) + 1, 3).astype(np.float64)
-        whole = acc[:, 0]
-        seen = whole[:, 0] > 1e-8
-        centre = whole[:, 1:] / np.maximum(whole[:, :1], 1e-12)  # where the whole footprint lands
-        J = _projection_jacobians(cam, means)
-        JtJ = np.einsum("rki,rkj->rij", J, J)
-        for c in range(2):
-            sl = np.where(pair[:, c] >= 0, slot[np.maximum(pair[:, c], 0)], -1)
-            has = seen & (sl >= 0)
-            part = np.zeros((len(rows), 3))
-            part[has] = acc[has, sl[has] + 1]
-            m = part[:, 0]
-            ok = has & (m > 1e-8)
-            delta = part[:, 1:] / np.maximum(m[:, None], 1e-12) - centre  # [R, 2] pixels
-            A[ok, c] += m[ok, None, None] * JtJ[ok]
-            b[ok, c] += m[ok, None] * np.einsum("rki,rk->ri", J[ok], delta[ok])
-            mass[ok, c] += m[ok]
+    shared = Shared(geometry_only(scene))
+    try:
+        for terms in ordered(executor, _offset_terms, list(zip(cameras, view_maps)), shared, rows, pair, backend):
+            if terms is not None:
+                A += terms[0]
+                b += terms[1]
+                mass += terms[2]
+    finally:
+        forget(shared)
     quats = quat_to_matrix(scene.quats[rows])
     offsets = np.zeros((len(rows), 2, 3))
     for c in range(2):
@@ -271,27 +292,42 @@ def train_psnr(scene: GaussianScene, cameras: list[Camera], images: list[np.ndar
 
 
 @torch.no_grad()
+def _residual_one(k: int, shared: Shared, colors: torch.Tensor, opac: torch.Tensor, backend: str):
+    """View ``k``'s share of one refit pass: squared error against its photo, and its Jacobi
+    numerators [N, 4] and denominators [N]. ``shared`` holds (scene, cameras, photos, target alphas)."""
+    scene, cameras, images, target_alpha = shared.value
+    gaussians = derived(shared, "gaussians", lambda v: v[0].to_gaussians())
+    proj = derived(shared, f"projection:{k}", lambda v: project(gaussians, cameras[k]))  # kept across passes
+    p = proj.with_opacities(opac)
+    out = render(p, colors, backend=backend)
+    rgb_err = torch.from_numpy(images[k]).float() - out.features
+    resid = torch.cat([rgb_err, (torch.from_numpy(target_alpha[k]).float() - out.alpha)[..., None]], -1)
+    return (float((rgb_err**2).sum()), trace(p, resid, backend=backend).weighted_sum,
+            trace(p, torch.zeros(p.height, p.width, 1), power=2, backend=backend).weight_sum)
+
+
+@torch.no_grad()
 def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], images: list[np.ndarray],
-          target_alpha: list[np.ndarray], config: DensityConfig = DensityConfig(), backend: str = "auto") -> GaussianScene:
+          target_alpha: list[np.ndarray], config: DensityConfig = DensityConfig(), backend: str = "auto",
+          executor: Executor | None = None) -> GaussianScene:
     """Jacobi steps of the linear-inverse solver for the ``changed`` [N] bool Gaussians only:
     colour ``c += damping * sum w (I - R) / sum w^2`` against ``images``; opacity
-    ``o += damping * o * sum w (A* - A) / sum w^2`` against ``target_alpha`` (first-order in ``o``)."""
+    ``o += damping * o * sum w (A* - A) / sum w^2`` against ``target_alpha`` (first-order in ``o``).
+    Each pass's views run on ``executor`` and are summed in view order."""
     gaussians = scene.to_gaussians()
     colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
     opac = gaussians.opacities.clone()
     sel = torch.from_numpy(changed)
-    projections = [project(gaussians, cam) for cam in cameras]
+    shared = Shared((geometry_only(scene), cameras, images, target_alpha))
+
     def residual_pass(colors: torch.Tensor, opac: torch.Tensor):
         """Squared error against the photos, and the Jacobi numerators / denominators."""
         sse, num, den = 0.0, torch.zeros(len(scene), 4), torch.zeros(len(scene))
-        for proj, img, alpha_t in zip(projections, images, target_alpha):
-            p = proj.with_opacities(opac)
-            out = render(p, colors, backend=backend)
-            rgb_err = torch.from_numpy(img).float() - out.features
-            sse += float((rgb_err**2).sum())
-            resid = torch.cat([rgb_err, (torch.from_numpy(alpha_t).float() - out.alpha)[..., None]], -1)
-            num += trace(p, resid, backend=backend).weighted_sum
-            den += trace(p, torch.zeros(p.height, p.width, 1), power=2, backend=backend).weight_sum
+        for view_sse, view_num, view_den in ordered(executor, _residual_one, list(range(len(cameras))), shared,
+                                                    colors, opac, backend):
+            sse += view_sse
+            num += view_num
+            den += view_den
         return sse, num, den
 
     damping = config.refit_damping
@@ -307,6 +343,7 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
             best = (colors, opac, *trial)
         else:
             damping *= 0.5
+    forget(shared)
     colors, opac = best[0], best[1]
     c = colors.numpy().astype(np.float64)
     dc = np.where(changed[:, None], (c - 0.5) / SH_C0, scene.sh_dc)
@@ -319,13 +356,14 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
 def density_control(scene: GaussianScene, cameras: list[Camera], instances: ConsistentInstances,
                     patches: list[InstancePatches], config: DensityConfig = DensityConfig(), *,
                     images: Callable[[int], np.ndarray] | None = None, trace_config=None,
-                    backend: str = "auto") -> tuple[GaussianScene, DensityReport, GITStore]:
+                    backend: str = "auto", executor: Executor | None = None) -> tuple[GaussianScene, DensityReport, GITStore]:
     """Detect ambiguous Gaussians, split them, re-trace, prune the children still ambiguous, refit.
     Returns the refined scene, the report and the refined scene's GIT (its last trace, reused).
 
     ``instances`` gives the global id of every patch (consistent maps, or per-view ids for the
     ablation); the ids are kept across rounds (patches do not change, only the Gaussians).
     ``trace_config`` is the :class:`~gs_core.methods.trace3d.Trace3DConfig` used to re-trace.
+    ``executor`` runs the per-view steps (traces, offsets, refit passes); each is reduced in view order.
     """
     from .git import trace_all
 
@@ -351,13 +389,13 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         if len(amb) == 0:
             break
         pair = top_two(store, patch_ids, amb)
-        offsets, masses = instance_offsets(scene, cameras, view_maps, amb, pair, backend)
+        offsets, masses = instance_offsets(scene, cameras, view_maps, amb, pair, backend, executor)
         n_old = len(scene) - len(amb)
         scene = split_gaussians(scene, amb, offsets, masses, config)
         changed = np.concatenate([np.delete(changed, amb), np.ones(2 * len(amb), bool)])
         source = np.concatenate([np.delete(source, amb), np.repeat(source[amb], 2)])
         report.split += len(amb)
-        store, _ = trace_all(scene, cameras, patches, trace_config)
+        store, _ = trace_all(scene, cameras, patches, trace_config, executor=executor)
         score, views = ambiguity(store, patch_ids, config.gamma)
         children = np.arange(n_old, len(scene))
         drop = children[(score[children] > config.theta) & (views[children] > 0)]
@@ -367,20 +405,20 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
         changed, source = changed[keep], source[keep]
         report.pruned += len(drop)
         if rnd + 1 < config.rounds:
-            store, _ = trace_all(scene, cameras, patches, trace_config)
+            store, _ = trace_all(scene, cameras, patches, trace_config, executor=executor)
     report.seconds["split_prune"] = time.perf_counter() - t0
     if photos is not None and report.split:
         t = time.perf_counter()
         target_alpha = _alphas(original, fit_cameras, backend)
         report.psnr_train_before = train_psnr(original, fit_cameras, photos, backend)
         report.psnr_train_split = train_psnr(scene, fit_cameras, photos, backend)
-        scene = refit(scene, changed, fit_cameras, photos, target_alpha, config, backend)
+        scene = refit(scene, changed, fit_cameras, photos, target_alpha, config, backend, executor)
         report.psnr_train_after = train_psnr(scene, fit_cameras, photos, backend)
         report.seconds["refit"] = time.perf_counter() - t
     report.gaussians_after = len(scene)
     report.source_rows, report.children = source, changed
     if report.split:  # the refined scene traced once: for the report here and for the caller's association
-        store, _ = trace_all(scene, cameras, patches, trace_config)
+        store, _ = trace_all(scene, cameras, patches, trace_config, executor=executor)
         score, views = ambiguity(store, patch_ids, config.gamma)
         report.ambiguous_after = int(((score > config.theta) & (views > 0)).sum())
     return scene, report, store

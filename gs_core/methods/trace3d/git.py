@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from ...engine import Projection, project, trace
+from ...parallel import LOCAL, Executor, Shared, derived, forget
 from ...visibility import DEFAULT_VISIBILITY, VisibilityRule
 from ...patches import InstancePatches
 
@@ -151,31 +152,56 @@ class ViewCache(Protocol):
     def put(self, scene: GaussianScene, view: int, git: ViewGIT) -> None: ...
 
 
+def geometry_only(scene: GaussianScene) -> GaussianScene:
+    """The scene without its colours, normals and extra columns: what a worker needs to project and
+    trace (a quarter of an SH-degree-3 scene's bytes to send)."""
+    from dataclasses import replace
+
+    return replace(scene, sh_rest=scene.sh_rest[:, :0], normals=None, extra={})
+
+
+def _trace_one(item, shared: Shared, config) -> tuple[ViewGIT, float]:
+    """One view's GIT (projection and label trace) and the trace's seconds: the per-view step of
+    :func:`trace_all`, run here or on a worker."""
+    cam, p = item
+    gaussians = derived(shared, "gaussians:" + config.device, lambda scene: scene.to_gaussians(config.device))
+    proj = project(gaussians, cam)
+    t0 = time.perf_counter()
+    git = trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
+                     backend=config.backend)
+    return git, time.perf_counter() - t0
+
+
 def trace_all(scene: GaussianScene, cameras: list[Camera], patches: list[InstancePatches],
               config, progress: Callable[[int, int], None] | None = None,
-              cache: ViewCache | None = None) -> tuple[GITStore, float]:
+              cache: ViewCache | None = None, executor: Executor | None = None) -> tuple[GITStore, float]:
     """GIT of every view, streamed: one projection and one label trace per view. ``config`` gives
     ``top_k``, ``power``, ``visibility``, ``backend`` and ``device`` (a
-    :class:`~gs_core.methods.trace3d.Trace3DConfig`). Returns the store and the seconds spent in the
-    traces alone."""
-    gaussians = scene.to_gaussians(config.device)
-    store = GITStore(len(scene))
+    :class:`~gs_core.methods.trace3d.Trace3DConfig`). ``executor`` runs the views not in ``cache``
+    (default: here, one after the other); each is cached as it finishes and the store is reduced in
+    view order, so it is the same wherever the views ran. Returns the store and the seconds spent in
+    the traces alone."""
+    views: list[ViewGIT | None] = [cache.get(scene, k) if cache is not None else None for k in range(len(cameras))]
+    todo = [k for k, v in enumerate(views) if v is None]
+    done = len(cameras) - len(todo)
+    if progress and done:
+        progress(done, len(cameras))
+    shared = Shared(geometry_only(scene))
     traced = 0.0
-    for k, (cam, p) in enumerate(zip(cameras, patches)):
-        cached = cache.get(scene, k) if cache is not None else None
-        if cached is not None:
-            store.add(cached)
+    try:
+        for j, (git, seconds) in (executor or LOCAL).map(_trace_one, [(cameras[k], patches[k]) for k in todo],
+                                                         shared, config):
+            k = todo[j]
+            views[k] = git
+            traced += seconds
+            if cache is not None:
+                cache.put(scene, k, git)
+            done += 1
             if progress:
-                progress(k + 1, len(cameras))
-            continue
-        proj = project(gaussians, cam)
-        t0 = time.perf_counter()
-        git = trace_view(proj, p, top_k=config.top_k, power=config.power, visibility=config.visibility,
-                         backend=config.backend)
-        traced += time.perf_counter() - t0
+                progress(done, len(cameras))
+    finally:
+        forget(shared)
+    store = GITStore(len(scene))
+    for git in views:
         store.add(git)
-        if cache is not None:
-            cache.put(scene, k, git)
-        if progress:
-            progress(k + 1, len(cameras))
     return store, traced

@@ -19,6 +19,7 @@ import torch
 
 from ...camera import Camera
 from ...engine import project, render
+from ...parallel import Executor, run_all
 from ...scene import GaussianScene
 from . import ConsistencyConfig, ConsistentInstances, GITStore, consistent_instances, make_patches
 from .density import DensityConfig, DensityReport, density_control
@@ -73,6 +74,10 @@ def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "aut
     return total
 
 
+def _patches_one(masks: np.ndarray, min_area: int | None) -> InstancePatches:  # masks [M, H, W] bool
+    return make_patches(masks, min_area)
+
+
 def _per_view_ids(store: GITStore) -> ConsistentInstances:
     """Every patch its own instance (no association): the ablation without consistent maps."""
     from .consistency import MergeTree, gaussian_votes
@@ -86,17 +91,20 @@ def _per_view_ids(store: GITStore) -> ConsistentInstances:
 
 def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray],
         config: Trace3DConfig = Trace3DConfig(), images: Callable[[int], np.ndarray] | None = None,
-        progress: Callable[[str, int, int], None] | None = None, cache: ViewCache | None = None) -> Trace3DResult:
+        progress: Callable[[str, int, int], None] | None = None, cache: ViewCache | None = None,
+        executor: Executor | None = None) -> Trace3DResult:
     """Trace3D on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
 
     ``images(k)`` gives view ``k``'s photo [H, W, 3] for the colour refit of density control (the
     refit is skipped without it). ``progress(stage, done, total)`` is called as work advances;
-    ``cache`` keeps each view's GIT so an interrupted run resumes where it stopped.
+    ``cache`` keeps each view's GIT so an interrupted run resumes where it stopped. ``executor`` runs
+    the per-view steps (patches, traces, density control's offsets and refit; default: here); their
+    results are reduced in view order, so they do not change the result.
     """
     say = progress or (lambda stage, done, total: None)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    patches = [make_patches(m, config.min_area) for m in masks]
+    patches = run_all(executor, _patches_one, list(masks), config.min_area)
     if len(patches) != len(cameras):
         raise ValueError(f"{len(patches)} mask stacks for {len(cameras)} cameras")
     stages["patches"] = time.perf_counter() - t0
@@ -104,7 +112,8 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     def associate(sc: GaussianScene, store: GITStore | None = None) -> tuple[ConsistentInstances, dict]:
         if store is None:
             t = time.perf_counter()
-            store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache)
+            store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache,
+                                      executor)
             stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
             stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
@@ -128,7 +137,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
         else:
             scene, report, store = density_control(scene, cameras, instances, patches, config.density,
                                                    images=images, trace_config=replace(config, density=None),
-                                                   backend=config.backend)
+                                                   backend=config.backend, executor=executor)
         stages["density"] = time.perf_counter() - t
         say("density control", 1, 1)
         if report.split or config.retrain is not None:  # associate again on the refined scene's GIT
@@ -202,7 +211,8 @@ def prepare_trace3d(inp, progress):
     from ..base import PreparedResult
 
     config = prepare_config(inp.options)
-    result = run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress, cache=inp.cache)
+    result = run(inp.scene, inp.cameras, inp.stacks, config, images=inp.images, progress=progress, cache=inp.cache,
+                 executor=inp.executor)
     inst, cc = result.instances, config.consistency
     cuts = [inst.tree.cut(level_threshold(level, cc.theta, cc.floor), inst.store.patch_view if cc.absorb_unconfirmed
                           else None) for level in LEVELS]
