@@ -162,17 +162,10 @@ def generate_dataset_masks(ds, views: list[int], generator: Generator, masks_dir
     if executor is not None and options is not None and todo:
         size = (ds.cameras[todo[0][0]].height, ds.cameras[todo[0][0]].width)
         shared = Shared((options, size))
-        for j, (masks, scores) in executor.map(_sam_view, (ds.image(v) for v, _ in todo), shared):
-            stem = todo[j][1]
-            if f"{stem}.npz" not in files:
-                files.add(f"{stem}.npz")
-                _write_record(masks_dir, generator, files)
-            save_mask_stack(masks_dir / f"{stem}.npz", masks, scores)
-            finished += 1
-            say("SAM masks", finished, len(views))
-        return masks_dir
-    for v, stem in todo:
-        masks, scores = generator.generate(ds.image(v))
+        results = ((todo[j][1], *out) for j, out in executor.map(_sam_view, (ds.image(v) for v, _ in todo), shared))
+    else:
+        results = ((stem, *generator.generate(ds.image(v))) for v, stem in todo)
+    for stem, masks, scores in results:
         if f"{stem}.npz" not in files:
             files.add(f"{stem}.npz")
             _write_record(masks_dir, generator, files)
