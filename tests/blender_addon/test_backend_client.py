@@ -38,7 +38,10 @@ def real():
 def test_real_backend_queries_and_stays_warm(real, tiny_work, tmp_path):
     from gs_core.pipeline.workdir import WorkDir
 
-    _, work = tiny_work
+    import shutil
+
+    work = tmp_path / "work"  # a copy: the answers written into it must not reach other tests' session fixture
+    shutil.copytree(tiny_work[1], work)
     info = real.call("load", work=str(work))
     pid = real.proc.pid
     cam = WorkDir(work).cameras()[0]

@@ -28,9 +28,11 @@ def _kernel_variants() -> list[str]:
     return cpu_backend.runnable_variants() if cpu_backend.prebuilt_variants() else ["any"]
 
 
-@pytest.fixture(scope="session", params=_kernel_variants())
+@pytest.fixture(scope="module", params=_kernel_variants())
 def native(request):
-    """The native CPU kernels, one prebuilt variant per parameter (skips visibly if none loads)."""
+    """The native CPU kernels, one prebuilt variant per parameter (skips visibly if none loads). Module
+    scope: the variant in use is restored when the module's tests end, so later tests (a Ray driver
+    beside workers that load the default variant) never run on a variant left over from here."""
     from gs_core.engine import cpu_backend, isa
 
     if request.param == "any":
