@@ -21,4 +21,4 @@ else:
         raise ImportError("the add-on runs from a source checkout but cannot import gs_core; put the "
                           "repository root on sys.path or install the zip made by build_addon.py") from exc
 
-__all__ = ["errors", "instance_colors", "ply", "scene", "sh", "splat_ids", "splat_transform, splat_view"]
+__all__ = ["errors", "instance_colors", "ply", "scene", "sh", "splat_ids", "splat_transform", "splat_view"]

@@ -131,3 +131,16 @@ def test_every_option_has_help_text(command):
         parser = sub.choices[word]
     undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
     assert not undocumented
+
+
+def test_prepare_mistake_found_inside_prepare_is_one_line(tmp_path, capsys):
+    """A mistake prepare finds after it has started (no scene.ply beside the images) prints its one line
+    with no progress bar, not even an empty one, before it."""
+    from gs_core.synth import MaskNoise, SynthConfig, build_dataset
+
+    dataset = tmp_path / "dataset"
+    build_dataset(dataset, SynthConfig.sized("tiny"), MaskNoise.level(0.5))
+    (dataset / "scene.ply").unlink()
+    assert main(["prepare", str(dataset), "--out", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err  # not stripped: a blank line before the message fails
+    assert err == f"gs-core: {dataset / 'scene.ply'}: no such file; give the trained splats with --scene PLY\n"

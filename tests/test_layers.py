@@ -20,8 +20,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "blocks": ("lifting", "models", "refine", "render_layer", "selfprompt", "language", "virtual_views", "query",
                "interactive", "synth", "viz"),
     "methods": ("methods",),
-    "pipeline": ("pipeline",),
-    "applications": ("cli", "server", "server_requests", "demo", "demo_click", "demo_blender", "bench", "report"),
+    "pipeline": ("pipeline", "eval", "blender_host"),
+    "applications": ("cli", "server", "server_requests", "demo", "bench", "report"),
 }
 RANK = {name: k for k, name in enumerate(LAYERS)}
 

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     from blender_addon import segmentation, splat_object, splat_render
     from gs_core import render_layer
     from gs_core.camera import Camera
-    from gs_core.demo_blender import camera_object
+    from gs_core.demo.blender import camera_object
     from gs_core.metrics import psnr
     from gs_core.server import camera_from_json
     from gs_core.viz import to_uint8

@@ -13,7 +13,6 @@ checked bit-exact against the source rows.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,18 +48,6 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _load_addon():
-    """bpy and the add-on package from the source checkout next to gs_core."""
-    import bpy
-
-    root = Path(__file__).resolve().parents[2]
-    if (root / "blender_addon" / "__init__.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    import blender_addon
-
-    return bpy, blender_addon
-
-
 def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -76,11 +63,9 @@ def run(args) -> int:
         from ..preflight import check_output_dir
 
         check_output_dir(args.out, "--out")
-    try:
-        bpy, blender_addon = _load_addon()
-    except ImportError as exc:
-        raise UserError(f"bench addon needs the bpy wheel (pip install 'gs-core[blender]', Python 3.11) and a "
-                        f"source checkout with blender_addon/: {exc}") from None
+    from ..blender_host import import_addon
+
+    bpy, blender_addon = import_addon("bench addon")
     from blender_addon import splat_attributes as sa
     from blender_addon import splat_object
 

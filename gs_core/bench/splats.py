@@ -16,7 +16,6 @@ Scenes: N random Gaussians (SH degree 3) in a 4 m box, 6 m from the camera (``be
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,10 +64,10 @@ def run(args) -> int:
     from rich.table import Table
 
     from .. import render_layer, splat_view
-    from ..demo_blender import _addon_root
+    from ..blender_host import import_addon
     from ..engine import project, render
 
-    sys.path.insert(0, str(_addon_root()))
+    import_addon("bench splats", with_bpy=False)
     from blender_addon import splat_display
 
     console = Console(width=120)

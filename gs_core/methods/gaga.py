@@ -38,7 +38,7 @@ from ..engine import Gaussians, Projection, project
 from ..labelmaps import masks_to_labels
 from ..lifting.closed_form import LabelLiftConfig, lift_labels
 
-if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
+if TYPE_CHECKING:  # the registry imports this module: import it lazily
     from .base import MethodInput, MethodResult
 
 CONFLICTS = ("greedy", "hungarian", "none")

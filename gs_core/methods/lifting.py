@@ -24,7 +24,7 @@ from ..lifting.aggregation import AggregationConfig, aggregate, cluster_features
 from ..lifting.closed_form import LabelLiftConfig, lift_labels
 from ..lifting.contrastive import ContrastiveConfig, train_contrastive
 
-if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
+if TYPE_CHECKING:  # the registry imports this module: import it lazily
     from .base import MethodInput, MethodResult
 
 

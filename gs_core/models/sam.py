@@ -303,8 +303,8 @@ def machine_flops_per_second() -> float:
         a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
         a @ b
         n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 0.3:
-            a @ b
+        while n == 0 or time.perf_counter() - t0 < 0.3:  # at least one product: a preempted first check
+            a @ b                                         # must not leave a rate of 0
             n += 1
         _RATE = 2 * 1024 ** 3 * n / (time.perf_counter() - t0)
     return _RATE

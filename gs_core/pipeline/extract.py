@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
 from .render_command import load_selection
 from .workdir import WorkDir
@@ -40,9 +42,24 @@ def run(args: argparse.Namespace) -> int:
     sel = load_selection(args.selection, len(scene))
     if not sel.any():
         raise UserError(f"--selection {args.selection}: selects no Gaussian")
-    for (flag, path), rows in zip(outputs, (sel, ~sel)):
-        save_scene(scene.subset(rows), path, args.spz_version)
+    extract(work, sel, args.out, args.rest, args.spz_version, scene=scene)
     return 0
+
+
+def extract(work: WorkDir, selected: np.ndarray, out: Path, rest: Path | None = None, spz_version: int = 3,
+            scene=None) -> None:
+    """Write the work scene's ``selected`` Gaussians to ``out`` and, with ``rest``, the others there.
+
+    selected: [N] bool, one per Gaussian of ``WORK/scene.ply`` (``scene``, when the caller has it loaded).
+    """
+    from ..scene import GaussianScene
+
+    scene = GaussianScene.load(work.scene_path) if scene is None else scene
+    if len(selected) != len(scene):
+        raise UserError(f"selection of {len(selected)} Gaussians for a scene of {len(scene)}")
+    for path, rows in ((out, selected), (rest, ~selected)):
+        if path is not None:
+            save_scene(scene.subset(rows), path, spz_version)
 
 
 def save_scene(scene, path: Path, spz_version: int = 3) -> None:

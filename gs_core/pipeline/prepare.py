@@ -354,16 +354,23 @@ def run_cli(args: argparse.Namespace) -> int:
     from . import sam_masks
 
     options.sam, options.clip = sam_masks.options_from_args(args), clip.options_from_args(args)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    # the bars start with the first stage: a mistake found before any work is one line, with no bar before it
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=console, transient=False)
+    tasks: dict[str, int] = {}
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def progress(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
-        manifest = prepare(options, progress, log=bar.console.print)
+    try:
+        manifest = prepare(options, progress, log=console.print)
+    finally:
+        if tasks:
+            bar.stop()
     if manifest.get("up_to_date"):
         console.print(f"{args.out} is up to date with its inputs (use --force to recompute)")
         return 0

@@ -88,36 +88,50 @@ def run(args: argparse.Namespace) -> int:
 
         cam = view_camera(args, work)
         scene = GaussianScene.load(work.scene_path)
-        try:
-            clicks = None
-            if args.mask is None and args.backend == "auto" and scene.kind == "3dgs":
-                # a few pixels' weights in numpy: no torch to start (gs_core.click_rays), unless so many
-                # splats reach the pixels that the native projection would be faster
-                from .. import click_rays
+        if args.mask is not None:
+            from ..engine import project
 
-                clicks = [click_rays.pixel_weights(scene, cam, np.array(p).reshape(-1, 2), limit=NUMPY_CLICK_LIMIT)
-                          for p in (args.pixel, args.negative)]
-                clicks = None if any(c is None for c in clicks) else clicks
-            if clicks is None:
-                from ..engine import project
-
-                proj = project(scene.to_gaussians(), cam)
-                if args.mask is not None:
-                    sel = _mask_query(args, proj, levels)
-                    save_npy(args.out, sel.selected)
-                    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) "
-                          f"-> {args.out}")
-                    return 0
-                clicks = [query.pixel_weights(proj, np.array(p).reshape(-1, 2), backend=args.backend)
-                          for p in (args.pixel, args.negative)]
-        except UserError as exc:
-            if args.mask is not None:
-                raise
-            raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
-        sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
+            sel = _mask_query(args, project(scene.to_gaussians(), cam), levels)
+        else:
+            try:
+                sel = click_selection(work, cam, args.pixel, args.negative, args.level, args.backend, scene=scene,
+                                      levels=levels)
+            except UserError as exc:
+                raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
     save_npy(args.out, sel.selected)
     print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
     return 0
+
+
+def click_weights(scene, camera, positive, negative=(), backend: str = "auto") -> list:
+    """The traced weights of the positive and the negative clicks ([K, 2] pixels x, y each) in
+    ``camera``: the two arguments :meth:`gs_core.query.LabelLevels.from_clicks` takes. A click on a 3DGS
+    scene with backend ``auto`` is computed in numpy (:mod:`gs_core.click_rays`, no torch to start)
+    unless so many splats reach the pixels that the native projection costs less."""
+    pixels = [np.array(p).reshape(-1, 2) for p in (positive, negative)]
+    if backend == "auto" and scene.kind == "3dgs":
+        from .. import click_rays
+
+        clicks = [click_rays.pixel_weights(scene, camera, p, limit=NUMPY_CLICK_LIMIT) for p in pixels]
+        if not any(c is None for c in clicks):
+            return clicks
+    from ..engine import project
+
+    proj = project(scene.to_gaussians(), camera)
+    return [query.pixel_weights(proj, p, backend=backend) for p in pixels]
+
+
+def click_selection(work: WorkDir, camera, positive, negative=(), level: float | None = None,
+                    backend: str = "auto", scene=None, levels: "query.LabelLevels | None" = None) -> "query.Selection":
+    """The instances selected by positive and negative clicks ([K, 2] pixels each) in ``camera`` on the
+    work folder's scene, at granularity ``level`` (default 0.5, objects): the one click rule of the CLI,
+    the server and the demo (:meth:`gs_core.query.LabelLevels.from_clicks`). ``scene`` and ``levels``:
+    the work folder's, when the caller has them loaded."""
+    from ..scene import GaussianScene
+
+    scene = GaussianScene.load(work.scene_path) if scene is None else scene
+    levels = load_levels(work) if levels is None else levels
+    return levels.from_clicks(0.5 if level is None else level, *click_weights(scene, camera, positive, negative, backend))
 
 
 def _where(args: argparse.Namespace) -> str:

@@ -27,6 +27,12 @@ def load_levels(work: WorkDir) -> LabelLevels:
     return LabelLevels(levels, labels)
 
 
+def segment(work: WorkDir, level: float = 0.5) -> np.ndarray:
+    """Every Gaussian's instance id at granularity ``level`` (0 parts, 0.5 objects, 1 groups):
+    ``labels`` int32 [N], -1 where no instance."""
+    return load_levels(work).at(level).astype(np.int32)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("work", type=Path, help="work folder written by gs-core prepare")
     parser.add_argument("--out", type=Path, required=True, help="int32 array [N] of instance ids, -1 = none (.npy)")
@@ -39,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     work = WorkDir(args.work, must_exist=True)
     check_not_inputs([("--out", args.out)], [], work)
-    labels = load_levels(work).at(args.level).astype(np.int32)
+    labels = segment(work, args.level)
     save_npy(args.out, labels)
     print(f"{(labels >= 0).sum()} of {len(labels)} Gaussians in {len(np.unique(labels[labels >= 0]))} instances "
           f"-> {args.out}")

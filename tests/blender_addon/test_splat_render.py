@@ -21,7 +21,7 @@ def render_scene(bpy, imported, tmp_path):
     """A splat object (SH degree 1) before a scene camera, Cycles with one sample and a transparent film,
     set up for splats; returns (scene, object, ply path, render(name) -> [H, W, 4] linear RGBA)."""
     from gs_core.camera import Camera
-    from gs_core.demo_blender import camera_object
+    from gs_core.demo.blender import camera_object
 
     from blender_addon import splat_render
 

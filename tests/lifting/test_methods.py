@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gs_core.bench.methods import METHODS, MethodInput
+from gs_core.eval import METHODS, MethodInput
 from gs_core.dataset import Dataset
 from gs_core.lifting import AggregationConfig, ContrastiveConfig
 from gs_core.methods.lifting import ContrastiveInstancesConfig, contrastive_instances, contrastive_raw, raw_views

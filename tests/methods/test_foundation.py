@@ -3,8 +3,8 @@ other method on a tiny clean table top."""
 
 import pytest
 
-from gs_core.bench.methods import METHODS
-from gs_core.bench.segmentation import Evaluation
+from gs_core.eval import METHODS
+from gs_core.eval import Evaluation
 from gs_core.dataset import Dataset
 from gs_core.methods.base import MethodInput
 from gs_core.synth import GroundTruth, MaskNoise, SynthConfig, build_dataset

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gs_core.bench.methods import METHODS, MethodInput, naive_lifting
+from gs_core.eval import METHODS, MethodInput, naive_lifting
 from gs_core.camera import Camera
 from gs_core.dataset import Dataset
 from gs_core.engine import Gaussians, project

@@ -4,7 +4,7 @@ views' associated maps and Eq. 19 maps of the held-out views, and runs through `
 import numpy as np
 import pytest
 
-from gs_core.bench.methods import METHODS, MethodInput
+from gs_core.eval import METHODS, MethodInput
 from gs_core.dataset import Dataset
 from gs_core.methods import proto_saga
 from gs_core.metrics import association_scores

@@ -170,3 +170,16 @@ def test_sam2_behind_the_same_interface(sam2_checkpoint, tmp_path):
     assert masks.shape[1:] == (48, 64) and masks.dtype == bool and scores.shape == (len(masks),)
     mask, score = Sam2PointPredictor(model).predict(_image(), np.array([[20, 15]]), np.array([1]))
     assert mask.shape == (48, 64) and mask.dtype == bool and np.isfinite(score)
+
+
+def test_machine_rate_counts_a_product_even_when_the_clock_jumps(monkeypatch):
+    """A loaded machine can preempt the process for longer than the timing window before the first
+    check: the rate must still count one product, never 0 (estimate_time divides by it)."""
+    from gs_core.models import sam
+
+    ticks = iter([0.0, 5.0, 5.0, 5.0])  # t0, then every later reading already past the 0.3 s window
+    monkeypatch.setattr(sam, "_RATE", None)
+    monkeypatch.setattr(sam.time, "perf_counter", lambda: next(ticks))
+    rate = sam.machine_flops_per_second()
+    assert rate == pytest.approx(2 * 1024 ** 3 / 5.0)
+    monkeypatch.setattr(sam, "_RATE", None)

@@ -29,7 +29,7 @@ from ...scene import GaussianScene
 from ..trace3d import ConsistencyConfig, scaled_min_area
 from ..base import training_masks
 
-if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
+if TYPE_CHECKING:  # the registry imports this module: import it lazily
     from ..base import MethodInput, MethodResult
 
 

@@ -35,7 +35,7 @@ from . import (AssociationConfig, ClassifierConfig, TrainedClassifiers, associat
                           kmeans_classes, label_view, prototypes, train_classifiers)
 from ..gaga import regions_of
 
-if TYPE_CHECKING:  # bench.methods registers this module: import it lazily
+if TYPE_CHECKING:  # the registry imports this module: import it lazily
     from ..base import MethodInput, MethodResult
 
 INFERENCE = ("prototypes", "kmeans", "classifier")

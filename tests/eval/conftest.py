@@ -1,4 +1,4 @@
-"""Tiny synthetic datasets (one world, clean and noisy masks) for the benchmark tests."""
+"""Tiny synthetic datasets (one world, clean and noisy masks) for the evaluation tests."""
 
 import pytest
 

@@ -1,6 +1,6 @@
-"""The methods the benchmark runs: the baselines that need the synthetic world's ground truth (oracle,
-the association ceiling) or no method at all (naive lifting), and every method of the one registry
-(:data:`gs_core.methods.registry.REGISTRY`; contract: :mod:`gs_core.methods.base`)."""
+"""The baselines the evaluation scores beside the methods: those that need the synthetic world's
+ground truth (oracle, the association ceiling) and the one that needs no method at all (naive
+lifting). Contract: :mod:`gs_core.methods.base`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import torch
 
 from ..engine import project, trace
 from ..labelmaps import masks_to_labels
-from ..methods.registry import REGISTRY
-from ..methods.base import Method, MethodInput, MethodResult  # noqa: F401  (re-exported)
+from ..methods.base import MethodInput, MethodResult
 from ..synth.groundtruth import GroundTruth
 
 
@@ -85,10 +84,3 @@ def naive_lifting(inp: MethodInput) -> MethodResult:
         maps[v] = labels
     return MethodResult(best.numpy(), maps)
 
-
-METHODS: dict[str, Method] = {
-    "oracle": oracle,
-    "naive": naive_lifting,
-    "gt-association": gt_association,  # ceiling: Trace3D's patches and GIT, ground-truth association
-    **{name: entry.segment for name, entry in REGISTRY.items()},
-}

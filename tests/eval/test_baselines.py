@@ -2,8 +2,8 @@
 
 import numpy as np
 
-import gs_core.bench.methods as methods
-from gs_core.bench.methods import METHODS, MethodInput, naive_lifting, oracle
+import gs_core.eval.baselines as baselines
+from gs_core.eval import METHODS, MethodInput, naive_lifting, oracle
 from gs_core.dataset import Dataset
 from gs_core.labelmaps import masks_to_labels
 from gs_core.synth import GroundTruth
@@ -29,7 +29,7 @@ def test_oracle_reads_the_ground_truth(clean_root):
 def test_naive_lifting_traces_each_view_once(clean_root, monkeypatch):
     inp, gt = _input(clean_root)
     calls = []
-    real = methods.project
+    real = baselines.project
     monkeypatch.setattr(methods, "project", lambda g, cam: calls.append(cam.name) or real(g, cam))
     res = naive_lifting(inp)
     assert calls == gt.train  # one projection per training view
@@ -62,7 +62,7 @@ def test_gt_association_gives_each_patch_its_majority_object(noisy_root):
     from gs_core.methods.trace3d import make_patches
 
     inp, gt = _input(noisy_root)
-    res = methods.gt_association(inp)
+    res = baselines.gt_association(inp)
     assert res.labels.shape == (len(gt.gaussians),) and res.labels.max() < len(gt.hierarchy.objects)
     checked = 0
     for v in inp.train:
@@ -85,6 +85,6 @@ def test_gt_association_gives_each_patch_its_majority_object(noisy_root):
 
 def test_gt_association_recovers_the_objects_from_clean_masks(clean_root):
     inp, gt = _input(clean_root)
-    labels = methods.gt_association(inp).labels
+    labels = baselines.gt_association(inp).labels
     clean = gt.gaussians.clean & (labels >= 0)
     assert (labels[clean] == gt.gaussians.object[clean]).mean() > 0.95

@@ -27,21 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 LIFT = 0.25  # how far the separated object is moved up, in scene units (metres in the synthetic world)
 RENDER_SCALE = 4  # render at this multiple of the dataset's image size
 SAMPLES = 16
 MAX_SHARE = 0.1  # a click selection above this share of the scene is taken to include the support
 MIN_PSNR = 30.0  # OUT.png against OUT_reference.png
-
-
-def _addon_root() -> Path:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "blender_addon" / "__init__.py").is_file():
-        raise UserError(f"--blender: the add-on source is not beside gs_core ({root / 'blender_addon'}); it needs "
-                        "a gs_core checkout")
-    return root
 
 
 def camera_object(bpy, camera, name: str = "Demo camera"):
@@ -64,10 +56,10 @@ def camera_object(bpy, camera, name: str = "Demo camera"):
 def run(args, blend: Path) -> int:
     from rich.console import Console
 
-    from . import synth
-    from .dataset import Dataset
-    from .demo_click import choose_click
-    from .io.ply import read_ply_table
+    from .. import synth
+    from ..dataset import Dataset
+    from .click import choose_click
+    from ..io.ply import read_ply_table
 
     console = Console()
     t_start = time.perf_counter()
@@ -79,15 +71,9 @@ def run(args, blend: Path) -> int:
 
     if blend.suffix != ".blend":
         raise UserError(f"--blender {blend}: give a .blend file name")
-    try:
-        import bpy
-    except ImportError as exc:
-        raise UserError(f"--blender: the bpy wheel does not import here ({exc}); install gs-core[blender]") from None
-    root = _addon_root()
-    import sys
+    from ..blender_host import import_addon
 
-    sys.path.insert(0, str(root))
-    import blender_addon
+    bpy, blender_addon = import_addon("--blender")
     from blender_addon import segmentation, splat_object, splat_render, view_camera
 
     out = blend.parent / f"{blend.stem}_demo"
@@ -232,11 +218,11 @@ def _reference(recomposed: Path, camera, path: Path, rendered: Path) -> float:
     import torch
     from PIL import Image
 
-    from .engine import project, render, sh_colors
-    from .io.atomic import atomic_write
-    from .metrics import psnr
-    from .scene import GaussianScene
-    from .viz import to_uint8
+    from ..engine import project, render, sh_colors
+    from ..io.atomic import atomic_write
+    from ..metrics import psnr
+    from ..scene import GaussianScene
+    from ..viz import to_uint8
 
     scene = GaussianScene.load(recomposed)
     gaussians = scene.to_gaussians()

@@ -22,8 +22,8 @@ def choose_click(ds, gt) -> Click:
     (a centroid can fall outside a non-convex or partly occluded region)."""
     from scipy.ndimage import distance_transform_edt
 
-    from .bench.segmentation import MIN_QUERY_PIXELS
-    from .errors import UserError
+    from ..eval import MIN_QUERY_PIXELS
+    from ..errors import UserError
 
     objects = gt.hierarchy.objects
     index = {name: k for k, name in enumerate(ds.names)}

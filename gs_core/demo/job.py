@@ -1,8 +1,8 @@
 """``gs-core demo``: the main job on the built-in sample.
 
 Builds a small synthetic table-top dataset (splats with training artefacts, COLMAP cameras, images,
-SAM-like masks, ground truth) in ``OUT/dataset`` and runs the command-line pipeline on it exactly as
-on a user's own capture, through the commands' own code paths:
+SAM-like masks, ground truth) in ``OUT/dataset`` and runs the pipeline on it exactly as on a user's
+own capture, through the typed jobs each command runs (:mod:`gs_core.pipeline`):
 
 1. ``prepare OUT/dataset --out OUT/work`` (Trace3D: GIT, consistent maps, density control);
 2. ``segment OUT/work --out OUT/labels.npy``;
@@ -11,7 +11,8 @@ on a user's own capture, through the commands' own code paths:
    the one thing a user would do by eye);
 4. ``extract OUT/work --selection ... --out OUT/<item>.ply --rest OUT/scene_without_<item>.ply``.
 
-It then scores the result against the ground truth next to the naive baseline and the oracle and
+It then scores the result against the ground truth (:mod:`gs_core.eval`) next to the naive baseline
+and the oracle and
 writes ``OUT/report/report.html`` (PNGs beside it): input view, SAM-like masks, consistent
 instance maps, a PCA picture of briefly trained contrastive features, the extracted object alone
 and the scene without it, the scores and every stage's time.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo_click import Click, choose_click
+from .click import Click, choose_click
 
 STEPS = ("generate", "render", "write", "prepare", "segment", "query", "extract", "features", "score", "report")
 # the PCA picture's contrastive training: chunks of FEATURE_CHUNK steps until FEATURE_STEPS[1] steps or
@@ -40,7 +41,7 @@ MAX_MAP_VIEWS = 6  # consistent maps shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .preflight import non_negative_float
+    from ..preflight import non_negative_float
 
     parser.add_argument("--out", type=Path, default=Path("gs_core_demo"),
                         help="output folder (default: gs_core_demo); a re-run clears only the files the "
@@ -96,19 +97,19 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .outputs import OutputRecord
-    from .preflight import check_output_dir
+    from ..outputs import OutputRecord
+    from ..preflight import check_output_dir
 
     if getattr(args, "blender", None) is not None:
-        from .demo_blender import run as run_blender
-        from .preflight import check_output_file
+        from .blender import run as run_blender
+        from ..preflight import check_output_file
 
         check_output_file(args.blender, "--blender")
         return run_blender(args, args.blender)
     if getattr(args, "device", "cpu") == "cuda":
         import torch
 
-        from .errors import UserError
+        from ..errors import UserError
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: torch sees no NVIDIA GPU here; use --device cpu")
@@ -152,18 +153,6 @@ def _pct(value) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
 
 
-def _cli(argv: list[str]) -> None:
-    """One pipeline command, exactly as ``gs-core ARGV`` runs it (preflight, messages, exit status)."""
-    from .cli import main
-    from .errors import UserError
-
-    status = main(argv)
-    if status == 130:
-        raise KeyboardInterrupt
-    if status != 0:
-        raise UserError(f"demo: 'gs-core {' '.join(argv)}' failed (exit status {status}; its message is above)")
-
-
 # ---- the click -----------------------------------------------------------------------------------
 
 # ---- pictures ------------------------------------------------------------------------------------
@@ -181,7 +170,7 @@ def _mark(image: np.ndarray, xy: tuple[int, int]) -> np.ndarray:
 
 def _on_checker(rgb: np.ndarray, alpha: np.ndarray, cell: int = 8) -> np.ndarray:
     """Premultiplied ``rgb`` [H, W, 3] with ``alpha`` [H, W] over a grey checkerboard -> uint8."""
-    from .viz import to_uint8
+    from ..viz import to_uint8
 
     h, w = alpha.shape
     yy, xx = np.mgrid[:h, :w]
@@ -210,7 +199,7 @@ def _train_features(projections, maps, backend: str):
     Returns (features [N, 16] or None, steps, seconds)."""
     from dataclasses import replace
 
-    from .lifting.contrastive import ContrastiveConfig, train_contrastive
+    from ..lifting.contrastive import ContrastiveConfig, train_contrastive
 
     config = ContrastiveConfig(steps=FEATURE_CHUNK, pixels_per_step=FEATURE_PIXELS, backend=backend)
     views = list(zip(projections, maps))
@@ -227,14 +216,17 @@ def _train_features(projections, maps, backend: str):
 def _run(args, out: Path, steps: _Steps) -> _Outcome:
     import torch
 
-    from . import synth
-    from .bench.methods import MethodInput, MethodResult, naive_lifting, oracle
-    from .bench.segmentation import Evaluation
-    from .dataset import Dataset
-    from .engine import project, render
-    from .pipeline.prepare import PrepareOptions, prepare
-    from .pipeline.workdir import WorkDir
-    from .scene import GaussianScene
+    from .. import synth
+    from ..errors import UserError
+    from ..dataset import Dataset
+    from ..engine import project, render
+    from ..eval import Evaluation, MethodInput, MethodResult, naive_lifting, oracle
+    from ..pipeline import extract as extract_job
+    from ..pipeline import query_command as query_job
+    from ..pipeline import segment as segment_job
+    from ..pipeline.prepare import PrepareOptions, prepare
+    from ..pipeline.workdir import WorkDir, save_npy
+    from ..scene import GaussianScene
 
     bar = steps.bar
     t_start = time.perf_counter()
@@ -272,33 +264,34 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
         bar.remove_task(task)
     steps.end()
 
+    work = WorkDir(work_dir, must_exist=True)
     labels_path = out / "labels.npy"
     steps.begin("segment", "gs-core segment")
-    _cli(["segment", str(work_dir), "--out", str(labels_path)])
+    labels = segment_job.segment(work, 0.5)
+    save_npy(labels_path, labels)
     steps.end()
 
     click = choose_click(ds, gt)
     view_name = ds.names[click.view]
     selection_path = out / "selection.npy"
     steps.begin("query", f"gs-core query: click ({click.xy[0]}, {click.xy[1]}) in {view_name}")
-    _cli(["query", str(work_dir), "--view", view_name, "--pixel", str(click.xy[0]), str(click.xy[1]),
-          "--backend", backend, "--out", str(selection_path)])
+    selected = query_job.click_selection(work, work.camera(view_name), [click.xy], backend=backend).selected
+    save_npy(selection_path, selected)
     steps.end()
 
     object_path, rest_path = out / f"{click.name}.ply", out / f"scene_without_{click.name}.ply"
     steps.outputs += [object_path.name, rest_path.name]
     steps.begin("extract", "gs-core extract")
-    _cli(["extract", str(work_dir), "--selection", str(selection_path), "--out", str(object_path),
-          "--rest", str(rest_path)])
+    if not selected.any():
+        raise UserError(f"demo: the click at ({click.xy[0]}, {click.xy[1]}) in {view_name} selected nothing")
+    extract_job.extract(work, selected, object_path, rest_path)
     steps.end()
 
     # -- what the work folder holds, for the report --
-    work = WorkDir(work_dir, must_exist=True)
     refined = GaussianScene.load(work.scene_path)
     gaussians = refined.to_gaussians()
     colors = torch.as_tensor(refined.base_colors, dtype=torch.float32)
-    labels = np.load(labels_path, allow_pickle=False).astype(np.int64)
-    selected = np.load(selection_path, allow_pickle=False)
+    labels = labels.astype(np.int64)
     work_cams = work.cameras()
     with np.load(work_dir / "view_maps.npz", allow_pickle=False) as z:
         work_maps = [z[f"view_{k:05d}"] for k in range(len(work_cams))]
@@ -365,8 +358,8 @@ def _check_selection(ev, gaussians, colors, selected: np.ndarray, click: Click, 
     (per-Gaussian opacity masking, like :meth:`Evaluation.render_alone`)."""
     import torch
 
-    from .engine import project, render
-    from .query import selection_mask
+    from ..engine import project, render
+    from ..query import selection_mask
 
     n_obj = len(ev.gt.hierarchy.objects)
     inter = union = 0
@@ -395,15 +388,15 @@ def _check_selection(ev, gaussians, colors, selected: np.ndarray, click: Click, 
 
 def _write_report(folder: Path, args, ds, gt, click: Click, picked: _Picked, manifest: dict, work_cams, work_maps,
                   features, rows: list[dict], steps: _Steps, paths: dict) -> Path:
-    from .bench.segmentation import COLUMNS
-    from .report import Report
-    from .viz import label_colors, mask_overlay, to_uint8
+    from ..eval import COLUMNS
+    from ..report import Report
+    from ..viz import label_colors, mask_overlay, to_uint8
 
     r = Report(folder, "gs-core demo: segmenting the built-in sample")
     r.paragraph(f"Synthetic {args.layout} scene (seed {args.seed}, size {args.size}, mask noise {args.noise:g}), "
                 f"{len(ds)} views ({len(gt.train)} for training, {len(gt.test)} held out), "
                 f"{manifest.get('gaussians', 0):,} Gaussians after density control. The pipeline ran as on "
-                "a user's own data; the commands it ran are below. Scores use the ground truth only the "
+                "a user's own data; the commands that run the same jobs are below. Scores use the ground truth only the "
                 "synthetic sample has.")
     r.code("\n".join([
         f"gs-core prepare {paths['dataset']} --out {paths['work']}",

@@ -1,4 +1,4 @@
-"""``gs-core demo``: the README's main job on the built-in sample, through the pipeline commands."""
+"""``gs-core demo``: the README's main job on the built-in sample, through the pipeline's typed jobs."""
 
 import re
 import time
@@ -60,12 +60,12 @@ def test_demo_ctrl_c_is_clean(tmp_path, monkeypatch, capsys):
     assert "demo cancelled" in printed and "'render'" in printed
 
 
-def test_demo_ctrl_c_inside_a_pipeline_command(tmp_path, monkeypatch, capsys):
-    """A command run through gs-core's own entry point turns Ctrl-C into exit status 130; the demo stops."""
+def test_demo_ctrl_c_inside_a_pipeline_job(tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside one of the pipeline's typed jobs stops the demo with exit status 130 and says where."""
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(gs_core.pipeline.segment, "run", interrupted)
+    monkeypatch.setattr(gs_core.pipeline.segment, "segment", interrupted)
     assert main(["demo", "--out", str(tmp_path / "d"), "--size", "tiny"]) == 130
     printed = capsys.readouterr().out
     assert "demo cancelled" in printed and "'segment'" in printed
