@@ -18,10 +18,17 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "engine.gaussians", "pipeline.workdir", "metrics", "parallel"),
     "engine": ("engine", "visibility", "labelmaps", "patches", "preflight", "viewselect", "click_rays"),
     "blocks": ("lifting", "models", "refine", "render_layer", "selfprompt", "language", "virtual_views", "query",
-               "interactive", "synth", "viz"),
+               "interactive", "synth", "viz", "report"),
     "methods": ("methods",),
     "pipeline": ("pipeline", "eval", "blender_host"),
-    "applications": ("cli", "server", "server_requests", "demo", "bench", "report"),
+    "applications": ("cli", "server", "server_requests", "demo", "bench"),
+}
+# the applications: each a top-level name; one may import another only where listed, with the reason
+APPLICATIONS = ("cli", "server", "demo", "bench")
+APPLICATION_IMPORTS = {
+    ("cli", "*"): "the dispatcher: it names every command's module",
+    ("server", "server_requests"): "the server's own request guard",
+    ("bench.query", "server"): "the benchmark times the server's own click commands",
 }
 RANK = {name: k for k, name in enumerate(LAYERS)}
 
@@ -90,6 +97,22 @@ def test_imports_only_look_down(graph):
     upward = [f"gs_core.{a} ({layer(a)}) imports gs_core.{b} ({layer(b)})"
               for a, targets in sorted(graph.items()) for b in sorted(targets) if RANK[layer(b)] > RANK[layer(a)]]
     assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
+
+
+def _application(name: str) -> str | None:
+    return next((a for a in APPLICATIONS if name == a or name.startswith(a + ".") or name.startswith(a + "_")), None)
+
+
+def test_applications_do_not_build_on_each_other(graph):
+    """An application (a command's code) reaches the package through the layers below it, not through
+    another application, except the pairs in APPLICATION_IMPORTS."""
+    def allowed(a: str, b: str) -> bool:
+        return any((a == src or a.startswith(src + ".")) and (dst == "*" or b == dst or b.startswith(dst + "."))
+                   for src, dst in APPLICATION_IMPORTS)
+
+    found = [f"gs_core.{a} imports gs_core.{b}" for a, targets in sorted(graph.items()) for b in sorted(targets)
+             if _application(a) and _application(b) and _application(a) != _application(b) and not allowed(a, b)]
+    assert not found, "applications built on applications:\n" + "\n".join(found)
 
 
 def test_no_import_circles(graph):

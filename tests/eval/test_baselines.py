@@ -30,7 +30,7 @@ def test_naive_lifting_traces_each_view_once(clean_root, monkeypatch):
     inp, gt = _input(clean_root)
     calls = []
     real = baselines.project
-    monkeypatch.setattr(methods, "project", lambda g, cam: calls.append(cam.name) or real(g, cam))
+    monkeypatch.setattr(baselines, "project", lambda g, cam: calls.append(cam.name) or real(g, cam))
     res = naive_lifting(inp)
     assert calls == gt.train  # one projection per training view
     n_masks = [len(inp.dataset.masks(v)) for v in inp.train]
