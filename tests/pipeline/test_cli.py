@@ -3,6 +3,8 @@ prepare / segment / query / render / extract, their one-line errors (exit 2), an
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +196,20 @@ def test_query_view_pixel(work, tmp_path):
     assert main(["query", str(work), "--view", name, "--pixel", str(x), str(y), "--negative", str(x), str(y),
                  "--out", str(out)]) == 0
     assert not np.load(out).any()
+
+
+@slow
+def test_a_shell_click_starts_no_torch(work, tmp_path):
+    """``gs-core query --pixel`` on a 3DGS work folder answers in numpy (the typed job's click path):
+    torch is never imported, and the selection is the engine's."""
+    name, (x, y), expected = _click(work)
+    out = tmp_path / "sel.npy"
+    code = ("import sys; from gs_core.cli import main; "
+            f"status = main(['query', {str(work)!r}, '--view', {name!r}, '--pixel', '{x}', '{y}', '--out', {str(out)!r}]); "
+            "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    np.testing.assert_array_equal(np.load(out), expected)
 
 
 @slow
