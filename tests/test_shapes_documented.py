@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gs_core"
-CHECKED = ("engine", "methods", "lifting")
+CHECKED = ("engine", "methods", "lifting", "query.py", "patches.py", "visibility.py", "labelmaps.py")
 ARRAY_NAMES = {"Tensor", "ndarray", "NDArray"}
 
 
