@@ -18,18 +18,27 @@ from .engine import Projection, render
 def labels_from_weights(weights: torch.Tensor, classes: torch.Tensor, alpha: torch.Tensor,
                         min_alpha: float = 0.5) -> np.ndarray:
     """``weights`` [H, W, C] per class ``classes`` [C] -> [H, W] label of the heaviest class,
-    -1 where ``alpha`` [H, W] < ``min_alpha``. Ties go to the earlier class."""
+    -1 where ``alpha`` [H, W] < ``min_alpha``. Ties go to the earlier class.
+
+    Args:
+        weights: [H, W, C] summed blending weight of each class.
+        classes: [C] int64 the label of each class.
+        alpha: [H, W] rendered alpha.
+    """
     best = classes[weights.argmax(dim=-1)]
     return torch.where(alpha >= min_alpha, best, torch.full_like(best, -1)).cpu().numpy()
 
 
 @torch.no_grad()
-def render_labels(proj: Projection, labels, *, min_alpha: float = 0.5, chunk: int = 256,
+def render_labels(proj: Projection, labels: np.ndarray | torch.Tensor, *, min_alpha: float = 0.5, chunk: int = 256,
                   backend: str = "auto") -> np.ndarray:  # -> [H, W] int64, -1 = background/unlabelled
     """Render per-Gaussian integer ``labels`` [N] (-1 = none) to a label map of ``proj``'s view.
 
     One-hot columns are rendered in chunks of ``chunk`` labels (only labels of Gaussians inside
     the view), so the cost grows with the number of labels a view shows, not with the total.
+
+    Args:
+        labels: [N] int label per Gaussian, -1 = none (array or tensor).
     """
     labels = torch.as_tensor(np.asarray(labels), device=proj.means2d.device).long()
     if labels.shape != (proj.num_gaussians,):
@@ -52,7 +61,11 @@ def render_labels(proj: Projection, labels, *, min_alpha: float = 0.5, chunk: in
 
 def masks_to_labels(masks: np.ndarray) -> np.ndarray:  # masks [M, H, W] bool -> [H, W] int64
     """One label per pixel from a possibly overlapping stack: the index of the smallest mask that
-    covers the pixel (small masks drawn over large ones, as SAM's viewers do); -1 = uncovered."""
+    covers the pixel (small masks drawn over large ones, as SAM's viewers do); -1 = uncovered.
+
+    Args:
+        masks: [M, H, W] bool, possibly overlapping.
+    """
     masks = np.asarray(masks, dtype=bool)
     out = np.full(masks.shape[1:], -1, dtype=np.int64)
     for m in np.argsort(-masks.reshape(len(masks), -1).sum(1), kind="stable"):

@@ -42,6 +42,9 @@ def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatc
 
     Masks smaller than ``min_area`` pixels (default :func:`scaled_min_area`) are dropped first.
     Patch ids are dense and ordered by first pixel in raster order, so they are deterministic.
+
+    Args:
+        masks: [M, H, W] bool the view's mask stack.
     """
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3:

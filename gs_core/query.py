@@ -62,6 +62,10 @@ class LabelLevels:
         below, the heaviest of its children under the pixel (the heaviest child overall where none
         is under it). With nested levels (:func:`gs_core.methods.trace3d.consistency.nested_level_labels`)
         the selections ``labels[l] == path[l]`` then grow monotonically with the level.
+
+        Args:
+            gaussians: [K] int64 the Gaussians under the clicked pixel.
+            weights: [K] float32 their weights there.
         """
         L = len(self.levels)
         path = np.full(L, -1, np.int64)
@@ -96,6 +100,10 @@ class LabelLevels:
         the instances under negative ones, the wanted object included when both fall in one.
         ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in (a split
         one included, though only its part is selected).
+
+        Args:
+            positive: [C] of (gaussians [K] int64, weights [K] float32), one per positive click.
+            negative: [C'] of (gaussians [K] int64, weights [K] float32), one per negative click.
         """
         if rule not in ("split", "remove"):
             raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
@@ -122,7 +130,7 @@ class LabelLevels:
 class Selection:
     score: np.ndarray  # [N] float in [0, 1]
     selected: np.ndarray  # [N] bool
-    labels: np.ndarray  # the instance labels selected
+    labels: np.ndarray  # [K] int64 the instance labels selected
 
 
 def _select_labels(labels: np.ndarray, chosen: np.ndarray) -> Selection:
@@ -132,7 +140,12 @@ def _select_labels(labels: np.ndarray, chosen: np.ndarray) -> Selection:
 
 
 def from_gaussians(labels: np.ndarray, picked: np.ndarray) -> Selection:
-    """The instances of the picked Gaussians ``picked`` [K] (indices)."""
+    """The instances of the picked Gaussians ``picked`` [K] (indices).
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        picked: [K] int Gaussian indices, or [N] bool.
+    """
     picked = np.asarray(picked)
     if picked.dtype == bool:
         if picked.shape != labels.shape:
@@ -147,7 +160,11 @@ def from_gaussians(labels: np.ndarray, picked: np.ndarray) -> Selection:
 @_no_grad
 def pixel_weights(proj: Projection, pixels: np.ndarray, backend: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """Per pixel of ``pixels`` [P, 2] (x, y): the Gaussians that blend into it and their weights
-    ``w = alpha T`` there, as (indices [K] int64, weights [K] float32). ``proj`` may be any camera."""
+    ``w = alpha T`` there, as (indices [K] int64, weights [K] float32). ``proj`` may be any camera.
+
+    Args:
+        pixels: [P, 2] int (x, y).
+    """
     import torch
 
     from .engine import trace
@@ -166,7 +183,13 @@ def pixel_weights(proj: Projection, pixels: np.ndarray, backend: str = "auto") -
 
 
 def heaviest_label(labels: np.ndarray, gaussians: np.ndarray, weights: np.ndarray) -> int:
-    """The label carrying most of the weights ``weights`` [K] of Gaussians ``gaussians`` [K] (-1 none)."""
+    """The label carrying most of the weights ``weights`` [K] of Gaussians ``gaussians`` [K] (-1 none).
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        gaussians: [K] int64 Gaussian indices.
+        weights: [K] their weights.
+    """
     lab = labels[gaussians]
     has = lab >= 0
     if not has.any():
@@ -175,13 +198,24 @@ def heaviest_label(labels: np.ndarray, gaussians: np.ndarray, weights: np.ndarra
 
 
 def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backend: str = "auto") -> np.ndarray:
-    """The label of heaviest blending weight at each pixel ``pixels`` [P, 2] (x, y) -> [P] (-1 none)."""
+    """The label of heaviest blending weight at each pixel ``pixels`` [P, 2] (x, y) -> [P] (-1 none).
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        pixels: [P, 2] int (x, y).
+    """
     return np.asarray([heaviest_label(labels, g, w) for g, w in pixel_weights(proj, pixels, backend)], np.int64)
 
 
 def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, negative: np.ndarray | None = None,
                 backend: str = "auto") -> Selection:
-    """Instances under the positive clicks minus those under the negative ones (pixels [P, 2] x, y)."""
+    """Instances under the positive clicks minus those under the negative ones (pixels [P, 2] x, y).
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        positive: [P, 2] int (x, y) positive clicks.
+        negative: [P', 2] int (x, y) negative clicks, or None.
+    """
     pos = pixel_labels(proj, labels, positive, backend)
     neg = pixel_labels(proj, labels, negative if negative is not None else np.zeros((0, 2)), backend)
     return _select_labels(labels, np.setdiff1d(pos, neg))
@@ -189,7 +223,11 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
 
 @_no_grad
 def mask_weights(proj: Projection, mask: np.ndarray, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Per Gaussian, its traced weight inside ``mask`` [H, W] bool and over the whole view."""
+    """Per Gaussian, its traced weight inside ``mask`` [H, W] bool and over the whole view.
+
+    Args:
+        mask: [H, W] bool.
+    """
     import torch
 
     from .engine import trace
@@ -202,7 +240,13 @@ def mask_weights(proj: Projection, mask: np.ndarray, backend: str = "auto") -> t
 
 def from_mask_weights(labels: np.ndarray, inside: np.ndarray, total: np.ndarray) -> Selection:
     """The instances with more than half their traced weight inside a reference mask (the label of
-    most weight inside when none has), as Trace3D queries an image and a mask (Sec. 4.1)."""
+    most weight inside when none has), as Trace3D queries an image and a mask (Sec. 4.1).
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        inside: [N] traced weight inside the mask (:func:`mask_weights`).
+        total: [N] traced weight over the whole view.
+    """
     has = labels >= 0
     if not has.any():
         return Selection(np.zeros(len(labels), np.float32), np.zeros(len(labels), bool), np.zeros(0, np.int64))
@@ -219,14 +263,23 @@ def from_mask_weights(labels: np.ndarray, inside: np.ndarray, total: np.ndarray)
 
 
 def from_mask(proj: Projection, labels: np.ndarray, mask: np.ndarray, backend: str = "auto") -> Selection:
-    """:func:`from_mask_weights` for ``mask`` [H, W] bool in the view of ``proj``."""
+    """:func:`from_mask_weights` for ``mask`` [H, W] bool in the view of ``proj``.
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        mask: [H, W] bool.
+    """
     return from_mask_weights(labels, *mask_weights(proj, mask, backend))
 
 
 @_no_grad
 def selection_mask(proj: Projection, selected: np.ndarray, min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:
     """The 2D mask [H, W] bool of a selection: pixels where the selected Gaussians' share of the
-    blend is at least ``min_alpha`` (occluders in front hide it, as in the image)."""
+    blend is at least ``min_alpha`` (occluders in front hide it, as in the image).
+
+    Args:
+        selected: [N] bool (or float in [0, 1]) per Gaussian.
+    """
     import torch
 
     from .engine import render
@@ -244,6 +297,11 @@ def fit_mask_weights(labels: np.ndarray, inside: np.ndarray, total: np.ndarray) 
     the rest``, unlabelled Gaussians included). The share threshold thus adapts to each mask,
     where :func:`from_mask_weights` fixes it at one half: a large object that is half hidden
     behind the mask's edge is kept, a support that the mask only grazes is not.
+
+    Args:
+        labels: [N] int64 instance label per Gaussian, -1 = none.
+        inside: [N] traced weight inside the mask (:func:`mask_weights`).
+        total: [N] traced weight over the whole view.
     """
     n_gauss = len(labels)
     has = labels >= 0
@@ -279,13 +337,17 @@ def fit_mask_levels(levels: LabelLevels, inside: np.ndarray, total: np.ndarray) 
 
     Levels within ``FIT_TOLERANCE`` of the best fit count as ties. One view cannot see hidden
     Gaussians, so a finer level can gain a little by adding an instance whose few visible splats
-    lie inside the mask: on the CLI test's tiny room, a wall fragment of 759 Gaussians with 10 of
-    its traced weight in the view (8 inside) raised the fit from 0.859 (level 0.5, the object) to
-    0.871 and took the wall along.
+    lie inside the mask: on the CLI test's tiny room, a wall fragment with a little of its traced
+    weight in the view, most of it inside, raised the fit slightly above the object's level and
+    took the wall along (docs/benchmarks.md).
 
     On whole-object masks it can do worse than the half-share rule of :func:`from_mask_weights`, where an
     instance that mixes an object with its support fits the mask's weight better than the object alone
     (measured: docs/benchmarks.md, "Choices made by measurement"). Use it for masks of parts or groups.
+
+    Args:
+        inside: [N] traced weight inside the mask (:func:`mask_weights`).
+        total: [N] traced weight over the whole view.
     """
     fits = [(float(level), *fit_mask_weights(labels.astype(np.int64), inside, total))
             for level, labels in zip(levels.levels, levels.labels)]

@@ -26,7 +26,13 @@ class VisibilityRule:
 
     def seen(self, weight_sum: Tensor, alpha_sum: Tensor, hits: Tensor) -> Tensor:  # [N] x3 -> [N] bool
         """``weight_sum`` must be the power-1 sum ``sum_p alpha T`` over every pixel the Gaussian
-        reaches (a label trace with no ignored pixels, or a dense trace)."""
+        reaches (a label trace with no ignored pixels, or a dense trace).
+
+        Args:
+            weight_sum: [N] power-1 ``sum_p alpha T`` of each Gaussian.
+            alpha_sum: [N] ``sum_p alpha``.
+            hits: [N] int pixels each Gaussian was blended into.
+        """
         mean_t = weight_sum / alpha_sum.clamp_min(1e-12)
         return (hits >= self.min_hits) & (mean_t >= self.min_transmittance)
 

@@ -250,6 +250,10 @@ def render(proj: Projection, features: Tensor, *, pixels: Tensor | None = None,
     (means, quats, scales, opacities of the Gaussians ``proj`` was projected from) when ``proj``
     carries autograd history: on ``cpu`` through the native backward, on ``torch`` through autograd,
     on ``gsplat`` through gsplat's. ``opacity_lambda`` polarises opacities first (Eq. 23).
+
+    Args:
+        features: [N, D] (or [N]) one feature row per Gaussian of ``proj``.
+        pixels: [P, 2] int (x, y) pixels to render, or None for the full frame.
     """
     if features.ndim == 1:
         features = features[:, None]
@@ -293,6 +297,11 @@ def trace(proj: Projection, values: Tensor, *, pixels: Tensor | None = None, pow
     (with ``sparse``, :class:`SparseLabelTraceOutput`: the same as entries, whose memory does not
     grow with ``N top_k`` either). Negative labels are ignored. ``power`` 2 gives the squared-weight
     row sums of the linear-inverse paper (Eq. 24); ``opacity_lambda`` polarises opacities (Eq. 23).
+
+    Args:
+        values: [H, W, D] or [H, W] float, or [H, W] int labels (negative = ignored); with ``pixels``
+            rows [P, D] / [P] instead.
+        pixels: [P, 2] int (x, y) pixels that ``values`` rows belong to, or None for the full frame.
     """
     if power not in (1, 2):
         raise ValueError(f"power must be 1 or 2, got {power}")

@@ -81,7 +81,14 @@ def _blocks(proj: Projection, order: Tensor, offsets: Tensor, budget: int) -> It
 
 def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
     """features [N, D] -> (features [P, D], alpha [P], depth [P]) at ``pixels`` [P, 2]; autograd
-    reaches ``features`` and every tensor of ``proj``."""
+    reaches ``features`` and every tensor of ``proj``.
+
+    Args:
+        features: [N, D] one feature row per Gaussian.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     P, D = pixels.shape[0], features.shape[1]
     parts, alphas, depths, part_rows = [], [], [], []
     for blk in _blocks(proj, order, offsets, pair_budget(features.device)):
@@ -100,7 +107,14 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
-    """values [P, D] -> ``sum_p w^k v_p`` [N, D], ``sum_p w^k`` [N], ``sum_p alpha`` [N], hits [N]."""
+    """values [P, D] -> ``sum_p w^k v_p`` [N, D], ``sum_p w^k`` [N], ``sum_p alpha`` [N], hits [N].
+
+    Args:
+        values: [P, D] float, one row per pixel of ``pixels``.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     N, D = proj.num_gaussians, values.shape[1]
     dev = pixels.device
     acc = torch.zeros(N, D, device=dev)
@@ -121,7 +135,14 @@ def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offse
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
                  power: int, top_k: int):
     """labels [P] int (negative = ignore) -> per-Gaussian top-k label histogram, as
-    :func:`.torch_backend.trace_labels` returns it."""
+    :func:`.torch_backend.trace_labels` returns it.
+
+    Args:
+        labels: [P] int, one label per pixel of ``pixels``; negative = ignored.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     N = proj.num_gaussians
     dev = pixels.device
     wsum = torch.zeros(N, device=dev)

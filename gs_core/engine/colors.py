@@ -16,7 +16,12 @@ from ..sh import basis_terms, degree_for
 
 
 def sh_colors(coeffs: Tensor, means: Tensor, camera: Camera) -> Tensor:
-    """coeffs [N, K, 3] (DC first, K = (degree+1)^2), means [N, 3] -> colours [N, 3] seen from ``camera``."""
+    """coeffs [N, K, 3] (DC first, K = (degree+1)^2), means [N, 3] -> colours [N, 3] seen from ``camera``.
+
+    Args:
+        coeffs: [N, K, 3] SH coefficients, DC first.
+        means: [N, 3] world-space centres.
+    """
     degree = degree_for(coeffs.shape[1])
     centre = torch.as_tensor(camera.position, dtype=means.dtype, device=means.device)
     dirs = torch.nn.functional.normalize(means - centre, dim=-1)

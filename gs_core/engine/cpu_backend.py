@@ -221,7 +221,14 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
               keep_state: bool = False):
     """features [N, D] -> (features [P, D], alpha [P], depth [P]) in the caller's pixel order; with
     ``keep_state`` also what :func:`rasterize_backward` needs: the final transmittance [P] and the
-    last blended intersection [P] int32 (-1: none) of every pixel."""
+    last blended intersection [P] int32 (-1: none) of every pixel.
+
+    Args:
+        features: [N, D] float32, one feature row per Gaussian.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     two_d, m2d, shape, opac, toff, fid, px, py, order32, poff, tiles_x = _common(proj, pixels, order, offsets)
     return tuple(load().render_forward(two_d, m2d, shape, opac, proj.depths.contiguous(), toff, fid, px, py,
                                        order32, poff, tiles_x, features.contiguous(), keep_state))
@@ -233,14 +240,32 @@ def rasterize_backward(proj: Projection, features: Tensor, state: tuple[Tensor, 
 
     features [N, D], state = (T_final [P], last [P]) from ``rasterize(..., keep_state=True)``,
     grad_features [P, D], grad_alpha [P] -> dL/d(means2d [N, 2], shape [N, 3] conics or [N, 9] ray
-    transforms row-major, opacities [N], features [N, D]). Deterministic (no atomics)."""
+    transforms row-major, opacities [N], features [N, D]). Deterministic (no atomics).
+
+    Args:
+        features: [N, D] float32, as given to :func:`rasterize`.
+        state: ([P], [P]) the final transmittance (float32) and last blended intersection (int32, -1: none)
+            of every pixel, from ``rasterize(..., keep_state=True)``.
+        grad_features: [P, D] dL/d(rendered features).
+        grad_alpha: [P] dL/d(alpha).
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     args = _common(proj, pixels, order, offsets)
     return tuple(load().render_backward(*args, features.contiguous(), state[0].contiguous(), state[1].contiguous(),
                                         grad_features.contiguous(), grad_alpha.contiguous(), SCRATCH_BYTES))
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
-    """values [P, D] -> (weighted_sum [N, D], weight_sum [N], alpha_sum [N], hits [N])."""
+    """values [P, D] -> (weighted_sum [N, D], weight_sum [N], alpha_sum [N], hits [N]).
+
+    Args:
+        values: [P, D] float32, one row per pixel of ``pixels``.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     args = _common(proj, pixels, order, offsets)
     return tuple(load().trace_dense(*args, values.contiguous(), power, SCRATCH_BYTES))
 
@@ -249,7 +274,14 @@ def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor
                  power: int, top_k: int, sparse: bool = False):
     """labels [P] int32, negative = ignored -> (labels [N, k], weights [N, k], weight_sum [N],
     alpha_sum [N], hits [N]); with ``sparse`` (gaussians [E], labels [E], weights [E], weight_sum [N],
-    alpha_sum [N], hits [N]): the same histogram as entries, no [N, k] arrays. Deterministic."""
+    alpha_sum [N], hits [N]): the same histogram as entries, no [N, k] arrays. Deterministic.
+
+    Args:
+        labels: [P] int, one label per pixel of ``pixels``; negative = ignored.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     args = _common(proj, pixels, order, offsets)
     return tuple(load().trace_labels(*args, labels.to(torch.int32).contiguous(), power, top_k, sparse))
 
@@ -258,7 +290,15 @@ def project_forward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, v
                     width: int, height: int, tile_size: int):
     """means [N, 3], quats [N, 4], scales [N, 3], viewmat [4, 4], K [3, 3] (float32) -> (means2d [N, 2],
     depths [N], radii [N, 2] int32, conics [N, 3] or ray transforms [N, 3, 3], tile_offsets [T + 1],
-    flat_ids [M]): :func:`gs_core.engine.projection.project_reference`'s fields, in one parallel region."""
+    flat_ids [M]): :func:`gs_core.engine.projection.project_reference`'s fields, in one parallel region.
+
+    Args:
+        means: [N, 3] float32 world-space centres.
+        quats: [N, 4] float32 wxyz.
+        scales: [N, 3] float32.
+        viewmat: [4, 4] float32 world -> camera.
+        K: [3, 3] float32 intrinsics.
+    """
     return tuple(load().project_forward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
                                         viewmat.contiguous(), K.contiguous(), width, height, tile_size))
 
@@ -266,7 +306,18 @@ def project_forward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, v
 def project_backward(two_d: bool, means: Tensor, quats: Tensor, scales: Tensor, viewmat: Tensor, K: Tensor,
                      width: int, height: int, v_means2d: Tensor, v_depths: Tensor, v_shape: Tensor):
     """dL/d(means2d [N, 2], depths [N], conics [N, 3] / ray transforms [N, 3, 3]) -> dL/d(means [N, 3],
-    quats [N, 4], scales [N, 3]): the vector-Jacobian product of the projection, per Gaussian."""
+    quats [N, 4], scales [N, 3]): the vector-Jacobian product of the projection, per Gaussian.
+
+    Args:
+        means: [N, 3] float32, as given to :func:`project_forward`.
+        quats: [N, 4] float32 wxyz.
+        scales: [N, 3] float32.
+        viewmat: [4, 4] float32 world -> camera.
+        K: [3, 3] float32 intrinsics.
+        v_means2d: [N, 2] dL/d(means2d).
+        v_depths: [N] dL/d(depths).
+        v_shape: [N, 3] dL/d(conics) (3DGS) or [N, 3, 3] dL/d(ray transforms) (2DGS).
+    """
     return tuple(load().project_backward(two_d, means.contiguous(), quats.contiguous(), scales.contiguous(),
                                          viewmat.contiguous(), K.contiguous(), width, height,
                                          v_means2d.contiguous(), v_depths.contiguous(), v_shape.contiguous()))

@@ -55,6 +55,9 @@ def polarise_opacities(opacities: Tensor, lam: float) -> Tensor:  # [N] -> [N]
     """Opacity polarisation ``sigmoid(lam * logit(o))`` (linear-inverse paper, Eq. 23).
 
     ``lam > 1`` pushes opacities towards 0 or 1, strengthening the diagonal of ``A^T A``.
+
+    Args:
+        opacities: [N] in (0, 1).
     """
     return _Polarise.apply(opacities.clamp(1e-7, 1 - 1e-7), float(lam))
 

@@ -58,7 +58,14 @@ def _full_frame(proj: Projection, features: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor):
-    """features [N, D] -> (features [P, D], alpha [P], depth [P]); differentiable w.r.t. features."""
+    """features [N, D] -> (features [P, D], alpha [P], depth [P]); differentiable w.r.t. features.
+
+    Args:
+        features: [N, D] one feature row per Gaussian.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 (unused: gsplat renders the full frame).
+        offsets: [T + 1] int64 (unused).
+    """
     depth_col = proj.depths[:, None].to(features)
     out, alpha = _full_frame(proj, torch.cat([features, depth_col], dim=1))
     rows = out[pixels[:, 1], pixels[:, 0]]
@@ -66,9 +73,25 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
+    """The batched reference's trace (:func:`.batched_backend.trace`) on the CUDA tensors.
+
+    Args:
+        values: [P, D] float, one row per pixel of ``pixels``.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     return batched_backend.trace(proj, values, pixels, order, offsets, power)
 
 
 def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor,
                  power: int, top_k: int):
+    """The batched reference's label trace (:func:`.batched_backend.trace_labels`) on the CUDA tensors.
+
+    Args:
+        labels: [P] int, one label per pixel of ``pixels``; negative = ignored.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     return batched_backend.trace_labels(proj, labels, pixels, order, offsets, power, top_k)

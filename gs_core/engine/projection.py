@@ -77,6 +77,9 @@ class Projection:
         """The same geometry and tile lists with other per-Gaussian opacities (e.g. polarised).
 
         Tile lists do not depend on opacity (the screen extent is 3.33 sigma), so this is free.
+
+        Args:
+            opacities: [N] the new per-Gaussian opacities.
         """
         return replace(self, opacities=opacities.to(self.opacities).contiguous())
 
@@ -168,6 +171,11 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height
     means2d: [N, 2], radii: [N, 2] int (0 = culled), depths: [N]. Returns ``tile_offsets``
     [tiles+1] int64 and ``flat_ids`` [M] int32, sorted by tile then depth (ties by index), as
     gsplat's ``isect_tiles`` + ``isect_offset_encode``.
+
+    Args:
+        means2d: [N, 2] pixel coordinates.
+        radii: [N, 2] int screen half-extent, 0 = culled.
+        depths: [N] camera-space z.
     """
     device = means2d.device
     tiles_x = (width + tile_size - 1) // tile_size
@@ -230,7 +238,11 @@ def pixel_grid(width: int, height: int, device="cpu") -> Tensor:  # -> [H*W, 2] 
 def group_pixels_by_tile(pixels: Tensor, proj: Projection) -> tuple[Tensor, Tensor]:
     """Order pixels [P, 2] (x, y) by tile, and by row inside a tile (the native kernels evaluate a
     Gaussian only on the rows it reaches). Returns ``order`` [P] (pixel rows, tile-major) and
-    ``pixel_offsets`` [tiles+1]: tile t owns ``order[pixel_offsets[t]:pixel_offsets[t+1]]``."""
+    ``pixel_offsets`` [tiles+1]: tile t owns ``order[pixel_offsets[t]:pixel_offsets[t+1]]``.
+
+    Args:
+        pixels: [P, 2] int64 (x, y).
+    """
     return _group(pixels, proj.tile_size, proj.tiles_x, proj.tiles_y)
 
 

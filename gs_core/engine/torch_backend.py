@@ -26,6 +26,11 @@ def alpha_at(proj: Projection, gids: Tensor, x: Tensor, y: Tensor) -> Tensor:
 
     ``x``, ``y`` are pixel centres (pixel index + 0.5) in the projection's dtype; e.g. ``gids`` [1, G]
     and ``x`` [P, 1] give [P, G] (one tile), ``gids`` [B, 1, L] and ``x`` [B, S, 1] give [B, S, L].
+
+    Args:
+        gids: [..., G] int64 Gaussian ids, broadcast with ``x`` and ``y`` (e.g. [1, G] or [B, 1, L]).
+        x: [..., 1] pixel-centre x in the projection's dtype (e.g. [P, 1] or [B, S, 1]).
+        y: [..., 1] pixel-centre y, as ``x``.
     """
     dx = x - proj.means2d[gids, 0]
     dy = y - proj.means2d[gids, 1]
@@ -55,7 +60,11 @@ def _alphas(proj: Projection, gids: Tensor, px: Tensor, py: Tensor) -> Tensor:
 
 def composite(alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Front-to-back blending along the last axis: alpha [..., G] (0 = skipped) -> the alphas used
-    [..., G] (0 past the pixel's termination), weights ``w = alpha T`` [..., G], final T [...]."""
+    [..., G] (0 past the pixel's termination), weights ``w = alpha T`` [..., G], final T [...].
+
+    Args:
+        alpha: [..., G] alphas front to back, 0 = skipped.
+    """
     one_minus = 1.0 - alpha
     T_after = torch.cumprod(one_minus, dim=-1)
     T_before = torch.cat([torch.ones_like(T_after[..., :1]), T_after[..., :-1]], dim=-1)
@@ -71,6 +80,10 @@ def tile_weights(proj: Projection, tile: int, px: Tensor, py: Tensor):
 
     Returns ``gids`` [G] (the tile's Gaussians, front to back), ``alpha`` [P, G] and ``w`` [P, G]
     (0 where a Gaussian is skipped or the pixel has terminated), and the final transmittance [P].
+
+    Args:
+        px: [P] int64 pixel x, inside tile ``tile``.
+        py: [P] int64 pixel y.
     """
     start, end = int(proj.tile_offsets[tile]), int(proj.tile_offsets[tile + 1])
     gids = proj.flat_ids[start:end].long()
@@ -92,6 +105,12 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
     Differentiable through torch autograd w.r.t. ``features`` and every tensor of ``proj`` (the
     oracle the native backward is tested against; float64 works).
+
+    Args:
+        features: [N, D] one feature row per Gaussian.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
     """
     P, D = pixels.shape[0], features.shape[1]
     parts, part_rows = [], []
@@ -111,7 +130,14 @@ def rasterize(proj: Projection, features: Tensor, pixels: Tensor, order: Tensor,
 
 def trace(proj: Projection, values: Tensor, pixels: Tensor, order: Tensor, offsets: Tensor, power: int):
     """values [P, D] -> per Gaussian ``sum_p w^k v_p`` [N, D], ``sum_p w^k`` [N], ``sum_p alpha`` [N]
-    and the number of pixels each Gaussian was blended into [N]."""
+    and the number of pixels each Gaussian was blended into [N].
+
+    Args:
+        values: [P, D] float, one row per pixel of ``pixels``.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
+    """
     N, D = proj.num_gaussians, values.shape[1]
     dev = pixels.device
     acc = torch.zeros(N, D, device=dev)
@@ -134,6 +160,12 @@ def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor
 
     Returns ``labels`` [N, k] int32 (-1 padded), ``weights`` [N, k], ``weight_sum`` [N] (all labels),
     ``alpha_sum`` [N], ``hits`` [N]. Labels are sorted by weight, descending; ties by label.
+
+    Args:
+        labels: [P] int, one label per pixel of ``pixels``; negative = ignored.
+        pixels: [P, 2] int64 pixel rows (x, y).
+        order: [P] int64 the rows of ``pixels`` tile by tile (``group_pixels_by_tile``).
+        offsets: [T + 1] int64, T = tiles_x * tiles_y: tile t owns ``order[offsets[t]:offsets[t + 1]]``.
     """
     N = proj.num_gaussians
     dev = pixels.device
@@ -166,7 +198,12 @@ def trace_labels(proj: Projection, labels: Tensor, pixels: Tensor, order: Tensor
 
 def top_k_histogram(uniq: Tensor | None, total: Tensor | None, N: int, top_k: int, device):
     """Per-Gaussian top-k of (gaussian, label) sums: ``uniq`` [K, 2] int64 sorted by (gaussian, label),
-    ``total`` [K] -> labels [N, k] int32 (-1 padded) and weights [N, k], by weight descending, ties by label."""
+    ``total`` [K] -> labels [N, k] int32 (-1 padded) and weights [N, k], by weight descending, ties by label.
+
+    Args:
+        uniq: [K, 2] int64 (gaussian, label) pairs, or None for none.
+        total: [K] float weight of each pair, or None.
+    """
     out_labels = torch.full((N, top_k), -1, dtype=torch.int32, device=device)
     out_weights = torch.zeros(N, top_k, device=device)
     if uniq is None or uniq.shape[0] == 0:

@@ -50,6 +50,10 @@ def cluster_features(features: Tensor, config: AggregationConfig = AggregationCo
 
     HDBSCAN runs on a random subset of at most ``max_fit`` Gaussians; the others take the cluster of
     their nearest fitted neighbour (noise stays noise).
+
+    Args:
+        features: [N, D] per-Gaussian features.
+        mask: [N] bool the Gaussians to cluster, or None for all.
     """
     from sklearn.cluster import HDBSCAN
     from sklearn.decomposition import PCA
@@ -92,7 +96,12 @@ class ViewAgreement:
 
 def view_agreement(proj: Projection, label_map, clusters: Tensor, num_clusters: int,  # [H, W], [N]
                    config: AggregationConfig = AggregationConfig()) -> ViewAgreement:
-    """Render ``clusters`` into the view and score each pixel's input mask against its cluster (pure)."""
+    """Render ``clusters`` into the view and score each pixel's input mask against its cluster (pure).
+
+    Args:
+        label_map: [H, W] int input mask id per pixel, -1 = none (array or tensor).
+        clusters: [N] int64 cluster per Gaussian, -1 = noise.
+    """
     lm = np.asarray(label_map.cpu() if torch.is_tensor(label_map) else label_map).astype(np.int64)
     cmap = render_labels(proj, clusters, min_alpha=config.min_alpha, backend=config.backend)
     both = (lm >= 0) & (cmap >= 0)
@@ -123,7 +132,11 @@ def view_agreement(proj: Projection, label_map, clusters: Tensor, num_clusters: 
 
 
 def filter_view(label_map, agreement: ViewAgreement, threshold: float = 0.5) -> np.ndarray:  # -> [H, W]
-    """Eq. 22: keep a pixel's input label when ``IoU(m_j, m_k) > threshold``, else -1."""
+    """Eq. 22: keep a pixel's input label when ``IoU(m_j, m_k) > threshold``, else -1.
+
+    Args:
+        label_map: [H, W] int input mask id per pixel, -1 = none (array or tensor).
+    """
     lm = np.asarray(label_map.cpu() if torch.is_tensor(label_map) else label_map).astype(np.int64)
     return np.where(agreement.iou > threshold, lm, -1)
 
@@ -141,7 +154,14 @@ def aggregate(views: Iterable[tuple[Projection, object]], features: Tensor,  # [
               config: AggregationConfig = AggregationConfig(), clusters: Tensor | None = None,  # [N]
               mask: Tensor | None = None) -> AggregationResult:  # mask [N] bool
     """Cluster ``features`` (or take ``clusters``), render the clusters into ``views`` = ``(Projection,
-    label_map [H, W])`` and drop clusters the input masks contradict (Eq. 20-22, appendix B)."""
+    label_map [H, W])`` and drop clusters the input masks contradict (Eq. 20-22, appendix B).
+
+    Args:
+        views: [V] of (projection, label map [H, W] int, -1 = none).
+        features: [N, D] per-Gaussian features.
+        clusters: [N] int64 given clusters (-1 = noise), or None to cluster ``features``.
+        mask: [N] bool the Gaussians to cluster, or None for all.
+    """
     if clusters is None:
         clusters = cluster_features(features, config, mask)
     clusters = torch.as_tensor(clusters).long().cpu()

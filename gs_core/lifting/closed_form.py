@@ -124,6 +124,9 @@ def label_view_sums(proj: Projection, label_map, config: LabelLiftConfig = Label
 
     Per Gaussian, the top-``config.top_k`` labels of ``trace(proj, label_map)`` with their summed
     ``w^k``; with ``config.visibility``, Gaussians not seen in this view contribute nothing.
+
+    Args:
+        label_map: [H, W] int label per pixel, negative = unlabelled (array or tensor).
     """
     labels = torch.as_tensor(np.asarray(label_map) if not torch.is_tensor(label_map) else label_map)
     if torch.is_floating_point(labels):
@@ -177,6 +180,9 @@ def lift_labels(views: Iterable[tuple[Projection, object]], config: LabelLiftCon
     ``views``: iterable of ``(Projection, label_map [H, W] int)``, consumed once (stream it); ids may be
     global (consistent maps) or per view with disjoint offsets. Returns labels [N] (-1 = no weight),
     confidence [N] (share of the winning label) and, with ``return_sums``, the sparse weights.
+
+    Args:
+        views: [V] of (projection, label map [H, W] int, negative = unlabelled).
     """
     sums = reduce_label_sums(label_view_sums(proj, lm, config) for proj, lm in views)
     out = labels_from_sums(sums)
@@ -218,7 +224,11 @@ class FeatureSums:
 
 def feature_view_sums(proj: Projection, feature_map: Tensor,  # [H, W, D] or [H, W]
                       config: FeatureLiftConfig = FeatureLiftConfig()) -> FeatureSums:
-    """One view's ``sum_p w^k b_p`` [N, D] and ``sum_p w^k`` [N] (pure; Eq. 24 per view)."""
+    """One view's ``sum_p w^k b_p`` [N, D] and ``sum_p w^k`` [N] (pure; Eq. 24 per view).
+
+    Args:
+        feature_map: [H, W, D] or [H, W] float.
+    """
     fmap = torch.as_tensor(feature_map)
     if not torch.is_floating_point(fmap):
         raise TypeError("feature_map must be a float map [H, W, D]; use lift_labels for label maps")
@@ -247,6 +257,9 @@ def lift_features(views: Iterable[tuple[Projection, Tensor]],
 
     ``views``: iterable of ``(Projection, feature_map [H, W, D])``, consumed once; memory is two
     accumulators [N, D] + [N] and the current view's map and trace, whatever the number of views.
+
+    Args:
+        views: [V] of (projection, feature map [H, W, D] float).
     """
     acc: FeatureSums | None = None
     for proj, fmap in views:

@@ -69,6 +69,10 @@ def contrastive_loss(feats: Tensor, labels: Tensor,  # [P, d], [P] int
     range, which is computed apart with ``tau_same``). Row blocks of at most ``chunk`` anchors, a
     hand-written backward, and the blocks' exponentials kept for it: memory is one [P, P] float
     matrix at most, never several.
+
+    Args:
+        feats: [P, d] rendered features of P pixels.
+        labels: [P] int their labels.
     """
     order = torch.argsort(labels, stable=True)
     sorted_labels = labels[order]
@@ -142,6 +146,10 @@ def train_contrastive(views: Iterable[tuple[Projection, object]],
     """Train per-Gaussian features on ``views`` = ``(Projection, label_map [H, W] int)``, -1 = unlabelled.
 
     All views are held (projections and labelled-pixel lists); each step uses one view at random.
+
+    Args:
+        views: [V] of (projection, label map [H, W] int, -1 = unlabelled).
+        init: [N, dim] starting features, or None for N(0, init_std^2).
     """
     t0 = time.perf_counter()
     views = [(p, torch.as_tensor(np.asarray(m) if not torch.is_tensor(m) else m).long()) for p, m in views]
@@ -187,6 +195,11 @@ def query_scores(features: Tensor, *, gaussians: Tensor | None = None,  # [N, d]
     The reference features ``f_r`` are those of ``gaussians`` (indices or mask), or the features
     rendered at ``pixels`` of ``proj``'s view (a click or a mask's pixels). At most ``max_refs``
     references are used (evenly spaced). Threshold with :func:`~gs_core.lifting.thresholds.auto_threshold`.
+
+    Args:
+        features: [N, d] per-Gaussian features.
+        gaussians: [G] int64 index or [N] bool mask of the reference Gaussians, or None.
+        pixels: [P, 2] int (x, y) reference pixels of ``proj``'s view, or None.
     """
     if (gaussians is None) == (pixels is None):
         raise ValueError("give either gaussians or (proj, pixels)")

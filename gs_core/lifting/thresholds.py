@@ -40,7 +40,11 @@ class Threshold:
 
 
 def otsu(values: np.ndarray, bins: int = 128) -> float:
-    """Otsu's threshold of ``values`` [M]: the bin edge maximising the between-class variance."""
+    """Otsu's threshold of ``values`` [M]: the bin edge maximising the between-class variance.
+
+    Args:
+        values: [M] float (any shape, flattened).
+    """
     values = np.asarray(values, dtype=np.float64).ravel()
     counts, edges = np.histogram(values, bins=bins)
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -55,7 +59,11 @@ def otsu(values: np.ndarray, bins: int = 128) -> float:
 
 def auto_threshold(values, config: ThresholdConfig = ThresholdConfig()) -> Threshold:
     """First valley after the largest peak of the smoothed histogram of ``values`` [M]; Otsu when
-    there is none. Non-finite values are ignored. Select with ``values > threshold.value``."""
+    there is none. Non-finite values are ignored. Select with ``values > threshold.value``.
+
+    Args:
+        values: [M] float (any shape or array-like, flattened).
+    """
     if config.side not in ("above", "below", "top"):
         raise ValueError(f"side must be 'above', 'below' or 'top', got {config.side!r}")
     v = np.asarray(values, dtype=np.float64).ravel()

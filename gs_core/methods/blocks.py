@@ -55,7 +55,11 @@ def _sees(cam: Camera, points: np.ndarray) -> np.ndarray:  # points [P, 3] -> [P
 def split_blocks(means: np.ndarray, cameras: list[Camera], config: BlockConfig = BlockConfig()) -> list[Block]:
     """Blocks of ``means`` [N, 3] on a ``config.grid`` along the two axes of widest extent, cut at
     quantiles (blocks of equal Gaussian counts), each grown by ``config.overlap``; each with the views
-    where at least ``min_view_share`` of (a sample of) its Gaussians project into the image."""
+    where at least ``min_view_share`` of (a sample of) its Gaussians project into the image.
+
+    Args:
+        means: [N, 3] Gaussian centres.
+    """
     extent = means.max(0) - means.min(0)
     axes = np.argsort(-extent)[:2]
     edges = [np.quantile(means[:, a], np.linspace(0.0, 1.0, g + 1)) for a, g in zip(axes, config.grid)]
@@ -94,7 +98,11 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
     two blocks share vote on which of their ids are one object (joined when at least ``min_votes``
     do, ``join`` of the smaller id's shared labelled Gaussians and ``join_larger`` of the larger id's:
     a sliver does not join a large region it merely touches); each Gaussian then takes
-    its core block's id. -> [N] int64, -1 = none, numbered in order of first appearance."""
+    its core block's id. -> [N] int64, -1 = none, numbered in order of first appearance.
+
+    Args:
+        labels: [B] of [n_b] int64 block b's ids of ``blocks[b].rows``, -1 = none.
+    """
     offsets = np.concatenate([[0], np.cumsum([int(l.max(initial=-1)) + 1 for l in labels])]).astype(np.int64)
     parent = np.arange(offsets[-1])
 
@@ -146,7 +154,11 @@ def run_blocks(scene: GaussianScene, cameras: list[Camera], stacks: list[np.ndar
     """Split ``scene`` into blocks, run :func:`prepare_block` on each (on ``executor``: the scene goes
     to the workers once, each block's views' masks with its task) and stitch the ids. ``cache``
     (``get_labels(scene, b)`` / ``put_labels(scene, b, labels)``) keeps each finished block, so an
-    interrupted run resumes with the blocks still missing."""
+    interrupted run resumes with the blocks still missing.
+
+    Args:
+        stacks: [V] of [M, H, W] bool, one mask stack per camera.
+    """
     blocks = split_blocks(scene.means, cameras, config)
     labels = [cache.get_labels(scene, b.index) if cache is not None else None for b in blocks]
     todo = [b for b, lab in zip(blocks, labels) if lab is None or len(lab) != len(b.rows)]

@@ -52,7 +52,7 @@ class GagaConfig:
     threshold: float = 0.1  # smallest score |B n F| / (|F| + |B n F|) that joins a group (-ot)
     grid: int = 32  # the image is cut into grid x grid cells for the depth filter (-np)
     min_region_share: float = 0.0  # a mask keeps its region only above this share of its area (Gaga's
-    # get_raw_mask: 0.1, masks drawn by score; here, smallest on top, 0.1 cost 1.5-5 points of As mIoU)
+    # get_raw_mask: 0.1, masks drawn by score; here, smallest on top, 0.1 lowered As mIoU: docs/benchmarks.md)
     conflicts: str = "greedy"  # two regions of one view in one group: "greedy" | "hungarian" | "none" (Gaga's code)
     lift: LabelLiftConfig = field(default_factory=LabelLiftConfig)  # consistent maps -> per-Gaussian labels
 
@@ -70,7 +70,11 @@ class GagaConfig:
 def regions_of(masks: np.ndarray, min_share: float = 0.0) -> np.ndarray:  # masks [M, H, W] -> [H, W] int64
     """Disjoint regions of a mask stack (pure): the smallest covering mask wins a pixel
     (:func:`~gs_core.labelmaps.masks_to_labels`), and a mask left with no more than ``min_share``
-    of its area loses its region (-1), as Gaga's ``get_raw_mask`` drops mostly hidden masks."""
+    of its area loses its region (-1), as Gaga's ``get_raw_mask`` drops mostly hidden masks.
+
+    Args:
+        masks: [M, H, W] bool mask stack.
+    """
     regions = masks_to_labels(masks)
     area = np.asarray(masks).reshape(len(masks), -1).sum(1)
     kept = np.bincount(regions[regions >= 0], minlength=len(masks))
@@ -82,7 +86,11 @@ def region_members(proj: Projection, regions: np.ndarray  # regions [H, W] int, 
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The Gaussians of every region before any filter (pure; Eq. 9 of Proto-SaGa): those visible
     whose projected centre (pixel ``floor(means2d)``) lies in a region. Returns
-    ``(gaussian ids [K], x [K], y [K], region [K])``, int64, ascending ids."""
+    ``(gaussian ids [K], x [K], y [K], region [K])``, int64, ascending ids.
+
+    Args:
+        regions: [H, W] int region index per pixel, -1 = none.
+    """
     regions = np.asarray(regions)
     H, W = regions.shape
     if (H, W) != (proj.height, proj.width):
@@ -104,6 +112,9 @@ def front_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] int
     at +0.5); per (region, cell) only the ``max(floor(front_fraction * n), 1)`` nearest by depth
     are kept, ties by index. Returns ``(gaussian ids [K] int64, region [K] int64)``, sorted by
     region; each Gaussian appears at most once.
+
+    Args:
+        regions: [H, W] int region index per pixel, -1 = none.
     """
     H, W = np.shape(regions)
     ids, x, y, region = region_members(proj, regions)
@@ -129,6 +140,9 @@ def match(scores: np.ndarray, threshold: float, conflicts: str = "greedy") -> np
     ``"greedy"``: pairs by descending score, each region and group used once (ties: lower region,
     then lower group); ``"hungarian"``: the one-to-one assignment of largest total score. Only pairs
     with ``score >= threshold`` are ever made.
+
+    Args:
+        scores: [R, G] score of each region against each group.
     """
     R, G = scores.shape
     out = np.full(R, -1, dtype=np.int64)
@@ -167,7 +181,12 @@ class MemoryBank:
 
     def scores(self, gaussians: np.ndarray, region: np.ndarray, num_regions: int) -> np.ndarray:
         """``|B n F| / (|F| + |B n F|)`` [R, G] for the front sets given as pairs (``gaussians`` [K],
-        ``region`` [K]), each Gaussian at most once per region. 0 for an empty ``F``."""
+        ``region`` [K]), each Gaussian at most once per region. 0 for an empty ``F``.
+
+        Args:
+            gaussians: [K] int Gaussian ids of the front sets.
+            region: [K] int the region of each.
+        """
         N, G = len(self.assigned), len(self.groups)
         if G == 0:
             return np.zeros((num_regions, 0))
@@ -182,7 +201,11 @@ class MemoryBank:
 
     def add(self, group: int, gaussians: np.ndarray) -> int:
         """Put ``gaussians`` [K] into ``group`` (-1: a new group, which takes them all; an existing one
-        takes only those no group holds yet, as Gaga's code). Returns the group id."""
+        takes only those no group holds yet, as Gaga's code). Returns the group id.
+
+        Args:
+            gaussians: [K] int Gaussian ids.
+        """
         if group < 0:
             self.groups.append(np.unique(gaussians))
             group = len(self.groups) - 1
@@ -202,6 +225,9 @@ def associate_view(bank: MemoryBank, proj: Projection, masks: np.ndarray,  # mas
     The masks become disjoint regions (:func:`regions_of`); every region that kept pixels is
     matched (:func:`match`) on the scores at the start of the view, then added to its group in mask
     order (a region without Gaussians still gets a new, empty group, as Gaga).
+
+    Args:
+        masks: [M, H, W] bool the view's mask stack.
     """
     regions = regions_of(masks, config.min_region_share)  # [H, W] mask index, -1 = none
     ids, region = front_gaussians(proj, regions, config)
@@ -214,7 +240,13 @@ def associate_regions(bank: MemoryBank, regions: np.ndarray, num_regions: int,  
     """The memory-bank step of one view (Eq. 11-13 of Proto-SaGa), for any choice of the regions'
     Gaussian sets (Gaga's front sets; Proto-SaGa's semantic sets): every region that has pixels is
     matched (:func:`match`) on the scores at the start of the view, then added to its group in
-    region order (a region without Gaussians still gets a new, empty group, as Gaga)."""
+    region order (a region without Gaussians still gets a new, empty group, as Gaga).
+
+    Args:
+        regions: [H, W] int region index per pixel, -1 = none.
+        gaussians: [K] int the Gaussian ids of every region's set.
+        region: [K] int the region of each, sorted.
+    """
     present = np.unique(regions[regions >= 0])  # regions that have pixels, ascending
     if len(present) == 0:  # a view without masks (SAM found nothing: a blank wall, a dark frame)
         return np.full(regions.shape, -1, np.int64)
@@ -229,7 +261,11 @@ def associate_regions(bank: MemoryBank, regions: np.ndarray, num_regions: int,  
 def associate(gaussians: Gaussians, views: Iterable[tuple[Camera, np.ndarray]],
               config: GagaConfig = GagaConfig()) -> Iterator[np.ndarray]:
     """Consistent label maps from ``(camera, masks [M, H, W] bool)`` views visited in order: one
-    ``[H, W]`` int64 map of global group ids per view (-1 = no mask), yielded view by view."""
+    ``[H, W]`` int64 map of global group ids per view (-1 = no mask), yielded view by view.
+
+    Args:
+        views: [V] of (camera, masks [M, H, W] bool).
+    """
     bank = MemoryBank(len(gaussians))
     for camera, masks in views:
         yield associate_view(bank, project(gaussians, camera), masks, config)

@@ -62,6 +62,9 @@ def contrastive_instances(views: Iterable[tuple[Projection, np.ndarray]],
 
     Returns ``labels`` [N] int64 (-1 = none), ``features`` [N, d], ``result`` (the training's
     :class:`~gs_core.lifting.contrastive.ContrastiveResult`), ``aggregation`` and ``stages`` (seconds).
+
+    Args:
+        views: [V] of (projection, label map [H, W] int, -1 = none).
     """
     views = list(views)
     stages = {}

@@ -26,7 +26,12 @@ from torch import Tensor
 
 def focal_loss(logits: Tensor, targets: Tensor,  # [M, P], [M, P] in {0, 1}
                alpha: float = 0.25, gamma: float = 2.0) -> Tensor:  # -> [M]
-    """Sigmoid focal loss per mask, mean over its pixels (Eq. 11's summand)."""
+    """Sigmoid focal loss per mask, mean over its pixels (Eq. 11's summand).
+
+    Args:
+        logits: [M, P] mask logits at P pixels.
+        targets: [M, P] in {0, 1}.
+    """
     targets = targets.to(logits.dtype)
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -38,7 +43,12 @@ def focal_loss(logits: Tensor, targets: Tensor,  # [M, P], [M, P] in {0, 1}
 
 
 def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:  # [M, P], [M, P] -> [M]
-    """``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` per mask (Eq. 12's summand)."""
+    """``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` per mask (Eq. 12's summand).
+
+    Args:
+        logits: [M, P] mask logits at P pixels.
+        targets: [M, P] in {0, 1}.
+    """
     p = torch.sigmoid(logits)
     targets = targets.to(p.dtype)
     return 1 - (2 * (p * targets).sum(1) + 1) / (p.sum(1) + targets.sum(1) + 1)
@@ -46,7 +56,12 @@ def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:  # [M, P], [M, P] -> [
 
 def focal_cost(logits: Tensor, targets: Tensor,  # [Q, P], [M, P]
                alpha: float = 0.25, gamma: float = 2.0) -> Tensor:  # -> [Q, M]
-    """:func:`focal_loss` of every query against every mask (MaskFormer's batch form)."""
+    """:func:`focal_loss` of every query against every mask (MaskFormer's batch form).
+
+    Args:
+        logits: [Q, P] each query's mask logits at P pixels.
+        targets: [M, P] in {0, 1}, the masks.
+    """
     targets = targets.to(logits.dtype)
     p = torch.sigmoid(logits)
     pos = (1 - p) ** gamma * F.softplus(-logits)  # BCE-with-logits against 1, without a [Q, P] tensor of ones
@@ -57,14 +72,23 @@ def focal_cost(logits: Tensor, targets: Tensor,  # [Q, P], [M, P]
 
 
 def dice_cost(logits: Tensor, targets: Tensor) -> Tensor:  # [Q, P], [M, P] -> [Q, M]
-    """:func:`dice_loss` of every query against every mask."""
+    """:func:`dice_loss` of every query against every mask.
+
+    Args:
+        logits: [Q, P] each query's mask logits at P pixels.
+        targets: [M, P] in {0, 1}, the masks.
+    """
     p = torch.sigmoid(logits)
     targets = targets.to(p.dtype)
     return 1 - (2 * p @ targets.T + 1) / (p.sum(1)[:, None] + targets.sum(1)[None, :] + 1)
 
 
 def knn_neighbours(means: np.ndarray, k: int = 8) -> np.ndarray:  # [N, 3] -> [N, k] int64
-    """The ``k`` nearest other Gaussians of each Gaussian by centre (scipy's cKDTree)."""
+    """The ``k`` nearest other Gaussians of each Gaussian by centre (scipy's cKDTree).
+
+    Args:
+        means: [N, 3] Gaussian centres.
+    """
     from scipy.spatial import cKDTree
 
     means = np.asarray(means, np.float64)
@@ -77,7 +101,13 @@ def knn_neighbours(means: np.ndarray, k: int = 8) -> np.ndarray:  # [N, 3] -> [N
 
 def knn_regulariser(features: Tensor, neighbours: Tensor,  # [N, D], [N, k] int
                     sample: Tensor | None = None) -> Tensor:  # [S] Gaussian ids, None = all
-    """``1/|N| sum_(i,j) ||f_i - f_j||^2`` over Gaussians ``i`` (of ``sample``) and their kNN (Eq. 13)."""
+    """``1/|N| sum_(i,j) ||f_i - f_j||^2`` over Gaussians ``i`` (of ``sample``) and their kNN (Eq. 13).
+
+    Args:
+        features: [N, D] per-Gaussian features.
+        neighbours: [N, k] int ids of each Gaussian's neighbours.
+        sample: [S] int Gaussian ids to average over, or None for all.
+    """
     rows = sample if sample is not None else torch.arange(features.shape[0])
     nbrs = neighbours[rows]  # [S, k]
     if nbrs.numel() == 0:
@@ -87,7 +117,12 @@ def knn_regulariser(features: Tensor, neighbours: Tensor,  # [N, D], [N, k] int
 
 def consistency_loss(rendered_3d: Tensor, masks_2d: Tensor) -> Tensor:  # [P, M] each -> scalar
     """``L_overlap(Pi_v(S_3D(m)), S_2D(m))`` (Eq. 14): mean squared difference between the 3D masks'
-    probabilities rendered at the sampled pixels and the 2D masks' probabilities there."""
+    probabilities rendered at the sampled pixels and the 2D masks' probabilities there.
+
+    Args:
+        rendered_3d: [P, M] the 3D masks' probabilities rendered at P pixels.
+        masks_2d: [P, M] the 2D masks' probabilities there.
+    """
     if rendered_3d.numel() == 0:
         return rendered_3d.sum() * 0.0
     return (rendered_3d - masks_2d).square().mean()

@@ -59,7 +59,11 @@ def target_maps(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequenc
                 progress: Callable[[str, int, int], None] | None = None,
                 cache=None, executor=None) -> tuple[list[np.ndarray], dict, dict]:
     """The per-view mask ids the queries learn: global ids of the consistent maps for ID matching,
-    each view's own regions for Hungarian matching. Returns (maps, stages, info)."""
+    each view's own regions for Hungarian matching. Returns (maps, stages, info).
+
+    Args:
+        stacks: [V] of [M, H, W] bool, one mask stack per camera.
+    """
     if config.train.matching == "id":
         from .. import trace3d
 
@@ -87,6 +91,9 @@ def run(scene: GaussianScene, cameras: Sequence[Camera], stacks: Sequence[np.nda
     elsewhere (cross-scene transfer, Tab. 2). ``progress(stage, done, total)`` reports each stage;
     ``cache`` keeps the Trace3D core's per-view GIT (:class:`~gs_core.methods.trace3d.ViewCache`);
     ``executor`` runs its per-view steps (:mod:`gs_core.parallel`); the training runs here.
+
+    Args:
+        stacks: [V] of [M, H, W] bool, one mask stack per camera.
     """
     say = progress or (lambda stage, done, total: None)
     if len(stacks) != len(cameras):

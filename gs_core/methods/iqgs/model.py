@@ -48,6 +48,12 @@ class DecoderBlock(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(3)])
 
     def forward(self, q: Tensor, memory: Tensor) -> Tensor:  # q [1, Nq, D], memory [1, P, D] -> [1, Nq, D]
+        """One block: cross-attention, self-attention, FFN, each residual with a LayerNorm after it.
+
+        Args:
+            q: [1, Nq, D] queries.
+            memory: [1, P, D] pixel features.
+        """
         q = self.norms[0](q + self.cross(q, memory, memory, need_weights=False)[0])
         q = self.norms[1](q + self.self_attn(q, q, q, need_weights=False)[0])
         return self.norms[2](q + self.ffn(q))
@@ -66,7 +72,11 @@ class IQGSHead(nn.Module):
         self.blocks = nn.ModuleList([DecoderBlock(config.dim, config.heads, config.ffn) for _ in range(config.layers)])
 
     def enrich(self, features_2d: Tensor) -> Tensor:  # [P, D] pixel features -> [Nq, D]
-        """``Q = SelfAttn(CrossAttn(Q', F_2D))`` (Eq. 5) over one view's (sampled) pixel features."""
+        """``Q = SelfAttn(CrossAttn(Q', F_2D))`` (Eq. 5) over one view's (sampled) pixel features.
+
+        Args:
+            features_2d: [P, D] pixel features of one view.
+        """
         q, memory = self.queries[None], features_2d[None]
         for block in self.blocks:
             q = block(q, memory)
@@ -92,15 +102,29 @@ class IQGSModel(nn.Module):
 
     def features_2d(self, proj: Projection, pixels: Tensor | None = None,  # pixels [P, 2] (x, y)
                     backend: str = "auto") -> tuple[Tensor, Tensor]:  # -> [P, D] (or [H*W, D]), alpha [P]
-        """``F_2D = P(Render(I))`` (Eq. 3) at ``pixels`` (the whole frame, raster order, when None)."""
+        """``F_2D = P(Render(I))`` (Eq. 3) at ``pixels`` (the whole frame, raster order, when None).
+
+        Args:
+            pixels: [P, 2] int (x, y), or None for the whole frame.
+        """
         out = render(proj, self.attributes, pixels=pixels, backend=backend)
         rendered = out.features.reshape(-1, self.config.attr_dim)
         return self.head.projection(rendered), out.alpha.reshape(-1)
 
     def queries(self, features_2d: Tensor) -> Tensor:  # [P, D] -> [Nq, D]
+        """The view's enriched queries ``Q`` (Eq. 5, :meth:`IQGSHead.enrich`).
+
+        Args:
+            features_2d: [P, D] pixel features of one view.
+        """
         return self.head.enrich(features_2d)
 
 
 def mask_logits(queries: Tensor, features: Tensor) -> Tensor:  # [Q, D], [P, D] -> [Q, P]
-    """``S = Q F^T`` (Eq. 6 for Gaussians' features, Eq. 7 for pixels')."""
+    """``S = Q F^T`` (Eq. 6 for Gaussians' features, Eq. 7 for pixels').
+
+    Args:
+        queries: [Q, D] enriched queries.
+        features: [P, D] pixel features (Eq. 7) or [N, D] Gaussian features (Eq. 6).
+    """
     return queries @ features.T

@@ -64,7 +64,7 @@ class TrainConfig:
     min_overlap: float | None = None  # inference: keep only queries winning this share of their own 3D
     # mask (:func:`dominant_queries`); None keeps every active query
     threads: int | None = 1  # torch threads while training (restored after); None: leave as is. Its many small
-    # ops ran 0.68 s/step with 1 thread and 4.5 s/step with 2 on the shared 2-vCPU machine (load 12, room scene)
+    # ops ran several times slower with 2 threads than with 1 on a shared machine (docs/benchmarks.md)
     train_head: bool = True  # False: only the attributes learn (a head carried over from another scene)
     seed: int = 0
     backend: str = "auto"
@@ -105,7 +105,12 @@ def train_iqgs(model: IQGSModel, views: list[TrainView], neighbours: Tensor,  # 
                config: TrainConfig = TrainConfig(), query_ids: np.ndarray | None = None,  # [Nq] for "id"
                progress: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train ``model`` on ``views`` (Eq. 15). ``progress(done, total)`` is called every 25 steps;
-    Ctrl-C (KeyboardInterrupt) stops it between steps like any other Python work."""
+    Ctrl-C (KeyboardInterrupt) stops it between steps like any other Python work.
+
+    Args:
+        neighbours: [N, k] int kNN of each Gaussian (:func:`knn_neighbours`).
+        query_ids: [Nq] int64 global id of each query (ID matching), or None (Hungarian matching).
+    """
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -200,7 +205,11 @@ def _train(model, views, neighbours, config, query_ids, progress) -> TrainResult
 def view_probabilities(model: IQGSModel, proj: Projection, active: np.ndarray,  # [Nq] bool
                        backend: str = "auto") -> tuple[Tensor, Tensor, Tensor]:
     """A whole view decoded: (2D mask probabilities [A, H, W] of the active queries, alpha [H, W],
-    the view's enriched queries [Nq, D])."""
+    the view's enriched queries [Nq, D]).
+
+    Args:
+        active: [Nq] bool the queries to decode (A of them).
+    """
     f2d, alpha = model.features_2d(proj, backend=backend)
     q = model.queries(f2d)
     act = torch.from_numpy(np.asarray(active, bool))
@@ -220,7 +229,11 @@ def _pixel_labels(probs: Tensor, alpha: Tensor, ids: np.ndarray, score_threshold
 def view_labels(model: IQGSModel, proj: Projection, active: np.ndarray, score_threshold: float = 0.5,
                 min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:  # -> [H, W] int64 query, -1 none
     """2D instance labels of any view (Eq. 7): per pixel the active query of largest probability,
-    -1 below ``score_threshold`` or where the scene's alpha is below ``min_alpha``."""
+    -1 below ``score_threshold`` or where the scene's alpha is below ``min_alpha``.
+
+    Args:
+        active: [Nq] bool the queries that may label a pixel.
+    """
     ids = np.flatnonzero(active)
     if len(ids) == 0:
         return np.full((proj.height, proj.width), -1, np.int64)
@@ -233,7 +246,12 @@ def gaussian_labels(model: IQGSModel, projections: list[Projection], active: np.
                     trained: np.ndarray | None = None, score_threshold: float = 0.5,
                     backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:  # -> labels [N] int64, score [N]
     """3D instance labels (Eq. 6): each Gaussian's active query of largest mask probability averaged
-    over the views' enriched queries; -1 below ``score_threshold`` and for untrained Gaussians."""
+    over the views' enriched queries; -1 below ``score_threshold`` and for untrained Gaussians.
+
+    Args:
+        active: [Nq] bool the queries that may label a Gaussian.
+        trained: [N] bool Gaussians some sampled pixel reached, or None for all.
+    """
     labels, scores, _, _ = decode(model, projections, active, trained, score_threshold, backend=backend,
                                   view_maps=False)
     return labels, scores
@@ -246,7 +264,11 @@ def dominant_queries(prob: Tensor, score_threshold: float = 0.5, min_overlap: fl
     of the Gaussians where its own probability reaches ``score_threshold``; the others are dropped and
     the test repeated on the rest (at most ``rounds`` times). Mask2Former's panoptic inference drops
     segments by this overlap test (there at 0.8, once, after a class-score filter that IQGS has no head
-    for); here it removes the duplicate and object-swapping queries Hungarian matching leaves."""
+    for); here it removes the duplicate and object-swapping queries Hungarian matching leaves.
+
+    Args:
+        prob: [A, N] mask probability of each active query on each Gaussian.
+    """
     keep = torch.ones(prob.shape[0], dtype=torch.bool)
     for _ in range(rounds):
         idx = torch.nonzero(keep)[:, 0]
@@ -271,7 +293,12 @@ def decode(model: IQGSModel, projections: list[Projection], active: np.ndarray, 
     """:func:`gaussian_labels` and (``view_maps``) :func:`view_labels` of every view in one pass: each
     view is rendered and its queries enriched once for both. ``min_overlap`` keeps only the
     :func:`dominant_queries` (on the trained Gaussians). Returns (labels [N], scores [N], maps, the
-    queries used [Nq] bool)."""
+    queries used [Nq] bool).
+
+    Args:
+        active: [Nq] bool the queries that may label.
+        trained: [N] bool Gaussians some sampled pixel reached, or None for all.
+    """
     active = np.asarray(active, bool).copy()
     ids = np.flatnonzero(active)
     n = model.attributes.shape[0]

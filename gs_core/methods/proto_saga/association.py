@@ -49,7 +49,12 @@ def probable_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] 
                        delta_s: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 15 for every region of one view (pure): of the Gaussians under region ``t``, the
     ``max(floor(delta_s * E), 1)`` with the highest ``sigma(t)``, ties by index. Returns
-    ``(gaussian ids [K], region [K])`` sorted by region."""
+    ``(gaussian ids [K], region [K])`` sorted by region.
+
+    Args:
+        regions: [H, W] int region index per pixel, -1 = none.
+        probability: [K, L] ``probability(ids)``: sigma of K Gaussian ids [K] over the view's L regions.
+    """
     ids, _, _, region = region_members(proj, regions)
     if len(ids) == 0:
         return ids, region
@@ -68,7 +73,13 @@ def probable_gaussians(proj: Projection, regions: np.ndarray,  # regions [H, W] 
 def semantic_sets(proj: Projection, regions: np.ndarray, probability: Callable[[np.ndarray], Tensor] | None,
                   config: AssociationConfig = AssociationConfig()) -> tuple[np.ndarray, np.ndarray]:
     """The set of every region by ``config.mode`` (Eq. 10, 15 or their union, Eq. 16): pairs
-    ``(gaussian ids [K], region [K])``, each Gaussian once per region, sorted by region then id."""
+    ``(gaussian ids [K], region [K])``, each Gaussian once per region, sorted by region then id.
+
+    Args:
+        regions: [H, W] int region index per pixel, -1 = none.
+        probability: [K, L] ``probability(ids)``: sigma of K Gaussian ids [K] over the view's L regions;
+            None in "depth" mode.
+    """
     parts = []
     if config.mode in ("depth", "both"):
         parts.append(front_gaussians(proj, regions, config.gaga))
@@ -88,7 +99,12 @@ def associate(views: Iterable[tuple[Projection, np.ndarray, Tensor | None]],  # 
     """Consistent maps, view by view in order (the first view seeds the bank, Eq. 11): for each
     ``(projection, regions, classifier)`` a ``[H, W]`` int64 map of global ids (-1 = no mask).
     ``regions`` are the view's region indices (the classifier's classes); ``classifier`` may be None
-    in "depth" mode."""
+    in "depth" mode.
+
+    Args:
+        views: [V] of (projection, regions [H, W] int, classifier w_k [L, D] or None).
+        features: [N, D] per-Gaussian embeddings, or None in "depth" mode.
+    """
     bank = None
     tau = ClassifierConfig.tau if config.tau is None else config.tau
     for proj, regions, weights in views:

@@ -12,8 +12,8 @@ The scene's geometry is given and frozen: the paper trains it jointly with ``L_R
 without that term ``lambda_ce`` only scales the loss, which Adam's update ignores (kept for
 fidelity). Adam: lr 2.5e-3 for embeddings, 5e-4 for classifiers (the paper's). ``tau`` is 3, not the
 paper's 10: with 600 steps of 2048 pixels (the paper: 30K full images) tau 10 leaves the Gaussians'
-own embeddings split between the directions of the views that trained them (57% nearest-object
-agreement on tabletop:0, 78% with tau 3; ``gs-core bench proto-saga``).
+own embeddings split between the directions of the views that trained them (a lower nearest-object
+agreement than tau 3; ``gs-core bench proto-saga``, docs/benchmarks.md).
 
 :func:`gaussian_probabilities` is Eq. 14: the same classifier applied to a Gaussian's own
 embedding. With ``shared=True`` every view uses one classifier (Tab. 4's "Cls": a unified
@@ -86,6 +86,10 @@ def train_classifiers(views: Sequence[tuple[Projection, np.ndarray]], num_classe
     ``progress(step, steps)`` is called every 50 steps; Ctrl-C stops it (KeyboardInterrupt).
     ``on_checkpoint(step, snapshot)`` gets a copy of the state after each step in ``checkpoints``
     (a diagnostic: ``gs-core bench proto-saga`` scores training curves with it).
+
+    Args:
+        views: [V] of (projection, label map [H, W] int, -1 = unlabelled).
+        init: [N, D] starting embeddings, or None for N(0, init_std^2).
     """
     t0 = time.perf_counter()
     if not views:
@@ -166,7 +170,12 @@ def _pool_rows(weights: list[Tensor], views, feats: Tensor, shared: bool, backen
 
 @torch.no_grad()
 def gaussian_probabilities(features: Tensor, weights: Tensor, tau: float = 10.0) -> Tensor:  # [K, D], [L, D] -> [K, L]
-    """``sigma_{i,k} = softmax(tau * cos(w_k, f_i))`` (Eq. 14): the view classifier on a Gaussian's own embedding."""
+    """``sigma_{i,k} = softmax(tau * cos(w_k, f_i))`` (Eq. 14): the view classifier on a Gaussian's own embedding.
+
+    Args:
+        features: [K, D] embeddings of K Gaussians.
+        weights: [L, D] one view's classifier rows.
+    """
     if weights.shape[0] == 0:
         return features.new_zeros(features.shape[0], 0)
     return torch.softmax(cosine_logits(weights, features, tau), dim=-1)

@@ -71,7 +71,11 @@ class ProtoSagaResult:
 
 
 def view_regions(stacks: Sequence[np.ndarray], config: ProtoSagaConfig) -> list[np.ndarray]:
-    """Each view's disjoint regions (Gaga's rule): the classes of its classifier and the units of association."""
+    """Each view's disjoint regions (Gaga's rule): the classes of its classifier and the units of association.
+
+    Args:
+        stacks: [V] of [M, H, W] bool, one mask stack per view.
+    """
     return [regions_of(m, config.association.gaga.min_region_share) if len(m) else
             np.full(m.shape[1:], -1, dtype=np.int64) for m in stacks]
 
@@ -80,7 +84,11 @@ def train(projections: Sequence[Projection], regions: Sequence[np.ndarray], num_
           config: ProtoSagaConfig, progress: Callable[[str, int, int], None] | None = None,
           **checkpoints) -> TrainedClassifiers:
     """Sec. 3.1: embeddings and one classifier per view on the views' raw mask regions
-    (``checkpoints``: :func:`~gs_core.methods.proto_saga.train_classifiers`' ``checkpoints``, ``on_checkpoint``)."""
+    (``checkpoints``: :func:`~gs_core.methods.proto_saga.train_classifiers`' ``checkpoints``, ``on_checkpoint``).
+
+    Args:
+        regions: [V] of [H, W] int64 region index per pixel (:func:`view_regions`), -1 = none.
+    """
     say = progress or (lambda stage, done, total: None)
     cfg = replace(config.classifiers, backend=config.backend)
     return train_classifiers(list(zip(projections, regions)), list(num_classes), cfg,
@@ -92,7 +100,11 @@ def run(gaussians: Gaussians, cameras: Sequence[Camera], stacks: Sequence[np.nda
         trained: TrainedClassifiers | None = None) -> ProtoSagaResult:
     """Proto-SaGa on ``gaussians`` seen by ``cameras`` with one mask stack per camera, visited in
     order (the first seeds the memory bank). ``trained`` reuses a finished Sec. 3.1 training of the
-    same views. ``progress(stage, done, total)`` is called as work advances; Ctrl-C stops it."""
+    same views. ``progress(stage, done, total)`` is called as work advances; Ctrl-C stops it.
+
+    Args:
+        stacks: [V] of [M, H, W] bool, one mask stack per camera.
+    """
     say = progress or (lambda stage, done, total: None)
     if len(stacks) != len(cameras):
         raise ValueError(f"{len(stacks)} mask stacks for {len(cameras)} cameras")

@@ -31,13 +31,23 @@ class Prototypes:
 
 
 def cosine_logits(weights: Tensor, feats: Tensor, tau: float) -> Tensor:  # [L, D], [P, D] -> [P, L]
-    """``tau * cos(w_l, F_p)`` (Eq. 6, 14, 19)."""
+    """``tau * cos(w_l, F_p)`` (Eq. 6, 14, 19).
+
+    Args:
+        weights: [L, D] classifier rows or prototypes.
+        feats: [P, D] rendered (or Gaussian) features.
+    """
     return tau * F.normalize(feats, dim=-1, eps=1e-12) @ F.normalize(weights, dim=-1, eps=1e-12).T
 
 
 @torch.no_grad()
 def view_prototypes(feature_map: Tensor, ids_map) -> tuple[Tensor, Tensor]:  # [H, W, D], [H, W] -> [T], [T, D]
-    """Eq. 17 for one view: masked average pooling of ``feature_map`` per id of ``ids_map`` (-1 skipped)."""
+    """Eq. 17 for one view: masked average pooling of ``feature_map`` per id of ``ids_map`` (-1 skipped).
+
+    Args:
+        feature_map: [H, W, D] the view's rendered features.
+        ids_map: [H, W] int instance id per pixel, -1 = skipped (any array-like).
+    """
     ids_map = torch.as_tensor(np.asarray(ids_map)).reshape(-1).long()
     feats = feature_map.reshape(len(ids_map), -1)
     keep = ids_map >= 0
@@ -51,7 +61,12 @@ def view_prototypes(feature_map: Tensor, ids_map) -> tuple[Tensor, Tensor]:  # [
 def prototypes(views: Iterable[tuple[Projection, object]], features: Tensor,  # [N, D]
                backend: str = "auto") -> Prototypes:
     """Eq. 17-18 over ``views`` = ``(Projection, consistent map [H, W] int)``: each view's feature map
-    is rendered once and pooled per instance; prototypes average over the views showing an instance."""
+    is rendered once and pooled per instance; prototypes average over the views showing an instance.
+
+    Args:
+        views: [V] of (projection, consistent map [H, W] int, -1 = none).
+        features: [N, D] per-Gaussian embeddings.
+    """
     rows, row_ids = [], []
     for proj, ids_map in views:
         ids, protos = view_prototypes(render(proj, features, backend=backend).features, ids_map)
@@ -79,7 +94,13 @@ def kmeans_classes(protos: Prototypes, seed: int = 0) -> tuple[Tensor, Tensor]: 
 
 @torch.no_grad()
 def classify(feats: Tensor, ids: Tensor, vectors: Tensor, tau: float = 10.0) -> tuple[Tensor, Tensor]:
-    """Eq. 19: ``argmax_t cos(v(t), F)`` for rows ``feats`` [P, D] -> (ids [P], softmax confidence [P])."""
+    """Eq. 19: ``argmax_t cos(v(t), F)`` for rows ``feats`` [P, D] -> (ids [P], softmax confidence [P]).
+
+    Args:
+        feats: [P, D] features to label.
+        ids: [T] int64 instance id of each prototype.
+        vectors: [T, D] the prototypes.
+    """
     if len(ids) == 0:
         return torch.full((feats.shape[0],), -1, dtype=torch.long), torch.zeros(feats.shape[0])
     logits = cosine_logits(vectors, feats, tau)
@@ -91,7 +112,13 @@ def classify(feats: Tensor, ids: Tensor, vectors: Tensor, tau: float = 10.0) -> 
 def label_view(proj: Projection, features: Tensor, ids: Tensor, vectors: Tensor, *,  # features [N, D]
                min_alpha: float = 0.5, backend: str = "auto") -> np.ndarray:  # -> [H, W] int64
     """Eq. 19 on a whole view: render the features, label every pixel; pixels whose alpha is below
-    ``min_alpha`` are background (-1), the rule :func:`gs_core.labelmaps.render_labels` uses."""
+    ``min_alpha`` are background (-1), the rule :func:`gs_core.labelmaps.render_labels` uses.
+
+    Args:
+        features: [N, D] per-Gaussian embeddings.
+        ids: [T] int64 instance id of each prototype.
+        vectors: [T, D] the prototypes.
+    """
     out = render(proj, features, backend=backend)
     labels, _ = classify(out.features.reshape(-1, features.shape[1]), ids, vectors)
     labels = labels.reshape(proj.height, proj.width)

@@ -67,7 +67,11 @@ class MergeTree:
         """Dense cluster id per patch after each run's merges up to its first whose score is below
         ``threshold``. With ``patch_view`` [P], a cluster that is still one view's patches alone (no
         other view confirmed it: a sliver of a jittered boundary, half of a spurious mask) then
-        follows the rest of the tree into the first cluster it would join."""
+        follows the rest of the tree into the first cluster it would join.
+
+        Args:
+            patch_view: [P] int the view of each global patch, or None (no absorption).
+        """
         parent = np.arange(self.num_patches)
 
         def root(x: int) -> int:
@@ -106,7 +110,7 @@ class PatchStatistics:
     their Gaussians share a patch of a third view. The pair counts and the view supports are
     products of [P, V] rows, ``pairs[a, b] = counts[a] . counts[b]`` and ``support[a, b] =
     good[a] . good[b]``, and stay so when clusters are pooled (sums of rows), so they are never
-    materialised: at 200 views and 38k patches each dense [P, P] matrix was 11.8 GB."""
+    materialised: on a large scene each dense [P, P] matrix outgrows memory (docs/benchmarks.md)."""
 
     numerator: sp.csr_matrix  # [P, P] float64, symmetric, with the diagonal: sum over pairs and views of <W_Ga, W_Gb>
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
@@ -138,14 +142,22 @@ class PatchVotes:
     mass: np.ndarray  # [P]
 
     def statistics(self, rows: np.ndarray | None = None) -> PatchStatistics:
-        """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves."""
+        """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves.
+
+        Args:
+            rows: [R] int64 patch rows, or None for all P.
+        """
         C = self.C if rows is None else self.C[rows]
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
         return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass))
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
-        Eq. 3 on the maps merged by ``clusters``."""
+        Eq. 3 on the maps merged by ``clusters``.
+
+        Args:
+            clusters: [P] int64 dense cluster id of each patch.
+        """
         P = len(clusters)
         Z = sp.csr_matrix((np.ones(P), (np.arange(P), clusters)), shape=(P, int(clusters.max()) + 1))
         C = (Z.T @ self.C @ Z).tocsr() if self.C.shape[1] == P else (Z.T @ self.C).tocsr()
@@ -164,8 +176,12 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     ``config.min_share`` drops the entries below that share of the patch's labelled mass in the
     other view: the spill of soft boundary weights onto neighbouring patches. Each view's agreement
     of two patches is a sum of products of two distributions, so dropping shares below ``e`` lowers
-    it by at most ``2 e``. 0.02 halves the entries on a 200-view room (48M -> 21M) but moves panoptic
-    mIoU of the small benchmark rooms by up to a point, so the default keeps every vote."""
+    it by at most ``2 e``. A small share shrinks the entries of a large room but moves panoptic
+    mIoU of the small benchmark rooms (docs/benchmarks.md), so the default keeps every vote.
+
+    Args:
+        grouping: [P] int instance id of each global patch, or None for the raw patches.
+    """
     n = store.num_gaussians
     rows = None
     if n > config.max_gaussians:
@@ -202,7 +218,11 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
 def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
                      grouping: np.ndarray | None = None) -> PatchStatistics:
     """Eq. 3 numerators, pair counts and supports of all global patch pairs (module docstring,
-    :func:`patch_votes`)."""
+    :func:`patch_votes`).
+
+    Args:
+        grouping: [P] int instance id of each global patch, or None for the raw patches.
+    """
     return patch_votes(store, config, grouping).statistics()
 
 
@@ -214,13 +234,13 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     With ``config.normalise`` the score of clusters ``A``, ``B`` is Eq. 3 divided by the larger
     (``max``, default) or the geometric mean of Eq. 3 of each with itself. A Gaussian near a
     boundary spreads its weight over two patches, so even two Gaussians of one patch have an inner
-    product below 1 (0.6-0.8 for small objects at 160x120): unnormalised, Eq. 3 mixes that spread
+    product below 1 (well below for small objects): unnormalised, Eq. 3 mixes that spread
     with disagreement between views. Normalised, the score is the share of views that see the two
     as one: a majority vote at ``theta`` = 0.5. The geometric mean let a small object's low
     self-agreement inflate its score with its support: the support's views that miss the object
-    label only its edge Gaussians, all as support (pair agreement 0.96 there, 0.1-0.4 where it is
-    seen), so raw 0.43 / sqrt(0.93 x 0.65) = 0.55 merged it; 0.43 / 0.93 does not. On the benchmark
-    ``max`` gains 3.5 / 3.8 points of panoptic mIoU at noise 0.5 / 1 (README).
+    label only its edge Gaussians, all as support (high pair agreement there, low where it is
+    seen), so dividing by the geometric mean lifted the pair above ``theta``; dividing by the larger
+    does not. On the benchmark ``max`` gains panoptic mIoU at both noise levels (docs/benchmarks.md).
 
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never
@@ -340,7 +360,11 @@ class ConsistentInstances:
         return int(self.patch_ids.max()) + 1 if len(self.patch_ids) else 0
 
     def view_map(self, k: int, patch_map: np.ndarray) -> np.ndarray:  # [H, W] local patches -> ids
-        """View ``k``'s patch map (from :func:`make_patches`) in global instance ids."""
+        """View ``k``'s patch map (from :func:`make_patches`) in global instance ids.
+
+        Args:
+            patch_map: [H, W] int view k's patch per pixel, -1 = none.
+        """
         ids = self.patch_ids[self.store.offsets[k]:self.store.offsets[k + 1]]
         if len(ids) == 0:  # a view without patches (SAM found nothing: a blank wall, a dark frame)
             return np.full(patch_map.shape, -1, self.patch_ids.dtype)
@@ -351,7 +375,11 @@ def gaussian_votes(store: GITStore, patch_ids: np.ndarray) -> tuple[np.ndarray, 
     """Per-Gaussian instance id by the traced weight each id receives over all views where the
     Gaussian is seen: closed-form lifting of the consistent maps' one-hot ids from the stored GIT,
     without tracing again (:func:`gs_core.lifting.closed_form.labels_from_sums`), and the winning
-    share. ``patch_ids`` [P] -> (labels [N] int64 -1 = none, confidence [N])."""
+    share. ``patch_ids`` [P] -> (labels [N] int64 -1 = none, confidence [N]).
+
+    Args:
+        patch_ids: [P] int global instance id of each global patch.
+    """
     import torch
 
     from ...lifting.closed_form import LabelSums, labels_from_sums
@@ -392,6 +420,9 @@ def nested_level_labels(store: GITStore, cuts: list[np.ndarray], anchor: int) ->
     The ``anchor`` level (the objects) is the closed-form vote of :func:`gaussian_votes`; coarser
     levels map its ids to their parent clusters; finer levels re-vote each Gaussian only among the
     children of its id one level up (its heaviest child overall where it saw none of them).
+
+    Args:
+        cuts: [L] of [P] int64 patch ids at each cut of the tree, finest first.
     """
     import torch
 
@@ -425,7 +456,12 @@ def nested_level_labels(store: GITStore, cuts: list[np.ndarray], anchor: int) ->
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two id arrays group the same elements together (ids themselves may differ)."""
+    """Whether two id arrays group the same elements together (ids themselves may differ).
+
+    Args:
+        a: [K] ids.
+        b: [K] ids of the same elements.
+    """
     pairs = np.unique(np.stack([a, b]), axis=1)
     return pairs.shape[1] == len(np.unique(a)) == len(np.unique(b))
 
@@ -435,7 +471,11 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
     """Sec. 3.3's first step alone: each view's patches merged where the other views agree (down to
     ``config.theta``), one greedy run per view. Each view's statistics involve only its own patches,
     so this is a pure function of one view's rows (shardable over workers). ``progress`` (views done,
-    views) follows it."""
+    views) follows it.
+
+    Args:
+        patch_view: [P] int the view of each global patch.
+    """
     P = len(patch_view)
     into, other, score, sequence = [], [], [], []
     views = np.unique(patch_view)
@@ -460,8 +500,8 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
 
     Above ``config.views_first_above`` patches, each view's patches are merged first (Sec. 3.3's
     order, :func:`merge_within_views`) and the merged patches are then associated across views:
-    the cross-view numerator then has (merged patches)^2 entries at most instead of (patches)^2 (at
-    200 views x 192 patches, 38k patches, it did not fit in 24 GB). Merges below ``theta`` inside a
+    the cross-view numerator then has (merged patches)^2 entries at most instead of (patches)^2 (on a
+    large scene the latter outgrows memory: docs/benchmarks.md). Merges below ``theta`` inside a
     view are then not in the tree, so finer cuts than ``theta`` split fewer parts."""
     patch_ids = None
     view = store.patch_view

@@ -47,8 +47,8 @@ class DensityConfig:
     refit_iterations: int = 4
     refit_damping: float = 0.7
     # the refit (and its PSNR figures) uses at most this many training views, evenly spaced: each pass
-    # renders and traces every view it uses, and keeps their projections (at 200 views of 316k
-    # Gaussians, 8 GB); a changed Gaussian is seen by enough of 32 views to fit 4 numbers
+    # renders and traces every view it uses, and keeps their projections (memory grows with the views:
+    # docs/benchmarks.md); a changed Gaussian is seen by enough of 32 views to fit 4 numbers
     refit_views: int = 32
 
 
@@ -66,8 +66,8 @@ class DensityReport:
     seconds: dict = field(default_factory=dict)
     # per output Gaussian: the input row it continues (a child: its parent's row), and whether it is a
     # child of a split (retraining carries the survivors' optimiser state by these); not in the JSON
-    source_rows: np.ndarray | None = field(default=None, repr=False)
-    children: np.ndarray | None = field(default=None, repr=False)
+    source_rows: np.ndarray | None = field(default=None, repr=False)  # [N'] int64
+    children: np.ndarray | None = field(default=None, repr=False)  # [N'] bool
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("source_rows", "children")}
@@ -77,7 +77,11 @@ class DensityReport:
 
 def instance_shares(store: GITStore, patch_ids: np.ndarray, k: int):
     """View ``k``'s GIT summed per instance: (gaussian [E], instance [E], weight [E]) and the
-    labelled weight per Gaussian [N] (the rows of Eq. 4's ``W^v``)."""
+    labelled weight per Gaussian [N] (the rows of Eq. 4's ``W^v``).
+
+    Args:
+        patch_ids: [P] int global instance id of each global patch.
+    """
     v = store.views[k]
     off = store.offsets[k]
     ids = patch_ids[off + v.patches]
@@ -92,7 +96,11 @@ def instance_shares(store: GITStore, patch_ids: np.ndarray, k: int):
 
 def ambiguity(store: GITStore, patch_ids: np.ndarray, gamma: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 4: per Gaussian the share of its labelled views whose top instance has less than
-    ``gamma`` of its weight, and the number of those views. -> (score [N], views [N])."""
+    ``gamma`` of its weight, and the number of those views. -> (score [N], views [N]).
+
+    Args:
+        patch_ids: [P] int global instance id of each global patch.
+    """
     N = store.num_gaussians
     ambiguous_views = np.zeros(N)
     views = np.zeros(N)
@@ -110,7 +118,12 @@ def ambiguity(store: GITStore, patch_ids: np.ndarray, gamma: float = 0.8) -> tup
 
 def top_two(store: GITStore, patch_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The two instances of most traced weight over all views for Gaussians ``rows`` [R] -> [R, 2]
-    (-1 when there is no second)."""
+    (-1 when there is no second).
+
+    Args:
+        patch_ids: [P] int global instance id of each global patch.
+        rows: [R] int64 the Gaussians asked about.
+    """
     W = store.weights(normalise=False, labelled_only=False, rows=rows)  # [R, P]
     K = int(patch_ids.max()) + 1
     votes = (W @ sp.csr_matrix((np.ones(len(patch_ids)), (np.arange(len(patch_ids)), patch_ids)),
@@ -197,6 +210,11 @@ def instance_offsets(scene: GaussianScene, cameras: list[Camera], view_maps: lis
     screen centroids; offsets solve ``min_d sum_v m_v |J_v d - delta_v|^2`` (3DGS) or the same in
     the tangent plane (2DGS). The views' terms are summed in view order (``executor`` runs them).
     -> (offsets [R, 2, 3], masses [R, 2]).
+
+    Args:
+        view_maps: [V] of [H, W] int instance id per pixel, -1 = none, one per camera.
+        rows: [R] int64 the Gaussians to split.
+        pair: [R, 2] int64 the two instances of each (:func:`top_two`).
     """
     A = np.zeros((len(rows), 2, 3, 3))
     b = np.zeros((len(rows), 2, 3))
@@ -235,6 +253,11 @@ def split_gaussians(scene: GaussianScene, rows: np.ndarray, offsets: np.ndarray,
     The children's means are the parent's plus the centred, capped offsets; their covariances are the
     parent's minus the between-children second moment, floored at ``min_spread``; every other column
     is the parent's.
+
+    Args:
+        rows: [R] int64 the Gaussians to split.
+        offsets: [R, 2, 3] world offsets of the two children from the parent's mean.
+        masses: [R, 2] each child's share of the parent's weight.
     """
     rows = np.asarray(rows, np.int64)
     R = quat_to_matrix(scene.quats[rows])  # [R, 3, 3] local -> world
@@ -279,13 +302,22 @@ def split_gaussians(scene: GaussianScene, rows: np.ndarray, offsets: np.ndarray,
 
 @torch.no_grad()
 def render_psnr(projections: list, colors: torch.Tensor, images: list[np.ndarray], backend: str = "auto") -> float:
-    """Mean PSNR of ``colors`` [N, 3] rendered in ``projections`` against ``images`` [H, W, 3]."""
+    """Mean PSNR of ``colors`` [N, 3] rendered in ``projections`` against ``images`` [H, W, 3].
+
+    Args:
+        colors: [N, 3] per-Gaussian colours.
+        images: [V] of [H, W, 3] float photos in [0, 1], one per projection.
+    """
     return float(np.mean([psnr(render(p, colors, backend=backend).features.numpy(), img)
                           for p, img in zip(projections, images)]))
 
 
 def train_psnr(scene: GaussianScene, cameras: list[Camera], images: list[np.ndarray], backend: str = "auto") -> float:
-    """Mean PSNR of the scene's base-colour renders against ``images``."""
+    """Mean PSNR of the scene's base-colour renders against ``images``.
+
+    Args:
+        images: [V] of [H, W, 3] float photos in [0, 1], one per camera.
+    """
     gaussians = scene.to_gaussians()
     return render_psnr([project(gaussians, cam) for cam in cameras],
                        torch.as_tensor(scene.base_colors, dtype=torch.float32), images, backend)
@@ -313,7 +345,13 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
     """Jacobi steps of the linear-inverse solver for the ``changed`` [N] bool Gaussians only:
     colour ``c += damping * sum w (I - R) / sum w^2`` against ``images``; opacity
     ``o += damping * o * sum w (A* - A) / sum w^2`` against ``target_alpha`` (first-order in ``o``).
-    Each pass's views run on ``executor`` and are summed in view order."""
+    Each pass's views run on ``executor`` and are summed in view order.
+
+    Args:
+        changed: [N] bool the Gaussians to refit.
+        images: [V] of [H, W, 3] float photos in [0, 1], one per camera.
+        target_alpha: [V] of [H, W] the original scene's alpha, one per camera.
+    """
     gaussians = scene.to_gaussians()
     colors = torch.as_tensor(scene.base_colors, dtype=torch.float32)
     opac = gaussians.opacities.clone()
@@ -364,6 +402,9 @@ def density_control(scene: GaussianScene, cameras: list[Camera], instances: Cons
     ablation); the ids are kept across rounds (patches do not change, only the Gaussians).
     ``trace_config`` is the :class:`~gs_core.methods.trace3d.Trace3DConfig` used to re-trace.
     ``executor`` runs the per-view steps (traces, offsets, refit passes); each is reduced in view order.
+
+    Args:
+        images: [H, W, 3] float in [0, 1], ``images(k)`` the photo of view k; None skips the refit.
     """
     from .git import trace_all
 

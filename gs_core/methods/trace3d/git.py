@@ -110,6 +110,9 @@ class GITStore:
         ``labelled_only`` drops (Gaussian, view) pairs where less than :data:`MIN_LABELLED_SHARE`
         of the weight lands on patches. ``hard`` keeps only each Gaussian's heaviest patch per view,
         with weight 1. ``rows`` [n] keeps only those Gaussians (in that order).
+
+        Args:
+            rows: [n] int64 the Gaussians to keep, in that order, or None for all N.
         """
         offsets = self.offsets
         r, c, d = [], [], []

@@ -100,6 +100,10 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     ``cache`` keeps each view's GIT so an interrupted run resumes where it stopped. ``executor`` runs
     the per-view steps (patches, traces, density control's offsets and refit; default: here); their
     results are reduced in view order, so they do not change the result.
+
+    Args:
+        masks: [V] of [M, H, W] bool, one mask stack per camera.
+        images: [H, W, 3] float in [0, 1], ``images(k)`` the photo of view k, or None.
     """
     say = progress or (lambda stage, done, total: None)
     stages: dict[str, float] = {}

@@ -54,7 +54,13 @@ def carry_moments(moments: dict[str, dict[str, torch.Tensor]], source_rows: np.n
                   children: np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
     """Adam's state (:func:`gs_core.refine.adam_moments`) for the Gaussians after a split / prune:
     row ``i`` takes the moments of input row ``source_rows[i]`` [N'], zeroed where ``children[i]``
-    [N'] (a child starts fresh, as 3DGS's new rows do); ``step`` is kept."""
+    [N'] (a child starts fresh, as 3DGS's new rows do); ``step`` is kept.
+
+    Args:
+        moments: [N, ...] per parameter name, Adam's ``exp_avg`` and ``exp_avg_sq`` rows (and its ``step``).
+        source_rows: [N'] int64 input row each output Gaussian continues.
+        children: [N'] bool whether each output Gaussian is a child of a split.
+    """
     rows, fresh = torch.from_numpy(np.asarray(source_rows, np.int64)), torch.from_numpy(np.asarray(children, bool))
     out = {}
     for name, state in moments.items():
@@ -74,7 +80,11 @@ def retrain(scene: GaussianScene, cameras: list[Camera], instances: ConsistentIn
             ) -> tuple[GaussianScene, RetrainReport, GITStore]:
     """Rounds of split / prune then photometric retraining. ``instances`` are the consistent ids of
     the input scene (patch ids do not change across rounds); ``trace_config`` re-traces GIT.
-    Returns the retrained scene, the report, and the GIT of the returned scene."""
+    Returns the retrained scene, the report, and the GIT of the returned scene.
+
+    Args:
+        images: [H, W, 3] float in [0, 1], ``images(k)`` the photo of view k.
+    """
     from .git import trace_all
 
     report = RetrainReport()
