@@ -290,13 +290,15 @@ def draw(context) -> None:
         camera = view_camera.pinhole_camera(view, window, width, height)
     except view_camera.ViewError:
         return
-    depth = gpu.state.active_framebuffer_get().read_depth(0, 0, width, height)
+    framebuffer = gpu.state.active_framebuffer_get()
+    depth = framebuffer.read_depth(0, 0, width, height)
     depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)
     near = max(splat_view.NEAR_PLANE, context.space_data.clip_start)  # the engine's, or the view's clip
     offscreen = draw_splats(context, objects, camera, window, near, depth_texture)
     if offscreen is None:
         return
-    draw_over(offscreen.texture_color)
+    with framebuffer.bind():  # making the offscreen buffer (first frame, resize) leaves another one active
+        draw_over(offscreen.texture_color)
 
 
 def draw_over(texture) -> None:
@@ -392,11 +394,12 @@ def read_pixels(offscreen) -> np.ndarray:
     return buffer[::-1]
 
 
-def gpu_read(width: int, height: int) -> np.ndarray:
-    """The bound framebuffer's colour as [H, W, 4] float32, rows from the bottom."""
+def gpu_read(width: int, height: int, framebuffer=None) -> np.ndarray:
+    """The colour of ``framebuffer`` (default: the bound one) as [H, W, 4] float32, rows from the bottom."""
     import gpu
 
-    buffer = gpu.state.active_framebuffer_get().read_color(0, 0, width, height, 4, 0, 'FLOAT')
+    framebuffer = framebuffer or gpu.state.active_framebuffer_get()
+    buffer = framebuffer.read_color(0, 0, width, height, 4, 0, 'FLOAT')
     return np.array(buffer.to_list(), np.float32).reshape(height, width, 4)
 
 

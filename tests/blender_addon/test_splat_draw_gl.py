@@ -214,3 +214,41 @@ def test_without_an_egl_driver_the_probe_says_why_and_the_process_lives(tmp_path
     reason = next(line for line in done.stdout.splitlines() if line.startswith("REASON"))
     assert "GPU backend does not start headless" in reason, done.stdout
     assert any(line.startswith("RAISED Blender's GPU backend") for line in done.stdout.splitlines())
+
+
+def test_the_viewport_handlers_draw_is_the_splat_pass_over_the_view_in_scene_linear(gl, imported):
+    """splat_draw.draw, as the POST_VIEW handler calls it, with a stand-in for the region's view: it reads
+    the bound framebuffer's depth, draws the splat pass and puts it over the view."""
+    from types import SimpleNamespace
+
+    import gpu
+    from mathutils import Matrix
+
+    from gs_core import splat_view
+
+    from blender_addon import splat_display, splat_draw, splat_object, view_camera
+
+    obj, _, path = imported(n=300, degree=1, seed=8)
+    _, camera = camera_dict()
+    view, window = view_camera.view_matrices(camera, near=0.05, far=100.0)
+    gl.context.view_layer.update()
+    context = SimpleNamespace(
+        region=SimpleNamespace(width=W, height=H), space_data=SimpleNamespace(clip_start=0.05),
+        region_data=SimpleNamespace(is_perspective=True, view_matrix=Matrix(view.tolist()),
+                                    window_matrix=Matrix(window.tolist())),
+        view_layer=gl.context.view_layer, scene=gl.context.scene)
+    background = (0.2, 0.3, 0.4, 1.0)
+    target = gpu.types.GPUOffScreen(W, H, format='RGBA32F')
+    try:
+        with target.bind():
+            framebuffer = gpu.state.active_framebuffer_get()  # the view's, as the handler finds it
+            framebuffer.clear(color=background, depth=1.0)
+            splat_draw.draw(context)  # the first frame: it makes its offscreen buffer, which changes the active one
+            got = splat_draw.gpu_read(W, H, framebuffer)[::-1]
+    finally:
+        target.free()
+    splats = file_splats(path, slice(None), splat_object.matrix_of(obj))
+    rgb, alpha = splat_view.composite(splat_view.project([splats], camera))
+    assert alpha.max() > 0.9
+    expected = splat_display.srgb_to_linear(rgb) + (1 - alpha[..., None]) * np.array(background[:3])
+    assert np.abs(got[..., :3] - expected).max() <= 1e-4
