@@ -123,7 +123,7 @@ def pack_splats(objects: list[splat_view.ObjectSplats], degree: int = 3) -> np.n
         rows[:, 4:8] = np.stack([cov[:, 0, 0], cov[:, 0, 1], cov[:, 0, 2], cov[:, 1, 1]], 1)
         rows[:, 8:11] = np.stack([cov[:, 1, 2], cov[:, 2, 2], o.opacities], 1)
         coeffs = np.asarray(o.sh, np.float32)[:, :k]  # a lower degree leaves the rest zero
-        rows[:, 12:12 + coeffs.shape[1] * 3] = coeffs.reshape(n, -1)
+        rows[:, 12:12 + coeffs.shape[1] * 3] = coeffs.reshape(n, coeffs.shape[1] * 3)  # n may be 0 (all hidden)
         start += n
     return out.reshape(total * per, 4)
 

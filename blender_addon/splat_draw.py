@@ -16,8 +16,9 @@ back-to-front pass over all objects together. A thin layer over :mod:`.splat_dis
 4. the buffer over the viewport (premultiplied, colour to scene-linear), as the final render composites.
 
 The picture of step 3 is gs_core's ``render`` (see :mod:`gs_core.splat_view`). No backend and no Prepare
-are involved. Orthographic views are not drawn (the pinhole model is perspective). Background mode has
-no GPU: nothing here runs there, and :func:`register_handler` does nothing.
+are involved. Orthographic views are not drawn (the pinhole model is perspective). Background mode draws no
+viewport (:func:`register_handler` adds no draw handler); the tests and ``gs-core bench splats-gl`` run
+:func:`draw_splats` headless after :mod:`.gpu_background` started Blender's GPU backend.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ class DrawState:
         self.splat_texture = None
         self.sort = splat_display.SortState(SLOW_SORT_S)
         self.order_texture = None
+        self.object_texture = None  # the objects' matrices of the last draw
         self.dirty: set = set()  # objects whose splats changed since the upload
         self.offscreen = None  # the float buffer of the splat pass, kept while the region's size is
 
@@ -272,7 +274,8 @@ def _object_texture(objects):
 
 
 def draw(context) -> None:
-    """The POST_VIEW handler's work (see the module docstring)."""
+    """The POST_VIEW handler's work (see the module docstring): the splat pass of the region's view, with
+    Blender's depth buffer, then the buffer over the viewport."""
     import gpu
 
     region, rv3d = context.region, context.region_data
@@ -281,6 +284,45 @@ def draw(context) -> None:
     objects = visible_splat_objects(context)
     if not objects:
         return
+    width, height = region.width, region.height
+    view, window = np.array(rv3d.view_matrix, np.float64), np.array(rv3d.window_matrix, np.float64)
+    try:
+        camera = view_camera.pinhole_camera(view, window, width, height)
+    except view_camera.ViewError:
+        return
+    framebuffer = gpu.state.active_framebuffer_get()
+    depth = framebuffer.read_depth(0, 0, width, height)
+    depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)
+    near = max(splat_view.NEAR_PLANE, context.space_data.clip_start)  # the engine's, or the view's clip
+    offscreen = draw_splats(context, objects, camera, window, near, depth_texture)
+    if offscreen is None:
+        return
+    with framebuffer.bind():  # making the offscreen buffer (first frame, resize) leaves another one active
+        draw_over(offscreen.texture_color)
+
+
+def draw_over(texture) -> None:
+    """Step 4: the splat pass's buffer ``texture`` (premultiplied display colour) over the bound
+    framebuffer of the same size, as scene-linear."""
+    import gpu
+
+    s = shaders()
+    gpu.state.blend_set('ALPHA_PREMULT')
+    gpu.state.depth_test_set('NONE')
+    s["over"].bind()
+    s["over"].uniform_sampler("image", texture)
+    s["over_batch"].draw(s["over"])
+    gpu.state.blend_set('NONE')
+
+
+def draw_splats(context, objects, camera: dict, window, near: float, depth_texture):
+    """The splat pass (steps 1-3 of the module docstring) of the splat objects ``objects`` for ``camera``
+    (a protocol camera, ``view_camera.pinhole_camera``), whose Blender window matrix [4, 4] is ``window``,
+    into the float offscreen buffer it returns (None when there is nothing to draw). ``depth_texture``
+    ([W, H] R32F, Blender's depth: 0 near, 1 far) drops the fragments behind it. The viewport's draw and
+    the headless tests (:func:`read_pixels`) both call this."""
+    import gpu
+
     preview = _preview_on(context)
     key = (tuple(o.name for o in objects), tuple(o.data.as_pointer() for o in objects),
            tuple(len(o.data.points) for o in objects), preview)
@@ -294,22 +336,15 @@ def draw(context) -> None:
         splats.matrix = splat_object.matrix_of(obj)
     total = sum(len(s) for s in state.objects)
     if total == 0:
-        return
-    width, height = region.width, region.height
-    view, window = np.array(rv3d.view_matrix, np.float64), np.array(rv3d.window_matrix, np.float64)
-    try:
-        camera = view_camera.pinhole_camera(view, window, width, height)
-    except view_camera.ViewError:
-        return
-    w2c = np.asarray(camera["world_to_camera"])
+        return None
+    width, height = int(camera["width"]), int(camera["height"])
+    window = np.asarray(window, np.float64).reshape(4, 4)
+    w2c = np.asarray(camera["world_to_camera"], np.float64).reshape(4, 4)
     order = state.sort.update(state.objects, w2c)
     if order is not None:
         state.order_texture = _texture(order.astype(np.float32), 'R32F')
-    if state.sort.stale:
+    if state.sort.stale and not bpy.app.background:
         _resort_later()  # coarse while moving; exact once the view rests
-    framebuffer = gpu.state.active_framebuffer_get()
-    depth = framebuffer.read_depth(0, 0, width, height)
-    depth_texture = gpu.types.GPUTexture((width, height), format='R32F', data=depth)
     s = shaders()
     if state.offscreen is None or (state.offscreen.width, state.offscreen.height) != (width, height):
         if state.offscreen is not None:
@@ -328,21 +363,44 @@ def draw(context) -> None:
         shader.uniform_float("intrinsics", (camera["fx"], camera["fy"], camera["cx"], camera["cy"]))
         shader.uniform_float("viewSize", (width, height, window[2, 2], window[2, 3]))
         eye = np.linalg.inv(w2c)[:3, 3]
-        near = max(splat_view.NEAR_PLANE, context.space_data.clip_start)  # the engine's, or the view's clip
         shader.uniform_float("cameraPosition", (*eye, near))
         shader.uniform_int("splatLayout", (splat_display.texels_per_splat(SH_DEGREE), (SH_DEGREE + 1) ** 2,
-                                      splat_display.TEXTURE_WIDTH, 0))
+                                           splat_display.TEXTURE_WIDTH, 0))
         shader.uniform_sampler("splats", state.splat_texture)
         shader.uniform_sampler("order", state.order_texture)
-        shader.uniform_sampler("objects", _object_texture(state.objects))
+        # kept in the state: a texture only passed to uniform_sampler is freed before the draw reads it
+        state.object_texture = _object_texture(state.objects)
+        shader.uniform_sampler("objects", state.object_texture)
         shader.uniform_sampler("sceneDepth", depth_texture)
         s["splat_batch"].draw_instanced(shader, instance_start=0, instance_count=total)
-    gpu.state.blend_set('ALPHA_PREMULT')
-    gpu.state.depth_test_set('NONE')
-    s["over"].bind()
-    s["over"].uniform_sampler("image", offscreen.texture_color)
-    s["over_batch"].draw(s["over"])
-    gpu.state.blend_set('NONE')
+        gpu.state.blend_set('NONE')
+    return offscreen
+
+
+def depth_texture(width: int, height: int, depth=None):
+    """An R32F texture of Blender depth values [H, W] (rows from the bottom, as GL's), default all far (1)."""
+    import gpu
+
+    values = np.ones((height, width), np.float32) if depth is None else np.asarray(depth, np.float32)
+    buffer = gpu.types.Buffer('FLOAT', values.size, values.ravel())
+    return gpu.types.GPUTexture((width, height), format='R32F', data=buffer)
+
+
+def read_pixels(offscreen) -> np.ndarray:
+    """The splat pass's buffer as [H, W, 4] float32 (premultiplied display RGB, alpha), rows from the top."""
+    width, height = offscreen.width, offscreen.height
+    with offscreen.bind():
+        buffer = gpu_read(width, height)
+    return buffer[::-1]
+
+
+def gpu_read(width: int, height: int, framebuffer=None) -> np.ndarray:
+    """The colour of ``framebuffer`` (default: the bound one) as [H, W, 4] float32, rows from the bottom."""
+    import gpu
+
+    framebuffer = framebuffer or gpu.state.active_framebuffer_get()
+    buffer = framebuffer.read_color(0, 0, width, height, 4, 0, 'FLOAT')
+    return np.array(buffer.to_list(), np.float32).reshape(height, width, 4)
 
 
 def _resort_later() -> None:
@@ -397,10 +455,11 @@ def register_handler() -> None:
     bpy.types.Scene.gs_draw_gaussians = bpy.props.BoolProperty(
         name="Draw Gaussians", default=True, update=_draw_changed,
         description="Draw splat objects as 3D Gaussians in the viewport (off: coloured points)")
+    if on_depsgraph_update not in bpy.app.handlers.depsgraph_update_post:  # also headless (the GL tests)
+        bpy.app.handlers.depsgraph_update_post.append(on_depsgraph_update)
     if bpy.app.background or _handle is not None:
         return
     _handle = bpy.types.SpaceView3D.draw_handler_add(_draw_handler, (), 'WINDOW', 'POST_VIEW')
-    bpy.app.handlers.depsgraph_update_post.append(on_depsgraph_update)
 
 
 def unregister_handler() -> None:

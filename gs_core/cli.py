@@ -38,6 +38,7 @@ BENCH_COMMANDS = {
     "scale": ("gs_core.bench.scale", "prepare in one process vs on local Ray clusters of 1, 2... workers (and blocks)"),
     "gpu": ("gs_core.bench.gpu", "the CUDA path against the CPU kernels, timed beside them; skips the GPU parts without one"),
     "splats": ("gs_core.bench.splats", "drawing splats in Blender: viewport CPU work per frame vs engine images; final-render layer"),
+    "splats-gl": ("gs_core.bench.splats_gl", "the viewport's real GPU draw per frame, headless (needs bpy; EGL)"),
 }
 DESCRIPTION = ("Gaussian-splat segmentation engine: lift 2D masks onto 3D splat scenes. "
                "Run 'gs-core COMMAND --help' for a command's options.")

@@ -1,11 +1,15 @@
 """Render the real plant capture (``../shared/data/real/plant.splat``, CC-BY-4.0, Marcel Padilla) through
 the Blender add-on, headless: import (File > Import > Gaussian Splats), stand it upright (its up axis is
--y), Render Splats, then Cycles twice from one camera:
+-y), Render Splats, then Cycles (or EEVEE: ``--engine eevee``) twice from one camera:
 
 1. the splats alone, checked against gs_core's own render of the same file and camera (PSNR);
 2. with meshes (a floor under the pot, a block in front of it, a sun): the splats composited by depth.
 
+With ``--viewport`` a third panel is the viewport's GPU draw (``blender_addon.splat_draw``) of the same
+camera, run headless (``blender_addon.gpu_background``), also checked against gs_core's render.
+
     python tools/render_plant_blender.py [PLANT.splat] [--out docs/blender_plant.jpg] [--size 600 800]
+    python tools/render_plant_blender.py --engine eevee --viewport --out docs/blender_plant_eevee.jpg
 """
 
 import argparse
@@ -26,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "blender_plant.jpg")
     parser.add_argument("--size", type=int, nargs=2, default=(600, 800), metavar=("W", "H"))
     parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--engine", choices=("cycles", "eevee"), default="cycles")
+    parser.add_argument("--viewport", action="store_true", help="add the viewport's GPU draw as a third panel")
     args = parser.parse_args(argv)
 
     import bpy
@@ -41,6 +47,12 @@ def main(argv=None) -> int:
     from gs_core.viz import to_uint8
 
     width, height = args.size
+    if args.engine == "eevee" or args.viewport:
+        from blender_addon import gpu_background
+
+        reason = gpu_background.probe()  # EEVEE and the draw need Blender's GPU backend (EGL headless)
+        if reason is not None:
+            parser.error(reason)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     blender_addon.register()
     tmp = Path(tempfile.mkdtemp(prefix="gs_plant_"))
@@ -59,8 +71,11 @@ def main(argv=None) -> int:
         cam_obj = camera_object(bpy, cam)
         scene.collection.objects.link(cam_obj)
         scene.camera = cam_obj
-        scene.render.engine = 'CYCLES'
-        scene.cycles.device, scene.cycles.use_denoising = 'CPU', False
+        if args.engine == "eevee":
+            scene.render.engine = 'BLENDER_EEVEE_NEXT' if bpy.app.version < (5, 0, 0) else 'BLENDER_EEVEE'
+        else:
+            scene.render.engine = 'CYCLES'
+            scene.cycles.device, scene.cycles.use_denoising = 'CPU', False
         scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
         scene.view_settings.view_transform = 'Standard'
         scene.render.dither_intensity = 0.0
@@ -75,7 +90,7 @@ def main(argv=None) -> int:
         assert bpy.ops.gs_splats.setup_render() == {'FINISHED'}
 
         # 1. the splats alone, against gs_core's render of the same file from the same camera
-        scene.cycles.samples = 1
+        scene.cycles.samples = scene.eevee.taa_render_samples = 1
         scene.render.filepath = str(tmp / "alone.png")
         t0 = time.perf_counter()
         bpy.ops.render.render(write_still=True)
@@ -106,22 +121,43 @@ def main(argv=None) -> int:
         sun.data.energy = 3.0
         sun.rotation_euler = (0.6, 0.3, 0.4)
         scene.collection.objects.link(sun)
-        scene.cycles.samples = args.samples
+        scene.cycles.samples = scene.eevee.taa_render_samples = args.samples
         scene.render.filepath = str(tmp / "meshes.png")
         t0 = time.perf_counter()
         bpy.ops.render.render(write_still=True)
         print(f"with meshes: {time.perf_counter() - t0:.1f} s ({splat_render.last_status['message']})")
         from gs_core.io.atomic import atomic_write
 
-        both = Image.fromarray(np.concatenate([reference, np.asarray(Image.open(tmp / "meshes.png").convert("RGB"))],
-                                              axis=1))
+        panels = [reference, np.asarray(Image.open(tmp / "meshes.png").convert("RGB"))]
+        if args.viewport:
+            panels.append(viewport_panel(bpy, scene, plant, reference))
         with atomic_write(args.out, "wb") as fh:
-            both.save(fh, format="JPEG", quality=90)
-        print(f"wrote {args.out}: gs_core's render | Blender (Cycles + splat layer, meshes composited by depth)")
+            Image.fromarray(np.concatenate(panels, axis=1)).save(fh, format="JPEG", quality=85)
+        print(f"wrote {args.out}: gs_core's render | Blender ({args.engine} + splat layer, meshes composited by "
+              f"depth){' | the viewport draw' if args.viewport else ''}")
     finally:
         segmentation.stop_backends()
         blender_addon.unregister()
     return 0
+
+
+def viewport_panel(bpy, scene, plant, reference):
+    """The viewport's GPU draw of ``plant`` from the scene camera (headless), over black, as uint8 [H, W, 3]."""
+    from blender_addon import gpu_background, splat_draw, splat_render, view_camera
+    from gs_core.metrics import psnr
+    from gs_core.viz import to_uint8
+
+    print(f"viewport draw on {gpu_background.ensure()}")
+    camera = splat_render.scene_camera(scene)
+    near = 0.01
+    window = view_camera.view_matrices(camera, near=near, far=1000.0)[1]
+    t0 = time.perf_counter()
+    offscreen = splat_draw.draw_splats(bpy.context, [plant], camera, window, near,
+                                       splat_draw.depth_texture(camera["width"], camera["height"]))
+    drawn = to_uint8(splat_draw.read_pixels(offscreen)[..., :3])
+    print(f"viewport draw (first frame, read back): {time.perf_counter() - t0:.1f} s; vs gs_core's render: PSNR "
+          f"{psnr(drawn / 255.0, reference / 255.0):.1f} dB")
+    return drawn
 
 
 if __name__ == "__main__":

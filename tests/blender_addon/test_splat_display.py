@@ -61,6 +61,12 @@ def test_packed_textures_read_as_the_shader_reads_them_project_like_splat_view()
     assert np.array_equal(got.opacities, want.opacities.astype(np.float32))
 
 
+def test_an_object_with_every_splat_hidden_packs_to_nothing():
+    empty = random_object(10, degree=3, seed=23).subset(np.zeros(10, bool))
+    packed = splat_display.pack_splats([random_object(5, degree=1, seed=24), empty])
+    assert packed.shape == (5 * splat_display.texels_per_splat(3), 4)
+
+
 def test_draw_order_is_back_to_front_in_camera_depth():
     objects = [random_object(100, seed=23), random_object(100, seed=24, matrix=trs((0, 0.5, 0)))]
     camera = cam()

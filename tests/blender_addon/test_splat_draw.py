@@ -1,8 +1,8 @@
 """The viewport draw (blender_addon.splat_draw) without a GPU: its GLSL compiles (glslangValidator, with the
 declarations Blender's create-info adds), uses gs_core.splat_view's constants, and what it gathers from the
 scene is the objects' splats with hidden ones left out, the selection tinted and instance colours while
-previewing. The draw call itself needs a display; the math it runs is splat_display.project_packed, tested
-against gs_core's render in test_splat_display and tests/test_splat_view.py."""
+previewing. The draw call itself runs headless in test_splat_draw_gl (EGL); the math it runs is
+splat_display.project_packed, tested against gs_core's render in test_splat_display and tests/test_splat_view.py."""
 
 import shutil
 import subprocess

@@ -1,4 +1,5 @@
-"""Splats in the final render (blender_addon.splat_render), headless with Cycles on the CPU: the render
+"""Splats in the final render (blender_addon.splat_render), headless with Cycles on the CPU (and EEVEE on
+Blender's GPU backend through EGL, a software GL where there is no GPU, for the depth compositing): the render
 hook asks the real backend for the splat layer of the scene camera at the render size, with each object's
 matrix at the rendered frame (animated here), and the compositor puts it over Blender's render by depth.
 Checked on pixels of 32-bit EXR renders: with no mesh the picture is gs_core's render of the file's splats
@@ -145,6 +146,28 @@ def test_animation_frames_are_gs_cores_render_of_the_moving_object_without_hidde
 
 @pytest.mark.slow  # Cycles renders and the backend's start: 10-20 s
 def test_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_scene):
+    check_mesh_in_front_and_behind(bpy, render_scene)
+
+
+@pytest.mark.slow  # EEVEE on a software GL (llvmpipe) headless: 20-40 s
+def test_with_eevee_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_scene):
+    from blender_addon import gpu_background
+
+    reason = gpu_background.probe()  # EEVEE needs Blender's GPU backend; without a driver it aborts the process
+    if reason is not None:
+        pytest.skip(reason)
+    scene = render_scene[0]
+    scene.render.engine = eevee_engine(bpy)
+    scene.eevee.taa_render_samples = 1
+    check_mesh_in_front_and_behind(bpy, render_scene)
+
+
+def eevee_engine(bpy) -> str:
+    """EEVEE's engine name: 'BLENDER_EEVEE_NEXT' in 4.2-4.5, 'BLENDER_EEVEE' again from 5.0."""
+    return 'BLENDER_EEVEE_NEXT' if bpy.app.version < (5, 0, 0) else 'BLENDER_EEVEE'
+
+
+def check_mesh_in_front_and_behind(bpy, render_scene):
     from blender_addon import splat_object, splat_render
 
     scene, obj, path, render = render_scene
@@ -156,8 +179,8 @@ def test_a_mesh_in_front_hides_the_splats_and_one_behind_is_hidden(bpy, render_s
     scene[splat_render.ENABLED] = True
     both = render("both")
     full = meshes[..., 3] == 1.0
-    in_front = full & np.isclose(meshes[..., 1], 0.8)
-    behind = full & np.isclose(meshes[..., 1], 0.1)
+    in_front = full & np.isclose(meshes[..., 1], 0.8, atol=1e-3)  # EEVEE's colour is half float: 0.7998
+    behind = full & np.isclose(meshes[..., 1], 0.1, atol=1e-3)
     assert in_front.sum() > 200 and behind.sum() > 800
     assert (layer[..., 3][in_front] > 0.5).sum() > 50  # the splats would show there
     np.testing.assert_array_equal(both[in_front], meshes[in_front])
