@@ -62,15 +62,11 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..blender_host import import_addon
     from ..errors import UserError
-    from .addon import _load_addon
     from .splats import _orbit
 
-    try:
-        bpy, blender_addon = _load_addon()
-    except ImportError as exc:
-        raise UserError(f"bench splats-gl needs the bpy wheel (pip install 'gs-core[blender]', Python 3.11): "
-                        f"{exc}") from exc
+    bpy, blender_addon = import_addon("bench splats-gl")
     from blender_addon import gpu_background, splat_attributes, splat_draw, splat_object, view_camera
 
     try:

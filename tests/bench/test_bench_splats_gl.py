@@ -13,10 +13,10 @@ pytestmark = pytest.mark.blender
 def test_bench_draws_a_tiny_scene_and_its_table_is_bench_splats_scene(capsys):
     pytest.importorskip("bpy")
     from gs_core.bench import splats_gl
-    from gs_core.bench.addon import _load_addon
     from gs_core.bench.splats import _scene
+    from gs_core.blender_host import import_addon
 
-    _load_addon()
+    import_addon("bench splats-gl")
     from blender_addon import gpu_background, splat_attributes, splat_display
 
     reason = gpu_background.probe()
