@@ -114,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
             if args.mask is not None:
                 raise
             raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
-        sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks)
+        sel = levels.from_clicks(0.5 if args.level is None else args.level, *clicks, means=scene.means)
     save_npy(args.out, sel.selected)
-    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+    part = "part of " if sel.partial else ""
+    print(f"selected {int(sel.selected.sum())} Gaussians in {part}{len(sel.labels)} instance(s) -> {args.out}")
     return 0
 
 
