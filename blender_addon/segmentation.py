@@ -255,10 +255,18 @@ def _apply_answer(context, result: dict) -> int:
     rows = backend_client.load_rows(result, result.get("gaussians", 0))
     count = apply_rows(context, s.work, rows)
     s.has_clicks = True
-    ids = result.get("instances", [])
-    s.status = (f"{count:,} splats selected (instance{'s' if len(ids) != 1 else ''} "
-                f"{', '.join(map(str, ids)) or 'none'} at granularity {result.get('level', s.level):.2f})")
+    s.status = status_line(count, result, s.level)
     return count
+
+
+def status_line(count: int, result: dict, level: float) -> str:
+    """The panel's line for a query answer: the instances selected, or a part of them when a negative
+    click split one (the server's ``partial``; older servers do not send it)."""
+    ids = result.get("instances", [])
+    what = f"instance{'s' if len(ids) != 1 else ''} {', '.join(map(str, ids)) or 'none'}"
+    if result.get("partial"):
+        what = f"part of {what}"
+    return f"{count:,} splats selected ({what} at granularity {result.get('level', level):.2f})"
 
 
 def require_work(context) -> str:

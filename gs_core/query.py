@@ -88,22 +88,27 @@ class LabelLevels:
         return path
 
     def from_clicks(self, level: float, positive: list[tuple[np.ndarray, np.ndarray]],
-                    negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str = "split") -> Selection:
+                    negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str = "split",
+                    means: np.ndarray | None = None) -> Selection:
         """The selection of positive and negative clicks at ``level``, each click given as
-        :func:`pixel_weights` of its pixel; monotone in ``level`` (:meth:`click_path`).
+        :func:`pixel_weights` of its pixel (Gaussian indices [K], weights [K]); monotone in ``level``
+        (:meth:`click_path`). ``means`` [N, 3]: the Gaussians' centres, for the split in 3D below.
 
         Each positive click selects its instance at ``level``. A negative click that lands in that
         instance splits it (``rule="split"``): the positive click then selects its instance at the
         coarsest level no coarser than ``level`` at which it and every negative click fall in
-        different instances, the finest split of the merge tree that separates them; nothing where
-        no level does. ``rule="remove"`` is the earlier rule: instances under positive clicks minus
-        the instances under negative ones, the wanted object included when both fall in one.
-        ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in (a split
-        one included, though only its part is selected).
+        different instances, the finest split of the merge tree that separates them. Where no level
+        does (the clicks share the finest instance), that finest instance is split in 3D
+        (:func:`split_by_points`): the part nearer the positive clicks than the negative ones; with
+        no ``means``, nothing. ``rule="remove"`` is the earlier rule: instances under positive clicks
+        minus the instances under negative ones, the wanted object included when both fall in one.
+        ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in;
+        ``Selection.partial`` says the selection is only a part of them (a split).
 
         Args:
             positive: [C] of (gaussians [K] int64, weights [K] float32), one per positive click.
             negative: [C'] of (gaussians [K] int64, weights [K] float32), one per negative click.
+            means: [N, 3] the Gaussians' centres, for a split in 3D, or None.
         """
         if rule not in ("split", "remove"):
             raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
@@ -115,15 +120,67 @@ class LabelLevels:
             return _select_labels(labels, np.setdiff1d(pos, neg))
         neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
         selected = np.zeros(labels.shape, bool)
-        for g, w in positive:
+        unsplit: dict[int, list[int]] = {}  # finest instance -> the positive clicks no level separates
+        for k, (g, w) in enumerate(positive):
             path = self.click_path(g, w)
             j = i
             while j >= 0 and path[j] >= 0 and (neg_paths[:, j] == path[j]).any():
                 j -= 1  # a negative click shares this instance: one level finer
             if j >= 0 and path[j] >= 0:
                 selected |= self.labels[j] == path[j]
-        chosen = np.unique(labels[selected & (labels >= 0)])
-        return Selection(selected.astype(np.float32), selected, chosen)
+            elif j < 0:
+                unsplit.setdefault(int(path[0]), []).append(k)
+        if means is not None:
+            for inst, ks in unsplit.items():
+                members = np.flatnonzero(self.labels[0] == inst)
+                negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
+                part = split_by_points(means, members, [click_point(means, members, *positive[k]) for k in ks],
+                                       [click_point(means, members, g, w) for g, w in negs])
+                selected[part] = True
+        return _selection(labels, selected)
+
+
+def click_point(means: np.ndarray, members: np.ndarray, gaussians: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Where a click lands in 3D on an instance: the weighted mean of the centres ``means`` [N, 3] of the
+    clicked pixel's Gaussians ``gaussians`` [K] (weights ``weights`` [K]) that belong to ``members``
+    [M] (indices); all of the pixel's Gaussians where none does. -> [3]
+
+    Args:
+        means: [N, 3] the Gaussians' centres.
+        members: [M] int64 indices of the instance's Gaussians.
+        gaussians: [K] int64 the clicked pixel's Gaussians.
+        weights: [K] float32 their blending weights there.
+    """
+    inside = np.isin(gaussians, members)
+    if inside.any() and weights[inside].sum() > 0:
+        gaussians, weights = gaussians[inside], weights[inside]
+    if len(gaussians) == 0 or weights.sum() <= 0:
+        return np.full(3, np.nan)
+    return np.average(np.asarray(means, np.float64)[gaussians], axis=0, weights=weights.astype(np.float64))
+
+
+def split_by_points(means: np.ndarray, members: np.ndarray, positive: list[np.ndarray],
+                    negative: list[np.ndarray]) -> np.ndarray:
+    """The members [M] (indices into ``means`` [N, 3]) nearer (Euclidean, by centre) to some point of
+    ``positive`` (each [3]) than to every point of ``negative``: the positive side of a 3D split of one
+    instance that no level of the merge tree splits. -> [M'] indices.
+
+    Args:
+        means: [N, 3] the Gaussians' centres.
+        members: [M] int64 indices of the instance's Gaussians.
+        positive: [P] of [3] the positive clicks' points.
+        negative: [P'] of [3] the negative clicks' points.
+    """
+    pos = np.array([p for p in positive if np.isfinite(p).all()], np.float64).reshape(-1, 3)
+    neg = np.array([p for p in negative if np.isfinite(p).all()], np.float64).reshape(-1, 3)
+    if len(pos) == 0:
+        return members[:0]
+    if len(neg) == 0:
+        return members
+    x = np.asarray(means, np.float64)[members]
+    d_pos = ((x[:, None, :] - pos[None]) ** 2).sum(-1).min(1)
+    d_neg = ((x[:, None, :] - neg[None]) ** 2).sum(-1).min(1)
+    return members[d_pos < d_neg]
 
 
 @dataclass
@@ -131,6 +188,15 @@ class Selection:
     score: np.ndarray  # [N] float in [0, 1]
     selected: np.ndarray  # [N] bool
     labels: np.ndarray  # [K] int64 the instance labels selected
+    partial: bool = False  # only a part of those instances is selected (a negative click split one)
+
+
+def _selection(labels: np.ndarray, selected: np.ndarray) -> Selection:
+    """The selection ``selected`` [N] bool, with the instances of ``labels`` [N] it lies in, partial
+    when it leaves some of their Gaussians out."""
+    chosen = np.unique(labels[selected & (labels >= 0)])
+    whole = np.isin(labels, chosen) & (labels >= 0)
+    return Selection(selected.astype(np.float32), selected, chosen, bool((whole & ~selected).any()))
 
 
 def _select_labels(labels: np.ndarray, chosen: np.ndarray) -> Selection:
@@ -208,17 +274,36 @@ def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backe
 
 
 def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, negative: np.ndarray | None = None,
-                backend: str = "auto") -> Selection:
-    """Instances under the positive clicks minus those under the negative ones (pixels [P, 2] x, y).
+                backend: str = "auto", means: np.ndarray | None = None) -> Selection:
+    """The instances under the positive clicks (pixels [P, 2] x, y), at one level ``labels`` [N]: the
+    rule of :meth:`LabelLevels.from_clicks` with that one level. A negative click in the instance of a
+    positive one splits it in 3D by the Gaussians' centres ``means`` [N, 3] (default: their centres in
+    the camera of ``proj``, reconstructed from its projection; those it culls stay out of a split).
 
     Args:
         labels: [N] int64 instance label per Gaussian, -1 = none.
         positive: [P, 2] int (x, y) positive clicks.
         negative: [P', 2] int (x, y) negative clicks, or None.
+        means: [N, 3] the Gaussians' centres, or None.
     """
-    pos = pixel_labels(proj, labels, positive, backend)
-    neg = pixel_labels(proj, labels, negative if negative is not None else np.zeros((0, 2)), backend)
-    return _select_labels(labels, np.setdiff1d(pos, neg))
+    pos = pixel_weights(proj, positive, backend)
+    neg = pixel_weights(proj, negative if negative is not None else np.zeros((0, 2)), backend)
+    if means is None and neg:
+        means = camera_means(proj)
+    one = LabelLevels(np.array([0.5]), np.asarray(labels)[None])
+    return one.from_clicks(0.5, pos, neg, means=means)
+
+
+def camera_means(proj: Projection) -> np.ndarray:  # -> [N, 3]
+    """The Gaussians' centres in the camera frame of ``proj``, from their pixel positions and depths
+    (distances between them are those in the world); NaN where the projection culls a Gaussian."""
+    cam = proj.camera
+    uv = proj.means2d.detach().cpu().numpy().astype(np.float64)
+    z = proj.depths.detach().cpu().numpy().astype(np.float64)
+    out = np.stack([(uv[:, 0] - cam.cx) * z / cam.fx, (uv[:, 1] - cam.cy) * z / cam.fy, z], 1)
+    culled = (proj.radii.detach().cpu().numpy().reshape(len(z), -1) <= 0).all(1) | ~np.isfinite(out).all(1)
+    out[culled] = np.nan
+    return out
 
 
 @_no_grad

@@ -43,8 +43,8 @@ pixels ``[[x, y], ...]``. Each clicked pixel is traced to the Gaussians blending
 (:func:`gs_core.query.pixel_weights`) and kept; ``append`` adds these clicks to the current
 selection (the add-on's shift- and ctrl-clicks), else they replace it. At a level the selection is
 the instances of heaviest weight under the positive clicks; a negative click in the same instance
-splits it at the coarsest finer level that separates the clicks (:meth:`gs_core.query.LabelLevels.from_clicks`,
-the same rule as ``gs-core query --negative``).
+splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres where
+no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as ``gs-core query --negative``).
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
 the nested levels of the merge tree (:meth:`gs_core.query.LabelLevels.click_path`), so moving the
@@ -55,7 +55,8 @@ features scored by relevancy, thresholded automatically); a work folder prepared
 answers ``no CLIP features in WORK``. Replaces the current clicks.
 
 Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] ascending; result:
-``{rows: out, count, instances, level, gaussians}``. An ``out`` must be an ``.npy`` path inside the
+``{rows: out, count, instances, partial, level, gaussians}`` (``partial``: the rows are only a part of
+``instances``, a negative click split one; added in a backward-compatible way, a client may ignore it). An ``out`` must be an ``.npy`` path inside the
 loaded work folder (not one of the files prepare writes there) or inside ``scratch``; anything else
 is a ``user`` error, so no request can write over a file elsewhere.
 
@@ -75,6 +76,7 @@ width, height, splats, seconds}``. Needs no prepared work folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -118,13 +120,18 @@ class Session:
     def num_gaussians(self) -> int:
         return self.levels.labels.shape[1]
 
-    def select(self, level: float) -> tuple[np.ndarray, list[int]]:
-        """Selected rows and instance ids (at ``level``) of the current clicks
-        (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
+    @functools.cached_property
+    def means(self) -> np.ndarray:  # [N, 3]
+        """The Gaussians' centres, for a negative click's split in 3D."""
+        return self.gaussians.means.detach().cpu().numpy()
+
+    def select(self, level: float) -> tuple[np.ndarray, list[int], bool]:
+        """Selected rows, instance ids (at ``level``) of the current clicks and whether the rows are only
+        a part of those instances (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
         positive = [(c.gaussians, c.weights) for c in self.clicks if c.sign > 0]
         negative = [(c.gaussians, c.weights) for c in self.clicks if c.sign < 0]
-        sel = self.levels.from_clicks(level, positive, negative)
-        return np.flatnonzero(sel.selected), [int(x) for x in sel.labels]
+        sel = self.levels.from_clicks(level, positive, negative, means=self.means if negative else None)
+        return np.flatnonzero(sel.selected), [int(x) for x in sel.labels], sel.partial
 
 
 class Server:
@@ -421,9 +428,9 @@ class Server:
 
     def _answer(self, session: Session, level: float, args: dict, cmd: str) -> dict:
         out = self._out_path(args, cmd)
-        rows, chosen = session.select(level)
+        rows, chosen, partial = session.select(level)
         self._save(out, rows.astype(np.int64))
-        return {"rows": str(out), "count": int(len(rows)), "instances": chosen, "level": level,
+        return {"rows": str(out), "count": int(len(rows)), "instances": chosen, "partial": partial, "level": level,
                 "gaussians": session.num_gaussians}
 
 

@@ -10,7 +10,7 @@ from gs_core.engine import Gaussians, project
 from gs_core.errors import UserError
 from gs_core.labelmaps import render_labels
 from gs_core.query import (FIT_TOLERANCE, LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
-                           from_mask_weights, mask_weights, pixel_labels, pixel_weights, selection_mask)
+                           from_mask_weights, mask_weights, pixel_labels, camera_means, pixel_weights, selection_mask)
 
 SPACING = 0.05
 H, W = 48, 64
@@ -22,12 +22,16 @@ def _square(cx, cy, z, half):
     return np.stack([cx + a.ravel(), cy + b.ravel(), np.full(a.size, z)], 1)
 
 
+def _surfaces():
+    return [_square(-0.45, 0, 0, 0.3), _square(0.45, 0, 0, 0.3), _square(-0.25, 0, 0.5, 0.12),
+            _square(0, 0.75, 0, 0.1)]
+
+
 @pytest.fixture(scope="module")
 def planted():
     """Objects 0 (left) and 1 (right) in the plane z = 0, object 2 a small square 0.5 m in front of
     object 0's right edge (it hides part of it), and a few unlabelled splats (-1) at the top."""
-    surfaces = [_square(-0.45, 0, 0, 0.3), _square(0.45, 0, 0, 0.3), _square(-0.25, 0, 0.5, 0.12),
-                _square(0, 0.75, 0, 0.1)]
+    surfaces = _surfaces()
     labels = np.concatenate([np.full(len(s), k if k < 3 else -1) for k, s in enumerate(surfaces)])
     means = torch.as_tensor(np.concatenate(surfaces), dtype=torch.float32)
     n = len(means)
@@ -87,11 +91,13 @@ def test_from_clicks(planted):
     assert np.array_equal(sel.selected, labels == 1)
     both = from_clicks(proj, labels, np.array([p0, p1]))
     assert np.array_equal(both.selected, np.isin(labels, [0, 1]))
-    # a negative click on object 1 removes it; on object 2 (not selected) changes nothing
+    # a negative click on object 1 splits it (one level: in 3D, the part nearer the positive click);
+    # on object 2 (not selected) changes nothing
     sel = from_clicks(proj, labels, np.array([p0, p1]), negative=np.array([_pixel(lm, 1, 1)]))
-    assert np.array_equal(sel.selected, labels == 0)
+    assert np.array_equal(sel.selected & (labels != 1), labels == 0) and sel.partial
+    assert 0 < (sel.selected & (labels == 1)).sum() < (labels == 1).sum()
     sel = from_clicks(proj, labels, np.array([p0]), negative=np.array([_pixel(lm, 2)]))
-    assert np.array_equal(sel.selected, labels == 0)
+    assert np.array_equal(sel.selected, labels == 0) and not sel.partial
     # the front object where it hides object 0
     assert np.array_equal(from_clicks(proj, labels, np.array([_pixel(lm, 2)])).selected, labels == 2)
     # background, and the unlabelled splats: nothing
@@ -261,3 +267,58 @@ def test_negative_click_splits_a_merged_instance_in_a_view(planted):
     assert np.array_equal(levels.from_clicks(1.0, [pos], [neg1, neg2]).selected, labels == 0)
     with pytest.raises(ValueError, match="rule"):
         levels.from_clicks(0.5, [pos], [neg1], rule="drop")
+
+
+# ---- where no level separates the clicks: a split in 3D by the Gaussians' centres --------------
+
+# one finest instance {0, 1, 2, 3} on a line, and {4, 5} far off; merged at the coarser level
+LINE = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [10, 0, 0], [11, 0, 0]])
+LINE_LEVELS = LabelLevels(np.array([0.0, 1.0]), np.array([[0, 0, 0, 0, 1, 1], [0] * 6], np.int32))
+
+
+@pytest.mark.parametrize("positive, negative, expected", [
+    ([(0,)], [(3,)], [0, 1]),  # nearer 0 than 3
+    ([(0, 1)], [(3,)], [0, 1]),  # the click at the weighted mean of its Gaussians, 0.5
+    ([(0,), (3,)], [(1,)], [0, 3]),  # two positives, one negative between them
+    ([(2,)], [(0,), (3,)], [2]),  # the nearest negative of several
+    ([(0,)], [(0,)], []),  # the same spot: nothing is nearer the positive
+])
+def test_unseparated_negative_click_splits_the_finest_instance_in_3d(positive, negative, expected):
+    for level in LINE_LEVELS.levels:
+        sel = LINE_LEVELS.from_clicks(level, [_click(*g) for g in positive], [_click(*g) for g in negative], means=LINE)
+        assert np.flatnonzero(sel.selected).tolist() == expected
+        assert sel.partial == bool(expected)  # a part of the instance it lies in
+        assert sel.labels.tolist() == ([0] if expected else [])
+    # without the centres, the earlier answer: nothing
+    assert not LINE_LEVELS.from_clicks(0.0, [_click(*g) for g in positive], [_click(*g) for g in negative]).selected.any()
+
+
+def test_split_by_a_level_is_partial_and_a_whole_instance_is_not():
+    sel = HAND_LEVELS.from_clicks(2 / 3, [_click(0)], [_click(2)])
+    assert np.flatnonzero(sel.selected).tolist() == [0, 1] and sel.labels.tolist() == [0] and sel.partial
+    sel = HAND_LEVELS.from_clicks(2 / 3, [_click(0)], [_click(4)])
+    assert np.flatnonzero(sel.selected).tolist() == [0, 1, 2, 3] and not sel.partial
+    assert not HAND_LEVELS.from_clicks(2 / 3, [_click(0)], [_click(1)], rule="remove").partial
+
+
+def test_single_level_negative_click_splits_the_instance_in_3d(planted):
+    """A positive click near object 0's top edge and a negative near its bottom edge, one level: the
+    top part stays, the bottom part goes, object 1 is untouched; the centres in the camera (the
+    default) and in the world give the same split."""
+    proj, labels, lm = planted
+    ys, xs = np.nonzero(lm == 0)
+    col = xs == xs.min() + 2
+    top, bottom = (xs.min() + 2, ys[col].min() + 1), (xs.min() + 2, ys[col].max() - 1)
+    sel = from_clicks(proj, labels, np.array([top]), np.array([bottom]))
+    part = sel.selected
+    assert sel.partial and sel.labels.tolist() == [0] and not (part & (labels != 0)).any()
+    assert 0 < part.sum() < (labels == 0).sum()
+    g_top = pixel_weights(proj, np.array([top]))[0][0]
+    g_bottom = pixel_weights(proj, np.array([bottom]))[0][0]
+    assert part[g_top[labels[g_top] == 0]].all() and not part[g_bottom].any()
+    proj_means, world = camera_means(proj), np.concatenate(_surfaces()).astype(np.float32)
+    assert np.array_equal(from_clicks(proj, labels, np.array([top]), np.array([bottom]), means=world).selected, part)
+    seen = np.isfinite(proj_means).all(1)
+    d = np.linalg.norm(proj_means[seen][:, None] - proj_means[seen][None, :5], axis=-1)
+    dw = np.linalg.norm(world[seen][:, None] - world[seen][None, :5], axis=-1)
+    np.testing.assert_allclose(d, dw, atol=1e-4)  # a rigid change of frame

@@ -319,3 +319,33 @@ def test_query_text_reaches_the_language_field(server, loaded, tmp_path):
     assert answer["kind"] == "user" and answer["error"].startswith("query_text: the work folder's CLIP features "
                                                                    "name no model"), answer
     assert server.call("load", work=str(wd.root))[0]["ok"]
+
+
+def test_a_negative_click_in_the_same_finest_instance_selects_a_part(server, loaded, tmp_path):
+    """Positive and negative clicks on one instance of the finest level (no level separates them): the
+    answer is the library's 3D split of it (:meth:`gs_core.query.LabelLevels.from_clicks` with the
+    centres), a part of that instance, and says so (``partial``); a plain click's answer does not."""
+    from gs_core.query import pixel_labels, pixel_weights
+
+    wd, levels, gaussians = loaded
+    cam = wd.cameras()[0]
+    proj = project(gaussians, cam)
+    finest = levels.labels[0].astype(np.int64)
+    grid = np.stack(np.meshgrid(np.arange(2, cam.width, 4), np.arange(2, cam.height, 4)), -1).reshape(-1, 2)
+    owner = pixel_labels(proj, finest, grid)
+    big = np.bincount(owner[owner >= 0]).argmax()
+    on = grid[owner == big]
+    far = np.linalg.norm(on[:, None] - on[None], axis=-1)
+    i, j = np.unravel_index(np.argmax(far), far.shape)
+    pos, neg = on[i], on[j]
+    out = str(server.scratch / "p.npy")
+    plain, _ = server.call("query_pixels", camera=camera_json(cam), positive=[pos.tolist()], level=0.0, out=out)
+    assert plain["result"]["partial"] is False and plain["result"]["instances"] == [int(big)]
+    answer, _ = server.call("query_pixels", camera=camera_json(cam), positive=[pos.tolist()],
+                            negative=[neg.tolist()], level=0.0, out=out)
+    got = rows(answer)
+    expected = levels.from_clicks(0.0, pixel_weights(proj, pos[None]), pixel_weights(proj, neg[None]),
+                                  means=gaussians.means.numpy())
+    assert np.array_equal(got, np.flatnonzero(expected.selected))
+    assert answer["result"]["partial"] is True and answer["result"]["instances"] == [int(big)]
+    assert 0 < len(got) < int((finest == big).sum())

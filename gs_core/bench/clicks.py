@@ -122,7 +122,8 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     ds, gt = Dataset.load(dataset), GroundTruth.load(dataset)
     wd = WorkDir(work, must_exist=True)
     levels = load_levels(wd)
-    gaussians = GaussianScene.load(wd.scene_path).to_gaussians()
+    scene = GaussianScene.load(wd.scene_path)
+    gaussians, means = scene.to_gaussians(), scene.means
     index = {name: k for k, name in enumerate(ds.names)}
     maps = {name: gt.instance_map(name) for name in gt.train}
     n_obj = len(gt.hierarchy.objects)
@@ -152,7 +153,8 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
                 key = (tuple(clicks), level)
                 if key not in rendered:
                     sel = levels.from_clicks(levels.levels[level], [weights(c) for c in clicks if c.positive],
-                                             [weights(c) for c in clicks if not c.positive], rule=rule)
+                                             [weights(c) for c in clicks if not c.positive], rule=rule,
+                                             means=means)
                     with torch.no_grad():
                         rendered[key] = selection_mask(proj, sel.selected, backend=backend)
                 return rendered[key]

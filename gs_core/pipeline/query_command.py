@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             except UserError as exc:
                 raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
     save_npy(args.out, sel.selected)
-    print(f"selected {int(sel.selected.sum())} Gaussians in {len(sel.labels)} instance(s) -> {args.out}")
+    part = "part of " if sel.partial else ""
+    print(f"selected {int(sel.selected.sum())} Gaussians in {part}{len(sel.labels)} instance(s) -> {args.out}")
     return 0
 
 
@@ -131,7 +132,8 @@ def click_selection(work: WorkDir, camera, positive, negative=(), level: float |
 
     scene = GaussianScene.load(work.scene_path) if scene is None else scene
     levels = load_levels(work) if levels is None else levels
-    return levels.from_clicks(0.5 if level is None else level, *click_weights(scene, camera, positive, negative, backend))
+    return levels.from_clicks(0.5 if level is None else level, *click_weights(scene, camera, positive, negative, backend),
+                              means=scene.means)
 
 
 def _where(args: argparse.Namespace) -> str:

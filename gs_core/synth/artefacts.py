@@ -83,25 +83,37 @@ def _labels(s: Splats, owner_splat: np.ndarray, other_splat: np.ndarray, kind: s
 
 
 def straddlers(s: Splats, pairs: np.ndarray, count: int, rng: np.random.Generator) -> Splats:
-    """Large, faint splats centred across contacts; owned by the object of the nearer endpoint."""
+    """Large, faint splats centred across contacts; owned by the object of the nearer endpoint.
+
+    Their size is a multiple of the finer of the two surfaces' splats: training densifies a splat
+    whose footprint crosses detail it cannot reproduce, so across a pencil lying on a desk the
+    straddler stays at the pencil's scale, not the desk's (which would lay a faint halo centimetres
+    wide around a pencil 7 mm across)."""
     pick = _pick_pairs(pairs, s.labels.object, count, rng)
     i, j = pick[:, 0], pick[:, 1]
     gap = np.linalg.norm(s.means[i] - s.means[j], axis=1, keepdims=True)
     centre = (s.means[i] + s.means[j]) / 2 + rng.normal(size=(len(i), 3)) * 0.25 * gap
     nearer_i = np.linalg.norm(centre - s.means[i], axis=1) <= np.linalg.norm(centre - s.means[j], axis=1)
     owner, other = np.where(nearer_i, i, j), np.where(nearer_i, j, i)
-    sigma = rng.uniform(1.5, 3.0, len(i)) * np.maximum(s.scales[i, :2].max(1), s.scales[j, :2].max(1))
+    sigma = rng.uniform(1.5, 3.0, len(i)) * np.minimum(s.scales[i, :2].max(1), s.scales[j, :2].max(1))
     scales = np.stack([sigma, sigma * rng.uniform(0.6, 1.0, len(i)), 0.5 * sigma], axis=1)
     return Splats(centre, _random_quats(len(i), rng), scales, rng.uniform(0.05, 0.3, len(i)),
                   (s.colors[i] + s.colors[j]) / 2, _labels(s, owner, other, "straddler"))
 
 
 def intruders(s: Splats, pairs: np.ndarray, count: int, rng: np.random.Generator) -> Splats:
-    """Copies of splats of one object moved onto a touching object's surface and pushed into it."""
+    """Copies of splats of one object moved onto a touching object's surface and pushed into it.
+
+    A copy is shrunk, where it is larger, to the tangent extent of the host splat it lands on, and
+    pushed in by a share of that size: training keeps a foreign splat only where the host's surface
+    hides it, and a splat wider than the host's own (a desk's splat on a pencil 7 mm across) would
+    stick out past the host on every side and paint over it, which photometric training removes."""
     pick = _pick_pairs(pairs, s.labels.object, count, rng)
     i, j = pick[:, 0], pick[:, 1]
-    depth = rng.uniform(0.3, 0.8, (len(i), 1)) * s.scales[i, :2].max(1, keepdims=True)
-    scales = s.scales[i] * rng.uniform(1.0, 1.5, (len(i), 1))
+    size_i = s.scales[i, :2].max(1, keepdims=True)
+    shrink = np.minimum(1.0, s.scales[j, :2].max(1, keepdims=True) / np.maximum(size_i, 1e-12))
+    depth = rng.uniform(0.3, 0.8, (len(i), 1)) * size_i * shrink
+    scales = s.scales[i] * rng.uniform(1.0, 1.5, (len(i), 1)) * shrink
     return Splats(s.means[j] - _normals(s.quats[j]) * depth, s.quats[i], scales, rng.uniform(0.5, 0.9, len(i)),
                   s.colors[i], _labels(s, i, j, "intruder"))
 

@@ -88,6 +88,45 @@ def test_click_select_matches_the_library_and_adds_removes(bpy, prepared, tmp_pa
     assert np.array_equal(selected_index(obj), library_rows(s.work, cam, [other]))  # unchanged
 
 
+def test_a_split_instance_says_part_of_it_in_the_status(bpy, prepared):
+    """A click and a ctrl-click on one instance of the finest level: the selection is the library's 3D
+    split of it, and the status line says a part of the instance is selected (a plain click's does not)."""
+    from gs_core.engine import project
+    from gs_core.pipeline.segment import load_levels
+    from gs_core.pipeline.workdir import WorkDir
+    from gs_core.query import pixel_labels, pixel_weights
+    from gs_core.scene import GaussianScene
+
+    obj, s = prepared
+    s["level"] = 0.0
+    wd = WorkDir(s.work)
+    cam, levels, scene = wd.cameras()[0], load_levels(wd), GaussianScene.load(wd.scene_path)
+    proj = project(scene.to_gaussians(), cam)
+    grid = np.stack(np.meshgrid(np.arange(2, cam.width, 4), np.arange(2, cam.height, 4)), -1).reshape(-1, 2)
+    owner = pixel_labels(proj, levels.labels[0].astype(np.int64), grid)
+    big = int(np.bincount(owner[owner >= 0]).argmax())
+    on = grid[owner == big]
+    i, j = np.unravel_index(np.argmax(np.linalg.norm(on[:, None] - on[None], axis=-1)), (len(on), len(on)))
+    pos, neg = tuple(int(v) for v in on[i]), tuple(int(v) for v in on[j])
+    assert click(bpy, cam, pos) == {'FINISHED'}
+    assert f"(instance {big} at" in s.status and "part of" not in s.status
+    assert click(bpy, cam, neg, 'REMOVE') == {'FINISHED'}
+    expected = levels.from_clicks(0.0, pixel_weights(proj, np.array([pos])), pixel_weights(proj, np.array([neg])),
+                                  means=scene.means)
+    got = selected_index(obj)
+    assert np.array_equal(got, np.flatnonzero(expected.selected)) and 0 < len(got) < int((levels.labels[0] == big).sum())
+    assert s.status.startswith(f"{len(got):,} splats selected (part of instance {big} at granularity 0.00")
+
+
+def test_status_line_names_a_part_only_when_the_server_says_so(bpy):
+    from blender_addon.segmentation import status_line
+
+    whole = {"instances": [3, 5], "level": 0.5}
+    assert status_line(1200, whole, 0.2) == "1,200 splats selected (instances 3, 5 at granularity 0.50)"
+    assert status_line(7, {**whole, "partial": True}, 0.2) == "7 splats selected (part of instances 3, 5 at granularity 0.50)"
+    assert status_line(0, {"instances": []}, 0.25) == "0 splats selected (instances none at granularity 0.25)"
+
+
 def test_granularity_is_monotonic_and_separate_takes_the_selection(bpy, prepared):
     from gs_core.pipeline.workdir import WorkDir
 

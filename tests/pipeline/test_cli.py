@@ -213,6 +213,33 @@ def test_a_shell_click_starts_no_torch(work, tmp_path):
 
 
 @slow
+def test_query_negative_click_in_the_same_finest_instance_selects_a_part(work, tmp_path, capsys):
+    """--pixel and --negative on one instance of the finest level: the library's 3D split of it (by the
+    splats' centres), and the message says a part was selected."""
+    import gs_core.query as query
+    from gs_core.engine import project
+    from gs_core.pipeline.segment import load_levels
+    from gs_core.pipeline.workdir import WorkDir
+
+    wd = WorkDir(work, must_exist=True)
+    cam, levels, scene = wd.cameras()[1], load_levels(wd), GaussianScene.load(work / "scene.ply")
+    proj = project(scene.to_gaussians(), cam)
+    grid = np.stack(np.meshgrid(np.arange(2, cam.width, 4), np.arange(2, cam.height, 4)), -1).reshape(-1, 2)
+    owner = query.pixel_labels(proj, levels.labels[0].astype(np.int64), grid)
+    on = grid[owner == np.bincount(owner[owner >= 0]).argmax()]
+    i, j = np.unravel_index(np.argmax(np.linalg.norm(on[:, None] - on[None], axis=-1)), (len(on), len(on)))
+    expected = levels.from_clicks(0.0, query.pixel_weights(proj, on[i][None]), query.pixel_weights(proj, on[j][None]),
+                                  means=scene.means)
+    assert expected.partial and expected.selected.any()
+    out = tmp_path / "part.npy"
+    capsys.readouterr()
+    assert main(["query", str(work), "--view", cam.name, "--level", "0", "--pixel", *map(str, on[i]),
+                 "--negative", *map(str, on[j]), "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), expected.selected)
+    assert "in part of 1 instance(s)" in capsys.readouterr().out
+
+
+@slow
 def test_query_view_mask(work, tmp_path, capsys):
     """A reference mask (an instance of the view's consistent map) selects that instance; without
     --level the fitted granularity selects nearly the same Gaussians."""

@@ -98,3 +98,24 @@ def test_hard_world_is_deterministic(hard_world):
     assert np.array_equal(again.scene.means, hard_world.scene.means)
     plain = make_world(SynthConfig.sized("tiny", layout="tabletop", seed=0))
     assert not {"shelf", "apple", "cable"} & {o.category for o in plain.hierarchy.objects}
+
+
+def test_artefacts_on_thin_objects_stay_at_their_scale(hard_world):
+    """Straddlers across a thin object's contacts and other objects' splats intruding into it are
+    sized by the thin object's own splats, not the desk's: wider ones would paint over it."""
+    from gs_core.synth.groundtruth import ARTEFACTS
+
+    lab, scene = hard_world.labels, hard_world.scene
+    size = np.exp(scene.log_scales[:, :2]).max(1)
+    thin = [o.id for o in hard_world.hierarchy.objects if o.category in ("pen", "pencil", "cable")]
+    assert thin
+    checked = 0
+    for o in thin:
+        own = size[lab.clean & (lab.object == o)].max()
+        spans = (lab.spans[:, 0] == o) | (lab.spans[:, 1] == o)
+        straddle = spans & (lab.artefact == ARTEFACTS.index("straddler"))
+        intrude = (lab.spans[:, 1] == o) & (lab.artefact == ARTEFACTS.index("intruder"))
+        assert (size[straddle] <= 3.0 * own * 1.0001).all(), hard_world.hierarchy.objects[o].name
+        assert (size[intrude] <= 1.5 * own * 1.0001).all(), hard_world.hierarchy.objects[o].name
+        checked += int(straddle.sum() + intrude.sum())
+    assert checked > 0
