@@ -236,3 +236,33 @@ def test_sam_masks_made_on_the_cluster_are_the_ones_made_here(cluster, tmp_path)
         with np.load(tmp_path / "plain" / "masks" / name) as a, np.load(tmp_path / "ray" / "masks" / name) as b:
             assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     _assert_same_work(tmp_path / "plain", tmp_path / "ray", same_key=False)  # the key names each WORK's mask files
+
+
+def test_association_votes_cast_on_the_cluster_are_the_ones_cast_here(ray, cluster):
+    """Eq. 3's per-view votes as tasks, stacked in view order: bitwise the matrices made here, which
+    are ``W^T votes`` without each patch's own view (dense reference)."""
+    from gs_core.methods.trace3d import GITStore, ViewGIT
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, patch_votes
+
+    rng = np.random.default_rng(3)
+    store = GITStore(300)
+    for k in range(6):
+        seen = np.sort(rng.choice(300, 200, replace=False)).astype(np.int32)
+        g = np.repeat(seen, 2)
+        p = rng.integers(0, 5 + k, len(g)).astype(np.int16)
+        w = rng.random(len(g)).astype(np.float32)
+        store.add(ViewGIT(g, p, w, seen, np.bincount(g, w, minlength=300)[seen].astype(np.float32), 5 + k))
+    grouping = rng.integers(0, 8, store.num_patches)
+    executor = RayExecutor()
+    for config, group in ((ConsistencyConfig(), None), (ConsistencyConfig(min_share=0.1, hard=False), grouping)):
+        here, there = patch_votes(store, config, group), patch_votes(store, config, group, executor)
+        for f in ("data", "indices", "indptr"):
+            assert np.array_equal(getattr(here.C, f), getattr(there.C, f))
+        assert np.array_equal(here.counts, there.counts) and np.array_equal(here.good, there.good)
+    W = store.weights(normalise=True, labelled_only=True).toarray()
+    votes = store.weights(normalise=True, labelled_only=True, hard=True).toarray()
+    C = W.T @ votes
+    view = store.patch_view
+    C[view[:, None] == view[None, :]] = 0.0
+    here = patch_votes(store)
+    assert here.C.nnz > 100 and np.allclose(here.C.toarray(), C)
