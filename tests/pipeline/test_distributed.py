@@ -162,6 +162,38 @@ def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
     assert result["instances"] > 0
     _prepare(dataset, tmp_path / "plain", "git-consistent")
     _assert_same_work(tmp_path / "plain", tmp_path / "ray")
+    kept = server.ray
+    assert kept is not None and kept.address == "local"
+    server.cmd_prepare(2, {"dataset": str(dataset), "out": str(tmp_path / "again"), "method": "git-consistent",
+                           "ray": "local"})
+    assert server.ray is kept  # one executor (and cluster) across prepares
+    _assert_same_work(tmp_path / "plain", tmp_path / "again")
+    server.close()
+    assert server.ray is None
+
+
+def test_a_ray_start_failure_is_one_line_exit_2_and_an_error_answer(ray, dataset, tmp_path, monkeypatch, capsys):
+    import io
+    import queue
+
+    from gs_core.server import Server
+    from gs_core.server_requests import Request
+
+    def fail(*a, **kw):
+        raise RuntimeError("Failed to start the GCS server.\nSee the logs in /tmp/ray")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fail)
+    assert main(["prepare", str(dataset), "--out", str(tmp_path / "w"), "--method", "git-consistent",
+                 "--ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--ray local" in err and "GCS" in err and "Traceback" not in err
+    out = io.StringIO()
+    server = Server(out, queue.Queue())
+    server.handle(Request(7, "prepare", {"dataset": str(dataset), "out": str(tmp_path / "s"),
+                                         "method": "git-consistent", "ray": "local"}))
+    answer = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert answer["id"] == 7 and answer["ok"] is False and answer["kind"] == "user" and "--ray local" in answer["error"]
 
 
 def test_prepare_in_blocks_writes_a_work_folder_the_other_commands_read(dataset, tmp_path, capsys):
