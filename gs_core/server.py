@@ -145,6 +145,7 @@ class Server:
         self._scratch: Path | None = None
         self.written: set[Path] = set()  # files the server wrote in its scratch folder (removed on exit)
         self.layer_objects: dict = {}  # splat layer file -> ((mtime, size), arrays), for render_splats
+        self.ray = None  # the RayExecutor of the last prepare with a ``ray`` field, kept for the next (its cluster)
 
     @property
     def scratch(self) -> Path:
@@ -156,7 +157,11 @@ class Server:
         return self._scratch
 
     def close(self) -> None:
-        """Remove the files the server wrote in its scratch folder, and the folder if that empties it."""
+        """Shut down the Ray cluster it started, if any; remove the files the server wrote in its scratch
+        folder, and the folder if that empties it."""
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
         if self._scratch is None:
             return
         for path in self.written:
@@ -274,10 +279,25 @@ class Server:
             self.send({"id": rid, "progress": {"stage": stage, "done": int(done), "total": int(total),
                                                "elapsed": round(time.perf_counter() - start, 3)}})
 
-        manifest = prepare(options, progress)
+        manifest = prepare(options, progress, executor=self._ray_executor(options))
         return {"work": str(options.out), "gaussians": manifest.get("gaussians"),
                 "instances": manifest.get("instances"), "seconds": manifest.get("seconds"),
                 "stages": manifest.get("stages", {}), "up_to_date": bool(manifest.get("up_to_date"))}
+
+    def _ray_executor(self, options):
+        """The executor for ``options.ray`` (None without it): the one kept from an earlier prepare with
+        the same address, so its cluster (about 15 s to start) serves every prepare of the session."""
+        from .pipeline.prepare import ray_executor
+
+        if options.ray is None:
+            return None
+        if self.ray is not None and self.ray.address != options.ray:
+            self.ray.close()
+            self.ray = None
+        executor = ray_executor(options)
+        if self.ray is None:
+            self.ray = executor
+        return self.ray
 
     def cmd_load(self, rid, args) -> dict:
         from .pipeline.segment import load_levels

@@ -8,6 +8,13 @@ single-process run. From the single-process run's stages it splits the wall time
 executor spreads (patches, traces, density control's per-view passes, view maps) and the rest (scene
 and mask loading, the association and merge tree, writing), and projects the wall time on more
 workers (Amdahl: rest + spread / workers + the measured start-up of the cluster).
+
+``--size xl`` is the synthetic city (:mod:`gs_core.synth.city`: over 2M splats, 1,000 views), which
+does not run whole: it is split into blocks (``--blocks``, default 4x4) and the blocks' Trace3D core
+runs as Ray tasks (:func:`run_block_bench`; ``--limit K`` runs the first K blocks only). Per block:
+its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; then
+the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
+(Gaussian, view) of the blocks that ran.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import resource
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +36,11 @@ SPREAD_STAGES = ("patches", "git", "density", "blocks", "view_maps")  # run on t
 
 
 def _measured(item, fn, *shared):
-    """``fn(item, *shared)`` and what it cost this worker: (result, pid, CPU s, peak RSS MB)."""
-    t = time.process_time()
+    """``fn(item, *shared)`` and what it cost this worker: (result, pid, CPU s, peak RSS MB, wall s)."""
+    t, w = time.process_time(), time.perf_counter()
     result = fn(item, *shared)
-    return result, os.getpid(), time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (result, os.getpid(), time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            time.perf_counter() - w)
 
 
 class MeasuringExecutor:
@@ -45,12 +54,14 @@ class MeasuringExecutor:
         self.bytes_out = 0
         self.bytes_in = 0
         self.tasks = 0
+        self.task_wall: dict[int, float] = {}  # item index -> seconds (of the latest map)
 
     def map(self, fn, items, *shared):
         items = list(items)
         self.bytes_out += sum(len(pickle.dumps(s, protocol=5)) for s in shared)
         self.bytes_out += sum(len(pickle.dumps(i, protocol=5)) for i in items)
-        for i, (result, pid, cpu, peak) in self.inner.map(_measured, items, fn, *shared):
+        for i, (result, pid, cpu, peak, wall) in self.inner.map(_measured, items, fn, *shared):
+            self.task_wall[i] = wall
             self.cpu[pid] = self.cpu.get(pid, 0.0) + cpu
             self.peak_mb[pid] = max(self.peak_mb.get(pid, 0.0), peak)
             self.bytes_in += len(pickle.dumps(result, protocol=5))
@@ -134,6 +145,93 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
             "projected_from_cpu_s": cpu_projection}
 
 
+def run_block_bench(dataset: Path, grid: tuple[int, int], workers: int, limit: int | None = None,
+                    say=print) -> dict:
+    """The scene of ``dataset`` split into ``grid`` blocks; the first ``limit`` blocks (all by default)
+    run :func:`~gs_core.methods.blocks.prepare_block` as Ray tasks on a local cluster of ``workers``
+    CPUs, measured; the wall time of all blocks projected on more workers."""
+    from ..dataset import Dataset
+    from ..pipeline import prepare as prep
+    from ..scene import GaussianScene
+
+    t = time.perf_counter()
+    ds = Dataset.load(dataset)
+    scene = GaussianScene.load(ds.scene_path)
+    views, stacks, _ = prep._mask_stacks(ds)
+    cameras = [ds.cameras[v] for v in views]
+    return _blocks_bench(scene, cameras, lambda k: stacks[k], grid, workers, limit, time.perf_counter() - t, say)
+
+
+def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=print, views_of=None) -> dict:
+    """:func:`run_block_bench` on ``scene`` and ``cameras`` loaded in ``load_s``; ``stack_of(k)`` is
+    view ``k``'s mask stack, asked for the views of the blocks that run only; ``views_of(views)``, when
+    given, is called first with the views those blocks need (a generator makes them then)."""
+    import ray
+
+    from ..methods.blocks import BlockConfig, prepare_block, split_blocks
+    from ..methods.trace3d import prepare_config
+    from ..methods.trace3d.git import geometry_only
+    from ..parallel import Shared
+    from ..pipeline import prepare as prep
+    from ..pipeline.distributed import RayExecutor
+
+    c = time.process_time()
+    t = time.perf_counter()
+    blocks = split_blocks(scene.means, cameras, BlockConfig(grid=grid))
+    split_s = time.perf_counter() - t
+    driver_cpu = time.process_time() - c
+    say(f"{len(scene)} splats, {len(cameras)} views loaded in {load_s:.1f} s; {len(blocks)} blocks in {split_s:.1f} s "
+        f"(Gaussians with overlap {min(len(b.rows) for b in blocks)}-{max(len(b.rows) for b in blocks)}, views "
+        f"{min(len(b.views) for b in blocks)}-{max(len(b.views) for b in blocks)})")
+    run = blocks[:limit] if limit else blocks
+    if views_of is not None:
+        views_of(sorted({int(v) for b in run for v in b.views}))
+    config = replace(prepare_config(prep.PrepareOptions(Path("unused"), Path("unused"), method="git-consistent")),
+                     density=None)
+    items = [(b, [cameras[v] for v in b.views], [stack_of(v) for v in b.views]) for b in run]
+    t = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30)
+    started = time.perf_counter() - t
+    try:
+        measuring = MeasuringExecutor(RayExecutor())
+        list(measuring.map(_noop, range(workers)))
+        measuring = MeasuringExecutor(RayExecutor())
+        t = time.perf_counter()
+        labels = dict(measuring.map(prepare_block, items, Shared(geometry_only(scene)), config))
+        wall = time.perf_counter() - t
+    finally:
+        ray.shutdown()
+    rows = [{"block": b.index, "gaussians": len(b.rows), "views": len(b.views), "wall_s": measuring.task_wall[j],
+             "instances": int(len(np.unique(labels[j][labels[j] >= 0])))} for j, b in enumerate(run)]
+    for r in rows:
+        say(f"block {r['block']}: {r['gaussians']} Gaussians, {r['views']} views, {r['wall_s']:.1f} s, "
+            f"{r['instances']} instances")
+    say(f"{len(run)} of {len(blocks)} blocks on {workers} workers: {wall:.1f} s wall (cluster start {started:.1f} s "
+        f"not included), worker CPU {', '.join(f'{v:.1f}' for v in sorted(measuring.cpu.values(), reverse=True))} s, "
+        f"worker peak RSS {', '.join(f'{v:.0f}' for v in sorted(measuring.peak_mb.values(), reverse=True))} MB, "
+        f"{measuring.bytes_out / 2**20:.1f} MB to / {measuring.bytes_in / 2**20:.1f} MB from workers")
+    # a block's time grows with its (Gaussians x views): seconds per unit from the blocks that ran
+    work = np.array([len(b.rows) * len(b.views) for b in blocks], np.float64)
+    rate = sum(r["wall_s"] for r in rows) / max(sum(r["gaussians"] * r["views"] for r in rows), 1)
+    per_block = work * rate
+    driver = load_s + split_s
+    projection = {}
+    for n in (1, 2, 8, 32, 128):  # longest-first onto n workers
+        loads = np.zeros(min(n, len(blocks)))
+        for w in np.sort(per_block)[::-1]:
+            loads[loads.argmin()] += w
+        projection[n] = driver + float(loads.max())
+    say(f"all {len(blocks)} blocks projected: " + ", ".join(f"{n} workers {s:.0f} s" for n, s in projection.items())
+        + f" (driver: loading and splitting {driver:.0f} s; longest block {per_block.max():.0f} s)")
+    return {"grid": list(grid), "workers": workers, "gaussians": len(scene), "views": len(cameras), "blocks_total": len(blocks),
+            "blocks": [{"gaussians": len(b.rows), "views": len(b.views)} for b in blocks], "ran": rows,
+            "wall_s": wall, "cluster_start_s": started, "load_s": load_s, "split_s": split_s,
+            "driver_cpu_s": driver_cpu, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
+            "worker_peak_rss_mb": sorted(measuring.peak_mb.values(), reverse=True),
+            "bytes_to_workers": measuring.bytes_out, "bytes_from_workers": measuring.bytes_in,
+            "seconds_per_gaussian_view": rate, "projected_wall_s": projection}
+
+
 def _noop(item):
     import gs_core.methods.trace3d.git  # noqa: F401  (the imports a real task pays once per worker)
 
@@ -141,9 +239,13 @@ def _noop(item):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large"],
-                        help="the synthetic room (large: ~300k splats, 200 views)")
-    parser.add_argument("--layout", default="room", choices=["room", "tabletop"])
+    parser.add_argument("--size", default="medium", choices=["tiny", "small", "medium", "large", "xl"],
+                        help="the synthetic room (large: ~300k splats, 200 views); xl: the city (2M+ splats, 1,000+ "
+                             "views), run in blocks")
+    parser.add_argument("--layout", default="room", choices=["room", "tabletop", "city"],
+                        help="city: the synthetic city at --size tiny or xl, run in blocks")
+    parser.add_argument("--limit", type=int, default=None, metavar="K",
+                        help="city: run the first K blocks only (the projection still covers them all)")
     parser.add_argument("--method", default="trace3d", choices=["trace3d", "git-consistent"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts to run")
     parser.add_argument("--blocks", default=None, metavar="NXxNY", help="prepare in blocks (as prepare --blocks)")
@@ -157,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.prepare import _grid
 
     require_ray()
+    if args.size == "xl" or args.layout == "city":
+        return _run_city(args)
     blocks = _grid(args.blocks) if args.blocks else None
     if blocks is not None and args.method != "git-consistent":
         raise UserError("--blocks runs the Trace3D core without density control: use --method git-consistent")
@@ -175,4 +279,51 @@ def run(args: argparse.Namespace) -> int:
             args.out.write_text(json.dumps(result, indent=1, default=float))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def _run_city(args: argparse.Namespace) -> int:
+    """``--size xl`` / ``--layout city``: the city made in memory, only the views of the blocks that run
+    rendered and their masks simulated (``--limit``); or an existing ``--dataset`` loaded."""
+    from ..errors import UserError
+    from ..pipeline.prepare import _grid
+
+    if args.size not in ("tiny", "xl"):
+        raise UserError(f"--layout city: --size tiny or xl, not {args.size}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: at least one block")
+    grid = _grid(args.blocks) if args.blocks else ((4, 4) if args.size == "xl" else (2, 1))
+    if args.dataset is not None:
+        result = run_block_bench(args.dataset, grid, max(args.workers), args.limit)
+    else:
+        from ..synth import MaskNoise, simulate_masks
+        from ..synth.city import CITY_SIZES, make_city, render_city_view
+        from ..synth.writer import mask_rng
+
+        config, noise = CITY_SIZES[args.size], MaskNoise.level(0.5)
+        t, c = time.perf_counter(), time.process_time()
+        world = make_city(config)
+        made = time.perf_counter() - t
+        print(f"made the {args.size} city: {len(world.scene)} splats, {len(world.hierarchy.objects)} objects, "
+              f"{len(world.train_cameras)} training views, in {made:.1f} s")
+        stacks: dict[int, np.ndarray] = {}
+        rendered: dict = {}
+
+        def views_of(views: list[int]) -> None:
+            gaussians = world.scene.to_gaussians()
+            t, c = time.perf_counter(), time.process_time()
+            for k in views:
+                view = render_city_view(world, gaussians, world.train_cameras[k], config.view_radius)
+                stacks[k] = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise,
+                                           mask_rng(config.seed, k)).masks
+            rendered.update(views=len(views), wall_s=time.perf_counter() - t, cpu_s=time.process_time() - c)
+            print(f"rendered {len(views)} views and simulated their masks in {rendered['wall_s']:.1f} s wall "
+                  f"({rendered['wall_s'] / max(len(views), 1):.2f} s a view), peak RSS "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+        result = _blocks_bench(world.scene, world.train_cameras, stacks.__getitem__, grid, max(args.workers),
+                               args.limit, made, views_of=views_of)
+        result["generation"] = {"make_s": made, **rendered}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1, default=float))
     return 0

@@ -63,8 +63,12 @@ class RayExecutor:
                 kwargs.update(num_cpus=self._num_cpus or os.cpu_count(), object_store_memory=self._store)
             try:
                 ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserError(f"--ray {address}: cannot connect to a Ray cluster there ({exc})") from None
+            except Exception as exc:  # Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
+                if ray.is_initialized():
+                    ray.shutdown()
+                what = "cannot start a local Ray cluster" if address == LOCAL else "cannot connect to a Ray cluster there"
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UserError(f"--ray {address}: {what} ({first})") from None
             self._owns = True
         self._task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_call)
         if self._on_connect is not None:
@@ -101,9 +105,14 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref)
 
+    @property
+    def address(self) -> str:
+        return self._address
+
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+        self._owns, self._task = False, None
 
     def __enter__(self) -> "RayExecutor":
         return self

@@ -173,15 +173,23 @@ def prepare(options: PrepareOptions, progress=None, log=print, executor=None) ->
     (:mod:`gs_core.parallel`; default: a RayExecutor with ``options.ray``, else here)."""
     if executor is not None or options.ray is None:  # where the per-view steps run is not in the key
         return _prepare(options, progress, log, executor)
-    if options.device != "cpu":
-        raise UserError("--ray: the per-view steps run on the cluster's CPU workers; use --device cpu with --ray")
-    from .distributed import RayExecutor
-
-    owned = RayExecutor(options.ray, on_connect=lambda ex: log(f"--ray {options.ray}: {ex.workers} CPUs"))
+    owned = ray_executor(options, log)
     try:
         return _prepare(options, progress, log, owned)
     finally:
         owned.close()
+
+
+def ray_executor(options: PrepareOptions, log=None):
+    """The :class:`~gs_core.pipeline.distributed.RayExecutor` for ``options.ray`` (it connects on first
+    use), after checking the options allow one: a one-line error otherwise. The server keeps it across
+    prepares; ``prepare`` without an ``executor`` makes one per run."""
+    if options.device != "cpu":
+        raise UserError("--ray: the per-view steps run on the cluster's CPU workers; use --device cpu with --ray")
+    from .distributed import RayExecutor
+
+    say = (lambda ex: log(f"--ray {options.ray}: {ex.workers} CPUs")) if log is not None else None
+    return RayExecutor(options.ray, on_connect=say)
 
 
 def _prepare(options: PrepareOptions, progress, log, executor) -> dict:

@@ -39,6 +39,16 @@ def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRe
     root = Path(root)
     if len(views) != len(world.cameras):
         raise ValueError(f"{len(views)} views for {len(world.cameras)} cameras")
+    write_header(root, world)
+    sources = {}
+    for k, view in enumerate(views):
+        sources.update(write_view(root, world, k, view, noise))
+    write_meta(root, world, noise, sources)
+    return root
+
+
+def write_header(root: Path, world: SynthWorld) -> None:
+    """The folders, scene.ply and the COLMAP model: what comes before the views."""
     for sub in ("images", "masks", "gt", *(f"gt/{level}" for level in (*LEVELS, "depth"))):
         (root / sub).mkdir(parents=True, exist_ok=True)
     world.scene.save(root / "scene.ply")
@@ -46,20 +56,26 @@ def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRe
     sample = np.random.default_rng(world.config.seed).permutation(clean)[:COLMAP_POINTS]
     write_colmap_text(root / "sparse" / "0", world.cameras, [c.name for c in world.cameras],
                       points=(world.scene.means[sample], world.scene.base_colors[sample] * 255))
-    sources = {}
-    for k, view in enumerate(views):
-        name = view.camera.name
-        stem = Path(name).stem
-        Image.fromarray(np.round(view.rgb * 255).astype(np.uint8)).save(root / "images" / name)
-        for level in LEVELS:
-            write_label_png(root / "gt" / level / f"{stem}.png", getattr(view, level))
-        Image.fromarray(np.round(view.depth * 1000).clip(0, 65535).astype(np.uint16)).save(
-            root / "gt" / "depth" / f"{stem}.png")
-        if k < len(world.train_cameras):
-            sim = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise,
-                                 mask_rng(world.config.seed, k))
-            save_mask_stack(root / "masks" / f"{stem}.npz", sim.masks, sim.scores)
-            sources[stem] = [[s.kind, list(s.ids), s.parent] for s in sim.sources]
+
+
+def write_view(root: Path, world: SynthWorld, k: int, view: ViewRender, noise: MaskNoise) -> dict:
+    """View ``k``'s image, GT maps and (training views) simulated masks; -> its mask sources by stem."""
+    name = view.camera.name
+    stem = Path(name).stem
+    Image.fromarray(np.round(view.rgb * 255).astype(np.uint8)).save(root / "images" / name)
+    for level in LEVELS:
+        write_label_png(root / "gt" / level / f"{stem}.png", getattr(view, level))
+    Image.fromarray(np.round(view.depth * 1000).clip(0, 65535).astype(np.uint16)).save(
+        root / "gt" / "depth" / f"{stem}.png")
+    if k >= len(world.train_cameras):
+        return {}
+    sim = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise, mask_rng(world.config.seed, k))
+    save_mask_stack(root / "masks" / f"{stem}.npz", sim.masks, sim.scores)
+    return {stem: [[s.kind, list(s.ids), s.parent] for s in sim.sources]}
+
+
+def write_meta(root: Path, world: SynthWorld, noise: MaskNoise, sources: dict, extra: dict | None = None) -> None:
+    """gt/gaussians.npz and gt/scene.json: what comes after the views."""
     counts = np.bincount(world.labels.artefact, minlength=len(ARTEFACTS))
     meta = {
         "format": FORMAT,
@@ -69,10 +85,10 @@ def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRe
         "hierarchy": world.hierarchy.to_json(),
         "artefacts": {kind: int(n) for kind, n in zip(ARTEFACTS, counts)},
         "mask_sources": sources,
+        **(extra or {}),
     }
     world.labels.save(root / "gt" / "gaussians.npz")
     (root / "gt" / "scene.json").write_text(json.dumps(meta, indent=1))
-    return root
 
 
 def build_dataset(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise, *, backend: str = "auto",

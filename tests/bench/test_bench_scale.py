@@ -21,3 +21,25 @@ def test_measuring_executor_passes_results_through_and_counts_bytes_and_tasks():
     assert measuring.bytes_out == len(pickle.dumps(shared, protocol=5)) + sum(len(pickle.dumps(i, protocol=5))
                                                                               for i in (3, 5, 7))
     assert measuring.bytes_in == 3 * len(pickle.dumps(np.float64(9.0), protocol=5))
+
+
+def test_bench_scale_runs_a_limited_number_of_city_blocks(tmp_path, capsys):
+    """The plumbing of ``bench scale --size xl`` on the tiny city: one of its two blocks runs."""
+    import json
+
+    import pytest
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'gs-core[ray]')")
+    from gs_core.cli import main
+
+    out = tmp_path / "scale.json"
+    assert main(["bench", "scale", "--layout", "city", "--size", "tiny", "--workers", "1", "--limit", "1",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["blocks_total"] == 2 and len(result["ran"]) == 1
+    ran = result["ran"][0]
+    assert ran["gaussians"] > 0 and ran["views"] > 0 and ran["instances"] > 0
+    assert result["generation"]["views"] == ran["views"]  # only the views of the block that ran were made
+    assert result["bytes_to_workers"] > 0 and result["bytes_from_workers"] > 0 and result["worker_peak_rss_mb"]
+    assert set(result["projected_wall_s"]) == {"1", "2", "8", "32", "128"}
+    assert "projected" in capsys.readouterr().out

@@ -162,6 +162,38 @@ def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
     assert result["instances"] > 0
     _prepare(dataset, tmp_path / "plain", "git-consistent")
     _assert_same_work(tmp_path / "plain", tmp_path / "ray")
+    kept = server.ray
+    assert kept is not None and kept.address == "local"
+    server.cmd_prepare(2, {"dataset": str(dataset), "out": str(tmp_path / "again"), "method": "git-consistent",
+                           "ray": "local"})
+    assert server.ray is kept  # one executor (and cluster) across prepares
+    _assert_same_work(tmp_path / "plain", tmp_path / "again")
+    server.close()
+    assert server.ray is None
+
+
+def test_a_ray_start_failure_is_one_line_exit_2_and_an_error_answer(ray, dataset, tmp_path, monkeypatch, capsys):
+    import io
+    import queue
+
+    from gs_core.server import Server
+    from gs_core.server_requests import Request
+
+    def fail(*a, **kw):
+        raise RuntimeError("Failed to start the GCS server.\nSee the logs in /tmp/ray")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fail)
+    assert main(["prepare", str(dataset), "--out", str(tmp_path / "w"), "--method", "git-consistent",
+                 "--ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--ray local" in err and "GCS" in err and "Traceback" not in err
+    out = io.StringIO()
+    server = Server(out, queue.Queue())
+    server.handle(Request(7, "prepare", {"dataset": str(dataset), "out": str(tmp_path / "s"),
+                                         "method": "git-consistent", "ray": "local"}))
+    answer = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert answer["id"] == 7 and answer["ok"] is False and answer["kind"] == "user" and "--ray local" in answer["error"]
 
 
 def test_prepare_in_blocks_writes_a_work_folder_the_other_commands_read(dataset, tmp_path, capsys):
@@ -236,3 +268,33 @@ def test_sam_masks_made_on_the_cluster_are_the_ones_made_here(cluster, tmp_path)
         with np.load(tmp_path / "plain" / "masks" / name) as a, np.load(tmp_path / "ray" / "masks" / name) as b:
             assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     _assert_same_work(tmp_path / "plain", tmp_path / "ray", same_key=False)  # the key names each WORK's mask files
+
+
+def test_association_votes_cast_on_the_cluster_are_the_ones_cast_here(ray, cluster):
+    """Eq. 3's per-view votes as tasks, stacked in view order: bitwise the matrices made here, which
+    are ``W^T votes`` without each patch's own view (dense reference)."""
+    from gs_core.methods.trace3d import GITStore, ViewGIT
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, patch_votes
+
+    rng = np.random.default_rng(3)
+    store = GITStore(300)
+    for k in range(6):
+        seen = np.sort(rng.choice(300, 200, replace=False)).astype(np.int32)
+        g = np.repeat(seen, 2)
+        p = rng.integers(0, 5 + k, len(g)).astype(np.int16)
+        w = rng.random(len(g)).astype(np.float32)
+        store.add(ViewGIT(g, p, w, seen, np.bincount(g, w, minlength=300)[seen].astype(np.float32), 5 + k))
+    grouping = rng.integers(0, 8, store.num_patches)
+    executor = RayExecutor()
+    for config, group in ((ConsistencyConfig(), None), (ConsistencyConfig(min_share=0.1, hard=False), grouping)):
+        here, there = patch_votes(store, config, group), patch_votes(store, config, group, executor)
+        for f in ("data", "indices", "indptr"):
+            assert np.array_equal(getattr(here.C, f), getattr(there.C, f))
+        assert np.array_equal(here.counts, there.counts) and np.array_equal(here.good, there.good)
+    W = store.weights(normalise=True, labelled_only=True).toarray()
+    votes = store.weights(normalise=True, labelled_only=True, hard=True).toarray()
+    C = W.T @ votes
+    view = store.patch_view
+    C[view[:, None] == view[None, :]] = 0.0
+    here = patch_votes(store)
+    assert here.C.nnz > 100 and np.allclose(here.C.toarray(), C)

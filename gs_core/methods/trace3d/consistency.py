@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from ...parallel import Executor, Shared, run_all
 from .git import GITStore
 
 
@@ -165,7 +166,7 @@ class PatchVotes:
 
 
 def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                grouping: np.ndarray | None = None) -> PatchVotes:
+                grouping: np.ndarray | None = None, executor: Executor | None = None) -> PatchVotes:
     """``C = W^T W`` of the module docstring without each patch's own view, from a subset of at most
     ``config.max_gaussians`` Gaussians.
 
@@ -178,6 +179,10 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     of two patches is a sum of products of two distributions, so dropping shares below ``e`` lowers
     it by at most ``2 e``. A small share shrinks the entries of a large room but moves panoptic
     mIoU of the small benchmark rooms (docs/benchmarks.md), so the default keeps every vote.
+
+    The rows of each view (the votes its patches receive from the other views) are
+    :func:`view_votes`, run on ``executor`` and stacked in view order: the same matrices wherever
+    they ran.
 
     Args:
         grouping: [P] int instance id of each global patch, or None for the raw patches.
@@ -195,24 +200,46 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     L = (W @ B)  # [n, V]: 1 where labelled in the view (rows of a view block sum to 1)
     L.data[:] = 1.0
     mass = np.asarray(W.sum(axis=0)).ravel()  # [P]
-    counts = np.asarray((W.T @ L).todense())  # [P, V]
-    C = (W.T @ votes).tocoo()  # [P, P]
-    del W, votes, L
-    col_view = view
+    col_view, cols = view, None
     if grouping is not None:  # columns summed per (view, instance): the merged maps' patches
         key = view.astype(np.int64) * (int(grouping.max()) + 1) + grouping
         cols = np.unique(key, return_inverse=True)[1].ravel()
         col_view = np.zeros(int(cols.max()) + 1, np.int64)
         col_view[cols] = view
-        C = sp.csr_matrix((C.data, (C.row, cols[C.col])), shape=(P, len(col_view))).tocoo()  # sums duplicates
-    keep = view[C.row] != col_view[C.col]
-    if config.min_share > 0:
-        keep &= C.data >= config.min_share * counts[C.row, col_view[C.col]]
-    C_other = sp.csr_matrix((C.data[keep], (C.row[keep], C.col[keep])), shape=C.shape)
-    del C, keep
-    counts[np.arange(P), view] = 0.0
+    offsets = store.offsets
+    shared = Shared((W.T.tocsr(), votes.tocsr(), L.tocsr(), view, col_view, cols, config.min_share))
+    del W, votes, L
+    blocks = run_all(executor, view_votes, [(int(offsets[k]), int(offsets[k + 1])) for k in range(V)], shared)
+    del shared
+    if blocks:
+        C_other = sp.vstack([c for c, _ in blocks], format="csr")
+        counts = np.concatenate([n for _, n in blocks])
+    else:
+        C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
+    del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
     return PatchVotes(C_other, counts, good, mass)
+
+
+def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np.ndarray]:
+    """One view's rows ``lo:hi`` of :func:`patch_votes`' ``C`` (own view's columns dropped) and of
+    its ``counts`` (own view zeroed): a pure function of the view's patch range and of the shared
+    ``(W^T [P, n] csr, votes [n, P] csr, L [n, V] csr, view [P], col_view [Q], cols [P] | None,
+    min_share)``. Each row is computed as in the product of the whole matrices, so stacking the
+    views' rows in view order gives them bitwise. -> (C rows [hi - lo, Q] csr, counts [hi - lo, V])."""
+    lo, hi = rows
+    Wt, votes, L, view, col_view, cols, min_share = shared.value
+    Wv = Wt[lo:hi]
+    counts = np.asarray((Wv @ L).todense())  # [p, V]
+    C = (Wv @ votes).tocoo()  # [p, P]
+    if cols is not None:
+        C = sp.csr_matrix((C.data, (C.row, cols[C.col])), shape=(hi - lo, len(col_view))).tocoo()  # sums duplicates
+    keep = view[lo + C.row] != col_view[C.col]
+    if min_share > 0:
+        keep &= C.data >= min_share * counts[C.row, col_view[C.col]]
+    C_other = sp.csr_matrix((C.data[keep], (C.row[keep], C.col[keep])), shape=C.shape)
+    counts[np.arange(hi - lo), view[lo:hi]] = 0.0
+    return C_other, counts
 
 
 def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
@@ -491,7 +518,8 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                         progress: Callable[[str, int, int], None] | None = None) -> ConsistentInstances:
+                         progress: Callable[[str, int, int], None] | None = None,
+                         executor: Executor | None = None) -> ConsistentInstances:
     """Merge tree, global ids (cut at ``theta``) and per-Gaussian ids of a traced scene.
 
     The first pass scores raw patches; each further pass scores them on the maps merged by the
@@ -502,12 +530,13 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     order, :func:`merge_within_views`) and the merged patches are then associated across views:
     the cross-view numerator then has (merged patches)^2 entries at most instead of (patches)^2 (on a
     large scene the latter outgrows memory: docs/benchmarks.md). Merges below ``theta`` inside a
-    view are then not in the tree, so finer cuts than ``theta`` split fewer parts."""
+    view are then not in the tree, so finer cuts than ``theta`` split fewer parts. ``executor`` runs
+    the per-view votes (:func:`view_votes`)."""
     patch_ids = None
     view = store.patch_view
     say = progress or (lambda stage, done, total: None)
     for _ in range(max(1, config.iterations)):
-        votes = patch_votes(store, config, patch_ids)
+        votes = patch_votes(store, config, patch_ids, executor)
         if store.num_patches > config.views_first_above:
             within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
             merged = within.cut(config.theta)

@@ -121,7 +121,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
             stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
             stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
-        inst = (consistent_instances(store, config.consistency, say)
+        inst = (consistent_instances(store, config.consistency, say, executor)
                 if config.consistent else _per_view_ids(store))
         stages["consistency"] = stages.get("consistency", 0.0) + time.perf_counter() - t
         info = {"visible_pairs": store.visible_pairs, "git_bytes": store.nbytes,
