@@ -36,6 +36,17 @@ class InstancePatches:
     def mask_patches(self, m: int) -> np.ndarray:  # -> [k] patch ids making up kept mask m
         return np.flatnonzero(self.membership[:, m])
 
+    def roots(self) -> np.ndarray:  # -> [p] int64
+        """Each patch's root: the kept mask of largest area covering it (ties: the first in the
+        stack). Two patches with one root lie inside one mask of the view (a part and its object,
+        two objects and their group); two with different roots are cut apart at every level the
+        view's masks give."""
+        if self.num_patches == 0:
+            return np.zeros(0, np.int64)
+        mask_area = self.membership.T.astype(np.int64) @ self.areas  # [M] pixels per kept mask
+        order = np.argsort(-mask_area, kind="stable")  # largest first
+        return order[np.argmax(self.membership[:, order], axis=1)].astype(np.int64)
+
 
 def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatches:
     """Cut a mask stack ``masks`` [M, H, W] bool into disjoint patches (Trace3D Sec. 3.2).

@@ -120,3 +120,22 @@ def test_scaled_min_area():
     masks[0, :10, :9] = True  # 90 px < 96: dropped
     masks[1, 500:510, :10] = True  # 100 px: kept
     assert make_patches(masks).kept_masks.tolist() == [1]
+
+
+def test_roots_are_the_largest_mask_covering_each_patch():
+    """A part inside its object inside a group: every patch's root is the group; a mask apart from
+    them is its own root; two masks that only overlap keep their own roots outside the overlap."""
+    masks = np.zeros((5, 8, 12), bool)
+    masks[0, 0:8, 0:6] = True  # group (48 px)
+    masks[1, 1:7, 1:5] = True  # object inside it (24 px)
+    masks[2, 2:4, 2:4] = True  # part inside the object (4 px)
+    masks[3, 0:3, 7:12] = True  # apart (15 px)
+    masks[4, 2:6, 9:12] = True  # overlaps mask 3 (12 px)
+    p = make_patches(masks, min_area=1)
+    roots = p.roots()
+    assert roots.shape == (p.num_patches,) and roots.dtype == np.int64
+    root_at = lambda y, x: roots[p.patch_map[y, x]]  # noqa: E731
+    assert root_at(2, 2) == root_at(1, 1) == root_at(0, 0) == 0  # part, object, group: one root
+    assert root_at(0, 8) == 3 and root_at(2, 10) == 3  # the overlap goes to the larger mask
+    assert root_at(5, 10) == 4  # mask 4 outside the overlap
+    assert make_patches(np.zeros((0, 4, 4), bool)).roots().shape == (0,)

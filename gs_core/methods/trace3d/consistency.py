@@ -45,6 +45,7 @@ class ConsistencyConfig:
     max_gaussians: int = 200_000  # statistics from a random subset of at most this many Gaussians
     min_share: float = 0.0  # votes below this share of a patch's mass in another view are dropped (patch_votes)
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
+    separation: float | None = None  # merged share of views below which a seen gap keeps two clusters apart (agglomerate)
     seed: int = 0
 
 
@@ -112,6 +113,8 @@ class PatchStatistics:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P] soft number of Gaussians per patch
+    own: np.ndarray | None = None  # [P, V] float32: 1 in the patch's own view (for ConsistencyConfig.separation)
+    roots: list | None = None  # [P] int64 arrays: the patch's roots (InstancePatches.roots, ids unique across views)
 
     def pairs(self) -> np.ndarray:  # [P, P] number of (Ga, Gb, v) triples (dense: small scenes and tests)
         return self.counts @ self.counts.T
@@ -136,12 +139,16 @@ class PatchVotes:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P]
+    own: np.ndarray | None = None  # [P, V] float32: patches of the row's cluster in each view
+    roots: list | None = None  # [P] int64 arrays: the roots of the row's patches (ids unique across views)
 
     def statistics(self, rows: np.ndarray | None = None) -> PatchStatistics:
         """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves."""
         C = self.C if rows is None else self.C[rows]
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass))
+        own = None if self.own is None else pick(self.own)
+        roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
+        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -149,11 +156,17 @@ class PatchVotes:
         P = len(clusters)
         Z = sp.csr_matrix((np.ones(P), (np.arange(P), clusters)), shape=(P, int(clusters.max()) + 1))
         C = (Z.T @ self.C @ Z).tocsr() if self.C.shape[1] == P else (Z.T @ self.C).tocsr()
-        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass)
+        own = None if self.own is None else (Z.T @ self.own).astype(np.float32)
+        roots = None
+        if self.roots is not None:
+            roots = [np.zeros(0, np.int64) for _ in range(int(clusters.max()) + 1)]
+            for p in range(P):
+                roots[clusters[p]] = np.union1d(roots[clusters[p]], self.roots[p])
+        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots)
 
 
 def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                grouping: np.ndarray | None = None) -> PatchVotes:
+                grouping: np.ndarray | None = None, roots: np.ndarray | None = None) -> PatchVotes:
     """``C = W^T W`` of the module docstring without each patch's own view, from a subset of at most
     ``config.max_gaussians`` Gaussians.
 
@@ -165,7 +178,10 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     other view: the spill of soft boundary weights onto neighbouring patches. Each view's agreement
     of two patches is a sum of products of two distributions, so dropping shares below ``e`` lowers
     it by at most ``2 e``. 0.02 halves the entries on a 200-view room (48M -> 21M) but moves panoptic
-    mIoU of the small benchmark rooms by up to a point, so the default keeps every vote."""
+    mIoU of the small benchmark rooms by up to a point, so the default keeps every vote.
+
+    ``roots`` [P] (each patch's root mask, ids unique across views: :meth:`InstancePatches.roots`)
+    lets ``config.separation`` tell a gap the view's masks see from a split inside one of its masks."""
     n = store.num_gaussians
     rows = None
     if n > config.max_gaussians:
@@ -196,14 +212,17 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     del C, keep
     counts[np.arange(P), view] = 0.0
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    return PatchVotes(C_other, counts, good, mass)
+    own = np.zeros((P, V), np.float32)
+    own[np.arange(P), view] = 1.0
+    root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
+    return PatchVotes(C_other, counts, good, mass, own, root_rows)
 
 
 def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                     grouping: np.ndarray | None = None) -> PatchStatistics:
+                     grouping: np.ndarray | None = None, roots: np.ndarray | None = None) -> PatchStatistics:
     """Eq. 3 numerators, pair counts and supports of all global patch pairs (module docstring,
     :func:`patch_votes`)."""
-    return patch_votes(store, config, grouping).statistics()
+    return patch_votes(store, config, grouping, roots).statistics()
 
 
 def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
@@ -231,6 +250,22 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     P = num.shape[0]
     counts = stats.counts.astype(np.float64, copy=True)
     good = stats.good.astype(np.float64, copy=True)
+    separation = config.separation
+    if separation is not None:
+        if stats.own is None:
+            raise ValueError("ConsistencyConfig.separation needs the statistics' own views (PatchVotes.statistics)")
+        own = (stats.own > 0).astype(np.float64)  # [P, V] views where the cluster has a patch of its own
+        seen = ((stats.own > 0) | (stats.good > 0)).astype(np.float64)  # ... or is well labelled
+        own_view = own.argmax(1)
+        root_of = ([set(r.tolist()) for r in stats.roots] if stats.roots is not None else None)
+        root_view = {} if root_of is None else {int(r): int(own_view[p]) for p in range(P) for r in root_of[p]}
+
+        def shared_views(i: int, ids: np.ndarray) -> np.ndarray:  # views where a root holds both
+            if root_of is None or not root_of[i]:
+                return np.zeros(len(ids))
+            mine = root_of[i]
+            return np.array([len({root_view[r] for r in mine & root_of[k]}) if root_of[k] else 0 for k in ids],
+                            np.float64)
     diag = num.diagonal().astype(np.float64)
     cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     members = [[p] for p in range(P)]
@@ -264,6 +299,12 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim[ids])
+        if separation is not None:  # share of the views seeing both that do not cut them apart
+            both = (seen @ seen[i])[ids]
+            apart = (own @ own[i])[ids] - shared_views(i, ids)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
+            r = np.minimum(r, config.theta * merged / separation)
         r[(np.rint(sup) < config.min_views) | (den <= 0) | ~np.isfinite(r)] = -np.inf
         return r
 
@@ -303,6 +344,12 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
+        if separation is not None:
+            own[a] = np.maximum(own[a], own[b])
+            seen[a] = np.maximum(seen[a], seen[b])
+            if root_of is not None:
+                root_of[a] |= root_of[b]
+                root_of[b] = set()
         cluster[members[b]] = a
         members[a] += members[b]
         ids_of[a] = np.concatenate([ids_of[a], ids_of[b]])
@@ -451,7 +498,8 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                         progress: Callable[[str, int, int], None] | None = None) -> ConsistentInstances:
+                         progress: Callable[[str, int, int], None] | None = None,
+                         roots: np.ndarray | None = None) -> ConsistentInstances:
     """Merge tree, global ids (cut at ``theta``) and per-Gaussian ids of a traced scene.
 
     The first pass scores raw patches; each further pass scores them on the maps merged by the
@@ -467,7 +515,7 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     view = store.patch_view
     say = progress or (lambda stage, done, total: None)
     for _ in range(max(1, config.iterations)):
-        votes = patch_votes(store, config, patch_ids)
+        votes = patch_votes(store, config, patch_ids, roots)
         if store.num_patches > config.views_first_above:
             within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
             merged = within.cut(config.theta)

@@ -78,6 +78,17 @@ def _patches_one(masks: np.ndarray, min_area: int | None) -> InstancePatches:  #
     return make_patches(masks, min_area)
 
 
+def patch_roots(patches: list[InstancePatches]) -> np.ndarray:  # -> [P] int64
+    """Every view's patch roots (:meth:`InstancePatches.roots`) as ids unique across views, in the
+    global patch order of :class:`GITStore`."""
+    out, base = [], 0
+    for p in patches:
+        r = p.roots()
+        out.append(r + base)
+        base += len(p.kept_masks) + 1
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
 def _per_view_ids(store: GITStore) -> ConsistentInstances:
     """Every patch its own instance (no association): the ablation without consistent maps."""
     from .consistency import MergeTree, gaussian_votes
@@ -117,7 +128,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
             stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
             stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
-        inst = (consistent_instances(store, config.consistency, say)
+        inst = (consistent_instances(store, config.consistency, say, patch_roots(patches))
                 if config.consistent else _per_view_ids(store))
         stages["consistency"] = stages.get("consistency", 0.0) + time.perf_counter() - t
         info = {"visible_pairs": store.visible_pairs, "git_bytes": store.nbytes,
