@@ -32,6 +32,25 @@ import scipy.sparse as sp
 from .git import GITStore
 
 
+def separation_share(p_split: float, p_merge: float) -> float:
+    """The share of the views seeing two clusters that must show them as one for one object to be the
+    likelier explanation, when a view cuts one object apart with probability ``p_split`` and shows two
+    touching objects as one with probability ``p_merge``: with ``s`` views apart and ``m`` merged, the
+    per-view log-likelihood ratio ``m log((1 - p_split) / p_merge) - s log((1 - p_merge) / p_split)``
+    changes sign at ``m / (s + m)`` = this share."""
+    if not (0 < p_split < 1 and 0 < p_merge < 1 and p_split + p_merge < 1):
+        raise ValueError(f"need 0 < p_split, p_merge and p_split + p_merge < 1, got {p_split}, {p_merge}")
+    apart, merged = np.log((1 - p_merge) / p_split), np.log((1 - p_split) / p_merge)
+    return float(apart / (apart + merged))
+
+
+# A SAM-like mask run (gs_core.synth's MaskNoise.level(0.5, hard=True); docs/benchmarks.md, issue 26):
+# a view cuts one object into parts or halves ...
+P_SPLIT = 0.31
+# ... and shows touching objects (look-alikes in a row, a container and its contents) as one mask
+P_MERGE = 0.38
+
+
 @dataclass(frozen=True)
 class ConsistencyConfig:
     theta: float = 0.5  # merge threshold (paper 0.5; released code 0.4)
@@ -46,6 +65,7 @@ class ConsistencyConfig:
     min_share: float = 0.0  # votes below this share of a patch's mass in another view are dropped (patch_votes)
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
     separation: float | None = None  # merged share of views below which a seen gap keeps two clusters apart (agglomerate)
+    separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
 
 

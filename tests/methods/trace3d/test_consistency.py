@@ -358,3 +358,17 @@ def test_separation_needs_the_own_views():
     with pytest.raises(ValueError, match="separation"):
         agglomerate(bare, ConsistencyConfig(separation=0.5))
     assert isinstance(bare.numerator, sp.csr_matrix)
+
+
+def test_separation_share_is_where_the_likelihood_ratio_changes_sign():
+    from gs_core.methods.trace3d.consistency import P_MERGE, P_SPLIT, separation_share
+
+    assert separation_share(0.3, 0.3) == pytest.approx(0.5)
+    t = separation_share(P_SPLIT, P_MERGE)
+    for m, s in ((t + 0.02, 1 - t - 0.02), (t - 0.02, 1 - t + 0.02)):  # just above / below the share
+        llr = m * np.log((1 - P_SPLIT) / P_MERGE) - s * np.log((1 - P_MERGE) / P_SPLIT)
+        assert (llr > 0) == (m > t)
+    # one object rarely cut: each cut view weighs more, so merging needs a larger merged share
+    assert separation_share(0.1, 0.4) > separation_share(0.3, 0.4)
+    with pytest.raises(ValueError):
+        separation_share(0.6, 0.5)
