@@ -64,7 +64,9 @@ class ConsistencyConfig:
     max_gaussians: int = 200_000  # statistics from a random subset of at most this many Gaussians
     min_share: float = 0.0  # votes below this share of a patch's mass in another view are dropped (patch_votes)
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
-    separation: float | None = None  # merged share of views below which a seen gap keeps two clusters apart (agglomerate)
+    # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
+    # None: Eq. 3 alone); from the mask model's rates (separation_share, docs/benchmarks.md issue 26)
+    separation: float | None = separation_share(P_SPLIT, P_MERGE)
     separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
 
@@ -260,6 +262,14 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     label only its edge Gaussians, all as support (pair agreement 0.96 there, 0.1-0.4 where it is
     seen), so raw 0.43 / sqrt(0.93 x 0.65) = 0.55 merged it; 0.43 / 0.93 does not. On the benchmark
     ``max`` gains 3.5 / 3.8 points of panoptic mIoU at noise 0.5 / 1 (README).
+
+    With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
+    ``theta * merged / separation``, ``merged`` the share of the views seeing both clusters (a patch of
+    their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
+    own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
+    merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
+    pair joins lower in the tree. ``own`` and ``seen`` pool by union, so this stays a pair of [V] dot
+    products. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
 
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never

@@ -257,7 +257,7 @@ def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normal
 
     masks = planted.stacks if stacks == "clean" else planted.mixed(1)
     inst, _ = associate(planted.scene, planted.cams, masks)
-    config = ConsistencyConfig(normalise=normalise)
+    config = ConsistencyConfig(normalise=normalise, separation=None)  # the reference knows Eq. 3 alone
     stats = patch_statistics(inst.store, config)
     tree = agglomerate(stats, config)
     into, other, score = dense_agglomerate(stats, config)
@@ -326,7 +326,7 @@ def test_separation_keeps_a_gap_half_the_views_see():
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
 
     stats, view = _split_stats()
-    plain = ConsistencyConfig(normalise="none")
+    plain = ConsistencyConfig(normalise="none", separation=None)
     assert len(np.unique(agglomerate(stats, plain).cut(plain.theta))) == 1
     config = ConsistencyConfig(normalise="none", separation=0.6)
     tree = agglomerate(stats, config)
