@@ -65,8 +65,9 @@ class ConsistencyConfig:
     min_share: float = 0.0  # votes below this share of a patch's mass in another view are dropped (patch_votes)
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
     # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
-    # None: Eq. 3 alone); from the mask model's rates (separation_share, docs/benchmarks.md issue 26)
-    separation: float | None = separation_share(P_SPLIT, P_MERGE)
+    # None: Eq. 3 alone). Measured with separation_share(P_SPLIT, P_MERGE) and patch_rule "finest"
+    # (docs/benchmarks.md, issue 26); not the default yet: the group level and the blocks' stitching change
+    separation: float | None = None
     separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
 
@@ -264,7 +265,8 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     ``max`` gains 3.5 / 3.8 points of panoptic mIoU at noise 0.5 / 1 (README).
 
     With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
-    ``theta * merged / separation``, ``merged`` the share of the views seeing both clusters (a patch of
+    ``theta * merged / separation`` (below the share: between ``floor`` and ``theta``, so a pair the
+    views never merge still joins at the group level), ``merged`` the share of the views seeing both clusters (a patch of
     their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
     own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
     merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
@@ -334,7 +336,9 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             apart = (own @ own[i])[ids] - shared_views(i, ids)
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
-            r = np.minimum(r, config.theta * merged / separation)
+            ratio = merged / separation  # < 1: the pair stays apart at theta
+            cap = np.where(ratio >= 1, config.theta * ratio, config.floor + (config.theta - config.floor) * ratio)
+            r = np.minimum(r, cap)
         r[(np.rint(sup) < config.min_views) | (den <= 0) | ~np.isfinite(r)] = -np.inf
         return r
 

@@ -35,7 +35,7 @@ class Trace3DConfig:
     top_k: int = 8  # labels kept per Gaussian and view in GIT
     power: int = 1  # 1: alpha*T weights (paper); 2: squared
     min_area: int | None = None  # masks below this are dropped (default: 96 px at 1 MP, scaled)
-    patch_rule: str = "finest"  # make_patches' rule: "finest" (SAM's hierarchy) or "cells" (Trace3D); docs/benchmarks.md
+    patch_rule: str = "cells"  # make_patches' rule: "cells" (Trace3D) or "finest" (SAM's hierarchy); docs/benchmarks.md
     visibility: VisibilityRule = DEFAULT_VISIBILITY
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     density: DensityConfig | None = field(default_factory=DensityConfig)  # None: no density control
@@ -238,4 +238,5 @@ def prepare_trace3d(inp, progress):
 def trace_settings(options) -> str:
     """What one view's GIT depends on, beside the scene and the view's masks (the per-view cache key)."""
     c = prepare_config(options)
-    return repr((c.top_k, c.power, c.min_area, c.patch_rule, c.visibility, c.backend, c.device))
+    key = (c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device)
+    return repr(key if c.patch_rule == "cells" else key + (c.patch_rule,))  # the patches change the GIT
