@@ -51,6 +51,11 @@ P_SPLIT = 0.31
 P_MERGE = 0.38
 
 
+# a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
+# slider's coarser half, theta down to floor, has this many notches: methods.trace3d.method.LEVELS)
+SEPARATION_NOTCHES = 5
+
+
 @dataclass(frozen=True)
 class ConsistencyConfig:
     theta: float = 0.5  # merge threshold (paper 0.5; released code 0.4)
@@ -265,8 +270,9 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     ``max`` gains 3.5 / 3.8 points of panoptic mIoU at noise 0.5 / 1 (README).
 
     With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
-    ``theta * merged / separation`` (below the share: between ``floor`` and ``theta``, so a pair the
-    views never merge still joins at the group level), ``merged`` the share of the views seeing both clusters (a patch of
+    ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
+    the pair joins one notch coarser than the objects and the group merges below keep their order),
+    ``merged`` the share of the views seeing both clusters (a patch of
     their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
     own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
     merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
@@ -337,7 +343,8 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
             ratio = merged / separation  # < 1: the pair stays apart at theta
-            cap = np.where(ratio >= 1, config.theta * ratio, config.floor + (config.theta - config.floor) * ratio)
+            notch = (config.theta - config.floor) / SEPARATION_NOTCHES  # one step of the slider's coarser half
+            cap = np.where(ratio >= 1, config.theta * ratio, config.theta - notch * (1.0 - ratio))
             r = np.minimum(r, cap)
         r[(np.rint(sup) < config.min_views) | (den <= 0) | ~np.isfinite(r)] = -np.inf
         return r
