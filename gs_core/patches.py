@@ -36,16 +36,36 @@ class InstancePatches:
     def mask_patches(self, m: int) -> np.ndarray:  # -> [k] patch ids making up kept mask m
         return np.flatnonzero(self.membership[:, m])
 
+    def roots(self) -> np.ndarray:  # -> [p] int64
+        """Each patch's root: the kept mask of largest area covering it (ties: the first in the
+        stack). Two patches with one root lie inside one mask of the view (a part and its object,
+        two objects and their group); two with different roots are cut apart at every level the
+        view's masks give."""
+        if self.num_patches == 0:
+            return np.zeros(0, np.int64)
+        mask_area = self.membership.T.astype(np.int64) @ self.areas  # [M] pixels per kept mask
+        order = np.argsort(-mask_area, kind="stable")  # largest first
+        return order[np.argmax(self.membership[:, order], axis=1)].astype(np.int64)
 
-def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatches:
+
+RULES = ("cells", "finest")
+
+
+def make_patches(masks: np.ndarray, min_area: int | None = None, rule: str = "cells") -> InstancePatches:
     """Cut a mask stack ``masks`` [M, H, W] bool into disjoint patches (Trace3D Sec. 3.2).
 
+    ``rule`` "cells" (Trace3D): pixels covered by the same set of masks form one patch. "finest":
+    each pixel goes to the smallest mask covering it (SAM's hierarchy kept: a part inside its object
+    cuts it, a coarser mask's edge does not), and a patch's membership lists the masks covering all
+    of its pixels.
     Masks smaller than ``min_area`` pixels (default :func:`scaled_min_area`) are dropped first.
     Patch ids are dense and ordered by first pixel in raster order, so they are deterministic.
 
     Args:
         masks: [M, H, W] bool the view's mask stack.
     """
+    if rule not in RULES:
+        raise ValueError(f"patch rule must be one of {RULES}, got {rule!r}")
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3:
         raise ValueError(f"masks must be [M, H, W], got shape {masks.shape}")
@@ -56,6 +76,8 @@ def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatc
     masks = masks[keep]
     if len(keep) == 0:
         return InstancePatches(np.full((H, W), -1, np.int32), np.zeros((0, 0), bool), np.zeros(0, np.int64), keep)
+    if rule == "finest":
+        return _finest(masks, keep)
     bits = np.packbits(masks.reshape(len(keep), -1), axis=0)  # [ceil(M/8), H*W] uint8
     keys = np.ascontiguousarray(bits.T).view(np.dtype((np.void, bits.shape[0]))).ravel()  # [H*W]
     covered = masks.any(axis=0).ravel()
@@ -69,3 +91,26 @@ def make_patches(masks: np.ndarray, min_area: int | None = None) -> InstancePatc
     membership = membership[order].astype(bool)
     areas = np.bincount(patch[covered], minlength=len(uniq)).astype(np.int64)
     return InstancePatches(patch.reshape(H, W), membership, areas, keep)
+
+
+def _finest(masks: np.ndarray, keep: np.ndarray) -> InstancePatches:
+    """The "finest" rule of :func:`make_patches` on the kept masks ``masks`` [M, H, W] bool."""
+    M, H, W = masks.shape
+    flat = masks.reshape(M, -1)
+    area = flat.sum(1)
+    label = np.full(H * W, -1, np.int64)
+    for m in np.argsort(-area, kind="stable"):  # largest first: the smallest covering mask is painted last
+        label[flat[m]] = m
+    covered = label >= 0
+    uniq, first, inverse = np.unique(label[covered], return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    patch = np.full(H * W, -1, np.int32)
+    patch[covered] = rank[inverse.ravel()]
+    areas = np.bincount(patch[covered], minlength=len(uniq)).astype(np.int64)
+    # membership: the masks covering every pixel of the patch
+    inside = np.zeros((len(uniq), M), np.int64)
+    for m in range(M):
+        inside[:, m] = np.bincount(patch[covered & flat[m]], minlength=len(uniq))
+    return InstancePatches(patch.reshape(H, W), inside == areas[:, None], areas, keep)

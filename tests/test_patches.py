@@ -120,3 +120,47 @@ def test_scaled_min_area():
     masks[0, :10, :9] = True  # 90 px < 96: dropped
     masks[1, 500:510, :10] = True  # 100 px: kept
     assert make_patches(masks).kept_masks.tolist() == [1]
+
+
+def test_roots_are_the_largest_mask_covering_each_patch():
+    """A part inside its object inside a group: every patch's root is the group; a mask apart from
+    them is its own root; two masks that only overlap keep their own roots outside the overlap."""
+    masks = np.zeros((5, 8, 12), bool)
+    masks[0, 0:8, 0:6] = True  # group (48 px)
+    masks[1, 1:7, 1:5] = True  # object inside it (24 px)
+    masks[2, 2:4, 2:4] = True  # part inside the object (4 px)
+    masks[3, 0:3, 7:12] = True  # apart (15 px)
+    masks[4, 2:6, 9:12] = True  # overlaps mask 3 (12 px)
+    p = make_patches(masks, min_area=1)
+    roots = p.roots()
+    assert roots.shape == (p.num_patches,) and roots.dtype == np.int64
+    root_at = lambda y, x: roots[p.patch_map[y, x]]  # noqa: E731
+    assert root_at(2, 2) == root_at(1, 1) == root_at(0, 0) == 0  # part, object, group: one root
+    assert root_at(0, 8) == 3 and root_at(2, 10) == 3  # the overlap goes to the larger mask
+    assert root_at(5, 10) == 4  # mask 4 outside the overlap
+    assert make_patches(np.zeros((0, 4, 4), bool)).roots().shape == (0,)
+
+
+def test_finest_rule_keeps_the_hierarchy_and_ignores_coarser_edges():
+    """"finest": each pixel goes to the smallest mask covering it. A coarser mask whose edge crosses
+    an object (a group, a spurious blob) no longer cuts it, where the cells do; a finer mask inside it
+    (a part) still does; membership lists the masks covering the whole patch."""
+    masks = np.zeros((3, 8, 10), bool)
+    masks[0, 0:8, 0:7] = True  # coarse: 56 px, its edge at column 7 crosses the object
+    masks[1, 2:6, 4:9] = True  # object: 20 px, columns 4-8
+    masks[2, 3:5, 5:7] = True  # part inside the object: 4 px
+    cells = make_patches(masks, min_area=1)
+    assert cells.patch_map[3, 4] != cells.patch_map[3, 8]  # the coarse edge cuts the object's cells
+    p = make_patches(masks, min_area=1, rule="finest")
+    assert p.num_patches == 3
+    obj, part, coarse = p.patch_map[2, 4], p.patch_map[3, 5], p.patch_map[0, 0]
+    assert p.patch_map[2, 8] == obj and p.patch_map[5, 8] == obj  # whole object minus its part
+    assert (p.patch_map[masks[2]] == part).all()
+    assert p.areas[obj] == 16 and p.areas[part] == 4 and p.areas[coarse] == 56 - 12
+    assert p.membership[part].tolist() == [True, True, True]
+    assert p.membership[obj].tolist() == [False, True, False]  # the coarse mask covers only part of it
+    assert p.membership[coarse].tolist() == [True, False, False]
+    assert (p.patch_map == -1).sum() == 80 - (56 + 20 - 12)
+    assert np.array_equal(p.patch_map, make_patches(masks, min_area=1, rule="finest").patch_map)
+    with pytest.raises(ValueError, match="rule"):
+        make_patches(masks, rule="coarsest")

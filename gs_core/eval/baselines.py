@@ -37,7 +37,7 @@ def gt_association(inp: MethodInput) -> MethodResult:
     gt = GroundTruth.load(ds.root)
     scene = ds.load_scene()
     views, stacks = training_masks(ds, inp.train)
-    patches = [make_patches(m, config.min_area) for m in stacks]
+    patches = [make_patches(m, config.min_area, config.patch_rule) for m in stacks]
     store, _ = trace_all(scene, [ds.cameras[v] for v in views], patches, config)
     none = int(gt.gaussians.object.max()) + 1  # one id for patches mostly on background, dropped below
     ids, maps = [], {}

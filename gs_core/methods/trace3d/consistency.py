@@ -33,6 +33,30 @@ from ...parallel import Executor, Shared, run_all
 from .git import GITStore
 
 
+def separation_share(p_split: float, p_merge: float) -> float:
+    """The share of the views seeing two clusters that must show them as one for one object to be the
+    likelier explanation, when a view cuts one object apart with probability ``p_split`` and shows two
+    touching objects as one with probability ``p_merge``: with ``s`` views apart and ``m`` merged, the
+    per-view log-likelihood ratio ``m log((1 - p_split) / p_merge) - s log((1 - p_merge) / p_split)``
+    changes sign at ``m / (s + m)`` = this share."""
+    if not (0 < p_split < 1 and 0 < p_merge < 1 and p_split + p_merge < 1):
+        raise ValueError(f"need 0 < p_split, p_merge and p_split + p_merge < 1, got {p_split}, {p_merge}")
+    apart, merged = np.log((1 - p_merge) / p_split), np.log((1 - p_split) / p_merge)
+    return float(apart / (apart + merged))
+
+
+# A SAM-like mask run (gs_core.synth's MaskNoise.level(0.5, hard=True); docs/benchmarks.md, issue 26):
+# a view cuts one object into parts or halves ...
+P_SPLIT = 0.31
+# ... and shows touching objects (look-alikes in a row, a container and its contents) as one mask
+P_MERGE = 0.38
+
+
+# a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
+# slider's coarser half, theta down to floor, has this many notches: methods.trace3d.method.LEVELS)
+SEPARATION_NOTCHES = 5
+
+
 @dataclass(frozen=True)
 class ConsistencyConfig:
     theta: float = 0.5  # merge threshold (paper 0.5; released code 0.4)
@@ -46,6 +70,11 @@ class ConsistencyConfig:
     max_gaussians: int = 200_000  # statistics from a random subset of at most this many Gaussians
     min_share: float = 0.0  # votes below this share of a patch's mass in another view are dropped (patch_votes)
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
+    # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
+    # None: Eq. 3 alone). Measured with separation_share(P_SPLIT, P_MERGE) and patch_rule "finest"
+    # (docs/benchmarks.md, issue 26); not the default yet: the group level and the blocks' stitching change
+    separation: float | None = None
+    separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
 
 
@@ -117,6 +146,8 @@ class PatchStatistics:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P] soft number of Gaussians per patch
+    own: np.ndarray | None = None  # [P, V] float32: 1 in the patch's own view (for ConsistencyConfig.separation)
+    roots: list | None = None  # [P] int64 arrays: the patch's roots (InstancePatches.roots, ids unique across views)
 
     def pairs(self) -> np.ndarray:  # [P, P] number of (Ga, Gb, v) triples (dense: small scenes and tests)
         return self.counts @ self.counts.T
@@ -141,6 +172,8 @@ class PatchVotes:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P]
+    own: np.ndarray | None = None  # [P, V] float32: patches of the row's cluster in each view
+    roots: list | None = None  # [P] int64 arrays: the roots of the row's patches (ids unique across views)
 
     def statistics(self, rows: np.ndarray | None = None) -> PatchStatistics:
         """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves.
@@ -150,7 +183,9 @@ class PatchVotes:
         """
         C = self.C if rows is None else self.C[rows]
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass))
+        own = None if self.own is None else pick(self.own)
+        roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
+        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -162,11 +197,18 @@ class PatchVotes:
         P = len(clusters)
         Z = sp.csr_matrix((np.ones(P), (np.arange(P), clusters)), shape=(P, int(clusters.max()) + 1))
         C = (Z.T @ self.C @ Z).tocsr() if self.C.shape[1] == P else (Z.T @ self.C).tocsr()
-        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass)
+        own = None if self.own is None else (Z.T @ self.own).astype(np.float32)
+        roots = None
+        if self.roots is not None:
+            roots = [np.zeros(0, np.int64) for _ in range(int(clusters.max()) + 1)]
+            for p in range(P):
+                roots[clusters[p]] = np.union1d(roots[clusters[p]], self.roots[p])
+        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots)
 
 
 def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                grouping: np.ndarray | None = None, executor: Executor | None = None) -> PatchVotes:
+                grouping: np.ndarray | None = None, executor: Executor | None = None,
+                roots: np.ndarray | None = None) -> PatchVotes:
     """``C = W^T W`` of the module docstring without each patch's own view, from a subset of at most
     ``config.max_gaussians`` Gaussians.
 
@@ -182,10 +224,13 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
 
     The rows of each view (the votes its patches receive from the other views) are
     :func:`view_votes`, run on ``executor`` and stacked in view order: the same matrices wherever
-    they ran.
+    they ran. ``roots`` (each patch's root mask, ids unique across views:
+    :meth:`InstancePatches.roots`) lets ``config.separation`` tell a gap the view's masks see from a
+    split inside one of its masks.
 
     Args:
         grouping: [P] int instance id of each global patch, or None for the raw patches.
+        roots: [P] int64 root mask of each global patch, or None.
     """
     n = store.num_gaussians
     rows = None
@@ -218,7 +263,10 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
     del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    return PatchVotes(C_other, counts, good, mass)
+    own = np.zeros((P, V), np.float32)
+    own[np.arange(P), view] = 1.0
+    root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
+    return PatchVotes(C_other, counts, good, mass, own, root_rows)
 
 
 def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -243,14 +291,15 @@ def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np
 
 
 def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
-                     grouping: np.ndarray | None = None) -> PatchStatistics:
+                     grouping: np.ndarray | None = None, roots: np.ndarray | None = None) -> PatchStatistics:
     """Eq. 3 numerators, pair counts and supports of all global patch pairs (module docstring,
     :func:`patch_votes`).
 
     Args:
         grouping: [P] int instance id of each global patch, or None for the raw patches.
+        roots: [P] int64 root mask of each global patch, or None.
     """
-    return patch_votes(store, config, grouping).statistics()
+    return patch_votes(store, config, grouping, roots=roots).statistics()
 
 
 def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
@@ -269,6 +318,16 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     seen), so dividing by the geometric mean lifted the pair above ``theta``; dividing by the larger
     does not. On the benchmark ``max`` gains panoptic mIoU at both noise levels (docs/benchmarks.md).
 
+    With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
+    ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
+    the pair joins one notch coarser than the objects and the group merges below keep their order),
+    ``merged`` the share of the views seeing both clusters (a patch of
+    their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
+    own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
+    merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
+    pair joins lower in the tree. ``own`` and ``seen`` pool by union, so this stays a pair of [V] dot
+    products. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
+
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never
     edits the rows of the neighbours. Pair counts and supports are dot products of the pooled
@@ -278,6 +337,22 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     P = num.shape[0]
     counts = stats.counts.astype(np.float64, copy=True)
     good = stats.good.astype(np.float64, copy=True)
+    separation = config.separation
+    if separation is not None:
+        if stats.own is None:
+            raise ValueError("ConsistencyConfig.separation needs the statistics' own views (PatchVotes.statistics)")
+        own = (stats.own > 0).astype(np.float64)  # [P, V] views where the cluster has a patch of its own
+        seen = ((stats.own > 0) | (stats.good > 0)).astype(np.float64)  # ... or is well labelled
+        own_view = own.argmax(1)
+        root_of = ([set(r.tolist()) for r in stats.roots] if stats.roots is not None else None)
+        root_view = {} if root_of is None else {int(r): int(own_view[p]) for p in range(P) for r in root_of[p]}
+
+        def shared_views(i: int, ids: np.ndarray) -> np.ndarray:  # views where a root holds both
+            if root_of is None or not root_of[i]:
+                return np.zeros(len(ids))
+            mine = root_of[i]
+            return np.array([len({root_view[r] for r in mine & root_of[k]}) if root_of[k] else 0 for k in ids],
+                            np.float64)
     diag = num.diagonal().astype(np.float64)
     cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     members = [[p] for p in range(P)]
@@ -311,6 +386,15 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim[ids])
+        if separation is not None:  # share of the views seeing both that do not cut them apart
+            both = (seen @ seen[i])[ids]
+            apart = (own @ own[i])[ids] - shared_views(i, ids)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
+            ratio = merged / separation  # < 1: the pair stays apart at theta
+            notch = (config.theta - config.floor) / SEPARATION_NOTCHES  # one step of the slider's coarser half
+            cap = np.where(ratio >= 1, config.theta * ratio, config.theta - notch * (1.0 - ratio))
+            r = np.minimum(r, cap)
         r[(np.rint(sup) < config.min_views) | (den <= 0) | ~np.isfinite(r)] = -np.inf
         return r
 
@@ -350,6 +434,12 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
+        if separation is not None:
+            own[a] = np.maximum(own[a], own[b])
+            seen[a] = np.maximum(seen[a], seen[b])
+            if root_of is not None:
+                root_of[a] |= root_of[b]
+                root_of[b] = set()
         cluster[members[b]] = a
         members[a] += members[b]
         ids_of[a] = np.concatenate([ids_of[a], ids_of[b]])
@@ -519,7 +609,7 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
                          progress: Callable[[str, int, int], None] | None = None,
-                         executor: Executor | None = None) -> ConsistentInstances:
+                         executor: Executor | None = None, roots: np.ndarray | None = None) -> ConsistentInstances:
     """Merge tree, global ids (cut at ``theta``) and per-Gaussian ids of a traced scene.
 
     The first pass scores raw patches; each further pass scores them on the maps merged by the
@@ -531,12 +621,16 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     the cross-view numerator then has (merged patches)^2 entries at most instead of (patches)^2 (on a
     large scene the latter outgrows memory: docs/benchmarks.md). Merges below ``theta`` inside a
     view are then not in the tree, so finer cuts than ``theta`` split fewer parts. ``executor`` runs
-    the per-view votes (:func:`view_votes`)."""
+    the per-view votes (:func:`view_votes`).
+
+    Args:
+        roots: [P] int64 root mask of each global patch (:meth:`InstancePatches.roots`), or None.
+    """
     patch_ids = None
     view = store.patch_view
     say = progress or (lambda stage, done, total: None)
     for _ in range(max(1, config.iterations)):
-        votes = patch_votes(store, config, patch_ids, executor)
+        votes = patch_votes(store, config, patch_ids, executor, roots=roots)
         if store.num_patches > config.views_first_above:
             within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
             merged = within.cut(config.theta)

@@ -35,6 +35,7 @@ class Trace3DConfig:
     top_k: int = 8  # labels kept per Gaussian and view in GIT
     power: int = 1  # 1: alpha*T weights (paper); 2: squared
     min_area: int | None = None  # masks below this are dropped (default: 96 px at 1 MP, scaled)
+    patch_rule: str = "cells"  # make_patches' rule: "cells" (Trace3D) or "finest" (SAM's hierarchy); docs/benchmarks.md
     visibility: VisibilityRule = DEFAULT_VISIBILITY
     consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     density: DensityConfig | None = field(default_factory=DensityConfig)  # None: no density control
@@ -74,8 +75,20 @@ def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "aut
     return total
 
 
-def _patches_one(masks: np.ndarray, min_area: int | None) -> InstancePatches:  # masks [M, H, W] bool
-    return make_patches(masks, min_area)
+def _patches_one(masks: np.ndarray, min_area: int | None, rule: str = "cells") -> InstancePatches:
+    """One view's patches of its mask stack ``masks`` [M, H, W] bool."""
+    return make_patches(masks, min_area, rule)
+
+
+def patch_roots(patches: list[InstancePatches]) -> np.ndarray:  # -> [P] int64
+    """Every view's patch roots (:meth:`InstancePatches.roots`) as ids unique across views, in the
+    global patch order of :class:`GITStore`."""
+    out, base = [], 0
+    for p in patches:
+        r = p.roots()
+        out.append(r + base)
+        base += len(p.kept_masks) + 1
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def _per_view_ids(store: GITStore) -> ConsistentInstances:
@@ -108,7 +121,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     say = progress or (lambda stage, done, total: None)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    patches = run_all(executor, _patches_one, list(masks), config.min_area)
+    patches = run_all(executor, _patches_one, list(masks), config.min_area, config.patch_rule)
     if len(patches) != len(cameras):
         raise ValueError(f"{len(patches)} mask stacks for {len(cameras)} cameras")
     stages["patches"] = time.perf_counter() - t0
@@ -121,7 +134,8 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
             stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
             stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()
-        inst = (consistent_instances(store, config.consistency, say, executor)
+        inst = (consistent_instances(store, config.consistency, say, executor,
+                                     roots=patch_roots(patches) if config.consistency.separation_roots else None)
                 if config.consistent else _per_view_ids(store))
         stages["consistency"] = stages.get("consistency", 0.0) + time.perf_counter() - t
         info = {"visible_pairs": store.visible_pairs, "git_bytes": store.nbytes,
@@ -228,4 +242,5 @@ def prepare_trace3d(inp, progress):
 def trace_settings(options) -> str:
     """What one view's GIT depends on, beside the scene and the view's masks (the per-view cache key)."""
     c = prepare_config(options)
-    return repr((c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device))
+    key = (c.top_k, c.power, c.min_area, c.visibility, c.backend, c.device)
+    return repr(key if c.patch_rule == "cells" else key + (c.patch_rule,))  # the patches change the GIT

@@ -1,6 +1,8 @@
 """Consistent instance maps (Trace3D Sec. 3.3): planted table-top scenes, masks made per view from the
 ground truth, then clean masks, a hierarchy flip and a mixed patch; the merge tree's cuts."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -255,7 +257,7 @@ def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normal
 
     masks = planted.stacks if stacks == "clean" else planted.mixed(1)
     inst, _ = associate(planted.scene, planted.cams, masks)
-    config = ConsistencyConfig(normalise=normalise)
+    config = ConsistencyConfig(normalise=normalise, separation=None)  # the reference knows Eq. 3 alone
     stats = patch_statistics(inst.store, config)
     tree = agglomerate(stats, config)
     into, other, score = dense_agglomerate(stats, config)
@@ -298,3 +300,75 @@ def test_views_first_gives_the_objects(planted, stacks):
         ends = {stage: (done, total) for stage, done, total in calls}
         assert ends["merging within views"] == (len(planted.cams), len(planted.cams))
         assert ends["associating patches"][0] == ends["associating patches"][1] > 0
+
+
+def _split_stats(roots=None):
+    """Six patches over four views that every other view puts together (Eq. 3 score 1 for every pair):
+    views 0 and 1 each cut the pair apart (patches a0, b0 and a1, b1), views 2 and 3 show it as one
+    patch (m2, m3)."""
+    import scipy.sparse as sp
+    from gs_core.methods.trace3d.consistency import PatchStatistics
+
+    view = np.array([0, 0, 1, 1, 2, 3])
+    P, V = len(view), 4
+    counts = np.ones((P, V))
+    counts[np.arange(P), view] = 0.0
+    own = np.zeros((P, V), np.float32)
+    own[np.arange(P), view] = 1.0
+    root_rows = None if roots is None else [np.array([r]) for r in roots]
+    return PatchStatistics(sp.csr_matrix(counts @ counts.T), counts, (counts > 0).astype(np.float32),
+                           np.ones(P), own, root_rows), view
+
+
+def test_separation_keeps_a_gap_half_the_views_see():
+    """Eq. 3 alone merges everything; with a separation share above the merged share (2 of 4 views),
+    the gap views 0 and 1 see survives the cut at theta, and the tree still joins the two lower down."""
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
+
+    stats, view = _split_stats()
+    plain = ConsistencyConfig(normalise="none", separation=None)
+    assert len(np.unique(agglomerate(stats, plain).cut(plain.theta))) == 1
+    config = ConsistencyConfig(normalise="none", separation=0.6)
+    tree = agglomerate(stats, config)
+    cut = tree.cut(config.theta)
+    assert cut[0] != cut[1] and cut[2] != cut[3]  # each view's two patches stay apart
+    assert len(np.unique(cut)) == 2
+    assert cut[0] == cut[2] or cut[0] == cut[3]  # a with a, b with b
+    assert len(np.unique(tree.cut(config.floor))) == 1  # joined at a coarser level
+    # a share below the merged share (2 of 4 views merge them) lets the majority merge them
+    assert len(np.unique(agglomerate(stats, replace(config, separation=0.4)).cut(config.theta))) == 1
+
+
+def test_separation_ignores_a_split_inside_one_mask():
+    """Where the view's own masks hold both patches (a part and its object: one root), the cut is
+    not a gap: the same statistics with shared roots in views 0 and 1 merge into one instance."""
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
+
+    stats, _ = _split_stats(roots=[0, 0, 1, 1, 2, 3])
+    config = ConsistencyConfig(normalise="none", separation=0.6)
+    assert len(np.unique(agglomerate(stats, config).cut(config.theta))) == 1
+
+
+def test_separation_needs_the_own_views():
+    import scipy.sparse as sp
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
+
+    stats, _ = _split_stats()
+    bare = PatchStatistics(stats.numerator, stats.counts, stats.good, stats.mass)
+    with pytest.raises(ValueError, match="separation"):
+        agglomerate(bare, ConsistencyConfig(separation=0.5))
+    assert isinstance(bare.numerator, sp.csr_matrix)
+
+
+def test_separation_share_is_where_the_likelihood_ratio_changes_sign():
+    from gs_core.methods.trace3d.consistency import P_MERGE, P_SPLIT, separation_share
+
+    assert separation_share(0.3, 0.3) == pytest.approx(0.5)
+    t = separation_share(P_SPLIT, P_MERGE)
+    for m, s in ((t + 0.02, 1 - t - 0.02), (t - 0.02, 1 - t + 0.02)):  # just above / below the share
+        llr = m * np.log((1 - P_SPLIT) / P_MERGE) - s * np.log((1 - P_MERGE) / P_SPLIT)
+        assert (llr > 0) == (m > t)
+    # one object rarely cut: each cut view weighs more, so merging needs a larger merged share
+    assert separation_share(0.1, 0.4) > separation_share(0.3, 0.4)
+    with pytest.raises(ValueError):
+        separation_share(0.6, 0.5)
