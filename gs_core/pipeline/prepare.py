@@ -276,7 +276,7 @@ def _prepare(options: PrepareOptions, progress, log, executor) -> dict:
         from ..language import prepare_language
 
         manifest["clip"] = prepare_language(work.root, result.scene, cameras, stacks, inputs.images, options.clip, say,
-                                             options.backend)
+                                             options.backend, result.view_maps, result.labels)
     manifest.update(status="complete", gaussians=len(result.scene), instances=result.num_instances,
                     stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start,
                     outputs=work.output_prints())
