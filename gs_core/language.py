@@ -358,7 +358,7 @@ def prepare_language(work_root, scene, cameras, stacks, images: Callable[[int], 
     if view_maps is not None and labels is not None and len(view_maps) == len(stacks):
         dim = field_.features.shape[1]
         embs = [embedded.get(k, np.zeros((0, dim), np.float32)) for k in range(len(stacks))]
-        num = int(max(np.max(labels, initial=-1), *(np.max(m, initial=-1) for m in view_maps))) + 1
+        num = int(max([np.max(labels, initial=-1), *(np.max(m, initial=-1) for m in view_maps)])) + 1
         feats, weight = instance_embeddings(view_maps, stacks, embs, num)
         InstanceField(feats, weight, np.asarray(labels)).save(work_root)
         field_.meta["instances"] = num

@@ -144,7 +144,7 @@ def text_instances(inp: MethodInput) -> MethodResult:
     t_seg = time.perf_counter() - t0
     maps = result.view_maps()
     embs = [embedder.embed_view(k, m) for k, m in enumerate(stacks)]
-    num = int(max(result.labels.max(initial=-1), *(m.max(initial=-1) for m in maps))) + 1
+    num = int(max([result.labels.max(initial=-1), *(m.max(initial=-1) for m in maps)])) + 1
     feats, weight = instance_embeddings(maps, stacks, embs, num)
     lifted = lift_embeddings(scene, cams, stacks, embedder.embed_view, backend=inp.backend,
                              name=embedder.name)
