@@ -259,7 +259,8 @@ def _run(args, out: Path, steps: _Steps) -> _Outcome:
             sub[stage] = bar.add_task(f"  {stage}", total=total)
         bar.update(sub[stage], completed=done, total=total)
 
-    manifest = prepare(PrepareOptions(root, work_dir, device=device, backend=args.backend, force=True), progress)
+    options = PrepareOptions(root, work_dir, method="trace3d", device=device, backend=args.backend, force=True)
+    manifest = prepare(options, progress)
     for task in sub.values():
         bar.remove_task(task)
     steps.end()

@@ -10,6 +10,9 @@
   (:func:`gs_core.language.text_query`, automatic threshold); each Gaussian takes the object whose
   query selected it with the highest relevancy. ``info`` has the per-object query IoU against the
   ground-truth Gaussians.
+* ``text-instances`` — the same queries on one embedding per consistent instance
+  (:func:`gs_core.language.instance_embeddings` on ``git-consistent``'s instances and view maps),
+  as ``prepare --clip-model`` writes and ``query --text`` scores by default.
 
 Both read the ground truth through the dataset folder, as the oracle does; the label maps the
 benchmark scores are rendered from the returned labels.
@@ -73,37 +76,80 @@ def self_prompt(inp: MethodInput) -> MethodResult:
                               "predictor_calls": predictor.calls})
 
 
-def text(inp: MethodInput) -> MethodResult:
-    import time
-
-    from ..language import lift_embeddings, text_query
+def _stand_in_views(inp: MethodInput):
+    """The benchmark's training views with masks, their cameras and stacks, and the stand-in embedder."""
     from ..synth import GroundTruth
     from ..synth.standins import GTEmbedder
 
     ds = inp.dataset
     gt = GroundTruth.load(ds.root)
-    scene = ds.load_scene()
     cams = [ds.cameras[v] for v in inp.train]
     stacks = []
     for v in inp.train:
         m = ds.masks(v)
         stacks.append(m if m is not None else np.zeros((0, cams[0].height, cams[0].width), bool))
-    embedder = GTEmbedder(gt, [ds.names[v] for v in inp.train])
-    t0 = time.perf_counter()
-    lifted = lift_embeddings(scene, cams, stacks, embedder.embed_view, backend=inp.backend, name=embedder.name)
-    t_lift = time.perf_counter() - t0
-    n = len(scene)
+    return gt, cams, stacks, GTEmbedder(gt, [ds.names[v] for v in inp.train])
+
+
+def _queries(inp: MethodInput, gt, source, embedder, n: int) -> tuple[np.ndarray, dict]:
+    """One text query per object by name on ``source`` (a LanguageField or InstanceField): each
+    Gaussian takes the object whose query selected it with the highest relevancy; per-object IoU."""
+    from ..language import text_query
+
     best, best_score = np.full(n, -1, np.int64), np.zeros(n)
     ious, methods = {}, {}
     clean = gt.gaussians.clean
     for o in sorted(_objects(inp, gt)):
         name = gt.hierarchy.objects[o].name
-        q = text_query(lifted, name, embedder=embedder)
+        q = text_query(source, name, embedder=embedder)
         truth = clean & (gt.gaussians.object == o)
         ious[name] = float((q.selected & truth).sum() / max(int((q.selected | truth).sum()), 1))
         methods[q.method] = methods.get(q.method, 0) + 1
         better = q.selected & (q.score > best_score)
         best[better], best_score[better] = o, q.score[better]
-    return MethodResult(best, stages={"lift": t_lift, "queries": time.perf_counter() - t0 - t_lift},
-                        info={"query_iou": ious, "mean_query_iou": float(np.mean(list(ious.values()))) if ious else 0.0,
-                              "thresholds": methods})
+    return best, {"query_iou": ious, "mean_query_iou": float(np.mean(list(ious.values()))) if ious else 0.0,
+                  "thresholds": methods}
+
+
+def text(inp: MethodInput) -> MethodResult:
+    """``text``: the painted per-pixel maps lifted onto the Gaussians, one query per object."""
+    import time
+
+    from ..language import lift_embeddings
+
+    gt, cams, stacks, embedder = _stand_in_views(inp)
+    scene = inp.dataset.load_scene()
+    t0 = time.perf_counter()
+    lifted = lift_embeddings(scene, cams, stacks, embedder.embed_view, backend=inp.backend, name=embedder.name)
+    t_lift = time.perf_counter() - t0
+    best, info = _queries(inp, gt, lifted, embedder, len(scene))
+    return MethodResult(best, stages={"lift": t_lift, "queries": time.perf_counter() - t0 - t_lift}, info=info)
+
+
+def text_instances(inp: MethodInput) -> MethodResult:
+    """``text-instances``: consistent instances (``git-consistent``, as ``prepare`` makes them), one
+    embedding per instance from the masks associated with it across views
+    (:func:`gs_core.language.instance_embeddings`; Gaussians of no instance score their lifted
+    features), one query per object."""
+    import time
+    from dataclasses import replace
+
+    from ..language import InstanceField, instance_embeddings, lift_embeddings
+    from .trace3d.method import Trace3DConfig, run
+
+    gt, cams, stacks, embedder = _stand_in_views(inp)
+    scene = inp.dataset.load_scene()
+    t0 = time.perf_counter()
+    result = run(scene, cams, stacks, replace(Trace3DConfig(density=None), backend=inp.backend))
+    t_seg = time.perf_counter() - t0
+    maps = result.view_maps()
+    embs = [embedder.embed_view(k, m) for k, m in enumerate(stacks)]
+    num = int(max([result.labels.max(initial=-1), *(m.max(initial=-1) for m in maps)])) + 1
+    feats, weight = instance_embeddings(maps, stacks, embs, num)
+    lifted = lift_embeddings(scene, cams, stacks, embedder.embed_view, backend=inp.backend,
+                             name=embedder.name)
+    field_ = InstanceField(feats, weight, result.labels, {"embedder": embedder.name}, lifted)
+    t_emb = time.perf_counter() - t0 - t_seg
+    best, info = _queries(inp, gt, field_, embedder, len(scene))
+    return MethodResult(best, stages={**result.stages, "instance_embeddings": t_emb,
+                                      "queries": time.perf_counter() - t0 - t_seg - t_emb}, info=info)

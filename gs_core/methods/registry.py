@@ -40,7 +40,9 @@ REGISTRY: dict[str, MethodEntry] = {
     "contrastive": MethodEntry(lifting_methods.contrastive_consistent, about="contrastive lifting of consistent maps"),
     "contrastive-raw": MethodEntry(lifting_methods.contrastive_raw, about="contrastive lifting of raw masks"),
     "self-prompt": MethodEntry(foundation.self_prompt, about="SAM self-prompting (stand-in predictor)"),
-    "text": MethodEntry(foundation.text, about="CLIP text queries (stand-in embedder)"),
+    "text": MethodEntry(foundation.text, about="CLIP text queries on painted per-pixel maps (stand-in embedder)"),
+    "text-instances": MethodEntry(foundation.text_instances, about="CLIP text queries on consistent instances "
+                                  "(stand-in embedder)"),
     "iqgs": MethodEntry(iqgs.segment, IQGS, "instance queries, id matching"),
     "iqgs-h": MethodEntry(iqgs.segment_hungarian, IQGS, "instance queries, Hungarian matching"),
     "proto-saga": MethodEntry(proto_saga.segment, PROTO_SAGA, "prototypes on Gaga's memory bank"),

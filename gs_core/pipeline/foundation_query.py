@@ -17,6 +17,10 @@ from .workdir import WorkDir, save_npy
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", help="a text query scored against the work folder's CLIP features "
                         "(prepare --clip-model); the threshold is automatic unless --threshold is given")
+    parser.add_argument("--text-on", choices=["instances", "gaussians"], default=None,
+                        help="with --text: score the consistent instances (one CLIP embedding each, from the masks "
+                        "associated with it across views) or each Gaussian's lifted per-pixel features (default: "
+                        "instances where prepare wrote them)")
     parser.add_argument("--threshold", type=float, help="with --text: relevancy above which a Gaussian is selected")
     parser.add_argument("--scores", type=Path, help="with --text: also write the per-Gaussian relevancy [N] (.npy)")
     parser.add_argument("--online", action="store_true", help="with --view/--pixel: self-prompting, SAM asked again "
@@ -49,7 +53,7 @@ def _text(args: argparse.Namespace, work: WorkDir) -> int:
         check_output_file(args.scores, "--scores")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold {args.threshold}: relevancy is in [0, 1]")
-    q = text_query(work.root, args.text, threshold=args.threshold)
+    q = text_query(work.root, args.text, threshold=args.threshold, mode=args.text_on)
     save_npy(args.out, q.selected)
     if args.scores is not None:
         save_npy(args.scores, q.score)

@@ -33,7 +33,7 @@ class PrepareOptions:
     dataset: Path | None  # None: only a splat file (--scene); virtual views are rendered (issue 12)
     out: Path
     scene: Path | None = None
-    method: str = "trace3d"
+    method: str = "git-consistent"  # density control (trace3d) did not pay for its time (docs/benchmarks.md, issue 26)
     device: str = "cpu"
     backend: str = "auto"
     theta: float = 0.5
@@ -284,7 +284,7 @@ def _prepare(options: PrepareOptions, progress, log, executor) -> dict:
         from ..language import prepare_language
 
         manifest["clip"] = prepare_language(work.root, result.scene, cameras, stacks, inputs.images, options.clip, say,
-                                             options.backend)
+                                             options.backend, result.view_maps, result.labels)
     manifest.update(status="complete", gaussians=len(result.scene), instances=result.num_instances,
                     stages=result.stages, info=result.info, seconds=time.perf_counter() - t_start,
                     outputs=work.output_prints())
@@ -314,8 +314,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="work folder to write (never inside the dataset)")
     parser.add_argument("--scene", type=Path, help="trained splats: INRIA PLY, PlayCanvas compressed PLY, SPZ or .splat "
                         "(default DATASET/scene.ply); SPZ is read in its right-up-back axes, turned to PLY's")
-    parser.add_argument("--method", default="trace3d", choices=sorted(PREPARERS),
-                        help="trace3d: consistent maps + density control; git-consistent: no density control; "
+    parser.add_argument("--method", default="git-consistent", choices=sorted(PREPARERS),
+                        help="git-consistent (default): consistent maps, your splats as they are; trace3d: + density "
+                        "control (splits/prunes splats: several times the time, no gain measured); "
                         "iqgs / iqgs-h: instance queries trained on the consistent maps / on each view's masks")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the engine runs")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"],

@@ -12,6 +12,9 @@ its inputs so a changed input invalidates it and an interrupted run resumes.
       confidence.npy     [N] float32 share of the traced weight carrying that id
       levels.npz         ``levels`` [L], ``labels`` [L, N]: ids from part (0) to group (1)
       view_maps.npz      per training view [H, W] consistent instance maps (for reports)
+      clip_features.npy  with --clip-model: [N, D + 1] lifted CLIP features (float16), coverage last
+      clip_instances.npy with --clip-model: [I, D + 1] one CLIP embedding per instance, its weight last
+      clip.json          with --clip-model: the model that made them
       cache/git/<key>/   per-view GIT of interrupted runs (removed when prepare completes)
 
 Nothing is written outside WORK; the dataset folder is only read. Every file here is read as data
@@ -39,7 +42,8 @@ from ..io.atomic import atomic_write, write_text
 FORMAT = "gs_core.work/1"
 OUTPUTS = ("scene.ply", "labels.npy", "confidence.npy", "levels.npz", "view_maps.npz", "cameras.json")
 # every name prepare writes in WORK (files, then folders); outputs of other commands never go there
-OWN_FILES = ("manifest.json", *OUTPUTS, "views.json", "clip_features.npy", "clip.json", "iqgs_model.pt")
+OWN_FILES = ("manifest.json", *OUTPUTS, "views.json", "clip_features.npy", "clip_instances.npy", "clip.json",
+             "iqgs_model.pt")
 OWN_FOLDERS = ("cache", "masks", "virtual")
 AGAIN = "run gs-core prepare again"
 CACHE_MARKER = ".gs_core_cache"  # in each per-view cache folder: prepare made it, and may empty it

@@ -73,7 +73,7 @@ def test_prepare_writes_the_work_folder(work, dataset, scene_size):
     for name in WORK_FILES:
         assert (work / name).is_file(), name
     manifest = json.loads((work / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["method"] == "trace3d"
+    assert manifest["status"] == "complete" and manifest["method"] == "git-consistent"  # the default
     assert manifest["views"] == [f"train_{k:03d}.png" for k in range(6)]
     assert manifest["gaussians"] == scene_size
     labels = np.load(work / "labels.npy")

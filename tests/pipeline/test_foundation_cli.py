@@ -110,6 +110,12 @@ def test_prepare_with_sam_and_clip(bare, models, tmp_path):
     assert feats.shape == (n, 33) and manifest["clip"]["dim"] == 32
     q = text_query(tmp_path / "work", "chair")  # the text tower named in clip.json, loaded from its files
     assert q.score.shape == (n,) and q.selected.dtype == bool
+    # one embedding per consistent instance beside the lifted features; the default query scores instances
+    labels = np.load(tmp_path / "work" / "labels.npy")
+    inst = np.load(tmp_path / "work" / "clip_instances.npy")
+    assert inst.shape == (manifest["clip"]["instances"], 33) and labels.max() < len(inst)
+    assert all(len(np.unique(q.selected[labels == i])) == 1 for i in np.unique(labels[labels >= 0]))
+    q_pixels = text_query(tmp_path / "work", "chair", mode="gaussians")
     assert _snapshot(bare) == before  # nothing written into the dataset
 
     # the command line on that work folder: a text query, and self-prompting with the SAM checkpoint
@@ -120,6 +126,9 @@ def test_prepare_with_sam_and_clip(bare, models, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), q.score)
     assert main(["query", str(work), "--text", "chair", "--threshold", "0", "--out", str(tmp_path / "t0.npy")]) == 0
     assert np.load(tmp_path / "t0.npy").sum() > q.selected.sum()
+    assert main(["query", str(work), "--text", "chair", "--text-on", "gaussians",
+                 "--out", str(tmp_path / "tg.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "tg.npy"), q_pixels.selected)
     view = manifest["views"][0]
     assert main(["query", str(work), "--view", view, "--pixel", "30", "20", "--online", "--sam-checkpoint",
                  str(sam_ckpt), "--out", str(tmp_path / "o.npy")]) == 0
