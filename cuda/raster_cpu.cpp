@@ -15,7 +15,7 @@
 // float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
 // blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
 // garden benchmark the row and column reach keep half of the listed pixel-Gaussian pairs (before
-// the live-block skip). Where a block is several vectors (AVX2, SSE2, NEON), the vectors of
+// the live-block skip). Where a vector is narrower than a block (AVX2, SSE2, NEON), the halves of
 // the blocks whose columns a Gaussian cannot reach are skipped as well (decided once per Gaussian).
 // 2DGS Gaussians are evaluated on every live block. (Blocks of 8 with
 // per-half-row column culling evaluate 27% fewer pixels but ran 25% slower on AVX-512: the
@@ -395,6 +395,13 @@ inline const auto& record(const View& v, int32_t g) {
   else return v.packed3[g];
 }
 
+// Parts of a block that blend_one can skip: halves (8 pixels: one or two vectors) where a vector is
+// narrower than a block. (Quarters for 4-float vectors ran slower than the kernels before them on a
+// loaded machine, halves no slower: with quarters more Gaussians take the skipping loop, with its
+// branch per vector; see docs/benchmarks.md.)
+constexpr int PART_PIXELS = W < LANES / 2 ? LANES / 2 : W;
+constexpr int PARTS = LANES / PART_PIXELS;
+
 // Per-chunk blending state, reused across Gaussians.
 struct Chunk {
   alignas(64) float x[CHUNK];
@@ -405,10 +412,10 @@ struct Chunk {
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
   alignas(64) int32_t idx[CHUNK + LANES];  // compacted pixels with w > 0 (+ slack for whole-block stores)
-  // With several vectors a block: the image columns the pixels of vector h of every block span (lo >
-  // hi: none). A full tile's block is one row, so these are the parts of its rows; blend_one skips the
-  // parts out of a Gaussian's column reach.
-  Reach part_cols[vec::PER_BLOCK];
+  // With vectors narrower than a block: the image columns the pixels of part k of every block span
+  // (lo > hi: none). A full tile's block is one row, so these are the halves of its rows; blend_one
+  // skips the parts out of a Gaussian's column reach.
+  Reach part_cols[PARTS];
   int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
   uint32_t live_blocks = 0;       // bit k: block k (pixels [k LANES, (k + 1) LANES)) has a live pixel
@@ -510,17 +517,17 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   const vf o = splat(rec.o), one = splat(1.0f);
   const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
   const float* M = rec.shape;
-  // With several vectors a block (narrower than AVX-512), the parts of the blocks (vector h of each)
-  // whose columns the Gaussian cannot reach: alpha < 1/255 at all their pixels, so w = 0 and T and
-  // live stay as they are, exactly what evaluating them gives; they are skipped. (A branch per
-  // vector cost more than it saved: the choice is made once per Gaussian, and the loop below is
-  // compiled twice, with and without skipping.)
-  constexpr uint32_t ALL_PARTS = (1u << vec::PER_BLOCK) - 1;
+  // With vectors narrower than a block (not AVX-512), the parts of the blocks whose columns the
+  // Gaussian cannot reach: alpha < 1/255 at all their pixels, so w = 0 and T and live stay as they
+  // are, exactly what evaluating them gives; they are skipped. (Choosing per vector cost more than it
+  // saved: the choice is made once per Gaussian, and the loop below is compiled twice, with and
+  // without skipping.)
+  constexpr uint32_t ALL_PARTS = (1u << PARTS) - 1;
   uint32_t parts = ALL_PARTS;
-  if constexpr (vec::PER_BLOCK > 1 && !TWO_D) {
+  if constexpr (PARTS > 1 && !TWO_D) {
     parts = 0;
-    for (int h = 0; h < vec::PER_BLOCK; ++h)
-      parts |= static_cast<uint32_t>(c.part_cols[h].hi >= rec.cols.lo && c.part_cols[h].lo <= rec.cols.hi) << h;
+    for (int k = 0; k < PARTS; ++k)
+      parts |= static_cast<uint32_t>(c.part_cols[k].hi >= rec.cols.lo && c.part_cols[k].lo <= rec.cols.hi) << k;
   }
   vf lane_w[vec::PER_BLOCK] = {}, lane_a[vec::PER_BLOCK] = {};
   const auto blocks = [&](auto skipping) {
@@ -528,7 +535,7 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
     uint32_t blended = 0, alive = 0;
     for (int h = 0; h < vec::PER_BLOCK; ++h) {
       const int p = blk + h * W;
-      if (decltype(skipping)::value && !(parts >> h & 1)) {
+      if (decltype(skipping)::value && !(parts >> (h * W / PART_PIXELS) & 1)) {
         vec::store(c.w + p, vf{});
         alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
         continue;
@@ -753,12 +760,12 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
     c.T[p] = 1.0f;
     c.live[p] = 0.0f;
   }
-  if constexpr (vec::PER_BLOCK > 1) {
+  if constexpr (PARTS > 1) {
     constexpr int16_t lo = std::numeric_limits<int16_t>::min(), hi = std::numeric_limits<int16_t>::max();
-    for (int h = 0; h < vec::PER_BLOCK; ++h) c.part_cols[h] = {hi, lo};
+    for (int k = 0; k < PARTS; ++k) c.part_cols[k] = {hi, lo};
     for (int p = 0; p < c.n; ++p) {
       const int16_t x = static_cast<int16_t>(std::min<int32_t>(std::max<int32_t>(v.pix_x[c.row[p]], lo), hi));
-      Reach& r = c.part_cols[(p % LANES) / W];
+      Reach& r = c.part_cols[(p % LANES) / PART_PIXELS];
       r = {std::min(r.lo, x), std::max(r.hi, x)};
     }
   }
