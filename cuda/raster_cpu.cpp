@@ -15,7 +15,9 @@
 // float rounding). A listed Gaussian whose columns miss the tile is skipped; otherwise only the
 // blocks of its rows are evaluated, and of those only blocks with a pixel still blending. On the
 // garden benchmark the row and column reach keep half of the listed pixel-Gaussian pairs (before
-// the live-block skip). 2DGS Gaussians are evaluated on every live block. (Blocks of 8 with
+// the live-block skip). Where a vector is narrower than a block (AVX2, SSE2, NEON), the halves of
+// the blocks whose columns a Gaussian cannot reach are skipped as well (decided once per Gaussian).
+// 2DGS Gaussians are evaluated on every live block. (Blocks of 8 with
 // per-half-row column culling evaluate 27% fewer pixels but ran 25% slower on AVX-512: the
 // per-block bookkeeping doubles.)
 //
@@ -230,13 +232,16 @@ inline uint32_t mask_bits(vi m) {
 #endif
 }
 
-// The sum of lanes[0..LANES) in lane order (the same order in every build).
+// The sum of lanes[0..LANES), in the same order in every build.
 inline float lane_sum(const vf* lanes) {
   alignas(64) float l[LANES];
   for (int h = 0; h < PER_BLOCK; ++h) store(l + h * W, lanes[h]);
-  float s = 0.0f;
-  for (int j = 0; j < LANES; ++j) s += l[j];
-  return s;
+  // pairwise, lane j with lane j + 8, then + 4, + 2, + 1: four dependent adds instead of sixteen
+  float t[8];
+  for (int j = 0; j < 8; ++j) t[j] = l[j] + l[j + 8];
+  for (int j = 0; j < 4; ++j) t[j] = t[j] + t[j + 4];
+  for (int j = 0; j < 2; ++j) t[j] = t[j] + t[j + 2];
+  return t[0] + t[1];
 }
 }  // namespace vec
 
@@ -390,6 +395,13 @@ inline const auto& record(const View& v, int32_t g) {
   else return v.packed3[g];
 }
 
+// Parts of a block that blend_one can skip: halves (8 pixels: one or two vectors) where a vector is
+// narrower than a block. (Quarters for 4-float vectors ran slower than the kernels before them on a
+// loaded machine, halves no slower: with quarters more Gaussians take the skipping loop, with its
+// branch per vector; see docs/benchmarks.md.)
+constexpr int PART_PIXELS = W < LANES / 2 ? LANES / 2 : W;
+constexpr int PARTS = LANES / PART_PIXELS;
+
 // Per-chunk blending state, reused across Gaussians.
 struct Chunk {
   alignas(64) float x[CHUNK];
@@ -400,6 +412,10 @@ struct Chunk {
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
   alignas(64) int32_t idx[CHUNK + LANES];  // compacted pixels with w > 0 (+ slack for whole-block stores)
+  // With vectors narrower than a block: the image columns the pixels of part k of every block span
+  // (lo > hi: none). A full tile's block is one row, so these are the halves of its rows; blend_one
+  // skips the parts out of a Gaussian's column reach.
+  Reach part_cols[PARTS];
   int row_begin[TILE + 1];        // chunk pixels of tile row r: [row_begin[r], row_begin[r + 1])
   int n = 0;
   uint32_t live_blocks = 0;       // bit k: block k (pixels [k LANES, (k + 1) LANES)) has a live pixel
@@ -418,14 +434,6 @@ inline uint32_t positive_lanes(const float* v) {
 template <typename F>
 inline void for_each_block(uint32_t blocks, F&& f) {
   for (; blocks; blocks &= blocks - 1) f(__builtin_ctz(blocks) * LANES);
-}
-
-// The vectors of the blocks in `blocks` (bit k of a block mask -> bits k PER_BLOCK .. of a vector mask).
-inline uint64_t block_vectors(uint32_t blocks) {
-  uint64_t vecs = 0;
-  for (; blocks; blocks &= blocks - 1)
-    vecs |= ((uint64_t{1} << vec::PER_BLOCK) - 1) << (__builtin_ctz(blocks) * vec::PER_BLOCK);
-  return vecs;
 }
 
 // Calls f(first pixel of the vector) for each vector whose bit is set in `vecs`, in order.
@@ -447,21 +455,39 @@ struct Blend {
 // the ray transform M (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller). The
 // forward and the backward's first pass both call it, so their skip decisions are the same. `valid`
 // is false for a degenerate ray (NaN), which is skipped, as the oracle does.
+// The 2DGS ray-splat intersection at pixels (x, y), gsplat's: the planes h_u = x M_2 - M_0 and
+// h_v = y M_2 - M_1 (M_k the rows of the ray transform M, row-major) and their cross product
+// c = h_u x h_v, whose (c0, c1) / c2 is the intersection's (u, v) on the splat. The forward's sigma
+// and the backward's chain through it both start here.
+struct RayHit {
+  vf hu0, hu1, hu2, hv0, hv1, hv2, c0, c1, c2;
+};
+inline RayHit ray_hit(vf x, vf y, const float* M) {
+  RayHit r;
+  r.hu0 = splat(M[6]) * x - splat(M[0]);
+  r.hu1 = splat(M[7]) * x - splat(M[1]);
+  r.hu2 = splat(M[8]) * x - splat(M[2]);
+  r.hv0 = splat(M[6]) * y - splat(M[3]);
+  r.hv1 = splat(M[7]) * y - splat(M[4]);
+  r.hv2 = splat(M[8]) * y - splat(M[5]);
+  r.c0 = r.hu1 * r.hv2 - r.hu2 * r.hv1;
+  r.c1 = r.hu2 * r.hv0 - r.hu0 * r.hv2;
+  r.c2 = r.hu0 * r.hv1 - r.hu1 * r.hv0;
+  return r;
+}
+
+// 2 sigma of the 2D low-pass (gsplat's 2DGS filter): 2 (dx^2 + dy^2).
+inline vf low_pass_2sigma(vf dx, vf dy) { return splat(2.0f) * (dx * dx + dy * dy); }
+
 template <bool TWO_D>
 inline vf splat_sigma(vf x, vf y, float mx, float my, float a, float b, float cc, const float* M, vi& valid) {
   const vf dx = x - splat(mx), dy = y - splat(my);
   if constexpr (TWO_D) {
-    const vf hu0 = splat(M[6]) * x - splat(M[0]), hu1 = splat(M[7]) * x - splat(M[1]);
-    const vf hu2 = splat(M[8]) * x - splat(M[2]);
-    const vf hv0 = splat(M[6]) * y - splat(M[3]), hv1 = splat(M[7]) * y - splat(M[4]);
-    const vf hv2 = splat(M[8]) * y - splat(M[5]);
-    const vf c0 = hu1 * hv2 - hu2 * hv1;
-    const vf c1 = hu2 * hv0 - hu0 * hv2;
-    const vf c2 = hu0 * hv1 - hu1 * hv0;
-    const vf us = c0 / c2, vs = c1 / c2;
+    const RayHit r = ray_hit(x, y, M);
+    const vf us = r.c0 / r.c2, vs = r.c1 / r.c2;
     const vf s3 = us * us + vs * vs;
-    const vf s2 = splat(2.0f) * (dx * dx + dy * dy);
-    valid = (s3 == s3) & (c2 != splat(0.0f));
+    const vf s2 = low_pass_2sigma(dx, dy);
+    valid = (s3 == s3) & (r.c2 != splat(0.0f));
     return splat(0.5f) * vec::select(s3 < s2, s3, s2);
   } else {
     valid = splat(-1);
@@ -491,11 +517,29 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   const vf o = splat(rec.o), one = splat(1.0f);
   const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
   const float* M = rec.shape;
+  // With vectors narrower than a block (not AVX-512), the parts of the blocks whose columns the
+  // Gaussian cannot reach: alpha < 1/255 at all their pixels, so w = 0 and T and live stay as they
+  // are, exactly what evaluating them gives; they are skipped. (Choosing per vector cost more than it
+  // saved: the choice is made once per Gaussian, and the loop below is compiled twice, with and
+  // without skipping.)
+  constexpr uint32_t ALL_PARTS = (1u << PARTS) - 1;
+  uint32_t parts = ALL_PARTS;
+  if constexpr (PARTS > 1 && !TWO_D) {
+    parts = 0;
+    for (int k = 0; k < PARTS; ++k)
+      parts |= static_cast<uint32_t>(c.part_cols[k].hi >= rec.cols.lo && c.part_cols[k].lo <= rec.cols.hi) << k;
+  }
   vf lane_w[vec::PER_BLOCK] = {}, lane_a[vec::PER_BLOCK] = {};
-  for_each_block(todo, [&](const int blk) {
+  const auto blocks = [&](auto skipping) {
+    for_each_block(todo, [&](const int blk) {
     uint32_t blended = 0, alive = 0;
     for (int h = 0; h < vec::PER_BLOCK; ++h) {
       const int p = blk + h * W;
+      if (decltype(skipping)::value && !(parts >> (h * W / PART_PIXELS) & 1)) {
+        vec::store(c.w + p, vf{});
+        alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
+        continue;
+      }
       vi valid;
       const vf sigma = splat_sigma<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, a, b, cc, M, valid);
       const vf e = o * exp_neg(-sigma);
@@ -525,7 +569,10 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
     out.blocks |= static_cast<uint32_t>(blended != 0) << k;
     out.nonzero += __builtin_popcount(blended);
     c.live_blocks &= ~(static_cast<uint32_t>(alive == 0) << k);
-  });
+    });
+  };
+  if (parts == ALL_PARTS) blocks(std::false_type{});
+  else blocks(std::true_type{});
   if (SUMS) {
     out.wsum = vec::lane_sum(lane_w);
     out.asum = vec::lane_sum(lane_a);
@@ -599,15 +646,17 @@ inline int compact(const Chunk& c, uint32_t blocks, const int32_t* map, int32_t*
   return cnt;
 }
 
-// sum_p w[p]^power * plane[p] over the pixels of `blocks`.
-// (Over the vectors of `vecs`: the others have w = 0 and would add exact zeros.)
+// sum_p w[p]^power * plane[p] over the pixels of `blocks` (w valid there: a Blend's blocks).
+// Whole blocks, each vector into its own accumulator (a register: indexing the accumulators by a
+// run-time vector number kept them in memory, a store-to-load chain per vector).
 template <int POWER>
-inline float weighted_dot(const Chunk& c, const float* plane, uint64_t vecs) {
+inline float weighted_dot(const Chunk& c, const float* plane, uint32_t blocks) {
   vf lane[vec::PER_BLOCK] = {};
-  for_each_vector(vecs, [&](const int p) {
-    vf& l = lane[(p / W) % vec::PER_BLOCK];
-    const vf w = vec::load(c.w + p);
-    l = vec::madd(POWER == 2 ? w * w : w, vec::load(plane + p), l);
+  for_each_block(blocks, [&](const int blk) {
+    for (int h = 0; h < vec::PER_BLOCK; ++h) {
+      const vf w = vec::load(c.w + blk + h * W);
+      lane[h] = vec::madd(POWER == 2 ? w * w : w, vec::load(plane + blk + h * W), lane[h]);
+    }
   });
   return vec::lane_sum(lane);
 }
@@ -710,6 +759,15 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
     c.x[p] = c.y[p] = 0.0f;
     c.T[p] = 1.0f;
     c.live[p] = 0.0f;
+  }
+  if constexpr (PARTS > 1) {
+    constexpr int16_t lo = std::numeric_limits<int16_t>::min(), hi = std::numeric_limits<int16_t>::max();
+    for (int k = 0; k < PARTS; ++k) c.part_cols[k] = {hi, lo};
+    for (int p = 0; p < c.n; ++p) {
+      const int16_t x = static_cast<int16_t>(std::min<int32_t>(std::max<int32_t>(v.pix_x[c.row[p]], lo), hi));
+      Reach& r = c.part_cols[(p % LANES) / PART_PIXELS];
+      r = {std::min(r.lo, x), std::max(r.hi, x)};
+    }
   }
 }
 
@@ -965,7 +1023,7 @@ std::vector<torch::Tensor> trace_dense(bool two_d, torch::Tensor means2d, torch:
             h_isect[i] += bl.nonzero;
             if (dense) {
               for (int64_t d = 0; d < D; ++d) {
-                const float s = weighted_dot<POWER>(c, c.plane[d], bl.vecs);
+                const float s = weighted_dot<POWER>(c, c.plane[d], bl.blocks);
                 bi[d] = first ? s : bi[d] + s;
               }
               return;
@@ -1090,18 +1148,13 @@ inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo
       const vf x = vec::load(c.x + p), y = vec::load(c.y + p);
       const vf dx = x - splat(mx), dy = y - splat(my);
       if constexpr (TWO_D) {
-        const vf hu0 = splat(M[6]) * x - splat(M[0]), hu1 = splat(M[7]) * x - splat(M[1]);
-        const vf hu2 = splat(M[8]) * x - splat(M[2]);
-        const vf hv0 = splat(M[6]) * y - splat(M[3]), hv1 = splat(M[7]) * y - splat(M[4]);
-        const vf hv2 = splat(M[8]) * y - splat(M[5]);
-        const vf c0 = hu1 * hv2 - hu2 * hv1;
-        const vf c1 = hu2 * hv0 - hu0 * hv2;
-        const vf c2 = hu0 * hv1 - hu1 * hv0;
-        const vi valid = c2 != zero;
-        const vf c2s = vec::select(valid, c2, one);
-        const vf us = c0 / c2s, vs = c1 / c2s, inv = one / c2s;  // the forward's us, vs
+        const RayHit r = ray_hit(x, y, M);  // the forward's intersection
+        const vf hu0 = r.hu0, hu1 = r.hu1, hu2 = r.hu2, hv0 = r.hv0, hv1 = r.hv1, hv2 = r.hv2;
+        const vi valid = r.c2 != zero;
+        const vf c2s = vec::select(valid, r.c2, one);
+        const vf us = r.c0 / c2s, vs = r.c1 / c2s, inv = one / c2s;  // the forward's us, vs
         const vf s3 = us * us + vs * vs;
-        const vf s2 = splat(2.0f) * (dx * dx + dy * dy);
+        const vf s2 = low_pass_2sigma(dx, dy);
         const vi three = (s3 < s2) & valid & (s3 == s3);
         const vf g3 = vec::where(three, vsig), g2 = vec::where(~three, vsig);
         const vf usf = vec::where(three, us), vsf = vec::where(three, vs), invf = vec::where(three, inv);
@@ -1257,7 +1310,7 @@ std::vector<torch::Tensor> render_backward(bool two_d, torch::Tensor means2d, to
               float* rf = r + 3 + NS;
               if (dense) {
                 for (int64_t d = 0; d < D; ++d) {
-                  const float s = weighted_dot<1>(c, c.plane[d], block_vectors(hit));
+                  const float s = weighted_dot<1>(c, c.plane[d], hit);
                   rf[d] = first ? s : rf[d] + s;
                 }
               } else if (first) {
@@ -1387,7 +1440,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
             const int32_t l = lab[c.row[p]];
             loc.slot[p] = l < 0 ? 0 : static_cast<int>(std::lower_bound(loc.uniq, loc.uniq + loc.L, l) - loc.uniq);
           }
-          if (loc.L <= DENSE_MAX)  // indicator planes for vectorised per-label sums
+          if (loc.L > 1 && loc.L <= DENSE_MAX)  // indicator planes for vectorised per-label sums
             for (int l = 0; l < loc.L; ++l)
               for (int p = 0; p < CHUNK; ++p) c.plane[l][p] = p < c.n && loc.slot[p] == l ? 1.0f : 0.0f;
         },
@@ -1397,8 +1450,13 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           w_isect[i] += bl.wsum;
           a_isect[i] += bl.asum;
           h_isect[i] += bl.nonzero;
-          if (loc.L <= DENSE_MAX) {
-            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.vecs);
+          if (loc.L == 1) {
+            // One label (most tiles): its pixels are all the chunk's blending pixels, so its sum is
+            // sum w^power, which the blend already summed in the same lanes and order (bitwise what
+            // weighted_dot gives: w * 1 is exact, and the blocks it skips add zeros).
+            loc.acc[0] = bl.wsum;
+          } else if (loc.L <= DENSE_MAX) {
+            for (int l = 0; l < loc.L; ++l) loc.acc[l] = weighted_dot<POWER>(c, c.plane[l], bl.blocks);
           } else {
             std::fill(loc.acc, loc.acc + loc.L, 0.0f);
             float* wk = c.plane[0];  // free on this path (more than DENSE_MAX labels)
