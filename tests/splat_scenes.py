@@ -72,3 +72,19 @@ def assert_same_picture(objects, camera):
 
 def cam(width=64, height=48, eye=(0.4, -3.2, 0.9), target=(0.0, 0.0, 0.0)):
     return Camera.look_at(eye, target, fov_x_deg=60, width=width, height=height)
+
+
+def file_splats(path, rows, matrix):
+    """The PLY's splats ``rows`` as gs_core reads them (not through Blender's attributes), activated in
+    float32 as the import stores them (splat_attributes' activations)."""
+    from gs_core import splat_view
+    from gs_core.scene import GaussianScene
+
+    from blender_addon import splat_attributes as sa
+
+    s = GaussianScene.load(path)
+    coeffs = np.concatenate([s.sh_dc[:, None], s.sh_rest], axis=1).astype(np.float32)
+    obj = splat_view.ObjectSplats(s.means.astype(np.float32), sa.normalize_quats(s.quats),
+                                  sa.activate_scale(s.log_scales), sa.activate_opacity(s.opacity_logits),
+                                  coeffs, np.asarray(matrix, np.float64))
+    return obj.subset(rows)

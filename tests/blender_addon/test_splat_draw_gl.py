@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from splat_scenes import STOP_T, engine_picture
+from splat_scenes import STOP_T, engine_picture, file_splats
 
 pytestmark = pytest.mark.blender
 
@@ -38,21 +38,6 @@ def camera_dict(eye=(0.4, -6.0, 1.0), target=(0.0, 0.0, 0.0), width=W, height=H)
     c = Camera.look_at(eye, target, fov_x_deg=50, width=width, height=height)
     return c, {"fx": c.fx, "fy": c.fy, "cx": c.cx, "cy": c.cy, "width": width, "height": height,
                "world_to_camera": np.asarray(c.world_to_camera).tolist()}
-
-
-def file_splats(path, rows, matrix):
-    """The PLY's splats ``rows`` as gs_core reads them, activated in float32 as the import stores them."""
-    from gs_core import splat_view
-    from gs_core.scene import GaussianScene
-
-    from blender_addon import splat_attributes as sa
-
-    s = GaussianScene.load(path)
-    coeffs = np.concatenate([s.sh_dc[:, None], s.sh_rest], axis=1).astype(np.float32)
-    obj = splat_view.ObjectSplats(s.means.astype(np.float32), sa.normalize_quats(s.quats),
-                                  sa.activate_scale(s.log_scales), sa.activate_opacity(s.opacity_logits),
-                                  coeffs, np.asarray(matrix, np.float64))
-    return obj.subset(rows)
 
 
 def shown_rows(obj):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from splat_scenes import file_splats
 
 pytestmark = pytest.mark.blender
 
@@ -58,22 +59,6 @@ def render_scene(bpy, imported, tmp_path):
 
     splat_render.last_status["message"] = ""
     segmentation.stop_backends()
-
-
-def file_splats(path, rows, matrix):
-    """The PLY's splats ``rows`` as gs_core reads them (not through Blender's attributes), activated in
-    float32 as the import stores them (splat_attributes' activations)."""
-    from gs_core import splat_view
-    from gs_core.scene import GaussianScene
-
-    from blender_addon import splat_attributes as sa
-
-    s = GaussianScene.load(path)
-    coeffs = np.concatenate([s.sh_dc[:, None], s.sh_rest], axis=1).astype(np.float32)
-    obj = splat_view.ObjectSplats(s.means.astype(np.float32), sa.normalize_quats(s.quats),
-                                  sa.activate_scale(s.log_scales), sa.activate_opacity(s.opacity_logits),
-                                  coeffs, np.asarray(matrix, np.float64))
-    return obj.subset(rows)
 
 
 def expected_layer(scene, objects):
