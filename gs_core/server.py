@@ -50,9 +50,10 @@ no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as `
 the nested levels of the merge tree (:meth:`gs_core.query.LabelLevels.click_path`), so moving the
 slider toward groups only grows the selection.
 
-``query_text`` ``{text, out}``: a text query (:func:`gs_core.language.text_query`: lifted CLIP
-features scored by relevancy, thresholded automatically); a work folder prepared without a CLIP model
-answers ``no CLIP features in WORK``. Replaces the current clicks.
+``query_text`` ``{text, out}``: a text query (:func:`gs_core.language.text_query`, as ``gs-core query
+--text``: each consistent instance's CLIP embedding scored by relevancy where the work folder has them,
+else the lifted per-Gaussian features; thresholded automatically); a work folder prepared without a CLIP
+model answers ``no CLIP features in WORK``. Replaces the current clicks.
 
 Every query writes ``out``: the selected rows of ``WORK/scene.ply``, int64 [K] ascending; result:
 ``{rows: out, count, instances, partial, level, gaussians}`` (``partial``: the rows are only a part of
