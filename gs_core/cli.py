@@ -89,7 +89,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     # Big tensors (a 512-channel render of a 1080p frame is 4 GB) on 2 MB pages: torch's own allocator
     # option, read once when torch starts. With 4 kB pages, first-touch page faults cost more than the
-    # render itself (garden, D=512: 110 ms of faults vs 25 ms). Must precede the first torch import.
+    # render itself (docs/benchmarks.md, "Choices made by measurement"). Must precede the first torch import.
     # (OpenMP's passive waits are set by importing gs_core, which importing this module did.)
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -33,9 +33,9 @@ _cache: dict[tuple, int] = {}  # (real path, size, mtime_ns, inode) -> id
 def file_id(path: str | os.PathLike) -> int:
     """The id of the file at ``path``: CRC-32 of its bytes in 31 bits, never ``UNKNOWN``.
 
-    CRC-32 runs at about 2 GB/s here (0.13 s for the 248 MB of 1M splats with SH degree 3, in
-    memory, quiet machine); the answer is cached per (path, size, modification time, inode) for the
-    life of the process.
+    CRC-32 is fast enough for a million splats at import (docs/benchmarks.md, "Choices made by
+    measurement"); the answer is cached per (path, size, modification time, inode) for the life of
+    the process.
     """
     path = Path(path)
     stat = path.stat()

@@ -315,8 +315,8 @@ def postprocess_seconds_per_prompt(spec: SamSpec, height: int, width: int, keep_
     """Measured seconds per prompt of what SAM's generator does outside the network: its three
     low-resolution masks upsampled to the encoder's size and then the image's, stability scores,
     and for the ``keep_share`` that pass the filters, boxes and run-length encoding. FLOPs miss this
-    memory-bound work, which dominates small encoders (measured: 40x the FLOP estimate for a tiny
-    one at 640x480)."""
+    memory-bound work, which dominates small encoders (docs/benchmarks.md, "Choices made by
+    measurement")."""
     torch = require("torch", "sam")
     import torch.nn.functional as F
 
