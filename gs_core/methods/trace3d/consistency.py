@@ -263,8 +263,10 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
     del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    own = np.zeros((P, V), np.float32)
-    own[np.arange(P), view] = 1.0
+    own = None  # each patch's own view, only what config.separation reads
+    if config.separation is not None:
+        own = np.zeros((P, V), np.float32)
+        own[np.arange(P), view] = 1.0
     root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
     return PatchVotes(C_other, counts, good, mass, own, root_rows)
 
