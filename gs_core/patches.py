@@ -95,12 +95,11 @@ def make_patches(masks: np.ndarray, min_area: int | None = None, rule: str = "ce
 
 def _finest(masks: np.ndarray, keep: np.ndarray) -> InstancePatches:
     """The "finest" rule of :func:`make_patches` on the kept masks ``masks`` [M, H, W] bool."""
+    from .labelmaps import masks_to_labels  # the smallest covering mask per pixel
+
     M, H, W = masks.shape
     flat = masks.reshape(M, -1)
-    area = flat.sum(1)
-    label = np.full(H * W, -1, np.int64)
-    for m in np.argsort(-area, kind="stable"):  # largest first: the smallest covering mask is painted last
-        label[flat[m]] = m
+    label = masks_to_labels(masks).ravel()
     covered = label >= 0
     uniq, first, inverse = np.unique(label[covered], return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
