@@ -211,6 +211,26 @@ def shaders():
     return _shaders
 
 
+def bind_shader(shader) -> None:
+    """Bind ``shader`` for a pass, for real. Blender's GPU context remembers the bound shader by its
+    address and skips the bind when a shader at that address is bound again; freeing a shader does not
+    unbind it (only a debug build asserts), so a shader freed while bound (ours on unregister, or anyone
+    else's) leaves a stale address, and a new shader allocated there would draw with whatever GL program
+    is current: in the over pass, nothing at all, or garbage. Unbinding first makes Blender bind ours."""
+    import gpu
+
+    gpu.shader.unbind()
+    shader.bind()
+
+
+def unbind_shader() -> None:
+    """After a pass: leave none of our shaders bound, so freeing them (unregister, a reload) cannot leave
+    Blender's context a stale address that a shader made later (its own or another add-on's) would hit."""
+    import gpu
+
+    gpu.shader.unbind()
+
+
 # ---- what is drawn -------------------------------------------------------------------------------------
 
 class DrawState:
@@ -309,10 +329,13 @@ def draw_over(texture) -> None:
     s = shaders()
     gpu.state.blend_set('ALPHA_PREMULT')
     gpu.state.depth_test_set('NONE')
-    s["over"].bind()
-    s["over"].uniform_sampler("image", texture)
-    s["over_batch"].draw(s["over"])
-    gpu.state.blend_set('NONE')
+    try:
+        bind_shader(s["over"])
+        s["over"].uniform_sampler("image", texture)
+        s["over_batch"].draw(s["over"])
+    finally:
+        unbind_shader()
+        gpu.state.blend_set('NONE')
 
 
 def draw_splats(context, objects, camera: dict, window, near: float, depth_texture):
@@ -358,22 +381,25 @@ def draw_splats(context, objects, camera: dict, window, near: float, depth_textu
         gpu.state.depth_mask_set(False)
         gpu.state.blend_set('ALPHA_PREMULT')
         shader = s["splat"]
-        shader.bind()
-        shader.uniform_float("worldToCamera", w2c.T.astype(np.float32).ravel().tolist())
-        shader.uniform_float("intrinsics", (camera["fx"], camera["fy"], camera["cx"], camera["cy"]))
-        shader.uniform_float("viewSize", (width, height, window[2, 2], window[2, 3]))
-        eye = np.linalg.inv(w2c)[:3, 3]
-        shader.uniform_float("cameraPosition", (*eye, near))
-        shader.uniform_int("splatLayout", (splat_display.texels_per_splat(SH_DEGREE), (SH_DEGREE + 1) ** 2,
-                                           splat_display.TEXTURE_WIDTH, 0))
-        shader.uniform_sampler("splats", state.splat_texture)
-        shader.uniform_sampler("order", state.order_texture)
-        # kept in the state: a texture only passed to uniform_sampler is freed before the draw reads it
-        state.object_texture = _object_texture(state.objects)
-        shader.uniform_sampler("objects", state.object_texture)
-        shader.uniform_sampler("sceneDepth", depth_texture)
-        s["splat_batch"].draw_instanced(shader, instance_start=0, instance_count=total)
-        gpu.state.blend_set('NONE')
+        try:
+            bind_shader(shader)
+            shader.uniform_float("worldToCamera", w2c.T.astype(np.float32).ravel().tolist())
+            shader.uniform_float("intrinsics", (camera["fx"], camera["fy"], camera["cx"], camera["cy"]))
+            shader.uniform_float("viewSize", (width, height, window[2, 2], window[2, 3]))
+            eye = np.linalg.inv(w2c)[:3, 3]
+            shader.uniform_float("cameraPosition", (*eye, near))
+            shader.uniform_int("splatLayout", (splat_display.texels_per_splat(SH_DEGREE), (SH_DEGREE + 1) ** 2,
+                                               splat_display.TEXTURE_WIDTH, 0))
+            shader.uniform_sampler("splats", state.splat_texture)
+            shader.uniform_sampler("order", state.order_texture)
+            # kept in the state: a texture only passed to uniform_sampler is freed before the draw reads it
+            state.object_texture = _object_texture(state.objects)
+            shader.uniform_sampler("objects", state.object_texture)
+            shader.uniform_sampler("sceneDepth", depth_texture)
+            s["splat_batch"].draw_instanced(shader, instance_start=0, instance_count=total)
+        finally:
+            unbind_shader()
+            gpu.state.blend_set('NONE')
     return offscreen
 
 
@@ -471,6 +497,8 @@ def unregister_handler() -> None:
         bpy.app.handlers.depsgraph_update_post.remove(on_depsgraph_update)
     if hasattr(bpy.types.Scene, splat_object.DRAW_PROPERTY):
         del bpy.types.Scene.gs_draw_gaussians
+    if _shaders:
+        unbind_shader()  # the passes leave none bound; a shader freed while bound leaves Blender a stale one
     _shaders.clear()
     if state.offscreen is not None:
         state.offscreen.free()

@@ -160,12 +160,7 @@ def test_the_selection_is_drawn_highlighted(gl, imported):
     assert np.abs(rgb - plain_rgb).max() > 0.2
 
 
-def test_the_buffer_goes_over_the_viewport_in_scene_linear(gl, request):
-    if gl.app.version < (5, 0, 0):
-        # seen once in about five full runs of the Blender 4.5 suite on llvmpipe (pixels unrelated to the
-        # layer or the background), never alone or on 5.0: a known flake, not understood yet (closing note)
-        request.applymarker(pytest.mark.xfail(reason="intermittent wrong read-back on Blender 4.5 + llvmpipe",
-                                              strict=False))
+def test_the_buffer_goes_over_the_viewport_in_scene_linear(gl):
     import gpu
 
     from blender_addon import splat_display, splat_draw
@@ -191,6 +186,66 @@ def test_the_buffer_goes_over_the_viewport_in_scene_linear(gl, request):
     expected = splat_display.srgb_to_linear(layer[..., :3]) + (1 - alpha) * np.array(background[:3])
     assert np.abs(got[..., :3] - expected).max() <= 1e-5
     assert np.abs(got[..., 3] - (alpha[..., 0] + (1 - alpha[..., 0]))).max() <= 1e-6
+
+
+def test_a_shader_freed_while_bound_changes_nothing_the_passes_draw(gl):
+    """Blender's GPU context skips binding a shader found at the address of the one it believes bound,
+    and freeing a shader does not unbind it. A shader freed while bound (ours when the add-on unregisters
+    right after a draw, as each test's fixture does; or any other) left a stale address; a shader made
+    later at that address was never bound, and its draw ran whatever GL program was current: the over pass
+    drew nothing (the intermittent failure of the test above on Blender 4.5). Both ways: someone's shader
+    freed while bound before our pass, and our shaders freed after our pass before someone else draws.
+    Whether an address comes back is the allocator's choice, hence many rounds."""
+    import gpu
+    from gpu_extras.batch import batch_for_shader
+
+    from blender_addon import splat_display, splat_draw
+
+    rng = np.random.default_rng(2)
+    alpha = rng.uniform(0, 1, (H, W, 1))
+    layer = np.concatenate([alpha * rng.uniform(0, 1, (H, W, 3)), alpha], axis=2).astype(np.float32)
+    texture = gpu.types.GPUTexture((W, H), format='RGBA32F',
+                                   data=gpu.types.Buffer('FLOAT', layer.size, layer.ravel()))
+    background = (0.2, 0.3, 0.4, 1.0)
+    expected = splat_display.srgb_to_linear(layer[..., :3]) + (1 - alpha) * np.array(background[:3])
+    magenta = "void main() { fragColor = vec4(1.0, 0.0, 1.0, 1.0); }"
+    quad = ((-1, -1), (1, -1), (1, 1), (-1, -1), (1, 1), (-1, 1))
+
+    def other_shader():  # another client's shader, with the over pass's interface
+        return splat_draw._create_shader("other", (), (), (), (("VEC2", "pos"),), splat_draw.OVER_VERTEX, magenta)
+
+    target = gpu.types.GPUOffScreen(W, H, format='RGBA32F')
+    wrong = {"ours bound, freed": 0, "another bound, freed": 0, "ours freed after the pass": 0}
+
+    def over_is_right(case):
+        framebuffer.clear(color=background)
+        splat_draw.draw_over(texture)
+        wrong[case] += np.abs(splat_draw.gpu_read(W, H)[..., :3] - expected).max() > 1e-5
+
+    try:
+        with target.bind():
+            framebuffer = gpu.state.active_framebuffer_get()
+            for _ in range(60):
+                splat_draw.shaders()["splat"].bind()  # the splat pass's shader left bound, then freed
+                splat_draw._shaders.clear()  # as unregister does; the next pass makes its shaders anew
+                over_is_right("ours bound, freed")
+                others = [other_shader() for _ in range(4)]
+                others[1].bind()
+                while others:
+                    others.pop()  # freed, one of them while bound
+                splat_draw._shaders.clear()
+                over_is_right("another bound, freed")
+                splat_draw._shaders.clear()  # ours freed after the pass, as unregister does
+                shader = other_shader()
+                batch = batch_for_shader(shader, 'TRIS', {"pos": quad})
+                framebuffer.clear(color=background)
+                shader.bind()
+                batch.draw(shader)
+                wrong["ours freed after the pass"] += np.abs(splat_draw.gpu_read(W, H) - (1, 0, 1, 1)).max() > 0
+                del batch, shader
+    finally:
+        target.free()
+    assert not any(wrong.values()), wrong
 
 
 def test_without_an_egl_driver_the_probe_says_why_and_the_process_lives(tmp_path):
