@@ -11,6 +11,7 @@ import pytest
 from gs_core.parallel import LOCAL, Shared, derived, run_all
 
 from gs_core.cli import main
+from gs_core.errors import UserError
 from gs_core.pipeline.distributed import RayExecutor
 
 WORK_ARRAYS = ("labels.npy", "confidence.npy")
@@ -149,13 +150,18 @@ def test_interrupted_ray_prepare_resumes_from_the_cache(cluster, dataset, tmp_pa
     _assert_same_work(tmp_path / "plain", tmp_path / "work")
 
 
-def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
-    """The add-on's Prepare sends its preferences' Ray address as the request's ``ray`` field."""
+def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path, monkeypatch):
+    """The add-on's Prepare sends its preferences' Ray address as the request's ``ray`` field; the
+    server makes one executor for the session, not one per prepare."""
     import io
     import queue
 
+    from gs_core.pipeline import distributed
     from gs_core.server import Server
 
+    made = []
+    real = distributed.RayExecutor
+    monkeypatch.setattr(distributed, "RayExecutor", lambda *a, **kw: made.append(1) or real(*a, **kw))
     server = Server(io.StringIO(), queue.Queue())
     result = server.cmd_prepare(1, {"dataset": str(dataset), "out": str(tmp_path / "ray"), "method": "git-consistent",
                                     "ray": "local"})
@@ -166,7 +172,11 @@ def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
     assert kept is not None and kept.address == "local"
     server.cmd_prepare(2, {"dataset": str(dataset), "out": str(tmp_path / "again"), "method": "git-consistent",
                            "ray": "local"})
-    assert server.ray is kept  # one executor (and cluster) across prepares
+    assert server.ray is kept and len(made) == 1  # one executor (and cluster) across prepares
+    with pytest.raises(UserError, match="--device cpu"):  # the options are still checked on every prepare
+        server.cmd_prepare(3, {"dataset": str(dataset), "out": str(tmp_path / "gpu"), "method": "git-consistent",
+                               "ray": "local", "device": "cuda"})
+    assert len(made) == 1
     _assert_same_work(tmp_path / "plain", tmp_path / "again")
     server.close()
     assert server.ray is None
