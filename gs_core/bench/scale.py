@@ -297,7 +297,8 @@ def _run_city(args: argparse.Namespace) -> int:
         result = run_block_bench(args.dataset, grid, max(args.workers), args.limit)
     else:
         from ..synth import MaskNoise, simulate_masks
-        from ..synth.city import CITY_SIZES, make_city, render_city_view
+        from ..synth.city import CITY_SIZES, make_city
+        from ..synth.views import iter_views
         from ..synth.writer import mask_rng
 
         config, noise = CITY_SIZES[args.size], MaskNoise.level(0.5)
@@ -310,10 +311,10 @@ def _run_city(args: argparse.Namespace) -> int:
         rendered: dict = {}
 
         def views_of(views: list[int]) -> None:
-            gaussians = world.scene.to_gaussians()
             t, c = time.perf_counter(), time.process_time()
-            for k in views:
-                view = render_city_view(world, gaussians, world.train_cameras[k], config.view_radius)
+            rendered_views = iter_views(world, [world.train_cameras[k] for k in views], radius=config.view_radius,
+                                        per_level=False)
+            for k, view in zip(views, rendered_views):
                 stacks[k] = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise,
                                            mask_rng(config.seed, k)).masks
             rendered.update(views=len(views), wall_s=time.perf_counter() - t, cpu_s=time.process_time() - c)
