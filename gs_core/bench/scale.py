@@ -55,10 +55,17 @@ class MeasuringExecutor:
         self.bytes_in = 0
         self.tasks = 0
         self.task_wall: dict[int, float] = {}  # item index -> seconds (of the latest map)
+        self._sent: set = set()  # tokens of the Shared values already counted
 
     def map(self, fn, items, *shared):
         items = list(items)
-        self.bytes_out += sum(len(pickle.dumps(s, protocol=5)) for s in shared)
+        from ..parallel import Shared
+
+        for s in shared:  # a Shared is sent once (RayExecutor keeps its object ref), the rest once per map
+            if isinstance(s, Shared) and s.token in self._sent:
+                continue
+            self._sent.add(getattr(s, "token", None))
+            self.bytes_out += len(pickle.dumps(s, protocol=5))
         self.bytes_out += sum(len(pickle.dumps(i, protocol=5)) for i in items)
         for i, (result, pid, cpu, peak, wall) in self.inner.map(_measured, items, fn, *shared):
             self.task_wall[i] = wall

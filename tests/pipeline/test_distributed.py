@@ -72,6 +72,12 @@ def test_map_runs_each_item_as_a_task_and_sends_shared_data_once(ray, cluster, m
     out = run_all(executor, _scaled_sum, list(range(10)), shared, 2.0)
     assert [v for v, _ in out] == [2.0 * k for k in range(10)]
     assert len(puts) == 2  # the Shared value and the factor: once per map, not once per task
+    again = run_all(executor, _scaled_sum, list(range(10)), shared, 3.0)
+    assert [v for v, _ in again] == [3.0 * k for k in range(10)]
+    assert len(puts) == 3 and puts[-1] == 3.0  # a later map over the same Shared puts only the factor
+    other = Shared(np.arange(10) + 1)
+    assert [v for v, _ in run_all(executor, _scaled_sum, list(range(10)), other, 1.0)] == [k + 1.0 for k in range(10)]
+    assert len(puts) == 5
     assert os.getpid() not in {pid for _, pid in out}  # ran on workers
     assert [v for v, _ in run_all(LOCAL, _scaled_sum, list(range(10)), shared, 2.0)] == [v for v, _ in out]
     read = []
