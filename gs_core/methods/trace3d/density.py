@@ -221,7 +221,8 @@ def instance_offsets(scene: GaussianScene, cameras: list[Camera], view_maps: lis
     mass = np.zeros((len(rows), 2))
     shared = Shared(geometry_only(scene))
     try:
-        for terms in ordered(executor, _offset_terms, list(zip(cameras, view_maps)), shared, rows, pair, backend):
+        narrow = [m.astype(np.int32) if m.size and -2**31 <= m.min() and m.max() < 2**31 else m for m in view_maps]
+        for terms in ordered(executor, _offset_terms, list(zip(cameras, narrow)), shared, rows, pair, backend):
             if terms is not None:
                 A += terms[0]
                 b += terms[1]
