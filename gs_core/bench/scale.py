@@ -12,8 +12,8 @@ workers (Amdahl: rest + spread / workers + the measured start-up of the cluster)
 ``--size xl`` is the synthetic city (:mod:`gs_core.synth.city`: over 2M splats, 1,000 views), which
 does not run whole: it is split into blocks (``--blocks``, default 4x4) and the blocks' Trace3D core
 runs as Ray tasks (:func:`run_block_bench`; ``--limit K`` runs the first K blocks only). Per block:
-its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; then
-the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
+its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; the
+blocks that ran stitched (time, ids before and after); then the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
 (Gaussian, view) of the blocks that ran.
 """
 
@@ -213,6 +213,16 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     for r in rows:
         say(f"block {r['block']}: {r['gaussians']} Gaussians, {r['views']} views, {r['wall_s']:.1f} s, "
             f"{r['instances']} instances")
+    stitched = None
+    if len(run) > 1:  # the blocks that ran stitched across their borders (in the driver, as prepare does)
+        from ..methods.blocks import stitch
+
+        t = time.perf_counter()
+        ids = stitch(run, [labels[j] for j in range(len(run))], len(scene), BlockConfig(grid=grid))
+        stitched = {"wall_s": time.perf_counter() - t, "instances_in_blocks": sum(r["instances"] for r in rows),
+                    "instances": int(len(np.unique(ids[ids >= 0])))}
+        say(f"stitched {len(run)} blocks in {stitched['wall_s']:.1f} s: {stitched['instances_in_blocks']} block ids "
+            f"-> {stitched['instances']} instances")
     say(f"{len(run)} of {len(blocks)} blocks on {workers} workers: {wall:.1f} s wall (cluster start {started:.1f} s "
         f"not included), worker CPU {', '.join(f'{v:.1f}' for v in sorted(measuring.cpu.values(), reverse=True))} s, "
         f"worker peak RSS {', '.join(f'{v:.0f}' for v in sorted(measuring.peak_mb.values(), reverse=True))} MB, "
@@ -236,7 +246,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
             "driver_cpu_s": driver_cpu, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
             "worker_peak_rss_mb": sorted(measuring.peak_mb.values(), reverse=True),
             "bytes_to_workers": measuring.bytes_out, "bytes_from_workers": measuring.bytes_in,
-            "seconds_per_gaussian_view": rate, "projected_wall_s": projection}
+            "seconds_per_gaussian_view": rate, "projected_wall_s": projection, "stitch": stitched}
 
 
 def _noop(item):
