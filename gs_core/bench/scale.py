@@ -175,7 +175,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     given, is called first with the views those blocks need (a generator makes them then)."""
     import ray
 
-    from ..methods.blocks import BlockConfig, prepare_block, split_blocks
+    from ..methods.blocks import BlockConfig, block_items, prepare_block, split_blocks
     from ..methods.trace3d import prepare_config
     from ..methods.trace3d.git import geometry_only
     from ..parallel import Shared
@@ -195,7 +195,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
         views_of(sorted({int(v) for b in run for v in b.views}))
     config = replace(prepare_config(prep.PrepareOptions(Path("unused"), Path("unused"), method="git-consistent")),
                      density=None)
-    items = [(b, [cameras[v] for v in b.views], [stack_of(v) for v in b.views]) for b in run]
+    items = block_items(run, cameras, stack_of)
     t = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30)
     started = time.perf_counter() - t
