@@ -288,16 +288,16 @@ class Server:
     def _ray_executor(self, options):
         """The executor for ``options.ray`` (None without it): the one kept from an earlier prepare with
         the same address, so its cluster (about 15 s to start) serves every prepare of the session."""
-        from .pipeline.prepare import ray_executor
+        from .pipeline.prepare import check_ray, ray_executor
 
         if options.ray is None:
             return None
+        check_ray(options)  # every prepare's options, also when the kept executor serves it
         if self.ray is not None and self.ray.address != options.ray:
             self.ray.close()
             self.ray = None
-        executor = ray_executor(options)
         if self.ray is None:
-            self.ray = executor
+            self.ray = ray_executor(options)
         return self.ray
 
     def cmd_load(self, rid, args) -> dict:

@@ -12,8 +12,8 @@ workers (Amdahl: rest + spread / workers + the measured start-up of the cluster)
 ``--size xl`` is the synthetic city (:mod:`gs_core.synth.city`: over 2M splats, 1,000 views), which
 does not run whole: it is split into blocks (``--blocks``, default 4x4) and the blocks' Trace3D core
 runs as Ray tasks (:func:`run_block_bench`; ``--limit K`` runs the first K blocks only). Per block:
-its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; then
-the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
+its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; the
+blocks that ran stitched (time, ids before and after); then the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
 (Gaussian, view) of the blocks that ran.
 """
 
@@ -55,10 +55,17 @@ class MeasuringExecutor:
         self.bytes_in = 0
         self.tasks = 0
         self.task_wall: dict[int, float] = {}  # item index -> seconds (of the latest map)
+        self._sent: set = set()  # tokens of the Shared values already counted
 
     def map(self, fn, items, *shared):
         items = list(items)
-        self.bytes_out += sum(len(pickle.dumps(s, protocol=5)) for s in shared)
+        from ..parallel import Shared
+
+        for s in shared:  # a Shared is sent once (RayExecutor keeps its object ref), the rest once per map
+            if isinstance(s, Shared) and s.token in self._sent:
+                continue
+            self._sent.add(getattr(s, "token", None))
+            self.bytes_out += len(pickle.dumps(s, protocol=5))
         self.bytes_out += sum(len(pickle.dumps(i, protocol=5)) for i in items)
         for i, (result, pid, cpu, peak, wall) in self.inner.map(_measured, items, fn, *shared):
             self.task_wall[i] = wall
@@ -168,7 +175,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     given, is called first with the views those blocks need (a generator makes them then)."""
     import ray
 
-    from ..methods.blocks import BlockConfig, prepare_block, split_blocks
+    from ..methods.blocks import BlockConfig, block_items, prepare_block, split_blocks
     from ..methods.trace3d import prepare_config
     from ..methods.trace3d.git import geometry_only
     from ..parallel import Shared
@@ -188,7 +195,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
         views_of(sorted({int(v) for b in run for v in b.views}))
     config = replace(prepare_config(prep.PrepareOptions(Path("unused"), Path("unused"), method="git-consistent")),
                      density=None)
-    items = [(b, [cameras[v] for v in b.views], [stack_of(v) for v in b.views]) for b in run]
+    items = block_items(run, cameras, stack_of)
     t = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30)
     started = time.perf_counter() - t
@@ -206,6 +213,16 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     for r in rows:
         say(f"block {r['block']}: {r['gaussians']} Gaussians, {r['views']} views, {r['wall_s']:.1f} s, "
             f"{r['instances']} instances")
+    stitched = None
+    if len(run) > 1:  # the blocks that ran stitched across their borders (in the driver, as prepare does)
+        from ..methods.blocks import stitch
+
+        t = time.perf_counter()
+        ids = stitch(run, [labels[j] for j in range(len(run))], len(scene), BlockConfig(grid=grid))
+        stitched = {"wall_s": time.perf_counter() - t, "instances_in_blocks": sum(r["instances"] for r in rows),
+                    "instances": int(len(np.unique(ids[ids >= 0])))}
+        say(f"stitched {len(run)} blocks in {stitched['wall_s']:.1f} s: {stitched['instances_in_blocks']} block ids "
+            f"-> {stitched['instances']} instances")
     say(f"{len(run)} of {len(blocks)} blocks on {workers} workers: {wall:.1f} s wall (cluster start {started:.1f} s "
         f"not included), worker CPU {', '.join(f'{v:.1f}' for v in sorted(measuring.cpu.values(), reverse=True))} s, "
         f"worker peak RSS {', '.join(f'{v:.0f}' for v in sorted(measuring.peak_mb.values(), reverse=True))} MB, "
@@ -229,7 +246,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
             "driver_cpu_s": driver_cpu, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
             "worker_peak_rss_mb": sorted(measuring.peak_mb.values(), reverse=True),
             "bytes_to_workers": measuring.bytes_out, "bytes_from_workers": measuring.bytes_in,
-            "seconds_per_gaussian_view": rate, "projected_wall_s": projection}
+            "seconds_per_gaussian_view": rate, "projected_wall_s": projection, "stitch": stitched}
 
 
 def _noop(item):
@@ -297,7 +314,8 @@ def _run_city(args: argparse.Namespace) -> int:
         result = run_block_bench(args.dataset, grid, max(args.workers), args.limit)
     else:
         from ..synth import MaskNoise, simulate_masks
-        from ..synth.city import CITY_SIZES, make_city, render_city_view
+        from ..synth.city import CITY_SIZES, make_city
+        from ..synth.views import iter_views
         from ..synth.writer import mask_rng
 
         config, noise = CITY_SIZES[args.size], MaskNoise.level(0.5)
@@ -310,10 +328,10 @@ def _run_city(args: argparse.Namespace) -> int:
         rendered: dict = {}
 
         def views_of(views: list[int]) -> None:
-            gaussians = world.scene.to_gaussians()
             t, c = time.perf_counter(), time.process_time()
-            for k in views:
-                view = render_city_view(world, gaussians, world.train_cameras[k], config.view_radius)
+            rendered_views = iter_views(world, [world.train_cameras[k] for k in views], radius=config.view_radius,
+                                        per_level=False)
+            for k, view in zip(views, rendered_views):
                 stacks[k] = simulate_masks(view.part, view.object, view.group, world.hierarchy, noise,
                                            mask_rng(config.seed, k)).masks
             rendered.update(views=len(views), wall_s=time.perf_counter() - t, cpu_s=time.process_time() - c)

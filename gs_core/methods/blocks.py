@@ -14,6 +14,7 @@ is) from most Gaussians.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,11 +82,14 @@ def split_blocks(means: np.ndarray, cameras: list[Camera], config: BlockConfig =
 
 def prepare_block(item, shared: Shared, config) -> np.ndarray:
     """The Trace3D core (GIT, consistent maps; ``config`` a Trace3DConfig, density control off) on one
-    block: ``item`` = (block, its views' cameras, their mask stacks); ``shared`` holds the scene.
-    -> [n] int64 the block's instance ids of its rows, -1 = none."""
+    block: ``item`` = (block, its views' cameras, their mask stacks packed by
+    :func:`~gs_core.methods.trace3d.method.pack_masks`: :func:`block_items`); ``shared`` holds the
+    scene. -> [n] int64 the block's instance ids of its rows, -1 = none."""
     from .trace3d import run
+    from .trace3d.method import unpack_masks
 
-    block, cameras, stacks = item
+    block, cameras, packed = item
+    stacks = [unpack_masks(p) for p in packed]
     if len(cameras) == 0 or len(block.rows) == 0:
         return np.full(len(block.rows), -1, np.int64)
     scene = shared.value.subset(block.rows)
@@ -148,6 +152,14 @@ class BlockResult:
     block_labels: list[np.ndarray]  # per block [n_b] its own ids (before stitching)
 
 
+def block_items(blocks: list[Block], cameras: list[Camera], stack_of) -> Iterator[tuple]:
+    """:func:`prepare_block`'s items, made as they are read (an executor reads them lazily): each
+    block with its views' cameras and packed mask stacks (``stack_of(v)``: view v's [M, H, W] bool)."""
+    from .trace3d.method import pack_masks
+
+    return ((b, [cameras[v] for v in b.views], [pack_masks(stack_of(v)) for v in b.views]) for b in blocks)
+
+
 def run_blocks(scene: GaussianScene, cameras: list[Camera], stacks: list[np.ndarray], trace_config,
                config: BlockConfig = BlockConfig(), executor: Executor | None = None, progress=None,
                cache=None) -> BlockResult:
@@ -165,7 +177,7 @@ def run_blocks(scene: GaussianScene, cameras: list[Camera], stacks: list[np.ndar
     done = len(blocks) - len(todo)
     if progress:
         progress(done, len(blocks))
-    items = [(b, [cameras[v] for v in b.views], [stacks[v] for v in b.views]) for b in todo]
+    items = block_items(todo, cameras, stacks.__getitem__)
     for j, lab in (executor or LOCAL).map(prepare_block, items, Shared(geometry_only(scene)), trace_config):
         labels[todo[j].index] = lab
         if cache is not None:

@@ -2,8 +2,9 @@
 
 A thin layer: the per-view functions are the plain ones the single-process path runs
 (:mod:`gs_core.parallel`); here each item becomes one task. Every :class:`~gs_core.parallel.Shared`
-value (the scene) and every other shared argument goes into the object store once per map, and
-tasks read it from there (numpy arrays without a copy on the same node). Results come back as tasks
+value (the scene) goes into the object store once, while the caller holds it (the maps of several
+passes over the same photos put them once), every other shared argument once per map, and tasks
+read them from there (numpy arrays without a copy on the same node). Results come back as tasks
 finish; the callers reduce them in view order, so a work folder written with Ray is the same as one
 written without it. A task whose worker dies is run again (``max_retries``); Ctrl-C cancels the
 tasks not yet finished, and what finished is already in the per-view cache.
@@ -14,10 +15,12 @@ Ray is an optional extra (``pip install gs-core[ray]``); without it ``--ray`` is
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import UserError
+from ..parallel import Shared
 
 LOCAL = "local"  # --ray without an address: a new cluster on this machine's cores
 MAX_RETRIES = 3  # a task whose worker died is run again this many times
@@ -52,6 +55,7 @@ class RayExecutor:
         self._on_connect = on_connect
         self._owns = False
         self._task = None
+        self._puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Shared -> its object ref
 
     def _connect(self) -> None:
         if self._task is not None:
@@ -86,7 +90,7 @@ class RayExecutor:
         over photos does not hold them all in memory or in the object store."""
         self._connect()
         ray = self._ray
-        refs = [ray.put(s) for s in shared]  # once per map, not once per task
+        refs = [self._put(s) for s in shared]  # once per map (a Shared once while its caller holds it)
         window = max(2, IN_FLIGHT * self.workers)
         todo = iter(enumerate(items))
         pending: dict = {}
@@ -105,11 +109,23 @@ class RayExecutor:
             for ref in pending:
                 ray.cancel(ref)
 
+    def _put(self, value: Any):
+        """``value``'s object ref: a :class:`~gs_core.parallel.Shared` is put once and its ref kept
+        while the caller holds it (the passes of density control's refit read the same photos), any
+        other value once per map."""
+        if not isinstance(value, Shared):
+            return self._ray.put(value)
+        ref = self._puts.get(value)
+        if ref is None:
+            ref = self._puts[value] = self._ray.put(value)
+        return ref
+
     @property
     def address(self) -> str:
         return self._address
 
     def close(self) -> None:
+        self._puts = weakref.WeakKeyDictionary()
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
         self._owns, self._task = False, None

@@ -180,12 +180,21 @@ def prepare(options: PrepareOptions, progress=None, log=print, executor=None) ->
         owned.close()
 
 
-def ray_executor(options: PrepareOptions, log=None):
-    """The :class:`~gs_core.pipeline.distributed.RayExecutor` for ``options.ray`` (it connects on first
-    use), after checking the options allow one: a one-line error otherwise. The server keeps it across
-    prepares; ``prepare`` without an ``executor`` makes one per run."""
+def check_ray(options: PrepareOptions) -> None:
+    """A one-line error when ``options`` cannot run on Ray (``--ray`` given with a GPU device, or Ray
+    not installed); nothing is started."""
     if options.device != "cpu":
         raise UserError("--ray: the per-view steps run on the cluster's CPU workers; use --device cpu with --ray")
+    from .distributed import require_ray
+
+    require_ray()
+
+
+def ray_executor(options: PrepareOptions, log=None):
+    """The :class:`~gs_core.pipeline.distributed.RayExecutor` for ``options.ray`` (it connects on first
+    use), after :func:`check_ray`. The server keeps one across prepares; ``prepare`` without an
+    ``executor`` makes one per run."""
+    check_ray(options)
     from .distributed import RayExecutor
 
     say = (lambda ex: log(f"--ray {options.ray}: {ex.workers} CPUs")) if log is not None else None

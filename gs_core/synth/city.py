@@ -7,9 +7,10 @@ The ``xl`` preset has over 2M splats and 1,000 training views at 160 x 120; ``ti
 city at a few thousand splats for tests. The dataset is written as :func:`write_dataset` writes a
 room (scene.ply, COLMAP, images, masks, gt) but view by view: each view renders only the splats
 near its camera and is written before the next is rendered, so memory holds the scene and one view.
-Its ground-truth maps are the rendered part ids (:func:`gs_core.labelmaps.render_labels`), objects
-and groups being the part's; the room's per-level argmax of weights would need a one-hot column
-per part, thousands here. No training artefacts are added (the rooms test those).
+Its ground-truth maps are the rendered part ids (:func:`gs_core.synth.views.iter_views` with
+``per_level=False``: channels shared by parts that do not overlap on screen), objects and groups
+being the part's; the room's per-level argmax of weights would need a one-hot column per part,
+thousands here. No training artefacts are added (the rooms test those).
 """
 
 from __future__ import annotations
@@ -20,18 +21,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..camera import Camera
-from ..engine import project, render
-from ..engine.gaussians import Gaussians
-from ..labelmaps import render_labels
 from . import shapes
 from .artefacts import ArtefactConfig
 from .masks import MaskNoise
 from .objects import Builder, ObjectSpec, PartSpec, random_texture
 from .splats import surface_splats
-from .views import MIN_ALPHA, ViewRender
+from .views import iter_views
 from .world import SynthConfig, SynthWorld, _hierarchy
 
 
@@ -207,29 +204,6 @@ def make_city(c: CityConfig) -> SynthWorld:
     return SynthWorld(c.to_synth(), splats.to_scene("3dgs", 0), splats.labels, hierarchy, train, test)
 
 
-@torch.no_grad()
-def render_city_view(world: SynthWorld, gaussians: Gaussians, cam: Camera, radius: float,
-                     backend: str = "auto") -> ViewRender:
-    """One view of the city from the splats within ``radius`` of the camera and not behind it."""
-    eye = torch.as_tensor(cam.camera_to_world[:3, 3], dtype=torch.float32)
-    ahead = torch.as_tensor(cam.camera_to_world[:3, 2], dtype=torch.float32)
-    rel = gaussians.means - eye
-    near = ((rel * rel).sum(1) < radius**2) & ((rel @ ahead) > -1.0)
-    idx = torch.nonzero(near).squeeze(1)
-    sub = Gaussians(gaussians.means[idx], gaussians.quats[idx], gaussians.scales[idx], gaussians.opacities[idx],
-                    gaussians.kind)
-    proj = project(sub, cam)
-    colors = torch.as_tensor(world.scene.base_colors[idx.numpy()], dtype=torch.float32)
-    out = render(proj, colors, backend=backend)
-    alpha = out.alpha
-    depth = torch.where(alpha >= MIN_ALPHA, out.depth / alpha.clamp_min(1e-8), torch.zeros_like(alpha))
-    part = render_labels(proj, world.labels.part[idx.numpy()].astype(np.int64), min_alpha=MIN_ALPHA, backend=backend)
-    h = world.hierarchy
-    obj = np.where(part >= 0, h.part_to_object[np.maximum(part, 0)], -1).astype(np.int64)
-    group = np.where(obj >= 0, h.object_to_group[np.maximum(obj, 0)], -1).astype(np.int64)
-    return ViewRender(cam, out.features.clamp(0, 1).numpy(), alpha.numpy(), depth.numpy(), part, obj, group)
-
-
 def build_city(root: str | os.PathLike, config: CityConfig, noise: MaskNoise, *, backend: str = "auto",
                progress: Callable[[], None] | None = None) -> SynthWorld:
     """Generate the city of ``config`` and write it to ``root`` view by view (``progress`` after each)."""
@@ -238,10 +212,9 @@ def build_city(root: str | os.PathLike, config: CityConfig, noise: MaskNoise, *,
     world = make_city(config)
     root = Path(root)
     write_header(root, world)
-    gaussians = world.scene.to_gaussians()
     sources = {}
-    for k, cam in enumerate(world.cameras):
-        view = render_city_view(world, gaussians, cam, config.view_radius, backend)
+    views = iter_views(world, world.cameras, backend=backend, radius=config.view_radius, per_level=False)
+    for k, view in enumerate(views):
         sources.update(write_view(root, world, k, view, noise))
         del view
         if progress is not None:
@@ -250,4 +223,4 @@ def build_city(root: str | os.PathLike, config: CityConfig, noise: MaskNoise, *,
     return world
 
 
-__all__ = ["CITY_SIZES", "CityConfig", "build_city", "make_city", "render_city_view"]
+__all__ = ["CITY_SIZES", "CityConfig", "build_city", "make_city"]

@@ -11,6 +11,7 @@ import pytest
 from gs_core.parallel import LOCAL, Shared, derived, run_all
 
 from gs_core.cli import main
+from gs_core.errors import UserError
 from gs_core.pipeline.distributed import RayExecutor
 
 WORK_ARRAYS = ("labels.npy", "confidence.npy")
@@ -71,6 +72,12 @@ def test_map_runs_each_item_as_a_task_and_sends_shared_data_once(ray, cluster, m
     out = run_all(executor, _scaled_sum, list(range(10)), shared, 2.0)
     assert [v for v, _ in out] == [2.0 * k for k in range(10)]
     assert len(puts) == 2  # the Shared value and the factor: once per map, not once per task
+    again = run_all(executor, _scaled_sum, list(range(10)), shared, 3.0)
+    assert [v for v, _ in again] == [3.0 * k for k in range(10)]
+    assert len(puts) == 3 and puts[-1] == 3.0  # a later map over the same Shared puts only the factor
+    other = Shared(np.arange(10) + 1)
+    assert [v for v, _ in run_all(executor, _scaled_sum, list(range(10)), other, 1.0)] == [k + 1.0 for k in range(10)]
+    assert len(puts) == 5
     assert os.getpid() not in {pid for _, pid in out}  # ran on workers
     assert [v for v, _ in run_all(LOCAL, _scaled_sum, list(range(10)), shared, 2.0)] == [v for v, _ in out]
     read = []
@@ -149,13 +156,18 @@ def test_interrupted_ray_prepare_resumes_from_the_cache(cluster, dataset, tmp_pa
     _assert_same_work(tmp_path / "plain", tmp_path / "work")
 
 
-def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
-    """The add-on's Prepare sends its preferences' Ray address as the request's ``ray`` field."""
+def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path, monkeypatch):
+    """The add-on's Prepare sends its preferences' Ray address as the request's ``ray`` field; the
+    server makes one executor for the session, not one per prepare."""
     import io
     import queue
 
+    from gs_core.pipeline import distributed
     from gs_core.server import Server
 
+    made = []
+    real = distributed.RayExecutor
+    monkeypatch.setattr(distributed, "RayExecutor", lambda *a, **kw: made.append(1) or real(*a, **kw))
     server = Server(io.StringIO(), queue.Queue())
     result = server.cmd_prepare(1, {"dataset": str(dataset), "out": str(tmp_path / "ray"), "method": "git-consistent",
                                     "ray": "local"})
@@ -166,7 +178,11 @@ def test_server_prepare_takes_a_ray_field(cluster, dataset, tmp_path):
     assert kept is not None and kept.address == "local"
     server.cmd_prepare(2, {"dataset": str(dataset), "out": str(tmp_path / "again"), "method": "git-consistent",
                            "ray": "local"})
-    assert server.ray is kept  # one executor (and cluster) across prepares
+    assert server.ray is kept and len(made) == 1  # one executor (and cluster) across prepares
+    with pytest.raises(UserError, match="--device cpu"):  # the options are still checked on every prepare
+        server.cmd_prepare(3, {"dataset": str(dataset), "out": str(tmp_path / "gpu"), "method": "git-consistent",
+                               "ray": "local", "device": "cuda"})
+    assert len(made) == 1
     _assert_same_work(tmp_path / "plain", tmp_path / "again")
     server.close()
     assert server.ray is None

@@ -67,3 +67,35 @@ def test_depth_lies_on_the_objects_surface(tiny_world, tiny_views):
             d = v.depth[v.object == o]
             inside.append((d > zo.min() - 0.1) & (d < zo.max() + 0.1))
     assert np.concatenate(inside).mean() > 0.97
+
+
+def test_the_part_only_option_gives_the_same_part_maps_and_the_parts_objects(tiny_world, tiny_views):
+    """``per_level=False`` (the city's option: shared label channels) renders the same RGB, depth and
+    part maps as one channel per part; its objects and groups are the part's."""
+    from gs_core.synth.views import iter_views
+
+    h = tiny_world.hierarchy
+    cheap = list(iter_views(tiny_world, tiny_world.cameras, per_level=False))
+    mixed = 0
+    for v, c in zip(tiny_views, cheap):
+        for f in ("rgb", "alpha", "depth", "part"):
+            assert np.array_equal(getattr(v, f), getattr(c, f)), f
+        fg = c.part >= 0
+        assert fg.sum() > 100
+        assert np.array_equal(c.object[fg], h.part_to_object[c.part[fg]]) and (c.object[~fg] == -1).all()
+        assert np.array_equal(c.group[fg], h.object_to_group[c.object[fg]])
+        mixed += (c.object != v.object).sum()
+    assert mixed < 0.03 * sum(v.object.size for v in tiny_views)
+
+
+def test_views_within_a_radius_render_only_the_near_splats(tiny_world):
+    from gs_core.synth.views import iter_views
+
+    cam = tiny_world.cameras[0]
+    eye = cam.camera_to_world[:3, 3]
+    dist = np.linalg.norm(tiny_world.scene.means - eye, axis=1)
+    far = next(iter_views(tiny_world, [cam], radius=float(dist.max()) + 1.0, per_level=False))
+    whole = next(iter_views(tiny_world, [cam], per_level=False))
+    assert np.array_equal(far.part, whole.part)  # a radius past every splat culls only those behind
+    near = next(iter_views(tiny_world, [cam], radius=float(np.median(dist)), per_level=False))
+    assert (near.alpha >= MIN_ALPHA).sum() < (whole.alpha >= MIN_ALPHA).sum()

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ...parallel import Executor, Shared, run_all
+from ...parallel import Executor, Shared, derived, forget, run_all
 from .git import GITStore
 
 
@@ -237,14 +237,8 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     if n > config.max_gaussians:
         rng = np.random.default_rng(config.seed)
         rows = np.sort(rng.choice(n, config.max_gaussians, replace=False))
-    W = store.weights(normalise=True, labelled_only=True, rows=rows).tocsc()  # [n, P] soft memberships
-    votes = store.weights(normalise=True, labelled_only=True, hard=True, rows=rows).tocsc() if config.hard else W
-    P, V = W.shape[1], len(store.views)
+    P, V = store.num_patches, len(store.views)
     view = store.patch_view
-    B = sp.csr_matrix((np.ones(P), (np.arange(P), view)), shape=(P, V))  # patch -> view one-hot
-    L = (W @ B)  # [n, V]: 1 where labelled in the view (rows of a view block sum to 1)
-    L.data[:] = 1.0
-    mass = np.asarray(W.sum(axis=0)).ravel()  # [P]
     col_view, cols = view, None
     if grouping is not None:  # columns summed per (view, instance): the merged maps' patches
         key = view.astype(np.int64) * (int(grouping.max()) + 1) + grouping
@@ -252,9 +246,14 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         col_view = np.zeros(int(cols.max()) + 1, np.int64)
         col_view[cols] = view
     offsets = store.offsets
-    shared = Shared((W.T.tocsr(), votes.tocsr(), L.tocsr(), view, col_view, cols, config.min_share))
-    del W, votes, L
-    blocks = run_all(executor, view_votes, [(int(offsets[k]), int(offsets[k + 1])) for k in range(V)], shared)
+    # the store goes to the workers, not the matrices made from it (several times its bytes): each
+    # process makes them once (derived), here too, where the local tasks read them
+    shared = Shared((store, rows, config.hard, view, col_view, cols, config.min_share))
+    try:
+        mass = derived(shared, "votes", _vote_matrices)[3]
+        blocks = run_all(executor, view_votes, [(int(offsets[k]), int(offsets[k + 1])) for k in range(V)], shared)
+    finally:
+        forget(shared)
     del shared
     if blocks:
         C_other = sp.vstack([c for c, _ in blocks], format="csr")
@@ -271,14 +270,32 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
     return PatchVotes(C_other, counts, good, mass, own, root_rows)
 
 
+def _vote_matrices(value: tuple) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """From :func:`patch_votes`' shared ``(store, rows, hard, ...)``: ``W^T`` [P, n] csr (the soft
+    memberships of the Gaussians ``rows``), the votes [n, P] csr (``W`` or, ``hard``, each
+    Gaussian's heaviest patch per view), ``L`` [n, V] csr (1 where labelled in the view) and the
+    patches' mass [P]."""
+    store, rows, hard = value[:3]
+    W = store.weights(normalise=True, labelled_only=True, rows=rows).tocsc()  # [n, P] soft memberships
+    votes = store.weights(normalise=True, labelled_only=True, hard=True, rows=rows).tocsc() if hard else W
+    P, V = W.shape[1], len(store.views)
+    B = sp.csr_matrix((np.ones(P), (np.arange(P), store.patch_view)), shape=(P, V))  # patch -> view one-hot
+    L = (W @ B)  # [n, V]: 1 where labelled in the view (rows of a view block sum to 1)
+    L.data[:] = 1.0
+    mass = np.asarray(W.sum(axis=0)).ravel()  # [P]
+    return W.T.tocsr(), votes.tocsr(), L.tocsr(), mass
+
+
 def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np.ndarray]:
     """One view's rows ``lo:hi`` of :func:`patch_votes`' ``C`` (own view's columns dropped) and of
     its ``counts`` (own view zeroed): a pure function of the view's patch range and of the shared
-    ``(W^T [P, n] csr, votes [n, P] csr, L [n, V] csr, view [P], col_view [Q], cols [P] | None,
-    min_share)``. Each row is computed as in the product of the whole matrices, so stacking the
-    views' rows in view order gives them bitwise. -> (C rows [hi - lo, Q] csr, counts [hi - lo, V])."""
+    ``(store, rows [n] | None, hard, view [P], col_view [Q], cols [P] | None, min_share)``, from
+    which each process makes ``W^T``, the votes and ``L`` once (:func:`_vote_matrices`). Each row
+    is computed as in the product of the whole matrices, so stacking the views' rows in view order
+    gives them bitwise. -> (C rows [hi - lo, Q] csr, counts [hi - lo, V])."""
     lo, hi = rows
-    Wt, votes, L, view, col_view, cols, min_share = shared.value
+    Wt, votes, L, _ = derived(shared, "votes", _vote_matrices)
+    view, col_view, cols, min_share = shared.value[3:]
     Wv = Wt[lo:hi]
     counts = np.asarray((Wv @ L).todense())  # [p, V]
     C = (Wv @ votes).tocoo()  # [p, P]

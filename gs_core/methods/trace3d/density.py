@@ -221,7 +221,8 @@ def instance_offsets(scene: GaussianScene, cameras: list[Camera], view_maps: lis
     mass = np.zeros((len(rows), 2))
     shared = Shared(geometry_only(scene))
     try:
-        for terms in ordered(executor, _offset_terms, list(zip(cameras, view_maps)), shared, rows, pair, backend):
+        narrow = [m.astype(np.int32) if m.size and -2**31 <= m.min() and m.max() < 2**31 else m for m in view_maps]
+        for terms in ordered(executor, _offset_terms, list(zip(cameras, narrow)), shared, rows, pair, backend):
             if terms is not None:
                 A += terms[0]
                 b += terms[1]
@@ -326,7 +327,9 @@ def train_psnr(scene: GaussianScene, cameras: list[Camera], images: list[np.ndar
 @torch.no_grad()
 def _residual_one(k: int, shared: Shared, colors: torch.Tensor, opac: torch.Tensor, backend: str):
     """View ``k``'s share of one refit pass: squared error against its photo, and its Jacobi
-    numerators [N, 4] and denominators [N]. ``shared`` holds (scene, cameras, photos, target alphas)."""
+    numerators and denominators on the Gaussians where they are not zero (those the view blends):
+    ``(sse, rows [R] int64, num [R, 4], den [R])``, so a worker sends back the view's Gaussians, not
+    all N. ``shared`` holds (scene, cameras, photos, target alphas)."""
     scene, cameras, images, target_alpha = shared.value
     gaussians = derived(shared, "gaussians", lambda v: v[0].to_gaussians())
     proj = derived(shared, f"projection:{k}", lambda v: project(gaussians, cameras[k]))  # kept across passes
@@ -334,8 +337,10 @@ def _residual_one(k: int, shared: Shared, colors: torch.Tensor, opac: torch.Tens
     out = render(p, colors, backend=backend)
     rgb_err = torch.from_numpy(images[k]).float() - out.features
     resid = torch.cat([rgb_err, (torch.from_numpy(target_alpha[k]).float() - out.alpha)[..., None]], -1)
-    return (float((rgb_err**2).sum()), trace(p, resid, backend=backend).weighted_sum,
-            trace(p, torch.zeros(p.height, p.width, 1), power=2, backend=backend).weight_sum)
+    num = trace(p, resid, backend=backend).weighted_sum
+    den = trace(p, torch.zeros(p.height, p.width, 1), power=2, backend=backend).weight_sum
+    rows = torch.nonzero((num != 0).any(dim=1) | (den != 0)).squeeze(1)
+    return float((rgb_err**2).sum()), rows, num[rows], den[rows]
 
 
 @torch.no_grad()
@@ -361,11 +366,11 @@ def refit(scene: GaussianScene, changed: np.ndarray, cameras: list[Camera], imag
     def residual_pass(colors: torch.Tensor, opac: torch.Tensor):
         """Squared error against the photos, and the Jacobi numerators / denominators."""
         sse, num, den = 0.0, torch.zeros(len(scene), 4), torch.zeros(len(scene))
-        for view_sse, view_num, view_den in ordered(executor, _residual_one, list(range(len(cameras))), shared,
-                                                    colors, opac, backend):
-            sse += view_sse
-            num += view_num
-            den += view_den
+        for view_sse, rows, view_num, view_den in ordered(executor, _residual_one, list(range(len(cameras))),
+                                                          shared, colors, opac, backend):
+            sse += view_sse  # elsewhere the view's terms are zeros: adding them would change no sum
+            num[rows] += view_num
+            den[rows] += view_den
         return sse, num, den
 
     damping = config.refit_damping

@@ -75,9 +75,22 @@ def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "aut
     return total
 
 
-def _patches_one(masks: np.ndarray, min_area: int | None, rule: str = "cells") -> InstancePatches:
-    """One view's patches of its mask stack ``masks`` [M, H, W] bool."""
-    return make_patches(masks, min_area, rule)
+def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """A mask stack ``masks`` [M, H, W] (as bool) as ``(bits, shape)``: an eighth of its bytes, to
+    send to a worker (:func:`unpack_masks`)."""
+    masks = np.asarray(masks, dtype=bool)
+    return np.packbits(masks, axis=None), masks.shape
+
+
+def unpack_masks(packed: tuple[np.ndarray, tuple]) -> np.ndarray:  # -> [M, H, W] bool
+    """The mask stack :func:`pack_masks` packed."""
+    bits, shape = packed
+    return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).view(bool)
+
+
+def _patches_one(packed: tuple[np.ndarray, tuple], min_area: int | None, rule: str = "cells") -> InstancePatches:
+    """One view's patches of its mask stack [M, H, W] bool, packed by :func:`pack_masks`."""
+    return make_patches(unpack_masks(packed), min_area, rule)
 
 
 def patch_roots(patches: list[InstancePatches]) -> np.ndarray:  # -> [P] int64
@@ -121,7 +134,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
     say = progress or (lambda stage, done, total: None)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    patches = run_all(executor, _patches_one, list(masks), config.min_area, config.patch_rule)
+    patches = run_all(executor, _patches_one, [pack_masks(m) for m in masks], config.min_area, config.patch_rule)
     if len(patches) != len(cameras):
         raise ValueError(f"{len(patches)} mask stacks for {len(cameras)} cameras")
     stages["patches"] = time.perf_counter() - t0
