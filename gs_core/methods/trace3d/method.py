@@ -76,14 +76,21 @@ def render_time(scene: GaussianScene, cameras: list[Camera], backend: str = "aut
 
 
 def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, tuple]:
-    """A mask stack ``masks`` [M, H, W] (as bool) as ``(bits, shape)``: an eighth of its bytes, to
-    send to a worker (:func:`unpack_masks`)."""
+    """A mask stack as ``(bits, shape)``: an eighth of its bytes, to send to a worker (:func:`unpack_masks`).
+
+    Args:
+        masks: [M, H, W] bool (or anything that casts to it), one view's masks.
+    """
     masks = np.asarray(masks, dtype=bool)
     return np.packbits(masks, axis=None), masks.shape
 
 
 def unpack_masks(packed: tuple[np.ndarray, tuple]) -> np.ndarray:  # -> [M, H, W] bool
-    """The mask stack :func:`pack_masks` packed."""
+    """The mask stack :func:`pack_masks` packed.
+
+    Args:
+        packed: ([ceil(M H W / 8)] uint8 bits, (M, H, W)) as :func:`pack_masks` returns it.
+    """
     bits, shape = packed
     return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).view(bool)
 
