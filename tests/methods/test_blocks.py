@@ -6,6 +6,7 @@ import pytest
 
 from gs_core.methods.blocks import Block, BlockConfig, run_blocks, split_blocks, stitch
 from gs_core.methods.trace3d import Trace3DConfig, run
+from gs_core.methods.trace3d.consistency import P_MERGE, P_SPLIT, ConsistencyConfig, separation_share
 from gs_core.metrics import panoptic_scores
 
 
@@ -53,9 +54,16 @@ def test_stitch_joins_ids_the_overlap_votes_for_and_keeps_a_sliver_apart():
     assert len(np.unique(out)) == 3 and out.min() == 0
 
 
-def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop):
+SEPARATION = Trace3DConfig(density=None, patch_rule="finest",
+                           consistency=ConsistencyConfig(separation=separation_share(P_SPLIT, P_MERGE)))
+
+
+@pytest.mark.parametrize("config", [Trace3DConfig(density=None), SEPARATION], ids=["eq3", "finest+separation"])
+def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop, config):
+    """Also with the separation rule: each block counts a view as a gap only where both sides hold most
+    of their Gaussians in patches of their own there, so a jittered sliver a view gives one half of the
+    table (its block's views) does not cut it in two on one side of the border."""
     scene, cams, stacks, gt = tabletop
-    config = Trace3DConfig(density=None)
     result = run_blocks(scene, cams, stacks, config, BlockConfig(grid=(2, 1)))
     side = np.zeros(len(scene), int)
     side[result.blocks[1].rows[result.blocks[1].core]] = 1

@@ -52,6 +52,11 @@ P_SPLIT = 0.31
 P_MERGE = 0.38
 
 
+# a view cuts two clusters apart where each has a patch of its own there holding more than this share of
+# the cluster's Gaussians the view labels (a majority: a sliver a view gives one side is no gap)
+GAP_SHARE = 0.5
+
+
 # a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
 # slider's coarser half, theta down to floor, has this many notches: methods.trace3d.method.LEVELS)
 SEPARATION_NOTCHES = 5
@@ -146,8 +151,12 @@ class PatchStatistics:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P] soft number of Gaussians per patch
-    own: np.ndarray | None = None  # [P, V] float32: 1 in the patch's own view (for ConsistencyConfig.separation)
+    own: np.ndarray | None = None  # [P, V] float64: the patch's mass in its own view (for ConsistencyConfig.separation)
     roots: list | None = None  # [P] int64 arrays: the patch's roots (InstancePatches.roots, ids unique across views)
+    # for ConsistencyConfig.separation: C of the module docstring (rows: these patches) and its columns'
+    votes: sp.csr_matrix | None = None  # [P, Q] mass of each patch's Gaussians voting for each column
+    column_patch: np.ndarray | None = None  # [Q] int64 the row each column is (a patch of another view), -1 = none
+    column_view: np.ndarray | None = None  # [Q] int64 the view of each column
 
     def pairs(self) -> np.ndarray:  # [P, P] number of (Ga, Gb, v) triples (dense: small scenes and tests)
         return self.counts @ self.counts.T
@@ -172,8 +181,10 @@ class PatchVotes:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P]
-    own: np.ndarray | None = None  # [P, V] float32: patches of the row's cluster in each view
+    own: np.ndarray | None = None  # [P, V] float64: mass of the row's patches in their own views
     roots: list | None = None  # [P] int64 arrays: the roots of the row's patches (ids unique across views)
+    column_patch: np.ndarray | None = None  # [Q] int64 the row each column of C is, -1 = none (grouped columns)
+    column_view: np.ndarray | None = None  # [Q] int64 the view of each column of C
 
     def statistics(self, rows: np.ndarray | None = None) -> PatchStatistics:
         """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves.
@@ -185,7 +196,15 @@ class PatchVotes:
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
         own = None if self.own is None else pick(self.own)
         roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
-        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots)
+        votes = column_patch = None
+        if own is not None and self.column_patch is not None:  # what the separation rule reads
+            votes, column_patch = C, self.column_patch
+            if rows is not None:  # columns renamed to the rows picked (-1: a patch not among them)
+                local = np.full(len(self.counts), -1, np.int64)
+                local[rows] = np.arange(len(rows))
+                column_patch = np.where(column_patch >= 0, local[np.maximum(column_patch, 0)], -1)
+        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots,
+                               votes, column_patch, None if votes is None else self.column_view)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -196,14 +215,21 @@ class PatchVotes:
         """
         P = len(clusters)
         Z = sp.csr_matrix((np.ones(P), (np.arange(P), clusters)), shape=(P, int(clusters.max()) + 1))
-        C = (Z.T @ self.C @ Z).tocsr() if self.C.shape[1] == P else (Z.T @ self.C).tocsr()
-        own = None if self.own is None else (Z.T @ self.own).astype(np.float32)
+        square = self.C.shape[1] == P
+        C = (Z.T @ self.C @ Z).tocsr() if square else (Z.T @ self.C).tocsr()
+        own = None if self.own is None else Z.T @ self.own
+        column_patch, column_view = self.column_patch, self.column_view
+        if square and column_view is not None:  # columns pooled like the rows (clusters within one view)
+            column_patch = np.arange(Z.shape[1], dtype=np.int64)
+            column_view = np.zeros(Z.shape[1], np.int64)
+            column_view[clusters] = self.column_view
         roots = None
         if self.roots is not None:
             roots = [np.zeros(0, np.int64) for _ in range(int(clusters.max()) + 1)]
             for p in range(P):
                 roots[clusters[p]] = np.union1d(roots[clusters[p]], self.roots[p])
-        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots)
+        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots,
+                          column_patch, column_view)
 
 
 def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
@@ -263,12 +289,14 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
     del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    own = None  # each patch's own view, only what config.separation reads
+    own = column_patch = None  # each patch's mass in its own view and C's columns: what config.separation reads
     if config.separation is not None:
-        own = np.zeros((P, V), np.float32)
-        own[np.arange(P), view] = 1.0
+        own = np.zeros((P, V), np.float64)
+        own[np.arange(P), view] = mass
+        column_patch = np.arange(P, dtype=np.int64) if cols is None else np.full(len(col_view), -1, np.int64)
     root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
-    return PatchVotes(C_other, counts, good, mass, own, root_rows)
+    return PatchVotes(C_other, counts, good, mass, own, root_rows, column_patch,
+                      None if own is None else np.asarray(col_view, np.int64))
 
 
 def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -324,11 +352,17 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
     the pair joins one notch coarser than the objects and the group merges below keep their order),
     ``merged`` the share of the views seeing both clusters (a patch of
-    their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
-    own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
-    merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
-    pair joins lower in the tree. ``own`` and ``seen`` pool by union, so this stays a pair of [V] dot
-    products. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
+    their own or a well-labelled share of their Gaussians) that do not cut them apart. A view cuts them
+    apart where each cluster has patches of its own there that hold more than ``GAP_SHARE`` of the
+    cluster's Gaussians the view labels (its own patches' Gaussians included; ``stats.votes`` tells
+    where the others land): a sliver of a jittered mask that a view gives one half of an object holds
+    few of that half's Gaussians and is no gap, so the count does not depend on which slivers the greedy
+    order has put where (it did, and each block of :mod:`gs_core.methods.blocks` cut its half of a table
+    differently). A gap the views cut consistently keeps the pair apart at ``theta`` even where the other
+    views, merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and
+    the pair joins lower in the tree. ``seen`` pools by union and each view's share of a cluster's
+    Gaussians in its own patches by sums of the votes between the merged clusters, so a pair costs a few
+    [V] rows. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
 
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never
@@ -340,12 +374,31 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     counts = stats.counts.astype(np.float64, copy=True)
     good = stats.good.astype(np.float64, copy=True)
     separation = config.separation
+    cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     if separation is not None:
-        if stats.own is None:
-            raise ValueError("ConsistencyConfig.separation needs the statistics' own views (PatchVotes.statistics)")
-        own = (stats.own > 0).astype(np.float64)  # [P, V] views where the cluster has a patch of its own
-        seen = ((stats.own > 0) | (stats.good > 0)).astype(np.float64)  # ... or is well labelled
-        own_view = own.argmax(1)
+        if stats.own is None or stats.votes is None:
+            raise ValueError("ConsistencyConfig.separation needs the statistics' own views and votes "
+                             "(PatchVotes.statistics)")
+        own = stats.own.astype(np.float64, copy=True)  # [P, V] mass of the cluster's patches in their own views
+        seen = ((own > 0) | (stats.good > 0)).astype(np.float64)  # [P, V] a patch of its own or well labelled
+        own_view = (own > 0).argmax(1)
+        C = stats.votes.tocsr()
+        column_patch, column_view = np.asarray(stats.column_patch), np.asarray(stats.column_view)
+        c_ids = [C.indices[C.indptr[p]:C.indptr[p + 1]].astype(np.int64) for p in range(P)]
+        c_val = [C.data[C.indptr[p]:C.indptr[p + 1]].astype(np.float64) for p in range(P)]
+        home = own.copy()  # [P, V] mass a view labels in the cluster's own patches there (its own Gaussians first)
+
+        def votes_into(i: int, k: int) -> np.ndarray:  # [V] cluster i's Gaussians voting for cluster k's patches
+            q = column_patch[c_ids[i]]
+            hit = q >= 0
+            hit[hit] = cluster[q[hit]] == k
+            return np.bincount(column_view[c_ids[i][hit]], c_val[i][hit], minlength=home.shape[1])
+
+        for p in range(P):
+            home[p] += votes_into(p, p)
+
+        def sides(i) -> np.ndarray:  # [..., V] views that hold most of the cluster's Gaussians in its own patches
+            return home[i] > GAP_SHARE * (counts[i] + own[i])
         root_of = ([set(r.tolist()) for r in stats.roots] if stats.roots is not None else None)
         root_view = {} if root_of is None else {int(r): int(own_view[p]) for p in range(P) for r in root_of[p]}
 
@@ -356,7 +409,6 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             return np.array([len({root_view[r] for r in mine & root_of[k]}) if root_of[k] else 0 for k in ids],
                             np.float64)
     diag = num.diagonal().astype(np.float64)
-    cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     members = [[p] for p in range(P)]
     ids_of = [num.indices[num.indptr[p]:num.indptr[p + 1]].astype(np.int64) for p in range(P)]
     val_of = [num.data[num.indptr[p]:num.indptr[p + 1]].astype(np.float64) for p in range(P)]
@@ -390,7 +442,7 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.maximum(selfsim[i], selfsim[ids])
         if separation is not None:  # share of the views seeing both that do not cut them apart
             both = (seen @ seen[i])[ids]
-            apart = (own @ own[i])[ids] - shared_views(i, ids)
+            apart = np.maximum(sides(ids).astype(np.float64) @ sides(i) - shared_views(i, ids), 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
             ratio = merged / separation  # < 1: the pair stays apart at theta
@@ -437,8 +489,11 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         counts[a] += counts[b]
         good[a] += good[b]
         if separation is not None:
-            own[a] = np.maximum(own[a], own[b])
+            home[a] += home[b] + votes_into(a, b) + votes_into(b, a)
+            own[a] += own[b]
             seen[a] = np.maximum(seen[a], seen[b])
+            c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
+            c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
