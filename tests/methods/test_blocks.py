@@ -60,9 +60,9 @@ SEPARATION = Trace3DConfig(density=None, patch_rule="finest",
 
 @pytest.mark.parametrize("config", [Trace3DConfig(density=None), SEPARATION], ids=["eq3", "finest+separation"])
 def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop, config):
-    """Also with the separation rule: each block counts a view as a gap only where both sides hold most
-    of their Gaussians in patches of their own there, so a jittered sliver a view gives one half of the
-    table (its block's views) does not cut it in two on one side of the border."""
+    """Also with the separation rule: a view is a gap only where each side's Gaussians land more in its
+    own patches than in the other's, so a jittered sliver a view gives one half of the table (in one
+    block's greedy order) does not cut the table in two on one side of the border."""
     scene, cams, stacks, gt = tabletop
     result = run_blocks(scene, cams, stacks, config, BlockConfig(grid=(2, 1)))
     side = np.zeros(len(scene), int)

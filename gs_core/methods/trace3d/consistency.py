@@ -52,11 +52,6 @@ P_SPLIT = 0.31
 P_MERGE = 0.38
 
 
-# a view cuts two clusters apart where each has a patch of its own there holding more than this share of
-# the cluster's Gaussians the view labels (a majority: a sliver a view gives one side is no gap)
-GAP_SHARE = 0.5
-
-
 # a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
 # slider's coarser half, theta down to floor, has this many notches: methods.trace3d.method.LEVELS)
 SEPARATION_NOTCHES = 5
@@ -353,12 +348,13 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     the pair joins one notch coarser than the objects and the group merges below keep their order),
     ``merged`` the share of the views seeing both clusters (a patch of
     their own or a well-labelled share of their Gaussians) that do not cut them apart. A view cuts them
-    apart where each cluster has patches of its own there that hold more than ``GAP_SHARE`` of the
-    cluster's Gaussians the view labels (its own patches' Gaussians included; ``stats.votes`` tells
-    where the others land): a sliver of a jittered mask that a view gives one half of an object holds
-    few of that half's Gaussians and is no gap, so the count does not depend on which slivers the greedy
-    order has put where (it did, and each block of :mod:`gs_core.methods.blocks` cut its half of a table
-    differently). A gap the views cut consistently keeps the pair apart at ``theta`` even where the other
+    apart where each cluster's Gaussians land there more in its own patches than in the other's (its
+    own patches' Gaussians included; ``stats.votes`` tells where the others land): a sliver of a
+    jittered mask that a view gives one half of an object holds few of that half's Gaussians, which
+    land in the other half's patch, so it is no gap, and the count does not depend on which slivers
+    the greedy order has put where (it did, and each block of :mod:`gs_core.methods.blocks` cut its
+    half of a table differently). Against the other's patches, not all of them: a cluster holding a
+    mixed patch (two apples as one mask in one view) still sees the gap where a view splits them. A gap the views cut consistently keeps the pair apart at ``theta`` even where the other
     views, merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and
     the pair joins lower in the tree. ``seen`` pools by union and each view's share of a cluster's
     Gaussians in its own patches by sums of the votes between the merged clusters, so a pair costs a few
@@ -387,6 +383,19 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         c_ids = [C.indices[C.indptr[p]:C.indptr[p + 1]].astype(np.int64) for p in range(P)]
         c_val = [C.data[C.indptr[p]:C.indptr[p + 1]].astype(np.float64) for p in range(P)]
         home = own.copy()  # [P, V] mass a view labels in the cluster's own patches there (its own Gaussians first)
+        CT = C.T.tocsr()  # [Q, P]: the patches voting for each column
+        in_src = [[] for _ in range(P)]  # per cluster: the patches voting for its patches, the view, the mass
+        in_view = [[] for _ in range(P)]
+        in_val = [[] for _ in range(P)]
+        for q in np.flatnonzero(column_patch >= 0):
+            p, lo, hi = int(column_patch[q]), CT.indptr[q], CT.indptr[q + 1]
+            in_src[p].append(CT.indices[lo:hi].astype(np.int64))
+            in_view[p].append(np.full(hi - lo, column_view[q], np.int64))
+            in_val[p].append(CT.data[lo:hi].astype(np.float64))
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        in_src = [cat(x, np.int64) for x in in_src]
+        in_view = [cat(x, np.int64) for x in in_view]
+        in_val = [cat(x, np.float64) for x in in_val]
 
         def votes_into(i: int, k: int) -> np.ndarray:  # [V] cluster i's Gaussians voting for cluster k's patches
             q = column_patch[c_ids[i]]
@@ -397,8 +406,17 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         for p in range(P):
             home[p] += votes_into(p, p)
 
-        def sides(i) -> np.ndarray:  # [..., V] views that hold most of the cluster's Gaussians in its own patches
-            return home[i] > GAP_SHARE * (counts[i] + own[i])
+        def gaps(i: int, ids: np.ndarray) -> np.ndarray:  # [len(ids)] views cutting cluster i apart from each
+            pos = np.full(P, -1, np.int64)
+            pos[ids] = np.arange(len(ids))
+            q = column_patch[c_ids[i]]
+            k = np.where(q >= 0, pos[cluster[np.maximum(q, 0)]], -1)
+            into = np.zeros((len(ids), home.shape[1]))  # i's Gaussians voting for each k's patches, per view
+            np.add.at(into, (k[k >= 0], column_view[c_ids[i][k >= 0]]), c_val[i][k >= 0])
+            k = pos[cluster[in_src[i]]]
+            back = np.zeros_like(into)  # each k's Gaussians voting for i's patches
+            np.add.at(back, (k[k >= 0], in_view[i][k >= 0]), in_val[i][k >= 0])
+            return ((home[i] > into) & (home[ids] > back)).sum(1).astype(np.float64)
         root_of = ([set(r.tolist()) for r in stats.roots] if stats.roots is not None else None)
         root_view = {} if root_of is None else {int(r): int(own_view[p]) for p in range(P) for r in root_of[p]}
 
@@ -442,7 +460,7 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.maximum(selfsim[i], selfsim[ids])
         if separation is not None:  # share of the views seeing both that do not cut them apart
             both = (seen @ seen[i])[ids]
-            apart = np.maximum(sides(ids).astype(np.float64) @ sides(i) - shared_views(i, ids), 0.0)
+            apart = np.maximum(gaps(i, ids) - shared_views(i, ids), 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
             ratio = merged / separation  # < 1: the pair stays apart at theta
@@ -494,6 +512,8 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             seen[a] = np.maximum(seen[a], seen[b])
             c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
             c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
+            in_src[a], in_view[a], in_val[a] = (np.concatenate([x[a], x[b]]) for x in (in_src, in_view, in_val))
+            in_src[b], in_view[b], in_val[b] = in_src[b][:0], in_view[b][:0], in_val[b][:0]
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
