@@ -63,7 +63,7 @@ class ConsistencyConfig:
     iterations: int = 1  # statistics recomputed on the merged maps until the ids stop changing
     absorb_unconfirmed: bool = True  # a cluster no other view confirms joins its nearest (MergeTree.cut)
     hard: bool = True  # in the other views a Gaussian votes for its heaviest patch only (patch_statistics)
-    normalise: str = "max"  # "max" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
+    normalise: str = "max"  # "max" | "view" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
     floor: float = 0.1  # the merge tree is recorded down to this score (group level)
     min_views: int = 2  # a pair needs this many supporting views (released code: 2) ...
     min_view_share: float = 0.2  # ... each with this share of both patches' Gaussians labelled
@@ -192,7 +192,7 @@ class PatchVotes:
         own = None if self.own is None else pick(self.own)
         roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
         votes = column_patch = None
-        if own is not None and self.column_patch is not None:  # what the separation rule reads
+        if self.column_view is not None:  # what the separation rule and the per-view normalisation read
             votes, column_patch = C, self.column_patch
             if rows is not None:  # columns renamed to the rows picked (-1: a patch not among them)
                 local = np.full(len(self.counts), -1, np.int64)
@@ -284,14 +284,15 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
     del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    own = column_patch = None  # each patch's mass in its own view and C's columns: what config.separation reads
+    own = column_patch = column_view = None  # what config.separation / normalise "view" read
     if config.separation is not None:
         own = np.zeros((P, V), np.float64)
         own[np.arange(P), view] = mass
+    if config.separation is not None or config.normalise == "view":
         column_patch = np.arange(P, dtype=np.int64) if cols is None else np.full(len(col_view), -1, np.int64)
+        column_view = np.asarray(col_view, np.int64)
     root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
-    return PatchVotes(C_other, counts, good, mass, own, root_rows, column_patch,
-                      None if own is None else np.asarray(col_view, np.int64))
+    return PatchVotes(C_other, counts, good, mass, own, root_rows, column_patch, column_view)
 
 
 def view_votes(rows: tuple[int, int], shared: Shared) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -342,6 +343,11 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     label only its edge Gaussians, all as support (high pair agreement there, low where it is
     seen), so dividing by the geometric mean lifted the pair above ``theta``; dividing by the larger
     does not. On the benchmark ``max`` gains panoptic mIoU at both noise levels (docs/benchmarks.md).
+    ``max`` pools each cluster's self-agreement over its own views, which are not the pair's: a cluster
+    spread over two patches where it is seen large and one with its neighbour where both are seen scores
+    above 1 (``tests/methods/trace3d/test_consistency.py``). ``view`` divides each view's pairs by the
+    larger self-agreement in that view, which bounds the view's agreement (Cauchy-Schwarz), so the score
+    is at most 1; it keeps each cluster's row of ``stats.votes`` to pool the per-view self-agreements.
 
     With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
     ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
@@ -354,9 +360,10 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     land in the other half's patch, so it is no gap, and the count does not depend on which slivers
     the greedy order has put where (it did, and each block of :mod:`gs_core.methods.blocks` cut its
     half of a table differently). Against the other's patches, not all of them: a cluster holding a
-    mixed patch (two apples as one mask in one view) still sees the gap where a view splits them. A gap the views cut consistently keeps the pair apart at ``theta`` even where the other
-    views, merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and
-    the pair joins lower in the tree. ``seen`` pools by union and each view's share of a cluster's
+    mixed patch (two apples as one mask in one view) still sees the gap where a view splits them. A gap
+    the views cut consistently keeps the pair apart at ``theta`` even where the other views, merging
+    them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the pair
+    joins lower in the tree. ``seen`` pools by union and each view's share of a cluster's
     Gaussians in its own patches by sums of the votes between the merged clusters, so a pair costs a few
     [V] rows. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
 
@@ -375,13 +382,28 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         if stats.own is None or stats.votes is None:
             raise ValueError("ConsistencyConfig.separation needs the statistics' own views and votes "
                              "(PatchVotes.statistics)")
-        own = stats.own.astype(np.float64, copy=True)  # [P, V] mass of the cluster's patches in their own views
-        seen = ((own > 0) | (stats.good > 0)).astype(np.float64)  # [P, V] a patch of its own or well labelled
-        own_view = (own > 0).argmax(1)
-        C = stats.votes.tocsr()
+    if config.normalise == "view" and stats.votes is None:
+        raise ValueError("ConsistencyConfig.normalise 'view' needs the statistics' votes (PatchVotes.statistics)")
+    if stats.votes is not None and (separation is not None or config.normalise == "view"):
+        C = stats.votes.tocsr()  # each cluster's row of C (entries appended on a merge)
         column_patch, column_view = np.asarray(stats.column_patch), np.asarray(stats.column_view)
         c_ids = [C.indices[C.indptr[p]:C.indptr[p + 1]].astype(np.int64) for p in range(P)]
         c_val = [C.data[C.indptr[p]:C.indptr[p + 1]].astype(np.float64) for p in range(P)]
+    if config.normalise == "view":  # [P, V] each view's Eq. 3 numerator of the cluster with itself
+        V = counts.shape[1]
+        diag_view = np.stack([np.bincount(column_view[c_ids[p]], c_val[p] ** 2, minlength=V) for p in range(P)]) \
+            if P else np.zeros((0, V))
+
+        def view_self(i) -> np.ndarray:  # [..., V] each view's agreement of the cluster with itself
+            den = counts[i] ** 2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, diag_view[i] / np.where(den > 0, den, 1.0), 0.0)
+
+        selfview = view_self(np.arange(P))
+    if separation is not None:
+        own = stats.own.astype(np.float64, copy=True)  # [P, V] mass of the cluster's patches in their own views
+        seen = ((own > 0) | (stats.good > 0)).astype(np.float64)  # [P, V] a patch of its own or well labelled
+        own_view = (own > 0).argmax(1)
         home = own.copy()  # [P, V] mass a view labels in the cluster's own patches there (its own Gaussians first)
         CT = C.T.tocsr()  # [Q, P]: the patches voting for each column
         in_src = [[] for _ in range(P)]  # per cluster: the patches voting for its patches, the view, the mass
@@ -458,6 +480,8 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim[ids])
+            elif config.normalise == "view":  # each view's pairs against the larger self-agreement in that view
+                r = vals / np.einsum("kv,kv->k", counts[ids] * counts[i], np.maximum(selfview[ids], selfview[i]))
         if separation is not None:  # share of the views seeing both that do not cut them apart
             both = (seen @ seen[i])[ids]
             apart = np.maximum(gaps(i, ids) - shared_views(i, ids), 0.0)
@@ -506,17 +530,23 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
+        if config.normalise == "view":  # each view's numerator between a and b: sum over its columns
+            row_a = np.bincount(c_ids[a], c_val[a], minlength=C.shape[1])
+            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[c_ids[b]], c_val[b] * row_a[c_ids[b]],
+                                                             minlength=counts.shape[1])
+            selfview[a] = view_self(a)
         if separation is not None:
             home[a] += home[b] + votes_into(a, b) + votes_into(b, a)
             own[a] += own[b]
             seen[a] = np.maximum(seen[a], seen[b])
-            c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
-            c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
             in_src[a], in_view[a], in_val[a] = (np.concatenate([x[a], x[b]]) for x in (in_src, in_view, in_val))
             in_src[b], in_view[b], in_val[b] = in_src[b][:0], in_view[b][:0], in_val[b][:0]
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
+        if separation is not None or config.normalise == "view":
+            c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
+            c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
         cluster[members[b]] = a
         members[a] += members[b]
         ids_of[a] = np.concatenate([ids_of[a], ids_of[b]])

@@ -399,3 +399,41 @@ def test_separation_share_is_where_the_likelihood_ratio_changes_sign():
     assert separation_share(0.1, 0.4) > separation_share(0.3, 0.4)
     with pytest.raises(ValueError):
         separation_share(0.6, 0.5)
+
+
+def test_view_normalisation_keeps_the_score_a_share():
+    """The "max" normalisation divides the pooled pair agreement by each cluster's self-agreement pooled
+    over *its own* views: a patch whose Gaussians spread over two patches in the views that see it large
+    (self-agreement about 0.5) and that lies in one patch with its neighbour in the one view seeing both
+    scores 1 / 0.505 = 1.98, above any share. Normalised per view ("view": each view's pairs against the larger self-agreement in that view),
+    Cauchy-Schwarz bounds every view's agreement by it, so the score stays at most 1."""
+    import scipy.sparse as sp
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
+
+    # rows: patch a (view 0), patch b (view 1); columns: x2, y2 (view 2), x3, y3 (view 3), z4 (view 4)
+    C = np.array([[5.0, 5.0, 0.0, 0.0, 1.0],
+                  [0.0, 0.0, 5.0, 5.0, 1.0]])
+    counts = np.array([[0.0, 0.0, 10.0, 0.0, 1.0],
+                       [0.0, 0.0, 0.0, 10.0, 1.0]])
+    stats = PatchStatistics(sp.csr_matrix(C @ C.T), counts, (counts > 0).astype(np.float32),
+                            np.array([11.0, 11.0]), votes=sp.csr_matrix(C), column_patch=np.full(5, -1), column_view=np.array([2, 2, 3, 3, 4]))
+    pooled = agglomerate(stats, ConsistencyConfig(normalise="max", min_views=1))
+    assert pooled.score[0] == pytest.approx(1.0 / (51.0 / 101.0))
+    per_view = agglomerate(stats, ConsistencyConfig(normalise="view", min_views=1))
+    assert per_view.score[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="votes"):
+        agglomerate(PatchStatistics(stats.numerator, counts, stats.good, stats.mass),
+                    ConsistencyConfig(normalise="view", min_views=1))
+
+
+@pytest.mark.parametrize("stacks", ["clean", "mixed"])
+def test_view_normalisation_never_above_one_and_finds_the_objects(planted, stacks):
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig
+
+    masks = planted.stacks if stacks == "clean" else planted.mixed(1)
+    inst, _ = associate(planted.scene, planted.cams, masks)
+    view = consistent_instances(inst.store, ConsistencyConfig(normalise="view"))
+    assert view.tree.score.max() <= 1.0 + 1e-9
+    assert same_partition(view.patch_ids, inst.patch_ids)
+    first = consistent_instances(inst.store, ConsistencyConfig(normalise="view", views_first_above=0))
+    assert same_partition(first.patch_ids, inst.patch_ids)
