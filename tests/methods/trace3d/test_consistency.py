@@ -405,8 +405,9 @@ def test_view_normalisation_keeps_the_score_a_share():
     """The "max" normalisation divides the pooled pair agreement by each cluster's self-agreement pooled
     over *its own* views: a patch whose Gaussians spread over two patches in the views that see it large
     (self-agreement about 0.5) and that lies in one patch with its neighbour in the one view seeing both
-    scores 1 / 0.505 = 1.98, above any share. Normalised per view ("view": each view's pairs against the larger self-agreement in that view),
-    Cauchy-Schwarz bounds every view's agreement by it, so the score stays at most 1."""
+    scores 1 / 0.505 = 1.98, above any share. Normalised per view ("view": each view's pairs against the
+    larger self-agreement in that view), Cauchy-Schwarz bounds every view's agreement by it, so the score
+    stays at most 1."""
     import scipy.sparse as sp
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
 
