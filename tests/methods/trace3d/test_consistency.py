@@ -417,7 +417,8 @@ def test_view_normalisation_keeps_the_score_a_share():
     counts = np.array([[0.0, 0.0, 10.0, 0.0, 1.0],
                        [0.0, 0.0, 0.0, 10.0, 1.0]])
     stats = PatchStatistics(sp.csr_matrix(C @ C.T), counts, (counts > 0).astype(np.float32),
-                            np.array([11.0, 11.0]), votes=sp.csr_matrix(C), column_patch=np.full(5, -1), column_view=np.array([2, 2, 3, 3, 4]))
+                            np.array([11.0, 11.0]), votes=sp.csr_matrix(C), column_patch=np.full(5, -1),
+                            column_view=np.array([2, 2, 3, 3, 4]))
     pooled = agglomerate(stats, ConsistencyConfig(normalise="max", min_views=1))
     assert pooled.score[0] == pytest.approx(1.0 / (51.0 / 101.0))
     per_view = agglomerate(stats, ConsistencyConfig(normalise="view", min_views=1))
