@@ -1,6 +1,8 @@
 """Scenes split into blocks with overlap, each block's Trace3D core on its own views, ids stitched
 across the borders by the overlap's votes (gs_core.methods.blocks)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,11 +56,11 @@ def test_stitch_joins_ids_the_overlap_votes_for_and_keeps_a_sliver_apart():
     assert len(np.unique(out)) == 3 and out.min() == 0
 
 
-SEPARATION = Trace3DConfig(density=None, patch_rule="finest",
-                           consistency=ConsistencyConfig(separation=separation_share(P_SPLIT, P_MERGE)))
+SEPARATION = Trace3DConfig(density=None, consistency=ConsistencyConfig(separation=separation_share(P_SPLIT, P_MERGE)))
 
 
-@pytest.mark.parametrize("config", [Trace3DConfig(density=None), SEPARATION], ids=["eq3", "finest+separation"])
+@pytest.mark.parametrize("config", [Trace3DConfig(density=None), SEPARATION, replace(SEPARATION, patch_rule="finest")],
+                         ids=["eq3", "separation", "finest+separation"])
 def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop, config):
     """Also with the separation rule: a view is a gap only where each side's Gaussians land more in its
     own patches than in the other's, so a jittered sliver a view gives one half of the table (in one
