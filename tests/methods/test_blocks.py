@@ -1,11 +1,14 @@
 """Scenes split into blocks with overlap, each block's Trace3D core on its own views, ids stitched
 across the borders by the overlap's votes (gs_core.methods.blocks)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from gs_core.methods.blocks import Block, BlockConfig, run_blocks, split_blocks, stitch
 from gs_core.methods.trace3d import Trace3DConfig, run
+from gs_core.methods.trace3d.consistency import P_MERGE, P_SPLIT, ConsistencyConfig, separation_share
 from gs_core.metrics import panoptic_scores
 
 
@@ -53,9 +56,16 @@ def test_stitch_joins_ids_the_overlap_votes_for_and_keeps_a_sliver_apart():
     assert len(np.unique(out)) == 3 and out.min() == 0
 
 
-def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop):
+SEPARATION = Trace3DConfig(density=None, consistency=ConsistencyConfig(separation=separation_share(P_SPLIT, P_MERGE)))
+
+
+@pytest.mark.parametrize("config", [Trace3DConfig(density=None), SEPARATION, replace(SEPARATION, patch_rule="finest")],
+                         ids=["eq3", "separation", "finest+separation"])
+def test_an_object_across_the_border_is_one_instance_and_labels_agree_with_the_whole_run(tabletop, config):
+    """Also with the separation rule: a view is a gap only where each side's Gaussians land more in its
+    own patches than in the other's, so a jittered sliver a view gives one half of the table (in one
+    block's greedy order) does not cut the table in two on one side of the border."""
     scene, cams, stacks, gt = tabletop
-    config = Trace3DConfig(density=None)
     result = run_blocks(scene, cams, stacks, config, BlockConfig(grid=(2, 1)))
     side = np.zeros(len(scene), int)
     side[result.blocks[1].rows[result.blocks[1].core]] = 1

@@ -63,7 +63,7 @@ class ConsistencyConfig:
     iterations: int = 1  # statistics recomputed on the merged maps until the ids stop changing
     absorb_unconfirmed: bool = True  # a cluster no other view confirms joins its nearest (MergeTree.cut)
     hard: bool = True  # in the other views a Gaussian votes for its heaviest patch only (patch_statistics)
-    normalise: str = "max"  # "max" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
+    normalise: str = "max"  # "max" | "view" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
     floor: float = 0.1  # the merge tree is recorded down to this score (group level)
     min_views: int = 2  # a pair needs this many supporting views (released code: 2) ...
     min_view_share: float = 0.2  # ... each with this share of both patches' Gaussians labelled
@@ -72,7 +72,8 @@ class ConsistencyConfig:
     views_first_above: int = 8000  # more patches than this: merge within each view first (consistent_instances)
     # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
     # None: Eq. 3 alone). Measured with separation_share(P_SPLIT, P_MERGE) and patch_rule "finest"
-    # (docs/benchmarks.md, issue 26); not the default yet: the group level and the blocks' stitching change
+    # (docs/benchmarks.md, issue 26); not the default: the share must match how the masks fail, and a
+    # fixed one loses on the default worlds at high noise
     separation: float | None = None
     separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
@@ -146,8 +147,12 @@ class PatchStatistics:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P] soft number of Gaussians per patch
-    own: np.ndarray | None = None  # [P, V] float32: 1 in the patch's own view (for ConsistencyConfig.separation)
+    own: np.ndarray | None = None  # [P, V] float64: the patch's mass in its own view (for ConsistencyConfig.separation)
     roots: list | None = None  # [P] int64 arrays: the patch's roots (InstancePatches.roots, ids unique across views)
+    # for ConsistencyConfig.separation: C of the module docstring (rows: these patches) and its columns'
+    votes: sp.csr_matrix | None = None  # [P, Q] mass of each patch's Gaussians voting for each column
+    column_patch: np.ndarray | None = None  # [Q] int64 the row each column is (a patch of another view), -1 = none
+    column_view: np.ndarray | None = None  # [Q] int64 the view of each column
 
     def pairs(self) -> np.ndarray:  # [P, P] number of (Ga, Gb, v) triples (dense: small scenes and tests)
         return self.counts @ self.counts.T
@@ -172,8 +177,10 @@ class PatchVotes:
     counts: np.ndarray  # [P, V] float64: mass of the patch's Gaussians labelled in each other view (0 in its own)
     good: np.ndarray  # [P, V] float32: 1 where that view labels min_view_share of the patch's Gaussians
     mass: np.ndarray  # [P]
-    own: np.ndarray | None = None  # [P, V] float32: patches of the row's cluster in each view
+    own: np.ndarray | None = None  # [P, V] float64: mass of the row's patches in their own views
     roots: list | None = None  # [P] int64 arrays: the roots of the row's patches (ids unique across views)
+    column_patch: np.ndarray | None = None  # [Q] int64 the row each column of C is, -1 = none (grouped columns)
+    column_view: np.ndarray | None = None  # [Q] int64 the view of each column of C
 
     def statistics(self, rows: np.ndarray | None = None) -> PatchStatistics:
         """Eq. 3 statistics of the patches ``rows`` (all by default) among themselves.
@@ -185,7 +192,15 @@ class PatchVotes:
         pick = (lambda a: a) if rows is None else (lambda a: a[rows])
         own = None if self.own is None else pick(self.own)
         roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
-        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots)
+        votes = column_patch = None
+        if self.column_view is not None:  # what the separation rule and the per-view normalisation read
+            votes, column_patch = C, self.column_patch
+            if rows is not None:  # columns renamed to the rows picked (-1: a patch not among them)
+                local = np.full(len(self.counts), -1, np.int64)
+                local[rows] = np.arange(len(rows))
+                column_patch = np.where(column_patch >= 0, local[np.maximum(column_patch, 0)], -1)
+        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots,
+                               votes, column_patch, None if votes is None else self.column_view)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -196,14 +211,21 @@ class PatchVotes:
         """
         P = len(clusters)
         Z = sp.csr_matrix((np.ones(P), (np.arange(P), clusters)), shape=(P, int(clusters.max()) + 1))
-        C = (Z.T @ self.C @ Z).tocsr() if self.C.shape[1] == P else (Z.T @ self.C).tocsr()
-        own = None if self.own is None else (Z.T @ self.own).astype(np.float32)
+        square = self.C.shape[1] == P
+        C = (Z.T @ self.C @ Z).tocsr() if square else (Z.T @ self.C).tocsr()
+        own = None if self.own is None else Z.T @ self.own
+        column_patch, column_view = self.column_patch, self.column_view
+        if square and column_view is not None:  # columns pooled like the rows (clusters within one view)
+            column_patch = np.arange(Z.shape[1], dtype=np.int64)
+            column_view = np.zeros(Z.shape[1], np.int64)
+            column_view[clusters] = self.column_view
         roots = None
         if self.roots is not None:
             roots = [np.zeros(0, np.int64) for _ in range(int(clusters.max()) + 1)]
             for p in range(P):
                 roots[clusters[p]] = np.union1d(roots[clusters[p]], self.roots[p])
-        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots)
+        return PatchVotes(C, Z.T @ self.counts, (Z.T @ self.good).astype(np.float32), Z.T @ self.mass, own, roots,
+                          column_patch, column_view)
 
 
 def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
@@ -262,12 +284,15 @@ def patch_votes(store: GITStore, config: ConsistencyConfig = ConsistencyConfig()
         C_other, counts = sp.csr_matrix((P, len(col_view))), np.zeros((P, V))
     del blocks
     good = ((counts >= config.min_view_share * mass[:, None]) & (counts > 0)).astype(np.float32)
-    own = None  # each patch's own view, only what config.separation reads
+    own = column_patch = column_view = None  # what config.separation / normalise "view" read
     if config.separation is not None:
-        own = np.zeros((P, V), np.float32)
-        own[np.arange(P), view] = 1.0
+        own = np.zeros((P, V), np.float64)
+        own[np.arange(P), view] = mass
+    if config.separation is not None or config.normalise == "view":
+        column_patch = np.arange(P, dtype=np.int64) if cols is None else np.full(len(col_view), -1, np.int64)
+        column_view = np.asarray(col_view, np.int64)
     root_rows = None if roots is None else [np.asarray(roots[p:p + 1], np.int64) for p in range(P)]
-    return PatchVotes(C_other, counts, good, mass, own, root_rows)
+    return PatchVotes(C_other, counts, good, mass, own, root_rows, column_patch, column_view)
 
 
 def _vote_matrices(value: tuple) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, np.ndarray]:
@@ -336,16 +361,29 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     label only its edge Gaussians, all as support (high pair agreement there, low where it is
     seen), so dividing by the geometric mean lifted the pair above ``theta``; dividing by the larger
     does not. On the benchmark ``max`` gains panoptic mIoU at both noise levels (docs/benchmarks.md).
+    ``max`` pools each cluster's self-agreement over its own views, which are not the pair's: a cluster
+    spread over two patches where it is seen large and one with its neighbour where both are seen scores
+    above 1 (``tests/methods/trace3d/test_consistency.py``). ``view`` divides each view's pairs by the
+    larger self-agreement in that view, which bounds the view's agreement (Cauchy-Schwarz), so the score
+    is at most 1; it keeps each cluster's row of ``stats.votes`` to pool the per-view self-agreements.
 
     With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
     ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
     the pair joins one notch coarser than the objects and the group merges below keep their order),
     ``merged`` the share of the views seeing both clusters (a patch of
-    their own or a well-labelled share of their Gaussians) where they do not each have a patch of their
-    own: a gap the views cut consistently keeps the pair apart at ``theta`` even where the other views,
-    merging them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the
-    pair joins lower in the tree. ``own`` and ``seen`` pool by union, so this stays a pair of [V] dot
-    products. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
+    their own or a well-labelled share of their Gaussians) that do not cut them apart. A view cuts them
+    apart where each cluster's Gaussians land there more in its own patches than in the other's (its
+    own patches' Gaussians included; ``stats.votes`` tells where the others land): a sliver of a
+    jittered mask that a view gives one half of an object holds few of that half's Gaussians, which
+    land in the other half's patch, so it is no gap, and the count does not depend on which slivers
+    the greedy order has put where (it did, and each block of :mod:`gs_core.methods.blocks` cut its
+    half of a table differently). Against the other's patches, not all of them: a cluster holding a
+    mixed patch (two apples as one mask in one view) still sees the gap where a view splits them. A gap
+    the views cut consistently keeps the pair apart at ``theta`` even where the other views, merging
+    them, give Eq. 3 a majority (a row of touching look-alikes, a bowl and its apples), and the pair
+    joins lower in the tree. ``seen`` pools by union and each view's share of a cluster's
+    Gaussians in its own patches by sums of the votes between the merged clusters, so a pair costs a few
+    [V] rows. With ``stats.roots`` a view whose largest mask holds both is not counted as a gap.
 
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never
@@ -357,12 +395,68 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     counts = stats.counts.astype(np.float64, copy=True)
     good = stats.good.astype(np.float64, copy=True)
     separation = config.separation
+    cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     if separation is not None:
-        if stats.own is None:
-            raise ValueError("ConsistencyConfig.separation needs the statistics' own views (PatchVotes.statistics)")
-        own = (stats.own > 0).astype(np.float64)  # [P, V] views where the cluster has a patch of its own
-        seen = ((stats.own > 0) | (stats.good > 0)).astype(np.float64)  # ... or is well labelled
-        own_view = own.argmax(1)
+        if stats.own is None or stats.votes is None:
+            raise ValueError("ConsistencyConfig.separation needs the statistics' own views and votes "
+                             "(PatchVotes.statistics)")
+    if config.normalise == "view" and stats.votes is None:
+        raise ValueError("ConsistencyConfig.normalise 'view' needs the statistics' votes (PatchVotes.statistics)")
+    if stats.votes is not None and (separation is not None or config.normalise == "view"):
+        C = stats.votes.tocsr()  # each cluster's row of C (entries appended on a merge)
+        column_patch, column_view = np.asarray(stats.column_patch), np.asarray(stats.column_view)
+        c_ids = [C.indices[C.indptr[p]:C.indptr[p + 1]].astype(np.int64) for p in range(P)]
+        c_val = [C.data[C.indptr[p]:C.indptr[p + 1]].astype(np.float64) for p in range(P)]
+    if config.normalise == "view":  # [P, V] each view's Eq. 3 numerator of the cluster with itself
+        V = counts.shape[1]
+        diag_view = np.stack([np.bincount(column_view[c_ids[p]], c_val[p] ** 2, minlength=V) for p in range(P)]) \
+            if P else np.zeros((0, V))
+
+        def view_self(i) -> np.ndarray:  # [..., V] each view's agreement of the cluster with itself
+            den = counts[i] ** 2
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(den > 0, diag_view[i] / np.where(den > 0, den, 1.0), 0.0)
+
+        selfview = view_self(np.arange(P))
+    if separation is not None:
+        own = stats.own.astype(np.float64, copy=True)  # [P, V] mass of the cluster's patches in their own views
+        seen = ((own > 0) | (stats.good > 0)).astype(np.float64)  # [P, V] a patch of its own or well labelled
+        own_view = (own > 0).argmax(1)
+        home = own.copy()  # [P, V] mass a view labels in the cluster's own patches there (its own Gaussians first)
+        CT = C.T.tocsr()  # [Q, P]: the patches voting for each column
+        in_src = [[] for _ in range(P)]  # per cluster: the patches voting for its patches, the view, the mass
+        in_view = [[] for _ in range(P)]
+        in_val = [[] for _ in range(P)]
+        for q in np.flatnonzero(column_patch >= 0):
+            p, lo, hi = int(column_patch[q]), CT.indptr[q], CT.indptr[q + 1]
+            in_src[p].append(CT.indices[lo:hi].astype(np.int64))
+            in_view[p].append(np.full(hi - lo, column_view[q], np.int64))
+            in_val[p].append(CT.data[lo:hi].astype(np.float64))
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        in_src = [cat(x, np.int64) for x in in_src]
+        in_view = [cat(x, np.int64) for x in in_view]
+        in_val = [cat(x, np.float64) for x in in_val]
+
+        def votes_into(i: int, k: int) -> np.ndarray:  # [V] cluster i's Gaussians voting for cluster k's patches
+            q = column_patch[c_ids[i]]
+            hit = q >= 0
+            hit[hit] = cluster[q[hit]] == k
+            return np.bincount(column_view[c_ids[i][hit]], c_val[i][hit], minlength=home.shape[1])
+
+        for p in range(P):
+            home[p] += votes_into(p, p)
+
+        def gaps(i: int, ids: np.ndarray) -> np.ndarray:  # [len(ids)] views cutting cluster i apart from each
+            pos = np.full(P, -1, np.int64)
+            pos[ids] = np.arange(len(ids))
+            q = column_patch[c_ids[i]]
+            k = np.where(q >= 0, pos[cluster[np.maximum(q, 0)]], -1)
+            into = np.zeros((len(ids), home.shape[1]))  # i's Gaussians voting for each k's patches, per view
+            np.add.at(into, (k[k >= 0], column_view[c_ids[i][k >= 0]]), c_val[i][k >= 0])
+            k = pos[cluster[in_src[i]]]
+            back = np.zeros_like(into)  # each k's Gaussians voting for i's patches
+            np.add.at(back, (k[k >= 0], in_view[i][k >= 0]), in_val[i][k >= 0])
+            return ((home[i] > into) & (home[ids] > back)).sum(1).astype(np.float64)
         root_of = ([set(r.tolist()) for r in stats.roots] if stats.roots is not None else None)
         root_view = {} if root_of is None else {int(r): int(own_view[p]) for p in range(P) for r in root_of[p]}
 
@@ -373,7 +467,6 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             return np.array([len({root_view[r] for r in mine & root_of[k]}) if root_of[k] else 0 for k in ids],
                             np.float64)
     diag = num.diagonal().astype(np.float64)
-    cluster = np.arange(P)  # cluster of each patch: the smallest patch index among its members
     members = [[p] for p in range(P)]
     ids_of = [num.indices[num.indptr[p]:num.indptr[p + 1]].astype(np.int64) for p in range(P)]
     val_of = [num.data[num.indptr[p]:num.indptr[p + 1]].astype(np.float64) for p in range(P)]
@@ -405,9 +498,11 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim[ids])
+            elif config.normalise == "view":  # each view's pairs against the larger self-agreement in that view
+                r = vals / np.einsum("kv,kv->k", counts[ids] * counts[i], np.maximum(selfview[ids], selfview[i]))
         if separation is not None:  # share of the views seeing both that do not cut them apart
             both = (seen @ seen[i])[ids]
-            apart = (own @ own[i])[ids] - shared_views(i, ids)
+            apart = np.maximum(gaps(i, ids) - shared_views(i, ids), 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
             ratio = merged / separation  # < 1: the pair stays apart at theta
@@ -453,12 +548,23 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
+        if config.normalise == "view":  # each view's numerator between a and b: sum over its columns
+            row_a = np.bincount(c_ids[a], c_val[a], minlength=C.shape[1])
+            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[c_ids[b]], c_val[b] * row_a[c_ids[b]],
+                                                             minlength=counts.shape[1])
+            selfview[a] = view_self(a)
         if separation is not None:
-            own[a] = np.maximum(own[a], own[b])
+            home[a] += home[b] + votes_into(a, b) + votes_into(b, a)
+            own[a] += own[b]
             seen[a] = np.maximum(seen[a], seen[b])
+            in_src[a], in_view[a], in_val[a] = (np.concatenate([x[a], x[b]]) for x in (in_src, in_view, in_val))
+            in_src[b], in_view[b], in_val[b] = in_src[b][:0], in_view[b][:0], in_val[b][:0]
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
+        if separation is not None or config.normalise == "view":
+            c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
+            c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
         cluster[members[b]] = a
         members[a] += members[b]
         ids_of[a] = np.concatenate([ids_of[a], ids_of[b]])

@@ -302,22 +302,37 @@ def test_views_first_gives_the_objects(planted, stacks):
         assert ends["associating patches"][0] == ends["associating patches"][1] > 0
 
 
-def _split_stats(roots=None):
+def _split_stats(roots=None, sliver: bool = False):
     """Six patches over four views that every other view puts together (Eq. 3 score 1 for every pair):
-    views 0 and 1 each cut the pair apart (patches a0, b0 and a1, b1), views 2 and 3 show it as one
-    patch (m2, m3)."""
+    views 0 and 1 each cut the pair apart (patches a0, b0 and a1, b1: each side's Gaussians vote for
+    its own patch there), views 2 and 3 show it as one patch (m2, m3). With ``sliver``, view 1's b1 is
+    a sliver: b's Gaussians land in a1 there too."""
     import scipy.sparse as sp
     from gs_core.methods.trace3d.consistency import PatchStatistics
 
     view = np.array([0, 0, 1, 1, 2, 3])
+    a0, b0, a1, b1, m2, m3 = range(6)
     P, V = len(view), 4
     counts = np.ones((P, V))
     counts[np.arange(P), view] = 0.0
-    own = np.zeros((P, V), np.float32)
-    own[np.arange(P), view] = 1.0
+    C = np.zeros((P, P))  # each row's Gaussians (mass 1) voting for the patches of the other views
+    for side, (p0, p1) in ((0, (a0, a1)), (1, (b0, b1))):
+        C[p0, p1] = C[p1, p0] = 1.0
+        C[p0, [m2, m3]] = C[p1, [m2, m3]] = 1.0
+    C[[m2, m3], a0] = C[[m2, m3], b0] = C[[m2, m3], a1] = C[[m2, m3], b1] = 0.5
+    C[m2, m3] = C[m3, m2] = 1.0
+    mass = np.ones(P)
+    if sliver:  # b1 holds a tenth of b's Gaussians
+        C[[b0, m2, m3], a1] += C[[b0, m2, m3], b1]
+        C[[b0, m2, m3], b1] = 0.0
+        mass[b1] = 0.1
+        C[b1] *= 0.1
+        counts[b1] *= 0.1
+    own = np.zeros((P, V))
+    own[np.arange(P), view] = mass
     root_rows = None if roots is None else [np.array([r]) for r in roots]
     return PatchStatistics(sp.csr_matrix(counts @ counts.T), counts, (counts > 0).astype(np.float32),
-                           np.ones(P), own, root_rows), view
+                           mass, own, root_rows, sp.csr_matrix(C), np.arange(P), view.astype(np.int64)), view
 
 
 def test_separation_keeps_a_gap_half_the_views_see():
@@ -339,6 +354,18 @@ def test_separation_keeps_a_gap_half_the_views_see():
     assert len(np.unique(agglomerate(stats, replace(config, separation=0.4)).cut(config.theta))) == 1
 
 
+def test_separation_counts_no_gap_where_one_side_is_a_sliver():
+    """A view whose patch of one side holds few of that side's Gaussians (a jittered sliver: b's
+    Gaussians land in a1 in view 1) does not cut the pair apart: one gap view of four, merged share
+    0.75 above the share, one instance."""
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
+
+    stats, _ = _split_stats(sliver=True)
+    config = ConsistencyConfig(normalise="none", separation=0.6)
+    assert len(np.unique(agglomerate(stats, config).cut(config.theta))) == 1
+    assert len(np.unique(agglomerate(stats, replace(config, separation=0.8)).cut(config.theta))) == 2
+
+
 def test_separation_ignores_a_split_inside_one_mask():
     """Where the view's own masks hold both patches (a part and its object: one root), the cut is
     not a gap: the same statistics with shared roots in views 0 and 1 merge into one instance."""
@@ -354,7 +381,7 @@ def test_separation_needs_the_own_views():
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
 
     stats, _ = _split_stats()
-    bare = PatchStatistics(stats.numerator, stats.counts, stats.good, stats.mass)
+    bare = PatchStatistics(stats.numerator, stats.counts, stats.good, stats.mass, stats.own)  # no votes
     with pytest.raises(ValueError, match="separation"):
         agglomerate(bare, ConsistencyConfig(separation=0.5))
     assert isinstance(bare.numerator, sp.csr_matrix)
@@ -372,3 +399,43 @@ def test_separation_share_is_where_the_likelihood_ratio_changes_sign():
     assert separation_share(0.1, 0.4) > separation_share(0.3, 0.4)
     with pytest.raises(ValueError):
         separation_share(0.6, 0.5)
+
+
+def test_view_normalisation_keeps_the_score_a_share():
+    """The "max" normalisation divides the pooled pair agreement by each cluster's self-agreement pooled
+    over *its own* views: a patch whose Gaussians spread over two patches in the views that see it large
+    (self-agreement about 0.5) and that lies in one patch with its neighbour in the one view seeing both
+    scores 1 / 0.505 = 1.98, above any share. Normalised per view ("view": each view's pairs against the
+    larger self-agreement in that view), Cauchy-Schwarz bounds every view's agreement by it, so the score
+    stays at most 1."""
+    import scipy.sparse as sp
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
+
+    # rows: patch a (view 0), patch b (view 1); columns: x2, y2 (view 2), x3, y3 (view 3), z4 (view 4)
+    C = np.array([[5.0, 5.0, 0.0, 0.0, 1.0],
+                  [0.0, 0.0, 5.0, 5.0, 1.0]])
+    counts = np.array([[0.0, 0.0, 10.0, 0.0, 1.0],
+                       [0.0, 0.0, 0.0, 10.0, 1.0]])
+    stats = PatchStatistics(sp.csr_matrix(C @ C.T), counts, (counts > 0).astype(np.float32),
+                            np.array([11.0, 11.0]), votes=sp.csr_matrix(C), column_patch=np.full(5, -1),
+                            column_view=np.array([2, 2, 3, 3, 4]))
+    pooled = agglomerate(stats, ConsistencyConfig(normalise="max", min_views=1))
+    assert pooled.score[0] == pytest.approx(1.0 / (51.0 / 101.0))
+    per_view = agglomerate(stats, ConsistencyConfig(normalise="view", min_views=1))
+    assert per_view.score[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="votes"):
+        agglomerate(PatchStatistics(stats.numerator, counts, stats.good, stats.mass),
+                    ConsistencyConfig(normalise="view", min_views=1))
+
+
+@pytest.mark.parametrize("stacks", ["clean", "mixed"])
+def test_view_normalisation_never_above_one_and_finds_the_objects(planted, stacks):
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig
+
+    masks = planted.stacks if stacks == "clean" else planted.mixed(1)
+    inst, _ = associate(planted.scene, planted.cams, masks)
+    view = consistent_instances(inst.store, ConsistencyConfig(normalise="view"))
+    assert view.tree.score.max() <= 1.0 + 1e-9
+    assert same_partition(view.patch_ids, inst.patch_ids)
+    first = consistent_instances(inst.store, ConsistencyConfig(normalise="view", views_first_above=0))
+    assert same_partition(first.patch_ids, inst.patch_ids)
