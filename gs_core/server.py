@@ -43,7 +43,7 @@ pixels ``[[x, y], ...]``. Each clicked pixel is traced to the Gaussians blending
 (:func:`gs_core.query.pixel_weights`) and kept; ``append`` adds these clicks to the current
 selection (the add-on's shift- and ctrl-clicks), else they replace it. At a level the selection is
 the instances of heaviest weight under the positive clicks; a negative click in the same instance
-splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres where
+splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres and colours where
 no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as ``gs-core query --negative``).
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
