@@ -4,7 +4,11 @@ NoC@t is the number of clicks an automatic user needs before the selection's mas
 with the true mask, capped at :data:`MAX_CLICKS` (an object never reaching ``t`` counts the cap), as
 in the 2D protocol of interactive segmentation (Xu et al. 2016; RITM, Sofiiuk et al. 2022). Each next
 click lands at the interior-most point (largest distance to the region's edge or the image border)
-of the largest error region: positive on a missed part, negative on a wrong one.
+of the largest error region: positive on a missed part, negative on a wrong one. A pixel already
+clicked is never clicked again: the field's clickers keep a map of the clicked pixels and zero the
+distance transform there (``not_clicked_map`` in RITM's ``isegm/inference/clicker.py``, which
+SimpleClick and FocalClick reuse), so where the selection did not change the next click moves to the
+next interior-most pixel instead of repeating itself (a user would not click the same pixel twice).
 
 Optionally (``slider=True``) the user may instead move the granularity slider one notch finer or
 coarser, counted as one click; each step takes whichever of the click and the two notches gives the
@@ -36,27 +40,34 @@ class Click:
     positive: bool
 
 
-def next_click(pred: np.ndarray, gt: np.ndarray) -> Click | None:
+def next_click(pred: np.ndarray, gt: np.ndarray, clicked=()) -> Click | None:
     """The automatic user's next click for ``pred``, ``gt`` [H, W] bool: at the interior-most pixel
     of the largest connected error region (4-connected), positive when that region is a missed part of
-    ``gt``, negative when it is wrongly selected. None when there is no error."""
+    ``gt``, negative when it is wrongly selected. Pixels of ``clicked`` (clicks or (x, y) pairs) are
+    never chosen again; a region whose pixels were all clicked gives way to the next largest. None when
+    there is no error left to click."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    best, best_area = None, 0
+    done = np.zeros(gt.shape, bool)
+    for c in clicked:
+        x, y = (c.x, c.y) if isinstance(c, Click) else c
+        done[y, x] = True
+    candidates = []  # (area, positive first on ties, region)
     for positive, error in ((True, gt & ~pred), (False, pred & ~gt)):
         regions, n = ndimage.label(error)
         if n == 0:
             continue
         areas = np.bincount(regions.ravel(), minlength=n + 1)[1:]
-        k = int(np.argmax(areas))
-        if areas[k] > best_area:  # ties: the missed part (positive) first
-            best, best_area = (positive, regions == k + 1), int(areas[k])
-    if best is None:
-        return None
-    positive, region = best
-    # distance to the nearest pixel outside the region, the image border counting as outside
-    dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return Click(int(x), int(y), positive)
+        candidates += [(int(areas[k]), positive, regions == k + 1) for k in range(n)]
+    candidates.sort(key=lambda c: (-c[0], not c[1]))  # largest first; ties: the missed part (positive)
+    for _, positive, region in candidates:
+        if not (region & ~done).any():
+            continue
+        # distance to the nearest pixel outside the region, the image border counting as outside
+        dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        dist[done] = -1.0
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        return Click(int(x), int(y), positive)
+    return None
 
 
 @dataclass
@@ -97,7 +108,7 @@ def run_clicker(predict: Callable[[list[Click], int], np.ndarray], gt: np.ndarra
     run, clicks, level = ClickRun(), [], start_level
     pred = np.zeros_like(gt)
     while len(run.ious) < max_clicks and (not run.ious or run.ious[-1] < target):
-        click = next_click(pred, gt)
+        click = next_click(pred, gt, clicks)
         options = []
         if click is not None:
             options.append(("+" if click.positive else "-", clicks + [click], level))

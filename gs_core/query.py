@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 QUERY_SHARE = 0.5  # a label is selected by a mask when this share of its traced weight lies inside
 FIT_TOLERANCE = 0.02  # --fit: levels this close to the best weighted IoU tie (the nearest to 0.5 wins)
+# the 3D split of an instance no level splits: colour distance (in units of the instance's colour spread)
+# against position (in units of its extent); chosen by measurement (docs/benchmarks.md)
+SPLIT_COLOUR_WEIGHT = 1.0
 
 
 def _no_grad(fn):
@@ -89,7 +92,7 @@ class LabelLevels:
 
     def from_clicks(self, level: float, positive: list[tuple[np.ndarray, np.ndarray]],
                     negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str = "split",
-                    means: np.ndarray | None = None) -> Selection:
+                    means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
         """The selection of positive and negative clicks at ``level``, each click given as
         :func:`pixel_weights` of its pixel (Gaussian indices [K], weights [K]); monotone in ``level``
         (:meth:`click_path`). ``means`` [N, 3]: the Gaussians' centres, for the split in 3D below.
@@ -99,8 +102,8 @@ class LabelLevels:
         coarsest level no coarser than ``level`` at which it and every negative click fall in
         different instances, the finest split of the merge tree that separates them. Where no level
         does (the clicks share the finest instance), that finest instance is split in 3D
-        (:func:`split_by_points`): the part nearer the positive clicks than the negative ones; with
-        no ``means``, nothing. ``rule="remove"`` is the earlier rule: instances under positive clicks
+        (:func:`split_by_clicks`): the part nearer the positive clicks' Gaussians than the negative
+        ones', by position and, with ``colors``, colour; with no ``means``, nothing. ``rule="remove"`` is the earlier rule: instances under positive clicks
         minus the instances under negative ones, the wanted object included when both fall in one.
         ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in;
         ``Selection.partial`` says the selection is only a part of them (a split).
@@ -109,6 +112,7 @@ class LabelLevels:
             positive: [C] of (gaussians [K] int64, weights [K] float32), one per positive click.
             negative: [C'] of (gaussians [K] int64, weights [K] float32), one per negative click.
             means: [N, 3] the Gaussians' centres, for a split in 3D, or None.
+            colors: [N, 3] the Gaussians' base colours (SH DC), for a split in 3D, or None.
         """
         if rule not in ("split", "remove"):
             raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
@@ -134,8 +138,7 @@ class LabelLevels:
             for inst, ks in unsplit.items():
                 members = np.flatnonzero(self.labels[0] == inst)
                 negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
-                part = split_by_points(means, members, [click_point(means, members, *positive[k]) for k in ks],
-                                       [click_point(means, members, g, w) for g, w in negs])
+                part = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
                 selected[part] = True
         return _selection(labels, selected)
 
@@ -159,28 +162,66 @@ def click_point(means: np.ndarray, members: np.ndarray, gaussians: np.ndarray, w
     return np.average(np.asarray(means, np.float64)[gaussians], axis=0, weights=weights.astype(np.float64))
 
 
-def split_by_points(means: np.ndarray, members: np.ndarray, positive: list[np.ndarray],
-                    negative: list[np.ndarray]) -> np.ndarray:
-    """The members [M] (indices into ``means`` [N, 3]) nearer (Euclidean, by centre) to some point of
-    ``positive`` (each [3]) than to every point of ``negative``: the positive side of a 3D split of one
-    instance that no level of the merge tree splits. -> [M'] indices.
+def split_by_clicks(means: np.ndarray, members: np.ndarray, positive: list[tuple[np.ndarray, np.ndarray]],
+                    negative: list[tuple[np.ndarray, np.ndarray]], colors: np.ndarray | None = None) -> np.ndarray:
+    """The positive side of a 3D split of one instance ``members`` [M] (indices into ``means`` [N, 3])
+    that no level of the merge tree splits, from the clicks in it. -> [M'] indices.
+
+    Each click's sites are its pixel's Gaussians among the members (:func:`pixel_weights`); a Gaussian
+    that blends into several clicked pixels is a site of the side (positive or negative) where it weighs
+    most, each click's weights summing to one (a tie: negative); a click with none of its Gaussians among the members
+    has one site, the member nearest its :func:`click_point`. Every member goes with its nearest site,
+    by centre in units of the instance's extent (the mean of its centres' per-axis spread) and, with
+    ``colors`` [N, 3], by colour in units of the instance's colour spread, weighted
+    :data:`SPLIT_COLOUR_WEIGHT`: touching things of different colours (a pen on a desk, an apple in a
+    bowl) come apart along their colour edge, look-alikes by position.
 
     Args:
         means: [N, 3] the Gaussians' centres.
         members: [M] int64 indices of the instance's Gaussians.
-        positive: [P] of [3] the positive clicks' points.
-        negative: [P'] of [3] the negative clicks' points.
+        positive: [P] of (gaussians [K] int64, weights [K] float32), the positive clicks in the instance.
+        negative: [P'] of (gaussians [K] int64, weights [K] float32), the negative clicks in it.
+        colors: [N, 3] the Gaussians' base colours, or None.
     """
-    pos = np.array([p for p in positive if np.isfinite(p).all()], np.float64).reshape(-1, 3)
-    neg = np.array([p for p in negative if np.isfinite(p).all()], np.float64).reshape(-1, 3)
-    if len(pos) == 0:
+    members = np.asarray(members, np.int64)
+    if len(members) == 0 or not positive:
         return members[:0]
-    if len(neg) == 0:
+    if not negative:
         return members
-    x = np.asarray(means, np.float64)[members]
-    d_pos = ((x[:, None, :] - pos[None]) ** 2).sum(-1).min(1)
-    d_neg = ((x[:, None, :] - neg[None]) ** 2).sum(-1).min(1)
-    return members[d_pos < d_neg]
+    x = np.asarray(means, np.float64)
+    inside = np.zeros(len(x), bool)
+    inside[members] = True
+    weight: dict[int, list[float]] = {}  # site -> [positive weight, negative weight]
+    for side, clicks in ((0, positive), (1, negative)):
+        for g, w in clicks:
+            g, w = np.asarray(g, np.int64), np.asarray(w, np.float64)
+            keep = inside[g] & (w > 0)
+            if keep.any():
+                g, w = g[keep], w[keep] / w[keep].sum()
+            else:
+                point = click_point(x, members, np.asarray(g, np.int64), np.asarray(w, np.float32))
+                if not np.isfinite(point).all():
+                    continue
+                g, w = members[[int(np.argmin(((x[members] - point) ** 2).sum(1)))]], np.ones(1)
+            for a, b in zip(g.tolist(), w.tolist()):
+                weight.setdefault(a, [0.0, 0.0])[side] += b
+    if not weight:
+        return members[:0]
+    sites = np.fromiter(weight, np.int64, len(weight))
+    site_positive = np.array([p > n for p, n in weight.values()])  # a tie: the negative click wins
+    if site_positive.all():
+        return members
+    if not site_positive.any():
+        return members[:0]
+    feats = [x / (x[members].std(0).mean() + 1e-12)]
+    if colors is not None:
+        c = np.asarray(colors, np.float64)
+        feats.append(SPLIT_COLOUR_WEIGHT * c / (c[members].std(0).mean() + 1e-6))
+    f = np.concatenate(feats, 1)
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(f[sites]).query(f[members])
+    return members[site_positive[nearest]]
 
 
 @dataclass
@@ -274,24 +315,26 @@ def pixel_labels(proj: Projection, labels: np.ndarray, pixels: np.ndarray, backe
 
 
 def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, negative: np.ndarray | None = None,
-                backend: str = "auto", means: np.ndarray | None = None) -> Selection:
+                backend: str = "auto", means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
     """The instances under the positive clicks (pixels [P, 2] x, y), at one level ``labels`` [N]: the
     rule of :meth:`LabelLevels.from_clicks` with that one level. A negative click in the instance of a
     positive one splits it in 3D by the Gaussians' centres ``means`` [N, 3] (default: their centres in
-    the camera of ``proj``, reconstructed from its projection; those it culls stay out of a split).
+    the camera of ``proj``, reconstructed from its projection; those it culls stay out of a split) and,
+    given, their colours ``colors``.
 
     Args:
         labels: [N] int64 instance label per Gaussian, -1 = none.
         positive: [P, 2] int (x, y) positive clicks.
         negative: [P', 2] int (x, y) negative clicks, or None.
         means: [N, 3] the Gaussians' centres, or None.
+        colors: [N, 3] the Gaussians' base colours (SH DC), for the split, or None (by position only).
     """
     pos = pixel_weights(proj, positive, backend)
     neg = pixel_weights(proj, negative if negative is not None else np.zeros((0, 2)), backend)
     if means is None and neg:
         means = camera_means(proj)
     one = LabelLevels(np.array([0.5]), np.asarray(labels)[None])
-    return one.from_clicks(0.5, pos, neg, means=means)
+    return one.from_clicks(0.5, pos, neg, means=means, colors=colors)
 
 
 def camera_means(proj: Projection) -> np.ndarray:  # -> [N, 3]

@@ -43,7 +43,7 @@ pixels ``[[x, y], ...]``. Each clicked pixel is traced to the Gaussians blending
 (:func:`gs_core.query.pixel_weights`) and kept; ``append`` adds these clicks to the current
 selection (the add-on's shift- and ctrl-clicks), else they replace it. At a level the selection is
 the instances of heaviest weight under the positive clicks; a negative click in the same instance
-splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres where
+splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres and colours where
 no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as ``gs-core query --negative``).
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
@@ -113,8 +113,9 @@ class Click:
 class Session:
     """What ``load`` keeps warm, and the current clicks."""
 
-    def __init__(self, work, gaussians, levels, cameras):
+    def __init__(self, work, gaussians, levels, cameras, colors=None):
         self.work, self.gaussians, self.levels, self.cameras = work, gaussians, levels, cameras
+        self.colors = colors  # [N, 3] the scene's base colours (SH DC), for a negative click's split in 3D
         self.clicks: list[Click] = []
 
     @property
@@ -131,7 +132,8 @@ class Session:
         a part of those instances (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
         positive = [(c.gaussians, c.weights) for c in self.clicks if c.sign > 0]
         negative = [(c.gaussians, c.weights) for c in self.clicks if c.sign < 0]
-        sel = self.levels.from_clicks(level, positive, negative, means=self.means if negative else None)
+        sel = self.levels.from_clicks(level, positive, negative, means=self.means if negative else None,
+                                      colors=self.colors)
         return np.flatnonzero(sel.selected), [int(x) for x in sel.labels], sel.partial
 
 
@@ -307,11 +309,12 @@ class Server:
 
         work = WorkDir(_path(args, "work", "load"), must_exist=True)
         levels = load_levels(work)
-        gaussians = GaussianScene.load(work.scene_path).to_gaussians()
+        scene = GaussianScene.load(work.scene_path)
+        gaussians = scene.to_gaussians()
         if len(gaussians.means) != levels.labels.shape[1]:
             raise UserError(f"{work.root}: scene.ply has {len(gaussians.means)} Gaussians, levels.npz "
                             f"{levels.labels.shape[1]}; run prepare again")
-        self.session = Session(work, gaussians, levels, work.cameras())
+        self.session = Session(work, gaussians, levels, work.cameras(), scene.sh_dc)
         return {"work": str(work.root), "gaussians": self.session.num_gaussians,
                 "levels": levels.levels.tolist(), "cameras": [c.name for c in self.session.cameras],
                 "text": _text_features(work.root) is not None}

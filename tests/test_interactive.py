@@ -84,3 +84,22 @@ def test_run_clicker_slider_notch_counts_as_a_click():
 def test_run_clicker_rejects_an_invisible_object():
     with pytest.raises(ValueError, match="not visible"):
         run_clicker(lambda c, lv: np.zeros((4, 4), bool), np.zeros((4, 4), bool), 0)
+
+
+def test_next_click_never_clicks_a_pixel_twice():
+    """Where a click changed nothing, the field's clickers (RITM's ``not_clicked_map``) move on to the next
+    interior-most pixel of the error region rather than click the same one again."""
+    gt = _box(40, 60, 5, 16, 5, 16)
+    first = next_click(np.zeros_like(gt), gt)
+    second = next_click(np.zeros_like(gt), gt, [first])
+    assert first == Click(10, 10, True) and second.positive and (second.x, second.y) != (10, 10)
+    assert gt[second.y, second.x] and max(abs(second.x - 10), abs(second.y - 10)) == 1  # the next most interior
+    # every pixel of the only error region clicked: no click left to make
+    assert next_click(np.zeros((2, 2), bool), np.ones((2, 2), bool), [(0, 0), (0, 1), (1, 0), (1, 1)]) is None
+
+
+def test_run_clicker_does_not_repeat_a_click_that_changed_nothing():
+    gt = _box(20, 20, 4, 15, 4, 15)
+    run = run_clicker(lambda clicks, level: np.zeros_like(gt), gt, start_level=0, max_clicks=6)
+    assert len(run.clicks) == 6 and len({(c.x, c.y) for c in run.clicks}) == 6
+    assert all(c.positive and gt[c.y, c.x] for c in run.clicks)

@@ -10,7 +10,8 @@ from gs_core.engine import Gaussians, project
 from gs_core.errors import UserError
 from gs_core.labelmaps import render_labels
 from gs_core.query import (FIT_TOLERANCE, LabelLevels, fit_mask_levels, fit_mask_weights, from_clicks, from_gaussians, from_mask,
-                           from_mask_weights, mask_weights, pixel_labels, camera_means, pixel_weights, selection_mask)
+                           from_mask_weights, mask_weights, pixel_labels, camera_means, pixel_weights, selection_mask,
+                           split_by_clicks)
 
 SPACING = 0.05
 H, W = 48, 64
@@ -269,19 +270,19 @@ def test_negative_click_splits_a_merged_instance_in_a_view(planted):
         levels.from_clicks(0.5, [pos], [neg1], rule="drop")
 
 
-# ---- where no level separates the clicks: a split in 3D by the Gaussians' centres --------------
+# ---- where no level separates the clicks: a split in 3D by the clicked Gaussians ----------------
 
 # one finest instance {0, 1, 2, 3} on a line, and {4, 5} far off; merged at the coarser level
-LINE = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [10, 0, 0], [11, 0, 0]])
+LINE = np.array([[0.0, 0, 0], [1, 0, 0], [2.2, 0, 0], [3.5, 0, 0], [10, 0, 0], [11, 0, 0]])
 LINE_LEVELS = LabelLevels(np.array([0.0, 1.0]), np.array([[0, 0, 0, 0, 1, 1], [0] * 6], np.int32))
 
 
 @pytest.mark.parametrize("positive, negative, expected", [
-    ([(0,)], [(3,)], [0, 1]),  # nearer 0 than 3
-    ([(0, 1)], [(3,)], [0, 1]),  # the click at the weighted mean of its Gaussians, 0.5
+    ([(0,)], [(3,)], [0, 1]),  # 1 nearer 0 than 3; 2 nearer 3
+    ([(0, 1)], [(3,)], [0, 1, 2]),  # both of the click's Gaussians are sites: 2 is nearer 1 than 3
     ([(0,), (3,)], [(1,)], [0, 3]),  # two positives, one negative between them
     ([(2,)], [(0,), (3,)], [2]),  # the nearest negative of several
-    ([(0,)], [(0,)], []),  # the same spot: nothing is nearer the positive
+    ([(0,)], [(0,)], []),  # the same Gaussian for both: the negative click wins
 ])
 def test_unseparated_negative_click_splits_the_finest_instance_in_3d(positive, negative, expected):
     for level in LINE_LEVELS.levels:
@@ -291,6 +292,32 @@ def test_unseparated_negative_click_splits_the_finest_instance_in_3d(positive, n
         assert sel.labels.tolist() == ([0] if expected else [])
     # without the centres, the earlier answer: nothing
     assert not LINE_LEVELS.from_clicks(0.0, [_click(*g) for g in positive], [_click(*g) for g in negative]).selected.any()
+
+
+def test_split_keeps_every_gaussian_of_the_positive_pixel():
+    """A positive pixel that sees a front and a back surface (0 and 1) of the instance, a negative click
+    on 2 just in front of the middle: the weighted mean of the positive pixel's centres (5) lies nearer the
+    negative click than its own front Gaussian does, so the earlier rule (nearest click point) left the
+    Gaussian the user pointed at out of the selection; each of the pixel's Gaussians is a site now."""
+    means = np.array([[0.0, 0, 0], [10, 0, 0], [4, 0, 0], [12, 0, 0]])
+    one = LabelLevels(np.array([0.0]), np.zeros((1, 4), np.int32))
+    sel = one.from_clicks(0.0, [_click(0, 1)], [_click(2)], means=means)
+    assert np.flatnonzero(sel.selected).tolist() == [0, 1, 3] and sel.partial
+
+
+def test_split_follows_a_colour_edge():
+    """Two touching things of different colours in one instance (0-3 red, 4-5 blue), clicked at 0 (positive)
+    and 5 (negative): by position the cut falls halfway, at 2.5, and takes 3 away from the red thing; with the
+    colours it falls at the colour edge."""
+    means = np.array([[x, 0.0, 0.0] for x in range(6)])
+    colors = np.array([[1.0, 0, 0]] * 4 + [[0, 0, 1.0]] * 2)
+    one = LabelLevels(np.array([0.0]), np.zeros((1, 6), np.int32))
+    by_position = one.from_clicks(0.0, [_click(0)], [_click(5)], means=means)
+    assert np.flatnonzero(by_position.selected).tolist() == [0, 1, 2]
+    by_colour = one.from_clicks(0.0, [_click(0)], [_click(5)], means=means, colors=colors)
+    assert np.flatnonzero(by_colour.selected).tolist() == [0, 1, 2, 3]
+    assert np.array_equal(split_by_clicks(means, np.arange(6), [_click(0)], [_click(5)], colors),
+                          np.flatnonzero(by_colour.selected))
 
 
 def test_split_by_a_level_is_partial_and_a_whole_instance_is_not():

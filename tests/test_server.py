@@ -324,7 +324,7 @@ def test_query_text_reaches_the_language_field(server, loaded, tmp_path):
 def test_a_negative_click_in_the_same_finest_instance_selects_a_part(server, loaded, tmp_path):
     """Positive and negative clicks on one instance of the finest level (no level separates them): the
     answer is the library's 3D split of it (:meth:`gs_core.query.LabelLevels.from_clicks` with the
-    centres), a part of that instance, and says so (``partial``); a plain click's answer does not."""
+    centres and colours), a part of that instance, and says so (``partial``); a plain click's answer does not."""
     from gs_core.query import pixel_labels, pixel_weights
 
     wd, levels, gaussians = loaded
@@ -345,7 +345,7 @@ def test_a_negative_click_in_the_same_finest_instance_selects_a_part(server, loa
                             negative=[neg.tolist()], level=0.0, out=out)
     got = rows(answer)
     expected = levels.from_clicks(0.0, pixel_weights(proj, pos[None]), pixel_weights(proj, neg[None]),
-                                  means=gaussians.means.numpy())
+                                  means=gaussians.means.numpy(), colors=GaussianScene.load(wd.scene_path).sh_dc)
     assert np.array_equal(got, np.flatnonzero(expected.selected))
     assert answer["result"]["partial"] is True and answer["result"]["instances"] == [int(big)]
     assert 0 < len(got) < int((finest == big).sum())

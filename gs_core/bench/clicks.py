@@ -123,7 +123,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     wd = WorkDir(work, must_exist=True)
     levels = load_levels(wd)
     scene = GaussianScene.load(wd.scene_path)
-    gaussians, means = scene.to_gaussians(), scene.means
+    gaussians, means, colors = scene.to_gaussians(), scene.means, scene.sh_dc
     index = {name: k for k, name in enumerate(ds.names)}
     maps = {name: gt.instance_map(name) for name in gt.train}
     n_obj = len(gt.hierarchy.objects)
@@ -154,7 +154,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
                 if key not in rendered:
                     sel = levels.from_clicks(levels.levels[level], [weights(c) for c in clicks if c.positive],
                                              [weights(c) for c in clicks if not c.positive], rule=rule,
-                                             means=means)
+                                             means=means, colors=colors)
                     with torch.no_grad():
                         rendered[key] = selection_mask(proj, sel.selected, backend=backend)
                 return rendered[key]

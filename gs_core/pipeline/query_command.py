@@ -133,7 +133,7 @@ def click_selection(work: WorkDir, camera, positive, negative=(), level: float |
     scene = GaussianScene.load(work.scene_path) if scene is None else scene
     levels = load_levels(work) if levels is None else levels
     return levels.from_clicks(0.5 if level is None else level, *click_weights(scene, camera, positive, negative, backend),
-                              means=scene.means)
+                              means=scene.means, colors=scene.sh_dc)
 
 
 def _where(args: argparse.Namespace) -> str:

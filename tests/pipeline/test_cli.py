@@ -215,7 +215,7 @@ def test_a_shell_click_starts_no_torch(work, tmp_path):
 @slow
 def test_query_negative_click_in_the_same_finest_instance_selects_a_part(work, tmp_path, capsys):
     """--pixel and --negative on one instance of the finest level: the library's 3D split of it (by the
-    splats' centres), and the message says a part was selected."""
+    splats' centres and colours), and the message says a part was selected."""
     import gs_core.query as query
     from gs_core.engine import project
     from gs_core.pipeline.segment import load_levels
@@ -229,7 +229,7 @@ def test_query_negative_click_in_the_same_finest_instance_selects_a_part(work, t
     on = grid[owner == np.bincount(owner[owner >= 0]).argmax()]
     i, j = np.unravel_index(np.argmax(np.linalg.norm(on[:, None] - on[None], axis=-1)), (len(on), len(on)))
     expected = levels.from_clicks(0.0, query.pixel_weights(proj, on[i][None]), query.pixel_weights(proj, on[j][None]),
-                                  means=scene.means)
+                                  means=scene.means, colors=scene.sh_dc)
     assert expected.partial and expected.selected.any()
     out = tmp_path / "part.npy"
     capsys.readouterr()
