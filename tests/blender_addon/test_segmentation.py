@@ -112,7 +112,7 @@ def test_a_split_instance_says_part_of_it_in_the_status(bpy, prepared):
     assert f"(instance {big} at" in s.status and "part of" not in s.status
     assert click(bpy, cam, neg, 'REMOVE') == {'FINISHED'}
     expected = levels.from_clicks(0.0, pixel_weights(proj, np.array([pos])), pixel_weights(proj, np.array([neg])),
-                                  means=scene.means)
+                                  means=scene.means, colors=scene.sh_dc)
     got = selected_index(obj)
     assert np.array_equal(got, np.flatnonzero(expected.selected)) and 0 < len(got) < int((levels.labels[0] == big).sum())
     assert s.status.startswith(f"{len(got):,} splats selected (part of instance {big} at granularity 0.00")
