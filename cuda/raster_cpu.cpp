@@ -79,6 +79,15 @@ int num_threads() {
 #endif
 }
 
+// Threads of the current parallel region (1 outside one).
+int num_threads_in_team() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -1484,36 +1493,80 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
         });
   });
 
-  // Per-Gaussian sums in intersection order (serial: a pass over [M] scalars; threads owning ranges
-  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer). Only the
-  // blended intersections touch the [N] sums: in a dense 1M cloud most listed ones never blend, and
-  // their random writes were a quarter of the trace (GIT / render 1.86 -> 1.47 at 1M x 30 views).
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
   int32_t* hp = hits.data_ptr<int32_t>();
-  for (int64_t i = 0; i < M; ++i) {
-    if (h_isect[i] == 0) continue;  // never blended (culled, or behind finished pixels): adds exact zeros
-    const int32_t g = v.flat_ids[i];
-    wsp[g] += w_isect[i];
-    asp[g] += a_isect[i];
-    hp[g] += h_isect[i];
-  }
-
   // Bucket entries by Gaussian (counting sort), visiting the chunks in tile order: a bucket lists
-  // its entries by tile, then intersection, then label, however the tiles were scheduled.
+  // its entries by tile, then intersection, then label, however the tiles were scheduled. In
+  // parallel: the chunks (in tile order) are cut into one run per thread of about equal entries;
+  // each thread counts its run's entries per Gaussian, a parallel scan over Gaussians gives each
+  // thread where its entries of every bucket start (behind the earlier runs'), and each thread
+  // scatters its run. The buckets are the serial sort's, entry for entry, on any thread count.
   std::vector<Span> spans;
   for (const auto& s : spans_of) spans.insert(spans.end(), s.begin(), s.end());
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.base < b.base; });
+  std::vector<int64_t> span_entries(spans.size() + 1, 0);  // entries before each span
+  for (size_t k = 0; k < spans.size(); ++k) span_entries[k + 1] = span_entries[k] + spans[k].end - spans[k].begin;
+  const int64_t E = span_entries.back();
   std::vector<int64_t> start(N + 1, 0);
-  for (const Span& s : spans)
-    for (int64_t j = s.begin; j < s.end; ++j) ++start[per_thread[s.thread][j].gaussian + 1];
-  for (int64_t g = 0; g < N; ++g) start[g + 1] += start[g];
-  std::vector<Entry> bucket(start[N]);
+  std::unique_ptr<Entry[]> bucket(new Entry[std::max<int64_t>(E, 1)]);  // every slot is written: no fill
+  std::vector<int64_t> run_begin(nt + 1, static_cast<int64_t>(spans.size()));  // thread k: spans [rb[k], rb[k+1])
+  run_begin[0] = 0;
+  for (int k = 1; k < nt; ++k)
+    run_begin[k] = std::lower_bound(span_entries.begin(), span_entries.end() - 1, E * k / nt) - span_entries.begin();
+  std::vector<std::vector<int64_t>> at_of(nt);  // per thread: counts per Gaussian, then where its entries go
+  std::vector<int64_t> part_sum(nt + 1, 0);
+#pragma omp parallel num_threads(nt)
   {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (const Span& s : spans) {
-      const Entry* e = per_thread[s.thread].data();
-      for (int64_t j = s.begin; j < s.end; ++j) bucket[fill[e[j].gaussian]++] = e[j];
+    const int team = num_threads_in_team(), me = thread_id();
+    // Per-Gaussian sums in intersection order (one thread, beside the counting: a pass over [M]
+    // scalars; threads owning ranges of Gaussians each scanned all of it, with an unpredictable
+    // branch, and took longer). Only the blended intersections touch the [N] sums: in a dense 1M
+    // cloud most listed ones never blend, and their random writes were a quarter of the trace.
+#pragma omp single nowait
+    for (int64_t i = 0; i < M; ++i) {
+      if (h_isect[i] == 0) continue;  // never blended (culled, or behind finished pixels): adds exact zeros
+      const int32_t g = v.flat_ids[i];
+      wsp[g] += w_isect[i];
+      asp[g] += a_isect[i];
+      hp[g] += h_isect[i];
+    }
+    // runs of the threads of this team (fewer threads than planned: one takes the rest)
+    const auto run_of = [&](int k) {
+      const int64_t end = k == team - 1 ? static_cast<int64_t>(spans.size()) : run_begin[k + 1];
+      return std::pair<int64_t, int64_t>{run_begin[k], end};
+    };
+    std::vector<int64_t>& mine = at_of[me];
+    mine.assign(N, 0);
+    const auto [s_lo, s_hi] = run_of(me);
+    for (int64_t k = s_lo; k < s_hi; ++k) {
+      const Entry* e = per_thread[spans[k].thread].data();
+      for (int64_t j = spans[k].begin; j < spans[k].end; ++j) ++mine[e[j].gaussian];
+    }
+#pragma omp barrier
+    // scan: bucket g starts at start[g]; thread k's entries of it after threads 0..k-1's
+    const int64_t g_lo = N * me / team, g_hi = N * (me + 1) / team;
+    int64_t total = 0;
+    for (int64_t g = g_lo; g < g_hi; ++g)
+      for (int k = 0; k < team; ++k) total += at_of[k][g];
+    part_sum[me + 1] = total;
+#pragma omp barrier
+    int64_t at = 0;
+    for (int k = 0; k <= me; ++k) at += part_sum[k];
+    for (int64_t g = g_lo; g < g_hi; ++g) {
+      start[g] = at;
+      for (int k = 0; k < team; ++k) {
+        const int64_t n = at_of[k][g];
+        at_of[k][g] = at;
+        at += n;
+      }
+    }
+    if (me == team - 1) start[N] = at;
+#pragma omp barrier
+    Entry* out = bucket.get();
+    for (int64_t k = s_lo; k < s_hi; ++k) {
+      const Entry* e = per_thread[spans[k].thread].data();
+      for (int64_t j = spans[k].begin; j < spans[k].end; ++j) out[mine[e[j].gaussian]++] = e[j];
     }
   }
   per_thread.clear();
@@ -1533,7 +1586,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   {
 #pragma omp for schedule(dynamic, 1024)
     for (int64_t g = 0; g < N; ++g) {
-      Entry* b = bucket.data() + start[g];
+      Entry* b = bucket.get() + start[g];
       const int64_t n = start[g + 1] - start[g];
       if (n == 0) continue;
       const auto heavier = [](const Entry& a, const Entry& c) {
@@ -1577,7 +1630,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
       float* ow = out_weights.data_ptr<float>();
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < N; ++g) {
-        const Entry* b = bucket.data() + start[g];
+        const Entry* b = bucket.get() + start[g];
         for (int64_t j = 0, o = at[g]; o < at[g + 1]; ++j, ++o) {
           og[o] = static_cast<int32_t>(g);
           ol[o] = b[j].label;
@@ -1643,14 +1696,6 @@ ProjCam make_cam(const torch::Tensor& viewmat, const torch::Tensor& K, int64_t w
   c.lim_y_pos = (static_cast<float>(height) - c.cy) / c.fy + 0.3f * tan_fovy;
   c.lim_y_neg = c.cy / c.fy + 0.3f * tan_fovy;
   return c;
-}
-
-int num_threads_in_team() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
 }
 
 // float -> int32 as torch's .to(torch.int32) does on x86 (cvttss2si): truncation, and INT32_MIN for
