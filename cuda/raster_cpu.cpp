@@ -6,7 +6,7 @@
 //
 // Layout: OpenMP over 16x16 tiles (dynamic schedule). Inside a tile the loop is Gaussian-outer and
 // pixel-inner, vectorised across pixels (the `vec` code below: one source for every vector width,
-// a polynomial exp instead of libm's), with alpha, transmittance and the per-Gaussian sums fused in
+// a polynomial exp2 instead of libm's exp), with alpha, transmittance and the per-Gaussian sums fused in
 // one pass. Without OpenMP (Apple Clang) everything runs on one thread.
 //
 // Culling, exact (the result is the same as evaluating every pixel): a tile's pixels are sorted by
@@ -74,6 +74,15 @@ constexpr int LANES = 16;     // pixels per block: one AVX-512 vector, two AVX2 
 int num_threads() {
 #ifdef _OPENMP
   return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Threads of the current parallel region (1 outside one).
+int num_threads_in_team() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
 #else
   return 1;
 #endif
@@ -256,25 +265,28 @@ inline float madd(float a, float b, float c) {
   else return a * b + c;
 }
 
-// exp(x) for x <= 0 to ~1 ulp (Cephes' expf polynomial), per lane (libm's expf does not vectorise).
-inline vf exp_neg(vf x) {
-  // Clamp far below alpha_min/opacity: exp(-87) times an opacity is denormal, and denormal
-  // arithmetic is ~100x slower on x86. (NaN becomes -30, as the scalar `x > -30 ? x : -30`.)
-  x = vec::max_or(x, splat(-30.0f));
+// 2^x for x <= 0 to ~3 ulp, per lane (libm's expf does not vectorise): 2^n 2^r with n = round(x)
+// and r = x - n (exact) in [-1/2, 1/2], 2^r by a degree-5 polynomial fitted for relative error.
+// The kernels scale sigma by -log2(e) before it (neg_sigma_log2), so exp(-sigma) costs no
+// Cody-Waite reduction.
+inline vf exp2_neg(vf x) {
+  // Clamp far below alpha_min/opacity: 2^-126 times an opacity is denormal, and denormal
+  // arithmetic is ~100x slower on x86. (NaN becomes -44, as the scalar `x > -44 ? x : -44`.)
+  x = vec::max_or(x, splat(-44.0f));
   // round to nearest by the 1.5 * 2^23 trick
-  const vf n = vec::madd(x, splat(1.44269504088896341f), splat(12582912.0f)) - splat(12582912.0f);
-  vf r = vec::madd(n, splat(-0.693359375f), x);  // x - n ln 2 in two parts (Cody-Waite)
-  r = vec::madd(n, splat(2.12194440e-4f), r);
-  vf p = splat(1.9875691500e-4f);
-  p = vec::madd(p, r, splat(1.3981999507e-3f));
-  p = vec::madd(p, r, splat(8.3334519073e-3f));
-  p = vec::madd(p, r, splat(4.1665795894e-2f));
-  p = vec::madd(p, r, splat(1.6666665459e-1f));
-  p = vec::madd(p, r, splat(5.0000001201e-1f));
-  p = vec::madd(p, r * r, r) + splat(1.0f);
+  const vf n = (x + splat(12582912.0f)) - splat(12582912.0f);
+  const vf r = x - n;
+  vf p = splat(1.3264714507386088e-3f);
+  p = vec::madd(p, r, splat(9.671513922512531e-3f));
+  p = vec::madd(p, r, splat(5.550733953714371e-2f));
+  p = vec::madd(p, r, splat(2.4022242426872253e-1f));
+  p = vec::madd(p, r, splat(6.931470036506653e-1f));
+  p = vec::madd(p, r, splat(1.0f));
   const vi bits = (__builtin_convertvector(n, vi) + splat(127)) << 23;
   return p * vec::bits_as_float(bits);  // 2^n
 }
+
+constexpr float LOG2E = 1.44269504088896341f;
 
 // Pixels a Gaussian can reach, per axis: indices lo..hi inclusive (empty when lo > hi).
 struct Reach {
@@ -451,10 +463,6 @@ struct Blend {
   float asum;     // sum alpha (trace only)
 };
 
-// sigma of o exp(-sigma) at pixels (x, y): the conic (3DGS: d^T Q d / 2, with a, b, cc its entries) or
-// the ray transform M (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller). The
-// forward and the backward's first pass both call it, so their skip decisions are the same. `valid`
-// is false for a degenerate ray (NaN), which is skipped, as the oracle does.
 // The 2DGS ray-splat intersection at pixels (x, y), gsplat's: the planes h_u = x M_2 - M_0 and
 // h_v = y M_2 - M_1 (M_k the rows of the ray transform M, row-major) and their cross product
 // c = h_u x h_v, whose (c0, c1) / c2 is the intersection's (u, v) on the splat. The forward's sigma
@@ -479,8 +487,19 @@ inline RayHit ray_hit(vf x, vf y, const float* M) {
 // 2 sigma of the 2D low-pass (gsplat's 2DGS filter): 2 (dx^2 + dy^2).
 inline vf low_pass_2sigma(vf dx, vf dy) { return splat(2.0f) * (dx * dx + dy * dy); }
 
+// The conic (a, b, c) of a 3DGS Gaussian.
+struct Quad {
+  float a, b, c;
+};
+
+// -sigma log2(e) at pixels (x, y), for o exp(-sigma) = o exp2_neg(-sigma log2(e)) (sigma >= 0 where
+// it is <= 0): the conic (3DGS: sigma = d^T Q d / 2, in the torch reference's order of operations:
+// with needles the terms cancel, and two multiply-adds rounded measurably away from the reference) or
+// the ray transform M (2DGS: the ray-splat intersection, or the 2D low-pass where it is smaller).
+// The forward and the backward's first pass both call it, so their skip decisions are the same.
+// `valid` is false for a degenerate ray (NaN), which is skipped, as the oracle does.
 template <bool TWO_D>
-inline vf splat_sigma(vf x, vf y, float mx, float my, float a, float b, float cc, const float* M, vi& valid) {
+inline vf neg_sigma_log2(vf x, vf y, float mx, float my, Quad q, const float* M, vi& valid) {
   const vf dx = x - splat(mx), dy = y - splat(my);
   if constexpr (TWO_D) {
     const RayHit r = ray_hit(x, y, M);
@@ -488,10 +507,10 @@ inline vf splat_sigma(vf x, vf y, float mx, float my, float a, float b, float cc
     const vf s3 = us * us + vs * vs;
     const vf s2 = low_pass_2sigma(dx, dy);
     valid = (s3 == s3) & (r.c2 != splat(0.0f));
-    return splat(0.5f) * vec::select(s3 < s2, s3, s2);
+    return splat(-0.5f * LOG2E) * vec::select(s3 < s2, s3, s2);
   } else {
     valid = splat(-1);
-    return splat(0.5f) * (splat(a) * dx * dx + splat(cc) * dy * dy) + splat(b) * dx * dy;
+    return splat(-LOG2E) * (splat(0.5f) * (splat(q.a) * dx * dx + splat(q.c) * dy * dy) + splat(q.b) * dx * dy);
   }
 }
 
@@ -515,7 +534,7 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   if (!todo) return out;
   const float mx = rec.mx, my = rec.my;
   const vf o = splat(rec.o), one = splat(1.0f);
-  const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
+  const Quad q{rec.shape[0], rec.shape[1], rec.shape[2]};
   const float* M = rec.shape;
   // With vectors narrower than a block (not AVX-512), the parts of the blocks whose columns the
   // Gaussian cannot reach: alpha < 1/255 at all their pixels, so w = 0 and T and live stay as they
@@ -541,11 +560,11 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
         continue;
       }
       vi valid;
-      const vf sigma = splat_sigma<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, a, b, cc, M, valid);
-      const vf e = o * exp_neg(-sigma);
+      const vf ns = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid);
+      const vf e = o * exp2_neg(ns);
       const vf lv = vec::load(c.live + p), Tp = vec::load(c.T + p);  // live: 1 while the pixel blends, else 0
       const vf al0 = vec::min_or(e, splat(ALPHA_MAX));
-      const vf keep = vec::where((sigma >= splat(0.0f)) & (e >= splat(ALPHA_MIN)) & valid, lv);  // 1: blends here
+      const vf keep = vec::where((ns <= splat(0.0f)) & (e >= splat(ALPHA_MIN)) & valid, lv);  // 1: blends here
       const vf al1 = al0 * keep;
       const vf stop = vec::where(Tp * (one - al1) <= splat(T_MIN), keep);  // 1: would end the pixel: skip it
       const vf al = al1 - al1 * stop;
@@ -1105,6 +1124,7 @@ inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo
   const float mx = rec.mx, my = rec.my;
   const vf o = splat(rec.o), one = splat(1.0f), zero = splat(0.0f), alpha_max = splat(ALPHA_MAX);
   const float a = rec.shape[0], b = rec.shape[1], cc = rec.shape[2];
+  const Quad q{a, b, cc};
   const float* M = rec.shape;
   uint32_t hit = 0;
   // Pass 1: alpha (the forward's arithmetic, so every skip decision is the same), T before, w.
@@ -1113,9 +1133,9 @@ inline uint32_t backward_one(const View& v, int32_t ii, int32_t g, uint32_t todo
     for (int h = 0; h < vec::PER_BLOCK; ++h) {
       const int p = blk + h * W;
       vi valid;
-      const vf sigma = splat_sigma<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, a, b, cc, M, valid);
-      const vi ok = (sigma >= zero) & valid;
-      const vf vis = exp_neg(-vec::where(ok, sigma));  // the forward's value where it blends
+      const vf ns = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid);
+      const vi ok = (ns <= zero) & valid;
+      const vf vis = exp2_neg(vec::where(ok, ns));  // the forward's value where it blends
       const vf e = o * vis;
       const vf on = vec::where(ok & (e >= splat(ALPHA_MIN)) & (splat(ii) <= vec::load(bk.last + p)), one);
       const vf al = vec::min_or(e, alpha_max) * on;
@@ -1473,36 +1493,80 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
         });
   });
 
-  // Per-Gaussian sums in intersection order (serial: a pass over [M] scalars; threads owning ranges
-  // of Gaussians each scanned all of it, with an unpredictable branch, and took longer). Only the
-  // blended intersections touch the [N] sums: in a dense 1M cloud most listed ones never blend, and
-  // their random writes were a quarter of the trace (GIT / render 1.86 -> 1.47 at 1M x 30 views).
   float* wsp = wsum.data_ptr<float>();
   float* asp = asum.data_ptr<float>();
   int32_t* hp = hits.data_ptr<int32_t>();
-  for (int64_t i = 0; i < M; ++i) {
-    if (h_isect[i] == 0) continue;  // never blended (culled, or behind finished pixels): adds exact zeros
-    const int32_t g = v.flat_ids[i];
-    wsp[g] += w_isect[i];
-    asp[g] += a_isect[i];
-    hp[g] += h_isect[i];
-  }
-
   // Bucket entries by Gaussian (counting sort), visiting the chunks in tile order: a bucket lists
-  // its entries by tile, then intersection, then label, however the tiles were scheduled.
+  // its entries by tile, then intersection, then label, however the tiles were scheduled. In
+  // parallel: the chunks (in tile order) are cut into one run per thread of about equal entries;
+  // each thread counts its run's entries per Gaussian, a parallel scan over Gaussians gives each
+  // thread where its entries of every bucket start (behind the earlier runs'), and each thread
+  // scatters its run. The buckets are the serial sort's, entry for entry, on any thread count.
   std::vector<Span> spans;
   for (const auto& s : spans_of) spans.insert(spans.end(), s.begin(), s.end());
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.base < b.base; });
+  std::vector<int64_t> span_entries(spans.size() + 1, 0);  // entries before each span
+  for (size_t k = 0; k < spans.size(); ++k) span_entries[k + 1] = span_entries[k] + spans[k].end - spans[k].begin;
+  const int64_t E = span_entries.back();
   std::vector<int64_t> start(N + 1, 0);
-  for (const Span& s : spans)
-    for (int64_t j = s.begin; j < s.end; ++j) ++start[per_thread[s.thread][j].gaussian + 1];
-  for (int64_t g = 0; g < N; ++g) start[g + 1] += start[g];
-  std::vector<Entry> bucket(start[N]);
+  std::unique_ptr<Entry[]> bucket(new Entry[std::max<int64_t>(E, 1)]);  // every slot is written: no fill
+  std::vector<int64_t> run_begin(nt + 1, static_cast<int64_t>(spans.size()));  // thread k: spans [rb[k], rb[k+1])
+  run_begin[0] = 0;
+  for (int k = 1; k < nt; ++k)
+    run_begin[k] = std::lower_bound(span_entries.begin(), span_entries.end() - 1, E * k / nt) - span_entries.begin();
+  std::vector<std::vector<int64_t>> at_of(nt);  // per thread: counts per Gaussian, then where its entries go
+  std::vector<int64_t> part_sum(nt + 1, 0);
+#pragma omp parallel num_threads(nt)
   {
-    std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (const Span& s : spans) {
-      const Entry* e = per_thread[s.thread].data();
-      for (int64_t j = s.begin; j < s.end; ++j) bucket[fill[e[j].gaussian]++] = e[j];
+    const int team = num_threads_in_team(), me = thread_id();
+    // Per-Gaussian sums in intersection order (one thread, beside the counting: a pass over [M]
+    // scalars; threads owning ranges of Gaussians each scanned all of it, with an unpredictable
+    // branch, and took longer). Only the blended intersections touch the [N] sums: in a dense 1M
+    // cloud most listed ones never blend, and their random writes were a quarter of the trace.
+#pragma omp single nowait
+    for (int64_t i = 0; i < M; ++i) {
+      if (h_isect[i] == 0) continue;  // never blended (culled, or behind finished pixels): adds exact zeros
+      const int32_t g = v.flat_ids[i];
+      wsp[g] += w_isect[i];
+      asp[g] += a_isect[i];
+      hp[g] += h_isect[i];
+    }
+    // runs of the threads of this team (fewer threads than planned: one takes the rest)
+    const auto run_of = [&](int k) {
+      const int64_t end = k == team - 1 ? static_cast<int64_t>(spans.size()) : run_begin[k + 1];
+      return std::pair<int64_t, int64_t>{run_begin[k], end};
+    };
+    std::vector<int64_t>& mine = at_of[me];
+    mine.assign(N, 0);
+    const auto [s_lo, s_hi] = run_of(me);
+    for (int64_t k = s_lo; k < s_hi; ++k) {
+      const Entry* e = per_thread[spans[k].thread].data();
+      for (int64_t j = spans[k].begin; j < spans[k].end; ++j) ++mine[e[j].gaussian];
+    }
+#pragma omp barrier
+    // scan: bucket g starts at start[g]; thread k's entries of it after threads 0..k-1's
+    const int64_t g_lo = N * me / team, g_hi = N * (me + 1) / team;
+    int64_t total = 0;
+    for (int64_t g = g_lo; g < g_hi; ++g)
+      for (int k = 0; k < team; ++k) total += at_of[k][g];
+    part_sum[me + 1] = total;
+#pragma omp barrier
+    int64_t at = 0;
+    for (int k = 0; k <= me; ++k) at += part_sum[k];
+    for (int64_t g = g_lo; g < g_hi; ++g) {
+      start[g] = at;
+      for (int k = 0; k < team; ++k) {
+        const int64_t n = at_of[k][g];
+        at_of[k][g] = at;
+        at += n;
+      }
+    }
+    if (me == team - 1) start[N] = at;
+#pragma omp barrier
+    Entry* out = bucket.get();
+    for (int64_t k = s_lo; k < s_hi; ++k) {
+      const Entry* e = per_thread[spans[k].thread].data();
+      for (int64_t j = spans[k].begin; j < spans[k].end; ++j) out[mine[e[j].gaussian]++] = e[j];
     }
   }
   per_thread.clear();
@@ -1522,7 +1586,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
   {
 #pragma omp for schedule(dynamic, 1024)
     for (int64_t g = 0; g < N; ++g) {
-      Entry* b = bucket.data() + start[g];
+      Entry* b = bucket.get() + start[g];
       const int64_t n = start[g + 1] - start[g];
       if (n == 0) continue;
       const auto heavier = [](const Entry& a, const Entry& c) {
@@ -1566,7 +1630,7 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
       float* ow = out_weights.data_ptr<float>();
 #pragma omp for schedule(static)
       for (int64_t g = 0; g < N; ++g) {
-        const Entry* b = bucket.data() + start[g];
+        const Entry* b = bucket.get() + start[g];
         for (int64_t j = 0, o = at[g]; o < at[g + 1]; ++j, ++o) {
           og[o] = static_cast<int32_t>(g);
           ol[o] = b[j].label;
@@ -1632,14 +1696,6 @@ ProjCam make_cam(const torch::Tensor& viewmat, const torch::Tensor& K, int64_t w
   c.lim_y_pos = (static_cast<float>(height) - c.cy) / c.fy + 0.3f * tan_fovy;
   c.lim_y_neg = c.cy / c.fy + 0.3f * tan_fovy;
   return c;
-}
-
-int num_threads_in_team() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
 }
 
 // float -> int32 as torch's .to(torch.int32) does on x86 (cvttss2si): truncation, and INT32_MIN for
