@@ -67,11 +67,20 @@ def test_raw_weights_match_brute_force(traced):
         seen = v.seen
         assert len(seen) > 50
         got = raw[:, off[k]:off[k + 1]]
-        np.testing.assert_allclose(got[seen], ref[seen], rtol=1e-4, atol=1e-6 * ref.max())
-        np.testing.assert_allclose(v.total, whole[seen], rtol=1e-4, atol=1e-6 * whole.max())
+        # A pixel whose alpha lies within the exp's rounding of the 1/255 cut-off is blended by one backend
+        # and skipped by the other (a discrete decision, not a sum's rounding): such Gaussians (their pixel
+        # counts differ) must be rare and off by less than one cut-off pixel; the rest agree to rounding.
+        ones = torch.ones(H, W)
+        flipped = (trace(proj, ones, backend="torch").hits != trace(proj, ones).hits).numpy()[seen]
+        assert flipped.sum() <= max(1, len(seen) // 100)
+        np.testing.assert_array_less(np.abs(got[seen][flipped] - ref[seen][flipped]).sum(1), 1 / 255)
+        np.testing.assert_array_less(np.abs(v.total[flipped] - whole[seen][flipped]), 1 / 255)
+        kept = seen[~flipped]
+        np.testing.assert_allclose(got[kept], ref[kept], rtol=1e-4, atol=1e-6 * ref.max())
+        np.testing.assert_allclose(v.total[~flipped], whole[kept], rtol=1e-4, atol=1e-6 * whole.max())
         assert (got[np.setdiff1d(np.arange(len(scene)), seen)] == 0).all()  # only seen Gaussians have entries
         # a handful of Gaussians with weight on several patches, entry by entry from the ViewGIT
-        multi = seen[(ref[seen] > 1e-3).sum(1) >= 2][:6]
+        multi = kept[(ref[kept] > 1e-3).sum(1) >= 2][:6]
         straddlers += len(multi)
         for g in multi:
             e = v.gaussians == g
