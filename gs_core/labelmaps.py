@@ -29,6 +29,9 @@ def labels_from_weights(weights: torch.Tensor, classes: torch.Tensor, alpha: tor
     return torch.where(alpha >= min_alpha, best, torch.full_like(best, -1)).cpu().numpy()
 
 
+NO_LABEL = np.iinfo(np.int64).max  # no label in this (tile, channel)
+
+
 def label_channels(proj: Projection, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Feature channels for rendering per-Gaussian ``labels``: one channel per colour of a colouring
     of the labels in which two labels blended into a common tile differ (greedy, the labels in most
@@ -71,9 +74,6 @@ def label_channels(proj: Projection, labels: torch.Tensor) -> tuple[torch.Tensor
         present = classes[pos] == labels
         channel[present] = torch.as_tensor(colour, device=labels.device)[pos[present]]
     return channel, torch.as_tensor(lookup, device=labels.device)
-
-
-NO_LABEL = np.iinfo(np.int64).max  # no label in this (tile, channel)
 
 
 def _heaviest(proj: Projection, weights: torch.Tensor, lookup: torch.Tensor, best_w: torch.Tensor | None = None,
