@@ -168,12 +168,9 @@ def test_the_buffer_goes_over_the_viewport_in_scene_linear(gl):
     rng = np.random.default_rng(1)
     alpha = rng.uniform(0, 1, (H, W, 1))
     layer = np.concatenate([alpha * rng.uniform(0, 1, (H, W, 3)), alpha], axis=2).astype(np.float32)
-    source = gpu.types.GPUOffScreen(W, H, format='RGBA32F')
     target = gpu.types.GPUOffScreen(W, H, format='RGBA32F')
     try:
         buffer = gpu.types.Buffer('FLOAT', layer.size, layer.ravel())
-        with source.bind():
-            gpu.state.active_framebuffer_get().clear(color=(0.0, 0.0, 0.0, 0.0))
         texture = gpu.types.GPUTexture((W, H), format='RGBA32F', data=buffer)
         background = (0.2, 0.3, 0.4, 1.0)
         with target.bind():
@@ -181,7 +178,6 @@ def test_the_buffer_goes_over_the_viewport_in_scene_linear(gl):
             splat_draw.draw_over(texture)
             got = splat_draw.gpu_read(W, H)  # rows from the bottom, as the layer was uploaded
     finally:
-        source.free()
         target.free()
     expected = splat_display.srgb_to_linear(layer[..., :3]) + (1 - alpha) * np.array(background[:3])
     assert np.abs(got[..., :3] - expected).max() <= 1e-5
