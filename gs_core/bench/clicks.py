@@ -6,8 +6,12 @@ CLI's own ``prepare`` (``--method``); its work folder's merge-tree levels answer
 
 Queried objects: every non-structure object covering at least :data:`MIN_PIXELS` pixels of a
 training view; each is clicked in the training view where it covers most pixels, and IoU is measured
-there, between the selection's mask (:func:`gs_core.query.selection_mask`) and the object's visible
-ground-truth mask. The clicker starts at granularity 0.5 (the default).
+there, between the selection's mask (:func:`gs_core.query.selection_mask`: the pixels where the selected
+Gaussians carry at least half the blend) and the object's mask by the same rule on the world without its
+training artefacts (:func:`truth_mask`). The ground-truth map gives a pixel to the object with the most
+weight among all objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 0.3 of
+two others); no binary selection can show such a pixel, so the map's mask is no reference for one. The
+clicker starts at granularity 0.5 (the default).
 
 Four variants run on every object, so before and after are measured in one process: the negative
 click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
@@ -19,7 +23,8 @@ strict bound, as a selection with a few splats behind the object can render more
 Where an object that one click at the default level does not give (IoU < 90%) is decided
 (:func:`where_decided`): ``cut`` when one click at some other level of the merge tree gives it (the
 tree holds the split, the default cut misses it); ``render`` when its own true Gaussians do not render
-to 90% of its mask (visibility, thin things covering few pixels); ``merges`` when the masks separate it
+to 90% of its mask (by the reference's construction, other objects' training artefacts over it:
+straddlers, intruders, floaters); ``merges`` when the masks separate it
 (a mask at IoU > 50% with it, so with no other object) in at least half the training views that see it, yet no level of the
 tree does (the association and the Eq. 3 merges lose it); ``patches`` when the masks rarely separate it.
 """
@@ -53,7 +58,7 @@ class ObjectClicks:
     name: str
     category: str
     view: str
-    pixels: int  # the object's visible pixels in the clicked view
+    pixels: int  # the object's pixels in the clicked view (its IoU reference)
     runs: dict  # variant -> {"noc85", "noc90", "best_iou", "actions"}
     oracle_iou: float  # the object's true Gaussians selected and rendered the same way (NaN: rows differ)
     level_ious: list | None = None  # [levels] IoU of the first positive click alone at each level
@@ -105,9 +110,36 @@ def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
     return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
+TRUTHS = ("majority", "map")  # the IoU reference: truth_mask (default), or the ground-truth map's pixels
+
+
+def truth_mask(proj, clean: np.ndarray, objects: np.ndarray, o: int, backend: str = "auto") -> np.ndarray:
+    """[H, W] bool: the pixels where object ``o``'s clean Gaussians carry at least half the blend of the
+    clean scene: :func:`gs_core.query.selection_mask`'s rule applied to the world as the ground-truth maps
+    render it (artefacts at opacity 0). These are the ground-truth map's pixels of ``o`` where it holds a
+    majority, not only the most weight.
+
+    Args:
+        proj: projection of the dataset's scene (rows as the ground truth's Gaussians).
+        clean: [N] bool, the clean Gaussians (:attr:`gs_core.synth.GaussianLabels.clean`).
+        objects: [N] int object id per Gaussian.
+    """
+    import torch
+
+    from ..query import selection_mask
+
+    keep = torch.from_numpy(np.asarray(clean, np.float32))
+    with torch.no_grad():
+        return selection_mask(proj.with_opacities(proj.opacities * keep.to(proj.opacities)), objects == o,
+                              backend=backend)
+
+
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
-                  max_clicks: int = MAX_CLICKS, objects: list[int] | None = None) -> list[ObjectClicks]:
-    """Run the automatic clicker on every queried object (or ``objects``) of a prepared synthetic dataset."""
+                  max_clicks: int = MAX_CLICKS, objects: list[int] | None = None,
+                  truth: str = "majority") -> list[ObjectClicks]:
+    """Run the automatic clicker on every queried object (or ``objects``) of a prepared synthetic dataset.
+    ``truth``: the IoU reference, :func:`truth_mask` (``majority``) or the ground-truth map's pixels of the
+    object (``map``, the reference before; see the module's docstring)."""
     import torch
 
     from ..dataset import Dataset
@@ -119,7 +151,13 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     from ..scene import GaussianScene
     from ..synth import GroundTruth
 
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
     ds, gt = Dataset.load(dataset), GroundTruth.load(dataset)
+    world = ds.load_scene().to_gaussians() if truth == "majority" else None
+    if world is not None and len(world.means) != len(gt.gaussians.object):
+        raise ValueError(f"{dataset}: scene.ply has {len(world.means)} splats, gt/gaussians.npz "
+                         f"{len(gt.gaussians.object)}")
     wd = WorkDir(work, must_exist=True)
     levels = load_levels(wd)
     scene = GaussianScene.load(wd.scene_path)
@@ -137,6 +175,11 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
         if area[name][o] < MIN_PIXELS:
             continue
         mask = maps[name] == o
+        if world is not None:
+            mask = truth_mask(project(world, ds.cameras[index[name]]), gt.gaussians.clean, gt.gaussians.object, o,
+                              backend)
+            if not mask.any():
+                continue
         proj = project(gaussians, ds.cameras[index[name]])
         traced: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 

@@ -4,7 +4,8 @@ replayed through the public query API, the split rule against the earlier one, t
 import numpy as np
 import pytest
 
-from gs_core.bench.clicks import WHERE, VARIANTS, ObjectClicks, click_objects, summarise, variant_name
+from gs_core.bench.clicks import (WHERE, VARIANTS, ObjectClicks, click_objects, summarise, truth_mask,
+                                   variant_name)
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project
@@ -28,7 +29,7 @@ def clicked(tmp_path_factory):
 
 def test_counts_replay_through_the_query_api(clicked):
     """Every recorded action replayed: clicks traced, the selection made at the recorded level,
-    rendered in the clicked view; its IoU with the object's GT mask is the recorded one, so NoC is
+    rendered in the clicked view; its IoU with the object's mask is the recorded one, so NoC is
     the first action at or above the threshold."""
     root, rows = clicked
     ds, gt, work = Dataset.load(root / "dataset"), GroundTruth.load(root / "dataset"), WorkDir(root / "work")
@@ -37,7 +38,7 @@ def test_counts_replay_through_the_query_api(clicked):
     assert rows
     for r in rows:
         proj = project(gaussians, ds.cameras[ds.names.index(r.view)])
-        mask = gt.instance_map(r.view) == r.object
+        mask = _majority(ds, gt, r.view, r.object)
         assert mask.sum() == r.pixels
         for rule, slider in VARIANTS:
             run = r.runs[variant_name(rule, slider)]
@@ -56,6 +57,34 @@ def test_counts_replay_through_the_query_api(clicked):
             assert run["reached90"] == bool(above)
             if not slider:
                 assert set(run["actions"]) <= {"+", "-"} and len(set(run["levels"])) == 1
+
+
+def _majority(ds, gt, view: str, o: int) -> np.ndarray:
+    """The object's pixels where its clean splats carry at least half the blend, from the clean
+    splats projected alone (not by the opacity masking of ``truth_mask``)."""
+    clean = gt.gaussians.clean
+    proj = project(ds.load_scene().subset(clean).to_gaussians(), ds.cameras[ds.names.index(view)])
+    return selection_mask(proj, gt.gaussians.object[clean] == o)
+
+
+def test_truth_is_the_maps_pixels_where_the_object_holds_a_majority(clicked):
+    """The IoU reference of every clicked object lies inside its ground-truth map's pixels, and is
+    what its clean splats show by the selection's own rule; some object's map holds pixels where
+    it has the most weight but less than half (so the map's mask is no reference for a selection)."""
+    root, rows = clicked
+    ds, gt = Dataset.load(root / "dataset"), GroundTruth.load(root / "dataset")
+    fewer = 0
+    for r in rows:
+        in_map = gt.instance_map(r.view) == r.object
+        clean = gt.gaussians.clean
+        proj = project(ds.load_scene().to_gaussians(), ds.cameras[ds.names.index(r.view)])
+        truth = truth_mask(proj, clean, gt.gaussians.object, r.object)
+        assert truth.sum() == r.pixels and not (truth & ~in_map).any()
+        assert np.array_equal(truth, _majority(ds, gt, r.view, r.object))
+        fewer += int(in_map.sum()) > r.pixels
+    assert fewer > 0
+    with pytest.raises(ValueError, match="truth must be one of"):
+        click_objects(root / "dataset", root / "work", truth="silhouette")
 
 
 def test_split_rule_reaches_what_the_remove_rule_cannot(clicked):
