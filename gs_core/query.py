@@ -289,6 +289,43 @@ def pixel_weights(proj: Projection, pixels: np.ndarray, backend: str = "auto") -
     return out
 
 
+# a click computes in numpy while at most this many splats may reach its pixels; beyond, the native
+# projection costs less than projecting them all in numpy (gs-core bench query --shell)
+NUMPY_CLICK_LIMIT = 400_000
+
+
+def click_weights(scene, camera, positive: np.ndarray, negative: np.ndarray = (), backend: str = "auto",
+                  gaussians=None) -> tuple[list, list]:
+    """The one way a clicked pixel becomes Gaussians, for ``gs-core query --pixel``, the add-on's server
+    and ``gs-core bench clicks``: per pixel of the positive and the negative clicks in ``camera`` on the
+    :class:`~gs_core.scene.GaussianScene` ``scene``, the Gaussians that blend into it and their weights
+    there, as (indices [K] int64, weights [K] float32): the two arguments :meth:`LabelLevels.from_clicks`
+    takes. A 3DGS scene with backend ``auto`` is computed in numpy (:mod:`gs_core.click_rays`, no torch
+    to start) unless more than :data:`NUMPY_CLICK_LIMIT` splats may reach the pixels; otherwise (2DGS, a
+    named backend) traced by the engine (:func:`pixel_weights`), on ``gaussians`` (the scene's
+    :meth:`~gs_core.scene.GaussianScene.to_gaussians`) when the caller has them.
+
+    Args:
+        positive: [P, 2] int (x, y) positive clicks.
+        negative: [P', 2] int (x, y) negative clicks.
+        gaussians: the scene's engine Gaussians, or None (made here when needed).
+    """
+    pixels = [np.asarray(p, np.int64).reshape(-1, 2) for p in (positive, negative)]
+    if backend == "auto" and scene.kind == "3dgs":
+        from . import click_rays
+
+        clicks = [click_rays.pixel_weights(scene, camera, p, limit=NUMPY_CLICK_LIMIT) for p in pixels]
+        if not any(c is None for c in clicks):
+            return clicks[0], clicks[1]
+    import torch
+
+    from .engine import project
+
+    with torch.no_grad():
+        proj = project(scene.to_gaussians() if gaussians is None else gaussians, camera)
+    return pixel_weights(proj, pixels[0], backend=backend), pixel_weights(proj, pixels[1], backend=backend)
+
+
 def heaviest_label(labels: np.ndarray, gaussians: np.ndarray, weights: np.ndarray) -> int:
     """The label carrying most of the weights ``weights`` [K] of Gaussians ``gaussians`` [K] (-1 none).
 

@@ -39,10 +39,10 @@ run).
 ``query_pixels`` ``{camera, positive, negative?, level, append?, out, backend?}``: a click query
 from any pinhole camera, not only the dataset's: ``camera`` is ``{fx, fy, cx, cy, width, height,
 world_to_camera}`` (4x4, OpenCV axes: x right, y down, z forward, in the work scene's frame),
-pixels ``[[x, y], ...]``. Each clicked pixel is traced to the Gaussians blending into it
-(:func:`gs_core.query.pixel_weights`) and kept; ``append`` adds these clicks to the current
-selection (the add-on's shift- and ctrl-clicks), else they replace it. At a level the selection is
-the instances of heaviest weight under the positive clicks; a negative click in the same instance
+pixels ``[[x, y], ...]``. Each clicked pixel is turned into the Gaussians blending into it and their
+weights there by the CLI's own function (:func:`gs_core.query.click_weights`) and kept; ``append``
+adds these clicks to the current selection (the add-on's shift- and ctrl-clicks), else they replace
+it. At a level the selection is the instances of heaviest weight under the positive clicks; a negative click in the same instance
 splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres and colours where
 no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as ``gs-core query --negative``).
 
@@ -77,6 +77,7 @@ width, height, splats, seconds}``. Needs no prepared work folder.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -113,8 +114,9 @@ class Click:
 class Session:
     """What ``load`` keeps warm, and the current clicks."""
 
-    def __init__(self, work, gaussians, levels, cameras, colors=None):
+    def __init__(self, work, gaussians, levels, cameras, colors=None, scene=None):
         self.work, self.gaussians, self.levels, self.cameras = work, gaussians, levels, cameras
+        self.scene = scene  # the work folder's GaussianScene (its geometry): clicked pixels become Gaussians on it
         self.colors = colors  # [N, 3] the scene's base colours (SH DC), for a negative click's split in 3D
         self.clicks: list[Click] = []
 
@@ -314,7 +316,9 @@ class Server:
         if len(gaussians.means) != levels.labels.shape[1]:
             raise UserError(f"{work.root}: scene.ply has {len(gaussians.means)} Gaussians, levels.npz "
                             f"{levels.labels.shape[1]}; run prepare again")
-        self.session = Session(work, gaussians, levels, work.cameras(), scene.sh_dc)
+        geometry = dataclasses.replace(scene, sh_rest=np.zeros((len(scene), 0, 3), np.float32),
+                                       normals=None, extra={})  # not the SH: a click needs none
+        self.session = Session(work, gaussians, levels, work.cameras(), scene.sh_dc, scene=geometry)
         return {"work": str(work.root), "gaussians": self.session.num_gaussians,
                 "levels": levels.levels.tolist(), "cameras": [c.name for c in self.session.cameras],
                 "text": _text_features(work.root) is not None}
@@ -322,8 +326,7 @@ class Server:
     def cmd_query_pixels(self, rid, args) -> dict:
         import torch
 
-        from .engine import project
-        from .query import pixel_weights
+        from .query import click_weights
 
         session = self._loaded("query_pixels")
         camera = camera_from_json(args.get("camera"))
@@ -336,12 +339,12 @@ class Server:
 
         check_backend(args.get("backend", "auto"), "backend")
         with torch.no_grad():
-            proj = project(session.gaussians, camera)
-            try:
-                traced = pixel_weights(proj, np.concatenate([positive, negative]), args.get("backend", "auto"))
+            try:  # the CLI's own function (gs-core query --pixel), on the session's scene
+                pos, neg = click_weights(session.scene, camera, positive, negative, args.get("backend", "auto"),
+                                         gaussians=session.gaussians)
             except UserError as exc:
                 raise UserError(f"query_pixels: {exc}") from None
-        clicks = [Click(+1 if k < len(positive) else -1, g, w) for k, (g, w) in enumerate(traced)]
+        clicks = [Click(+1 if k < len(pos) else -1, g, w) for k, (g, w) in enumerate(pos + neg)]
         session.clicks = (session.clicks if args.get("append") else []) + clicks
         return self._answer(session, level, args, "query_pixels")
 

@@ -134,6 +134,34 @@ def truth_mask(proj, clean: np.ndarray, objects: np.ndarray, o: int, backend: st
                               backend=backend)
 
 
+class ViewClicks:
+    """Clicks in one view answered as ``gs-core query WORK --view V --pixel X Y --negative X Y --level L``
+    answers them: each clicked pixel becomes Gaussians by the CLI's and the server's own function
+    (:func:`gs_core.query.click_weights`, traced once per pixel), and the selection is
+    :meth:`gs_core.query.LabelLevels.from_clicks` with the scene's centres and base colours."""
+
+    def __init__(self, scene, levels, camera, backend: str = "auto", gaussians=None):
+        self.scene, self.levels, self.camera, self.backend = scene, levels, camera, backend
+        self.gaussians = gaussians  # the scene's engine Gaussians, where the caller has them
+        self.traced: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def weights(self, c: Click) -> tuple[np.ndarray, np.ndarray]:  # (indices [K] int64, weights [K] float32)
+        """The Gaussians blending into the clicked pixel and their weights there."""
+        from ..query import click_weights
+
+        if (c.x, c.y) not in self.traced:
+            pos, _ = click_weights(self.scene, self.camera, np.array([[c.x, c.y]]), (), self.backend,
+                                   gaussians=self.gaussians)
+            self.traced[c.x, c.y] = pos[0]
+        return self.traced[c.x, c.y]
+
+    def select(self, clicks: list[Click], level: float, rule: str = "split"):
+        """The :class:`gs_core.query.Selection` of ``clicks`` at granularity ``level``."""
+        return self.levels.from_clicks(level, [self.weights(c) for c in clicks if c.positive],
+                                       [self.weights(c) for c in clicks if not c.positive], rule=rule,
+                                       means=self.scene.means, colors=self.scene.sh_dc)
+
+
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
                   max_clicks: int = MAX_CLICKS, objects: list[int] | None = None,
                   truth: str = "majority") -> list[ObjectClicks]:
@@ -147,7 +175,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     from ..metrics import iou
     from ..pipeline.segment import load_levels
     from ..pipeline.workdir import WorkDir
-    from ..query import pixel_weights, selection_mask
+    from ..query import selection_mask
     from ..scene import GaussianScene
     from ..synth import GroundTruth
 
@@ -161,7 +189,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     wd = WorkDir(work, must_exist=True)
     levels = load_levels(wd)
     scene = GaussianScene.load(wd.scene_path)
-    gaussians, means, colors = scene.to_gaussians(), scene.means, scene.sh_dc
+    gaussians = scene.to_gaussians()
     index = {name: k for k, name in enumerate(ds.names)}
     maps = {name: gt.instance_map(name) for name in gt.train}
     n_obj = len(gt.hierarchy.objects)
@@ -181,12 +209,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
             if not mask.any():
                 continue
         proj = project(gaussians, ds.cameras[index[name]])
-        traced: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-        def weights(c: Click):
-            if (c.x, c.y) not in traced:
-                traced[c.x, c.y] = pixel_weights(proj, np.array([[c.x, c.y]]), backend)[0]
-            return traced[c.x, c.y]
+        view = ViewClicks(scene, levels, ds.cameras[index[name]], backend, gaussians)
 
         runs = {}
         for rule, slider in variants:
@@ -195,9 +218,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
             def predict(clicks: list[Click], level: int) -> np.ndarray:
                 key = (tuple(clicks), level)
                 if key not in rendered:
-                    sel = levels.from_clicks(levels.levels[level], [weights(c) for c in clicks if c.positive],
-                                             [weights(c) for c in clicks if not c.positive], rule=rule,
-                                             means=means, colors=colors)
+                    sel = view.select(clicks, levels.levels[level], rule)
                     with torch.no_grad():
                         rendered[key] = selection_mask(proj, sel.selected, backend=backend)
                 return rendered[key]
@@ -216,7 +237,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
         first = next_click(np.zeros_like(mask), mask)
         level_ious = []
         for level in levels.levels:
-            sel = levels.from_clicks(level, [weights(first)], [])
+            sel = view.select([first], level)
             with torch.no_grad():
                 level_ious.append(iou(selection_mask(proj, sel.selected, backend=backend), mask))
         info = gt.hierarchy.objects[o]

@@ -20,11 +20,6 @@ from .segment import load_levels
 from .view_camera import add_camera_argument, view_camera
 from .workdir import WorkDir, save_npy
 
-# a shell click computes in numpy while at most this many splats may reach its pixels; beyond, starting
-# torch and the native projection costs less than projecting them all in numpy (gs-core bench query --shell)
-NUMPY_CLICK_LIMIT = 400_000
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..preflight import pixel_coordinate
 
@@ -104,24 +99,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def click_weights(scene, camera, positive, negative=(), backend: str = "auto") -> list:
-    """The traced weights of the positive and the negative clicks ([K, 2] pixels x, y each) in
-    ``camera``: the two arguments :meth:`gs_core.query.LabelLevels.from_clicks` takes. A click on a 3DGS
-    scene with backend ``auto`` is computed in numpy (:mod:`gs_core.click_rays`, no torch to start)
-    unless so many splats reach the pixels that the native projection costs less."""
-    pixels = [np.array(p).reshape(-1, 2) for p in (positive, negative)]
-    if backend == "auto" and scene.kind == "3dgs":
-        from .. import click_rays
-
-        clicks = [click_rays.pixel_weights(scene, camera, p, limit=NUMPY_CLICK_LIMIT) for p in pixels]
-        if not any(c is None for c in clicks):
-            return clicks
-    from ..engine import project
-
-    proj = project(scene.to_gaussians(), camera)
-    return [query.pixel_weights(proj, p, backend=backend) for p in pixels]
-
-
 def click_selection(work: WorkDir, camera, positive, negative=(), level: float | None = None,
                     backend: str = "auto", scene=None, levels: "query.LabelLevels | None" = None) -> "query.Selection":
     """The instances selected by positive and negative clicks ([K, 2] pixels each) in ``camera`` on the
@@ -132,8 +109,8 @@ def click_selection(work: WorkDir, camera, positive, negative=(), level: float |
 
     scene = GaussianScene.load(work.scene_path) if scene is None else scene
     levels = load_levels(work) if levels is None else levels
-    return levels.from_clicks(0.5 if level is None else level, *click_weights(scene, camera, positive, negative, backend),
-                              means=scene.means, colors=scene.sh_dc)
+    pos, neg = query.click_weights(scene, camera, positive, negative, backend)
+    return levels.from_clicks(0.5 if level is None else level, pos, neg, means=scene.means, colors=scene.sh_dc)
 
 
 def _where(args: argparse.Namespace) -> str:

@@ -146,3 +146,81 @@ def test_command_prints_and_writes_results(capsys, tmp_path):
     assert results["all"]["split"]["noc90_median"] == pytest.approx(np.median(n90))
     assert sum(results["where"]["ALL"]["where"].values()) == len(results["objects"])
     assert {o["where"] for o in results["objects"]} <= set(WHERE)
+
+
+@pytest.fixture(scope="module", params=["3dgs", "2dgs"])
+def clicked_kind(request, tmp_path_factory):
+    """A tiny table top of each kind, prepared by the CLI's prepare, clicked with the split rule."""
+    root = tmp_path_factory.mktemp(f"clicks_{request.param}")
+    build_dataset(root / "dataset", SynthConfig.sized("tiny", layout="tabletop", seed=0, kind=request.param),
+                  MaskNoise.level(1.0))
+    prepare(PrepareOptions(root / "dataset", root / "work", method="git-consistent"), log=lambda *_: None)
+    return root, click_objects(root / "dataset", root / "work", variants=[("split", False)])
+
+
+def _query_cli(work, view, clicks, level, out) -> np.ndarray:
+    argv = ["query", str(work), "--view", view, "--level", repr(float(level)), "--out", str(out)]
+    for x, y, positive in clicks:
+        argv += ["--pixel" if positive else "--negative", str(x), str(y)]
+    assert main(argv) == 0
+    return np.load(out)
+
+
+def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked_kind, tmp_path, capsys):
+    """The benchmark turns a clicked pixel into Gaussians with the CLI's and the server's own function:
+    every click set the clicker made (each prefix of a run with a negative click, the first click of
+    the others), given to ``gs-core query --view V --pixel .. --negative ..`` and to the server's
+    ``query_pixels``, selects the same Gaussians as the benchmark's click, whose rendered IoU is the
+    one the benchmark recorded; and a positive and a negative click on one finest instance (a 3D split)
+    agree too."""
+    from gs_core.bench.clicks import ViewClicks, truth_mask
+    from gs_core.interactive import Click
+    from gs_core.query import pixel_labels
+    from tests.test_server import Server, camera_json
+
+    root, rows = clicked_kind
+    ds, gt, work = Dataset.load(root / "dataset"), GroundTruth.load(root / "dataset"), WorkDir(root / "work")
+    levels, scene = load_levels(work), GaussianScene.load(work.scene_path)
+    world = ds.load_scene().to_gaussians()  # the benchmark's IoU reference is drawn from the world (truth_mask)
+    assert rows and scene.kind == ("2dgs" if "2dgs" in str(root) else "3dgs")
+    cases = []  # (view, clicks [[x, y, positive]], level, recorded IoU or None)
+    for r in rows:
+        run = r.runs["split"]
+        ends = range(1, len(run["clicks"]) + 1) if "-" in run["actions"] else [1]
+        cases += [(r.view, run["clicks"][:n], levels.levels[run["levels"][n - 1]], run["ious"][n - 1], r.object)
+                  for n in ends]
+    assert any(not p for _, clicks, *_ in cases for *_, p in clicks), "no negative click to compare"
+    cam = ds.cameras[0]
+    proj = project(scene.to_gaussians(), cam)
+    finest = levels.labels[0].astype(np.int64)
+    grid = np.stack(np.meshgrid(np.arange(2, cam.width, 3), np.arange(2, cam.height, 3)), -1).reshape(-1, 2)
+    owner = pixel_labels(proj, finest, grid)
+    on = grid[owner == np.bincount(owner[owner >= 0]).argmax()]
+    far = np.linalg.norm(on[:, None] - on[None], axis=-1)
+    i, j = np.unravel_index(np.argmax(far), far.shape)
+    cases.append((ds.names[0], [[*on[i].tolist(), 1], [*on[j].tolist(), 0]], levels.levels[0], None, None))
+    server = Server()
+    try:
+        assert server.call("load", work=str(work.root))[0]["ok"]
+        split_seen = False
+        for view, clicks, level, recorded, obj in cases:
+            camera = ds.cameras[ds.names.index(view)]
+            bench = ViewClicks(scene, levels, camera).select([Click(x, y, bool(p)) for x, y, p in clicks], level)
+            cli = _query_cli(work.root, view, clicks, level, tmp_path / "sel.npy")
+            assert np.array_equal(cli, bench.selected), (view, clicks)
+            answer, _ = server.call("query_pixels", camera=camera_json(camera), level=float(level),
+                                    positive=[[x, y] for x, y, p in clicks if p],
+                                    negative=[[x, y] for x, y, p in clicks if not p],
+                                    out=str(server.scratch / "sel.npy"))
+            assert answer["ok"], answer
+            assert np.array_equal(np.load(answer["result"]["rows"]), np.flatnonzero(bench.selected)), (view, clicks)
+            split_seen |= bench.partial
+            if recorded is not None:
+                mask = truth_mask(project(world, camera), gt.gaussians.clean, gt.gaussians.object, obj)
+                got = iou(selection_mask(project(scene.to_gaussians(), camera), cli), mask)
+                assert got == pytest.approx(recorded, abs=1e-12)
+        assert split_seen
+    finally:
+        server.proc.kill()
+        server.proc.wait()
+    capsys.readouterr()
