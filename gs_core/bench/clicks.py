@@ -1,8 +1,9 @@
 """``gs-core bench clicks``: what the artist spends, in clicks (NoC@85 / NoC@90, :mod:`gs_core.interactive`).
 
 Per scene (``layout:seed``) and mask-noise level a synthetic dataset is written and prepared by the
-CLI's own ``prepare`` (``--method``); its work folder's merge-tree levels answer the clicks, as the
-``query`` command and the add-on's server do (:meth:`gs_core.query.LabelLevels.from_clicks`).
+CLI's own ``prepare`` (``--method``); its work folder's merge-tree levels answer the clicks as the
+``query`` command and the add-on's server do, through the same two functions (:class:`ViewClicks`:
+:func:`gs_core.query.click_weights`, then :meth:`gs_core.query.LabelLevels.from_clicks`).
 
 Queried objects: every non-structure object covering at least :data:`MIN_PIXELS` pixels of a
 training view; each is clicked in the training view where it covers most pixels, and IoU is measured
