@@ -87,6 +87,24 @@ def test_map_runs_each_item_as_a_task_and_sends_shared_data_once(ray, cluster, m
     assert ray.is_initialized()
 
 
+def _derived_keys(item, shared):
+    from gs_core import parallel
+
+    if shared is not None:
+        derived(shared, "float", lambda v: v.astype(np.float64))
+    return sorted(name for _, name in parallel._DERIVED)
+
+
+def test_workers_drop_what_they_derived_soon_after_the_map_ends(cluster):
+    import time
+
+    shared = Shared(np.arange(10))
+    assert run_all(RayExecutor(release_after=0.5), _derived_keys, list(range(8)), shared) == [["float"]] * 8
+    time.sleep(3.0)
+    # every task of the next map, on whichever worker, finds nothing left of the last one
+    assert run_all(RayExecutor(release_after=60.0), _derived_keys, list(range(8)), None) == [[]] * 8
+
+
 def _dies_once(item, marker):
     marker = Path(marker)
     if item == 1 and not marker.exists():
