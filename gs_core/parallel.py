@@ -10,10 +10,13 @@ process; ``gs_core.pipeline.distributed.RayExecutor`` runs them as Ray tasks. Da
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 
 @dataclass(eq=False)
@@ -26,6 +29,8 @@ class Shared:
 
 
 class Executor(Protocol):
+    remote: bool  # items and shared values are pickled to other processes (worth narrowing them first)
+
     def map(self, fn: Callable, items: Iterable, *shared: Any) -> Iterator[tuple[int, Any]]:
         """``fn(item, *shared)`` for every item, yielded as ``(index, result)`` in any order."""
         ...
@@ -34,12 +39,36 @@ class Executor(Protocol):
 class LocalExecutor:
     """Runs each item in this process, in order."""
 
+    remote = False
+
     def map(self, fn: Callable, items: Iterable, *shared: Any) -> Iterator[tuple[int, Any]]:
         for i, item in enumerate(items):
             yield i, fn(item, *shared)
 
 
 LOCAL = LocalExecutor()
+
+
+def travels(executor: Executor | None) -> bool:
+    """Whether ``executor`` sends its items to other processes: only then is a narrower copy of them
+    (:func:`narrow_ids`) worth its making."""
+    return bool(getattr(executor, "remote", False))
+
+
+def narrow_ids(ids: np.ndarray) -> np.ndarray:
+    """``ids`` (any integer array) in the narrowest of int16 and int32 that holds its values, or as it
+    is when neither does: the same values in fewer bytes, for an item that travels.
+
+    Args:
+        ids: [...] integer array.
+    """
+    if ids.size == 0:
+        return ids
+    lo, hi = int(ids.min()), int(ids.max())
+    for t in (np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return ids if ids.dtype == t else ids.astype(t)
+    return ids
 
 
 def run_all(executor: Executor | None, fn: Callable, items: list, *shared: Any,
@@ -53,7 +82,7 @@ def run_all(executor: Executor | None, fn: Callable, items: list, *shared: Any,
     return out
 
 
-def ordered(executor: Executor | None, fn: Callable, items: list, *shared: Any) -> Iterator:
+def ordered(executor: Executor | None, fn: Callable, items: Iterable, *shared: Any) -> Iterator:
     """The results of ``fn`` over ``items`` one by one in item order, holding only those that finished
     early: for sums reduced in a fixed order (the same floating-point result wherever items ran)."""
     early: dict[int, Any] = {}
@@ -83,3 +112,38 @@ def forget(shared: Shared) -> None:
     """Drop what this process derived from ``shared`` (the caller is done with it)."""
     for stale in [k for k in _DERIVED if k[0] == shared.token]:
         del _DERIVED[stale]
+
+
+# A worker process is not told when a map ends (the caller's forget runs in the caller's process), so
+# what it derived would stay until a task of the next map: the association's matrices through the
+# caller's merge tree. A worker's task wrapper calls task_started / task_ended; once no task has
+# started for a while after one ended, the map is over and what was derived is dropped.
+_IDLE = {"generation": 0, "busy": False}
+_IDLE_LOCK = threading.Lock()
+
+
+def task_started() -> None:
+    """A task starts in this (worker) process: keep what was derived (:func:`task_ended`)."""
+    with _IDLE_LOCK:
+        _IDLE["generation"] += 1
+        _IDLE["busy"] = True
+
+
+def task_ended(release_after: float) -> None:
+    """A task ended in this (worker) process: drop everything derived here (:func:`derived`) unless
+    another task starts within ``release_after`` seconds. The tasks of one map follow each other
+    without a pause on a worker, so this frees a map's matrices soon after the map ends, not at the
+    next map; at worst a later task of the same value builds them again (the same values)."""
+    with _IDLE_LOCK:
+        _IDLE["generation"] += 1
+        _IDLE["busy"] = False
+        generation = _IDLE["generation"]
+    timer = threading.Timer(release_after, _release_if_idle, (generation,))
+    timer.daemon = True
+    timer.start()
+
+
+def _release_if_idle(generation: int) -> None:
+    with _IDLE_LOCK:
+        if _IDLE["generation"] == generation and not _IDLE["busy"]:
+            _DERIVED.clear()

@@ -24,7 +24,7 @@ def scaled_min_area(height: int, width: int) -> int:
 class InstancePatches:
     """The disjoint patches of one view."""
 
-    patch_map: np.ndarray  # [H, W] int32 patch id, -1 = no mask covers the pixel
+    patch_map: np.ndarray  # [H, W] int16 patch id (int32 past 32766 patches: patch_dtype), -1 = no mask covers the pixel
     membership: np.ndarray  # [p, M] bool: mask m covers patch j
     areas: np.ndarray  # [p] int64 pixels per patch
     kept_masks: np.ndarray  # [M] int64: index of each membership column in the input stack
@@ -51,6 +51,13 @@ class InstancePatches:
 RULES = ("cells", "finest")
 
 
+def patch_dtype(num_patches: int) -> type:
+    """The integer type of a view's patch ids (and of ``num_patches`` itself, the uncovered label of
+    its trace): int16 while they fit, int32 past it. A patch map travels to a worker in every pass of
+    GIT, so its bytes are half of int32's in the usual case."""
+    return np.int16 if num_patches < np.iinfo(np.int16).max else np.int32
+
+
 def make_patches(masks: np.ndarray, min_area: int | None = None, rule: str = "cells") -> InstancePatches:
     """Cut a mask stack ``masks`` [M, H, W] bool into disjoint patches (Trace3D Sec. 3.2).
 
@@ -75,7 +82,7 @@ def make_patches(masks: np.ndarray, min_area: int | None = None, rule: str = "ce
     keep = np.flatnonzero(masks.reshape(M, -1).sum(1) >= min_area) if M else np.zeros(0, np.int64)
     masks = masks[keep]
     if len(keep) == 0:
-        return InstancePatches(np.full((H, W), -1, np.int32), np.zeros((0, 0), bool), np.zeros(0, np.int64), keep)
+        return InstancePatches(np.full((H, W), -1, patch_dtype(0)), np.zeros((0, 0), bool), np.zeros(0, np.int64), keep)
     if rule == "finest":
         return _finest(masks, keep)
     bits = np.packbits(masks.reshape(len(keep), -1), axis=0)  # [ceil(M/8), H*W] uint8
@@ -85,7 +92,7 @@ def make_patches(masks: np.ndarray, min_area: int | None = None, rule: str = "ce
     order = np.argsort(first, kind="stable")  # raster order of first appearance
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    patch = np.full(H * W, -1, np.int32)
+    patch = np.full(H * W, -1, patch_dtype(len(uniq)))
     patch[covered] = rank[inverse.ravel()]
     membership = np.unpackbits(uniq.view(np.uint8).reshape(len(uniq), -1), axis=1, count=len(keep))
     membership = membership[order].astype(bool)
@@ -105,7 +112,7 @@ def _finest(masks: np.ndarray, keep: np.ndarray) -> InstancePatches:
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    patch = np.full(H * W, -1, np.int32)
+    patch = np.full(H * W, -1, patch_dtype(len(uniq)))
     patch[covered] = rank[inverse.ravel()]
     areas = np.bincount(patch[covered], minlength=len(uniq)).astype(np.int64)
     # membership: the masks covering every pixel of the patch

@@ -30,6 +30,38 @@ def test_run_all_and_ordered_give_item_order_from_any_finishing_order():
     assert done == [(k, 7) for k in range(1, 8)]
 
 
+def test_narrow_ids_keeps_the_values_in_fewer_bytes_and_only_travelling_executors_want_it():
+    from gs_core.parallel import narrow_ids, travels
+
+    for values, dtype in (([-1, 0, 32767], np.int16), ([-32769, 5], np.int32), ([2**31], np.int64)):
+        a = np.array(values, np.int64)
+        n = narrow_ids(a)
+        assert n.dtype == dtype and np.array_equal(n, a)
+    same = np.array([-1, 3], np.int16)
+    assert narrow_ids(same) is same and narrow_ids(np.zeros(0, np.int64)).size == 0
+    assert not travels(None) and not travels(LOCAL) and not travels(Reversed())
+
+
+def test_a_worker_drops_what_it_derived_once_no_task_follows():
+    import time
+
+    from gs_core.parallel import task_ended, task_started
+
+    shared = Shared(np.arange(3))
+    try:
+        task_started()
+        derived(shared, "sum", lambda v: int(v.sum()))
+        task_ended(0.3)
+        task_started()  # the next task of the map came in time: the value stays
+        time.sleep(0.6)
+        assert (shared.token, "sum") in parallel._DERIVED
+        task_ended(0.05)
+        time.sleep(0.5)
+        assert not parallel._DERIVED  # no task followed: dropped
+    finally:
+        forget(shared)
+
+
 def test_derived_builds_once_per_shared_value_and_forgets():
     built = []
     a, b = Shared(np.arange(3)), Shared(np.arange(4))

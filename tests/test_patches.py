@@ -36,7 +36,7 @@ def test_two_overlapping_masks_three_patches():
     assert p.areas.tolist() == [16 - 6, 6, 20 - 6]
     assert (p.patch_map[~masks.any(0)] == -1).all()
     assert (p.patch_map == -1).sum() == 48 - (16 + 20 - 6)
-    assert p.patch_map.dtype == np.int32 and p.patch_map.shape == (6, 8)
+    assert p.patch_map.dtype == np.int16 and p.patch_map.shape == (6, 8)  # few patches: half the bytes of int32
     assert p.mask_patches(0).tolist() == [0, 1] and p.mask_patches(1).tolist() == [1, 2]
     _check_consistent(masks, p)
 
@@ -106,6 +106,22 @@ def test_random_stack_is_consistent_and_deterministic():
     assert first == sorted(first)  # raster order of first pixel
     q = make_patches(masks[::-1].copy(), min_area=6)  # reordering masks permutes columns only
     assert np.array_equal(q.patch_map, p.patch_map)
+
+
+def test_more_patches_than_int16_holds_fall_back_to_int32():
+    """16 random masks over 256 x 256 pixels make tens of thousands of cover sets: past 32766 patches
+    the map is int32, ids above int16's range exact (and every pixel carries its cover set)."""
+    from gs_core.patches import patch_dtype
+
+    assert patch_dtype(0) == patch_dtype(32766) == np.int16 and patch_dtype(32767) == np.int32
+    masks = np.random.default_rng(0).random((16, 256, 256)) < 0.5
+    for stack, dtype in ((masks, np.int32), (masks[:8], np.int16)):  # 8 masks: 256 cover sets at most
+        p = make_patches(stack, min_area=1)
+        covered = stack.any(0)
+        assert p.patch_map.dtype == dtype and (p.num_patches > 32767) == (dtype == np.int32)
+        assert (p.patch_map[~covered] == -1).all() and p.patch_map.max() == p.num_patches - 1
+        assert np.array_equal(p.membership[p.patch_map[covered]], stack[:, covered].T)
+        assert np.array_equal(p.areas, np.bincount(p.patch_map[covered], minlength=p.num_patches))
 
 
 def test_scaled_min_area():

@@ -44,7 +44,7 @@ def gt_association(inp: MethodInput) -> MethodResult:
     for v, p in zip(views, patches):
         inside = p.patch_map >= 0
         truth = gt.instance_map(ds.names[v]).astype(np.int64)[inside]
-        joint = np.bincount(p.patch_map[inside] * (none + 1) + np.where(truth >= 0, truth, none),
+        joint = np.bincount(p.patch_map[inside].astype(np.int64) * (none + 1) + np.where(truth >= 0, truth, none),
                             minlength=p.num_patches * (none + 1))
         local = joint.reshape(p.num_patches, none + 1).argmax(1)  # the majority object of each patch
         ids.append(local)

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import UserError
-from ..parallel import Shared
+from ..parallel import Shared, task_ended, task_started
 
 LOCAL = "local"  # --ray without an address: a new cluster on this machine's cores
 MAX_RETRIES = 3  # a task whose worker died is run again this many times
 IN_FLIGHT = 2  # tasks submitted and not yet finished, per CPU of the cluster
+RELEASE_AFTER = 5.0  # seconds a worker waits after a task for the next before it drops what it derived
 
 
 def require_ray() -> None:
@@ -35,24 +36,34 @@ def require_ray() -> None:
         raise UserError("--ray: Ray is not installed here (pip install 'gs-core[ray]')") from None
 
 
-def _call(fn: Callable, item: Any, *shared: Any) -> Any:
-    return fn(item, *shared)
+def _call(fn: Callable, item: Any, *shared: Any, release_after: float = RELEASE_AFTER) -> Any:
+    """A task: ``fn(item, *shared)`` in a worker, which drops what it derived for the map
+    (:func:`~gs_core.parallel.derived`) once no task follows for ``release_after`` seconds."""
+    task_started()
+    try:
+        return fn(item, *shared)
+    finally:
+        task_ended(release_after)
 
 
 class RayExecutor:
     """Runs each item of a map as a Ray task (one CPU each) on the cluster at ``address``
     (``"local"``: start one here with ``num_cpus``, default all cores). Connects on first use (a
     work folder that is up to date starts no cluster), calling ``on_connect(executor)``; ``close``
-    shuts down the connection this object opened."""
+    shuts down the connection this object opened. A worker drops what it derived for a map (the
+    association's matrices) ``release_after`` seconds after its last task, not at the next map."""
+
+    remote = True  # items are pickled to the workers
 
     def __init__(self, address: str = LOCAL, num_cpus: int | None = None, object_store_memory: int | None = None,
-                 on_connect: Callable | None = None):
+                 on_connect: Callable | None = None, release_after: float = RELEASE_AFTER):
         require_ray()
         import ray
 
         self._ray = ray
         self._address, self._num_cpus, self._store = address, num_cpus, object_store_memory
         self._on_connect = on_connect
+        self._release_after = release_after
         self._owns = False
         self._task = None
         self._puts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Shared -> its object ref
@@ -97,7 +108,7 @@ class RayExecutor:
         try:
             while True:
                 for i, item in todo:
-                    pending[self._task.remote(fn, item, *refs)] = i
+                    pending[self._task.remote(fn, item, *refs, release_after=self._release_after)] = i
                     if len(pending) >= window:
                         break
                 if not pending:

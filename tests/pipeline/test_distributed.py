@@ -87,6 +87,24 @@ def test_map_runs_each_item_as_a_task_and_sends_shared_data_once(ray, cluster, m
     assert ray.is_initialized()
 
 
+def _derived_keys(item, shared):
+    from gs_core import parallel
+
+    if shared is not None:
+        derived(shared, "float", lambda v: v.astype(np.float64))
+    return sorted(name for _, name in parallel._DERIVED)
+
+
+def test_workers_drop_what_they_derived_soon_after_the_map_ends(cluster):
+    import time
+
+    shared = Shared(np.arange(10))
+    assert run_all(RayExecutor(release_after=0.5), _derived_keys, list(range(8)), shared) == [["float"]] * 8
+    time.sleep(3.0)
+    # every task of the next map, on whichever worker, finds nothing left of the last one
+    assert run_all(RayExecutor(release_after=60.0), _derived_keys, list(range(8)), None) == [[]] * 8
+
+
 def _dies_once(item, marker):
     marker = Path(marker)
     if item == 1 and not marker.exists():
@@ -314,3 +332,37 @@ def test_association_votes_cast_on_the_cluster_are_the_ones_cast_here(ray, clust
     C[view[:, None] == view[None, :]] = 0.0
     here = patch_votes(store)
     assert here.C.nnz > 100 and np.allclose(here.C.toarray(), C)
+
+
+def _planted_store(rng, views: int = 6, objects: int = 6, per: int = 50):
+    """A GIT store where each view cuts each object into 1-3 random pieces (one per Gaussian), so the
+    other views vote a view's pieces of one object together."""
+    from gs_core.methods.trace3d import GITStore, ViewGIT
+
+    n = objects * per
+    store = GITStore(n)
+    obj = np.arange(n) // per
+    for k in range(views):
+        pieces = rng.integers(1, 4)
+        local = obj * 3 + rng.integers(0, pieces, n)
+        _, p = np.unique(local, return_inverse=True)
+        g = np.arange(n, dtype=np.int32)
+        w = (0.5 + rng.random(n)).astype(np.float32)
+        store.add(ViewGIT(g, p.astype(np.int16), w, g, w.copy(), int(p.max()) + 1))
+    return store
+
+
+def test_merges_within_views_on_the_cluster_are_the_ones_made_here(ray, cluster):
+    """Each view's greedy merges as tasks (one BLAS thread there and here): the same tree, bitwise, for
+    the default scores and the per-view normalisation (which reads the columns' patches)."""
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, consistent_instances
+
+    store = _planted_store(np.random.default_rng(5))
+    executor = RayExecutor()
+    for config in (ConsistencyConfig(views_first_above=0), ConsistencyConfig(views_first_above=0, normalise="view")):
+        here, there = consistent_instances(store, config), consistent_instances(store, config, executor=executor)
+        within = here.tree.sequence < len(store.views)
+        assert within.sum() > 6  # pieces merged inside views
+        for f in ("into", "other", "score", "sequence"):
+            assert np.array_equal(getattr(here.tree, f), getattr(there.tree, f))
+        assert np.array_equal(here.patch_ids, there.patch_ids) and np.array_equal(here.labels, there.labels)

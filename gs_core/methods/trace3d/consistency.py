@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from ...parallel import Executor, Shared, derived, forget, run_all
+from ...parallel import Executor, Shared, derived, forget, ordered, run_all
 from .git import GITStore
 
 
@@ -188,19 +188,31 @@ class PatchVotes:
         Args:
             rows: [R] int64 patch rows, or None for all P.
         """
-        C = self.C if rows is None else self.C[rows]
-        pick = (lambda a: a) if rows is None else (lambda a: a[rows])
-        own = None if self.own is None else pick(self.own)
-        roots = None if self.roots is None else (self.roots if rows is None else [self.roots[r] for r in rows])
+        if rows is not None:
+            return self.restrict(rows).statistics()
         votes = column_patch = None
         if self.column_view is not None:  # what the separation rule and the per-view normalisation read
-            votes, column_patch = C, self.column_patch
-            if rows is not None:  # columns renamed to the rows picked (-1: a patch not among them)
-                local = np.full(len(self.counts), -1, np.int64)
-                local[rows] = np.arange(len(rows))
-                column_patch = np.where(column_patch >= 0, local[np.maximum(column_patch, 0)], -1)
-        return PatchStatistics((C @ C.T).tocsr(), pick(self.counts), pick(self.good), pick(self.mass), own, roots,
+            votes, column_patch = self.C, self.column_patch
+        return PatchStatistics((self.C @ self.C.T).tocsr(), self.counts, self.good, self.mass, self.own, self.roots,
                                votes, column_patch, None if votes is None else self.column_view)
+
+    def restrict(self, rows: np.ndarray) -> "PatchVotes":
+        """The votes of the patches ``rows`` alone, the columns that are patches renamed to their
+        position in ``rows`` (-1: a patch not among them): all that ``statistics(rows)`` reads, small
+        enough to send to a worker (one view's patches: :func:`merge_within_views`).
+
+        Args:
+            rows: [R] int64 patch rows.
+        """
+        pick = (lambda a: None if a is None else a[rows])
+        roots = None if self.roots is None else [self.roots[r] for r in rows]
+        column_patch = self.column_patch
+        if column_patch is not None:
+            local = np.full(len(self.counts), -1, np.int64)
+            local[rows] = np.arange(len(rows))
+            column_patch = np.where(column_patch >= 0, local[np.maximum(column_patch, 0)], -1)
+        return PatchVotes(self.C[rows], self.counts[rows], self.good[rows], self.mass[rows], pick(self.own), roots,
+                          column_patch, self.column_view)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -709,10 +721,12 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: ConsistencyConfig,
-                       progress: Callable[[int, int], None] | None = None) -> MergeTree:
+                       progress: Callable[[int, int], None] | None = None,
+                       executor: Executor | None = None) -> MergeTree:
     """Sec. 3.3's first step alone: each view's patches merged where the other views agree (down to
     ``config.theta``), one greedy run per view. Each view's statistics involve only its own patches,
-    so this is a pure function of one view's rows (shardable over workers). ``progress`` (views done,
+    so each run is a pure function of one view's rows (:meth:`PatchVotes.restrict`), run on
+    ``executor`` (:func:`merge_one_view`) and gathered in view order. ``progress`` (views done,
     views) follows it.
 
     Args:
@@ -721,15 +735,27 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
     P = len(patch_view)
     into, other, score, sequence = [], [], [], []
     views = np.unique(patch_view)
-    for done, v in enumerate(views):
-        rows = np.flatnonzero(patch_view == v)
-        tree = agglomerate(votes.statistics(rows), replace(config, floor=config.theta))
+    rows_of = [np.flatnonzero(patch_view == v) for v in views]
+    items = (votes.restrict(rows) for rows in rows_of)  # made as they are sent
+    trees = ordered(executor, merge_one_view, items, replace(config, floor=config.theta))
+    for done, (v, rows, tree) in enumerate(zip(views, rows_of, trees)):
         into.append(rows[tree.into]), other.append(rows[tree.other]), score.append(tree.score)
         sequence.append(np.full(len(tree.score), v, np.int64))
         if progress is not None:
             progress(done + 1, len(views))
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     return MergeTree(P, cat(into, np.int64), cat(other, np.int64), cat(score, np.float64), cat(sequence, np.int64))
+
+
+def merge_one_view(votes: PatchVotes, config: ConsistencyConfig) -> MergeTree:
+    """One view's greedy run of :func:`merge_within_views` on its votes (:meth:`PatchVotes.restrict`),
+    here or on a worker. On one BLAS thread wherever it runs: the scores' dense products (pair
+    counts over the views) round differently on one and on several OpenBLAS threads, and a worker
+    has one, so the tree is the same with and without a cluster."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return agglomerate(votes.statistics(), config)
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),
@@ -746,7 +772,8 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     the cross-view numerator then has (merged patches)^2 entries at most instead of (patches)^2 (on a
     large scene the latter outgrows memory: docs/benchmarks.md). Merges below ``theta`` inside a
     view are then not in the tree, so finer cuts than ``theta`` split fewer parts. ``executor`` runs
-    the per-view votes (:func:`view_votes`).
+    the per-view votes (:func:`view_votes`) and merges within views (:func:`merge_one_view`); the
+    merges across views run here.
 
     Args:
         roots: [P] int64 root mask of each global patch (:meth:`InstancePatches.roots`), or None.
@@ -757,7 +784,7 @@ def consistent_instances(store: GITStore, config: ConsistencyConfig = Consistenc
     for _ in range(max(1, config.iterations)):
         votes = patch_votes(store, config, patch_ids, executor, roots=roots)
         if store.num_patches > config.views_first_above:
-            within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n))
+            within = merge_within_views(votes, view, config, lambda d, n: say("merging within views", d, n), executor)
             merged = within.cut(config.theta)
             first = np.unique(merged, return_index=True)[1]  # each merged patch's first member
             across = agglomerate(votes.pooled(merged).statistics(), config,

@@ -29,7 +29,7 @@ import torch
 from ...camera import Camera
 from ...engine import project, render, trace
 from ...metrics import psnr
-from ...parallel import Executor, Shared, derived, forget, ordered
+from ...parallel import Executor, Shared, derived, forget, narrow_ids, ordered, travels
 from ...scene import SH_C0, GaussianScene
 from ...splat_transform import quat_to_matrix, quats_from_matrices
 from .consistency import ConsistentInstances
@@ -221,8 +221,9 @@ def instance_offsets(scene: GaussianScene, cameras: list[Camera], view_maps: lis
     mass = np.zeros((len(rows), 2))
     shared = Shared(geometry_only(scene))
     try:
-        narrow = [m.astype(np.int32) if m.size and -2**31 <= m.min() and m.max() < 2**31 else m for m in view_maps]
-        for terms in ordered(executor, _offset_terms, list(zip(cameras, narrow)), shared, rows, pair, backend):
+        send = travels(executor)  # a narrower copy of each view map only to send it, made as it goes
+        items = ((cam, narrow_ids(m) if send else m) for cam, m in zip(cameras, view_maps))
+        for terms in ordered(executor, _offset_terms, items, shared, rows, pair, backend):
             if terms is not None:
                 A += terms[0]
                 b += terms[1]

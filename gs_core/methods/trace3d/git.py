@@ -21,7 +21,7 @@ import torch
 from ...engine import Projection, project, trace
 from ...parallel import LOCAL, Executor, Shared, derived, forget
 from ...visibility import DEFAULT_VISIBILITY, VisibilityRule
-from ...patches import InstancePatches
+from ...patches import InstancePatches, patch_dtype
 
 if TYPE_CHECKING:
     from ...camera import Camera
@@ -63,8 +63,7 @@ def trace_view(proj: Projection, patches: InstancePatches, *, top_k: int = DEFAU
     g, lab, w = out.gaussians.cpu().numpy(), out.labels.cpu().numpy(), out.weights.cpu().numpy()  # [E]
     entry = seen_mask[g] & (lab < p)  # the uncovered label only counted in the total
     seen = np.flatnonzero(seen_mask).astype(np.int32)
-    patch_dtype = np.int16 if p < np.iinfo(np.int16).max else np.int32
-    return ViewGIT(g[entry], lab[entry].astype(patch_dtype), w[entry].astype(np.float32, copy=False), seen,
+    return ViewGIT(g[entry], lab[entry].astype(patch_dtype(p)), w[entry].astype(np.float32, copy=False), seen,
                    out.weight_sum.cpu().numpy()[seen].astype(np.float32, copy=False), p)
 
 

@@ -302,6 +302,37 @@ def test_views_first_gives_the_objects(planted, stacks):
         assert ends["associating patches"][0] == ends["associating patches"][1] > 0
 
 
+def test_merges_within_views_are_the_same_whatever_order_the_views_finish():
+    """merge_within_views on an executor finishing the views last to first (as a cluster may): the
+    same tree as here, and each view's run is the one on its restricted votes."""
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, merge_within_views, patch_votes
+
+    class Reversed:
+        def map(self, fn, items, *shared):
+            items = list(items)
+            for i in reversed(range(len(items))):
+                yield i, fn(items[i], *shared)
+
+    from gs_core.methods.trace3d import ViewGIT
+
+    rng = np.random.default_rng(5)  # 6 objects of 50 Gaussians, each view cuts each into 1-3 random pieces
+    store, obj = GITStore(300), np.arange(300) // 50
+    for k in range(6):
+        _, p = np.unique(obj * 3 + rng.integers(0, rng.integers(1, 4), 300), return_inverse=True)
+        g, w = np.arange(300, dtype=np.int32), (0.5 + rng.random(300)).astype(np.float32)
+        store.add(ViewGIT(g, p.astype(np.int16), w, g, w.copy(), int(p.max()) + 1))
+    config = ConsistencyConfig(views_first_above=0)
+    votes, view = patch_votes(store, config), store.patch_view
+    here = merge_within_views(votes, view, config)
+    there = merge_within_views(votes, view, config, executor=Reversed())
+    assert len(here.into) > 6 and set(here.sequence.tolist()) <= set(range(6))
+    for f in ("into", "other", "score", "sequence"):
+        assert np.array_equal(getattr(here, f), getattr(there, f))
+    rows = np.flatnonzero(view == 1)
+    a, b = votes.statistics(rows), votes.restrict(rows).statistics()
+    assert a.numerator.shape == (len(rows), len(rows)) and (a.numerator != b.numerator).nnz == 0
+
+
 def _split_stats(roots=None, sliver: bool = False):
     """Six patches over four views that every other view puts together (Eq. 3 score 1 for every pair):
     views 0 and 1 each cut the pair apart (patches a0, b0 and a1, b1: each side's Gaussians vote for
