@@ -73,7 +73,8 @@ class ConsistencyConfig:
     # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
     # None: Eq. 3 alone). Measured with separation_share(P_SPLIT, P_MERGE) and patch_rule "finest"
     # (docs/benchmarks.md, issue 26); not the default: the share must match how the masks fail, and a
-    # fixed one loses on the default worlds at high noise
+    # fixed one loses on the default worlds at high noise, and the rates estimated against the Eq. 3 clusters
+    # miss the merges those clusters already hold (docs/benchmarks.md)
     separation: float | None = None
     separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
