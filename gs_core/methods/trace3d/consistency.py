@@ -63,7 +63,7 @@ class ConsistencyConfig:
     iterations: int = 1  # statistics recomputed on the merged maps until the ids stop changing
     absorb_unconfirmed: bool = True  # a cluster no other view confirms joins its nearest (MergeTree.cut)
     hard: bool = True  # in the other views a Gaussian votes for its heaviest patch only (patch_statistics)
-    normalise: str = "max"  # "max" | "view" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
+    normalise: str = "view"  # "view" | "max" | "geometric" | "none": score relative to each cluster's agreement with itself (see agglomerate)
     floor: float = 0.1  # the merge tree is recorded down to this score (group level)
     min_views: int = 2  # a pair needs this many supporting views (released code: 2) ...
     min_view_share: float = 0.2  # ... each with this share of both patches' Gaussians labelled
@@ -73,7 +73,8 @@ class ConsistencyConfig:
     # merged share of the views seeing a pair below which the gap the others see keeps it apart (agglomerate;
     # None: Eq. 3 alone). Measured with separation_share(P_SPLIT, P_MERGE) and patch_rule "finest"
     # (docs/benchmarks.md, issue 26); not the default: the share must match how the masks fail, and a
-    # fixed one loses on the default worlds at high noise
+    # fixed one loses on the default worlds at high noise, and the rates estimated against the Eq. 3 clusters
+    # miss the merges those clusters already hold (docs/benchmarks.md)
     separation: float | None = None
     separation_roots: bool = False  # separation: a split inside one of the view's masks is no gap (method.run passes roots)
     seed: int = 0
@@ -364,7 +365,7 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     graph of patches that share Gaussians.
 
     With ``config.normalise`` the score of clusters ``A``, ``B`` is Eq. 3 divided by the larger
-    (``max``, default) or the geometric mean of Eq. 3 of each with itself. A Gaussian near a
+    (``max``; per view, ``view``, the default) or the geometric mean of Eq. 3 of each with itself. A Gaussian near a
     boundary spreads its weight over two patches, so even two Gaussians of one patch have an inner
     product below 1 (well below for small objects): unnormalised, Eq. 3 mixes that spread
     with disagreement between views. Normalised, the score is the share of views that see the two
@@ -377,7 +378,9 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     spread over two patches where it is seen large and one with its neighbour where both are seen scores
     above 1 (``tests/methods/trace3d/test_consistency.py``). ``view`` divides each view's pairs by the
     larger self-agreement in that view, which bounds the view's agreement (Cauchy-Schwarz), so the score
-    is at most 1; it keeps each cluster's row of ``stats.votes`` to pool the per-view self-agreements.
+    is at most 1, a share of views as the cut levels assume (the default: measured in docs/benchmarks.md);
+    it keeps each cluster's row of ``stats.votes`` (columns unique, summed on a merge) to pool the
+    per-view self-agreements.
 
     With ``config.separation`` (a share, :func:`separation_share`) the score is also capped at
     ``theta * merged / separation`` (below the share: within one slider notch below ``theta``, so
@@ -415,7 +418,8 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     if config.normalise == "view" and stats.votes is None:
         raise ValueError("ConsistencyConfig.normalise 'view' needs the statistics' votes (PatchVotes.statistics)")
     if stats.votes is not None and (separation is not None or config.normalise == "view"):
-        C = stats.votes.tocsr()  # each cluster's row of C (entries appended on a merge)
+        C = stats.votes.tocsr(copy=True)  # each cluster's row of C (summed with the other's on a merge)
+        C.sum_duplicates()
         column_patch, column_view = np.asarray(stats.column_patch), np.asarray(stats.column_view)
         c_ids = [C.indices[C.indptr[p]:C.indptr[p + 1]].astype(np.int64) for p in range(P)]
         c_val = [C.data[C.indptr[p]:C.indptr[p + 1]].astype(np.float64) for p in range(P)]
@@ -560,11 +564,10 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
-        if config.normalise == "view":  # each view's numerator between a and b: sum over its columns
-            row_a = np.bincount(c_ids[a], c_val[a], minlength=C.shape[1])
-            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[c_ids[b]], c_val[b] * row_a[c_ids[b]],
+        if config.normalise == "view":  # each view's numerator between a and b: sum over their common columns
+            common, ia, ib = np.intersect1d(c_ids[a], c_ids[b], assume_unique=True, return_indices=True)
+            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[common], c_val[a][ia] * c_val[b][ib],
                                                              minlength=counts.shape[1])
-            selfview[a] = view_self(a)
         if separation is not None:
             home[a] += home[b] + votes_into(a, b) + votes_into(b, a)
             own[a] += own[b]
@@ -574,9 +577,12 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
-        if separation is not None or config.normalise == "view":
-            c_ids[a], c_val[a] = np.concatenate([c_ids[a], c_ids[b]]), np.concatenate([c_val[a], c_val[b]])
+        if separation is not None or config.normalise == "view":  # a's row of C: sums over both, columns unique
+            c_ids[a], inverse = np.unique(np.concatenate([c_ids[a], c_ids[b]]), return_inverse=True)
+            c_val[a] = np.bincount(inverse.ravel(), np.concatenate([c_val[a], c_val[b]]), minlength=len(c_ids[a]))
             c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
+            if config.normalise == "view":
+                selfview[a] = view_self(a)
         cluster[members[b]] = a
         members[a] += members[b]
         ids_of[a] = np.concatenate([ids_of[a], ids_of[b]])

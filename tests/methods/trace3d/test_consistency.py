@@ -212,11 +212,18 @@ def test_same_partition():
 
 def dense_agglomerate(stats, config):
     """The agglomeration in its first, dense form ([P, P] pooled sums, rows and columns added on a
-    merge, every row's best kept): the reference the sparse graph form must reproduce."""
+    merge, every row's best kept): the reference the sparse graph form must reproduce. ``view``: one
+    dense numerator per view (the products of ``stats.votes``' columns of that view), each view's pairs
+    divided by the larger of the two clusters' self-agreements in that view."""
     num, den = stats.numerator.toarray(), stats.pairs()
     sup = stats.support()
     P = len(num)
     active = np.ones(P, bool)
+    counts = stats.counts.copy()
+    if config.normalise == "view":
+        votes = stats.votes.toarray()
+        num_v = np.stack([votes[:, stats.column_view == v] @ votes[:, stats.column_view == v].T
+                          for v in range(counts.shape[1])])  # [V, P, P]
 
     def selfsim_of(i):
         return num[i, i] / den[i, i] if den[i, i] > 0 else np.nan
@@ -230,6 +237,10 @@ def dense_agglomerate(stats, config):
                 r = r / np.sqrt(selfsim[i] * selfsim)
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim)
+            elif config.normalise == "view":
+                self_v = np.nan_to_num(np.einsum("vpp->pv", num_v) / counts ** 2)  # [P, V], 0 where unseen
+                pairs_v = counts[i] * counts  # [P, V]
+                r = num[i] / np.einsum("pv,pv->p", pairs_v, np.maximum(self_v[i], self_v))
         r[~active | (sup[i] < config.min_views) | (den[i] <= 0) | ~np.isfinite(r)] = -np.inf
         r[i] = -np.inf
         return r if active[i] else np.full(P, -np.inf)
@@ -242,15 +253,16 @@ def dense_agglomerate(stats, config):
             break
         a, b = min(i, j), max(i, j)
         into.append(a), other.append(b), score.append(rows[i, j])
-        for m in (num, den, sup):
+        for m in (num, den, sup, *(num_v if config.normalise == "view" else ())):
             m[a] += m[b]
             m[:, a] += m[:, b]
+        counts[a] += counts[b]
         active[b] = False
         selfsim[a] = selfsim_of(a)
     return into, other, score
 
 
-@pytest.mark.parametrize("normalise", ["max", "geometric"])
+@pytest.mark.parametrize("normalise", ["view", "max", "geometric"])
 @pytest.mark.parametrize("stacks", ["clean", "mixed"])
 def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normalise):
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate, patch_statistics
@@ -454,6 +466,8 @@ def test_view_normalisation_keeps_the_score_a_share():
     assert pooled.score[0] == pytest.approx(1.0 / (51.0 / 101.0))
     per_view = agglomerate(stats, ConsistencyConfig(normalise="view", min_views=1))
     assert per_view.score[0] == pytest.approx(1.0)
+    # the default: no merge scores above 1 (the pooled "max", the earlier default, gives 1.98 here)
+    assert agglomerate(stats, ConsistencyConfig(min_views=1)).score.max() <= 1.0 + 1e-9
     with pytest.raises(ValueError, match="votes"):
         agglomerate(PatchStatistics(stats.numerator, counts, stats.good, stats.mass),
                     ConsistencyConfig(normalise="view", min_views=1))
