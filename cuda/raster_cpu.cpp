@@ -510,7 +510,9 @@ inline vf neg_sigma_log2(vf x, vf y, float mx, float my, Quad q, const float* M,
     return splat(-0.5f * LOG2E) * vec::select(s3 < s2, s3, s2);
   } else {
     valid = splat(-1);
-    return splat(-LOG2E) * (splat(0.5f) * (splat(q.a) * dx * dx + splat(q.c) * dy * dy) + splat(q.b) * dx * dy);
+    // (a dx dx + c dy dy) / 2 as (a/2) dx dx + (c/2) dy dy: halving is exact and commutes with
+    // rounding (short of subnormals), so this is bitwise the reference's order, one multiply fewer
+    return splat(-LOG2E) * ((splat(0.5f * q.a) * dx * dx + splat(0.5f * q.c) * dy * dy) + splat(q.b) * dx * dy);
   }
 }
 
@@ -549,39 +551,68 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
       parts |= static_cast<uint32_t>(c.part_cols[k].hi >= rec.cols.lo && c.part_cols[k].lo <= rec.cols.hi) << k;
   }
   vf lane_w[vec::PER_BLOCK] = {}, lane_a[vec::PER_BLOCK] = {};
-  const auto blocks = [&](auto skipping) {
-    for_each_block(todo, [&](const int blk) {
-    uint32_t blended = 0, alive = 0;
-    for (int h = 0; h < vec::PER_BLOCK; ++h) {
-      const int p = blk + h * W;
-      if (decltype(skipping)::value && !(parts >> (h * W / PART_PIXELS) & 1)) {
-        vec::store(c.w + p, vf{});
-        alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
-        continue;
-      }
-      vi valid;
-      const vf ns = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid);
-      const vf e = o * exp2_neg(ns);
-      const vf lv = vec::load(c.live + p), Tp = vec::load(c.T + p);  // live: 1 while the pixel blends, else 0
-      const vf al0 = vec::min_or(e, splat(ALPHA_MAX));
-      const vf keep = vec::where((ns <= splat(0.0f)) & (e >= splat(ALPHA_MIN)) & valid, lv);  // 1: blends here
-      const vf al1 = al0 * keep;
-      const vf stop = vec::where(Tp * (one - al1) <= splat(T_MIN), keep);  // 1: would end the pixel: skip it
-      const vf al = al1 - al1 * stop;
-      const vf wp = al * Tp;
-      const vf lnew = lv - stop;
-      vec::store(c.live + p, lnew);
+  // The vectors h0 .. h0 + G of block blk, each stage for all G before the next stage: their
+  // independent dependency chains (sigma, exp, then the transmittance) sit side by side in the
+  // instruction stream, so the out-of-order core overlaps them (written one vector after the other,
+  // a vector's chain filled the scheduler and left its latency exposed). Masks rather than 0/1 floats:
+  // a pixel that would end (T <= T_MIN) keeps its T by a select instead of a second multiply chain.
+  // Bitwise the same results as 0/1 float arithmetic (alpha, w and T; only the sign of exact zeros
+  // differs, which nothing reads).
+  const auto evaluate = [&](const int blk, const int h0, auto group, uint32_t& blended, uint32_t& alive) {
+    constexpr int G = decltype(group)::value;
+    vf ns[G], e[G], lv[G], Tp[G];
+    vi valid[G];
+    for (int j = 0; j < G; ++j) {
+      const int p = blk + (h0 + j) * W;
+      ns[j] = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid[j]);
+    }
+    for (int j = 0; j < G; ++j) e[j] = o * exp2_neg(ns[j]);
+    for (int j = 0; j < G; ++j) {
+      const int p = blk + (h0 + j) * W;
+      lv[j] = vec::load(c.live + p);  // 1 while the pixel blends, else 0
+      Tp[j] = vec::load(c.T + p);
+    }
+    for (int j = 0; j < G; ++j) {
+      const int h = h0 + j, p = blk + h * W;
+      const vi lm = lv[j] > splat(0.0f);
+      const vi km = (ns[j] <= splat(0.0f)) & (e[j] >= splat(ALPHA_MIN)) & valid[j] & lm;  // blends here
+      const vf al1 = vec::where(km, vec::min_or(e[j], splat(ALPHA_MAX)));
+      const vf Tn = Tp[j] * (one - al1);
+      const vi sm = (Tn <= splat(T_MIN)) & km;  // would end the pixel: skip it
+      const vi bm = km & ~sm;                   // blends: w > 0 exactly here (T > T_MIN)
+      const vf al = vec::where(bm, al1);
+      const vf wp = al * Tp[j];
+      vec::store(c.live + p, vec::where(~sm, lv[j]));
       vec::store(c.w + p, wp);
-      vec::store(c.T + p, Tp * (one - al));  // unchanged when al == 0
+      vec::store(c.T + p, vec::select(sm, Tp[j], Tn));  // Tn == T where al1 == 0
       if (SUMS) {
         lane_w[h] += POWER == 2 ? wp * wp : wp;
         lane_a[h] += al;
       }
-      // w > 0 exactly where the pixel blends (T > T_MIN)
-      const uint32_t here = vec::mask_bits(wp > splat(0.0f));
+      const uint32_t here = vec::mask_bits(bm);
       blended |= here << (h * W);
       out.vecs |= static_cast<uint64_t>(here != 0) << (p / W);
-      alive |= vec::mask_bits(lnew > splat(0.0f)) << (h * W);
+      alive |= vec::mask_bits(lm & ~sm) << (h * W);
+    }
+  };
+  // vectors evaluated together: two where a block has them (AVX2: one block; SSE2/NEON: two pairs)
+  constexpr int GROUP = vec::PER_BLOCK >= 2 ? 2 : 1;
+  const auto blocks = [&](auto skipping) {
+    for_each_block(todo, [&](const int blk) {
+    uint32_t blended = 0, alive = 0;
+    if constexpr (decltype(skipping)::value) {
+      for (int h = 0; h < vec::PER_BLOCK; ++h) {
+        if (!(parts >> (h * W / PART_PIXELS) & 1)) {
+          const int p = blk + h * W;
+          vec::store(c.w + p, vf{});
+          alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
+          continue;
+        }
+        evaluate(blk, h, std::integral_constant<int, 1>{}, blended, alive);
+      }
+    } else {
+      for (int h = 0; h < vec::PER_BLOCK; h += GROUP)
+        evaluate(blk, h, std::integral_constant<int, GROUP>{}, blended, alive);
     }
     // Branch-free bookkeeping: mispredicted branches here stall the overlap of consecutive blocks.
     const int k = blk / LANES;
@@ -684,6 +715,35 @@ inline float weighted_dot(const Chunk& c, const float* plane, uint32_t blocks) {
 inline void accumulate_plane(float* plane, const Chunk& c, float value, uint64_t vecs) {
   const vf v = splat(value);
   for_each_vector(vecs, [&](const int p) { vec::store(plane + p, vec::madd(vec::load(c.w + p), v, vec::load(plane + p))); });
+}
+
+// plane d += w * values[d] for the ND planes [ND][CHUNK] at `planes`, over the pixels of the vectors
+// of `vecs`: all planes in one pass (one weight load and loop step per vector, not one per plane).
+template <int ND>
+inline void accumulate_planes(float* planes, const Chunk& c, const float* values, uint64_t vecs) {
+  vf v[ND];
+  for (int d = 0; d < ND; ++d) v[d] = splat(values[d]);
+  for_each_vector(vecs, [&](const int p) {
+    const vf w = vec::load(c.w + p);
+    for (int d = 0; d < ND; ++d)
+      vec::store(planes + d * CHUNK + p, vec::madd(w, v[d], vec::load(planes + d * CHUNK + p)));
+  });
+}
+
+// The same for nd planes, 1 <= nd <= DENSE_MAX + 1 (a compile-time count each).
+inline void accumulate_planes(int nd, float* planes, const Chunk& c, const float* values, uint64_t vecs) {
+  static_assert(DENSE_MAX == 8, "one case per plane count");
+  switch (nd) {
+    case 1: return accumulate_planes<1>(planes, c, values, vecs);
+    case 2: return accumulate_planes<2>(planes, c, values, vecs);
+    case 3: return accumulate_planes<3>(planes, c, values, vecs);
+    case 4: return accumulate_planes<4>(planes, c, values, vecs);
+    case 5: return accumulate_planes<5>(planes, c, values, vecs);
+    case 6: return accumulate_planes<6>(planes, c, values, vecs);
+    case 7: return accumulate_planes<7>(planes, c, values, vecs);
+    case 8: return accumulate_planes<8>(planes, c, values, vecs);
+    default: return accumulate_planes<9>(planes, c, values, vecs);  // (8 channels + depth)
+  }
 }
 
 // Vector registers of the target, and how many accumulators the sparse products keep in them
@@ -900,12 +960,15 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
               vec::store(last + p, vec::select(vec::load(c.w + p) > splat(0.0f), splat(ii), vec::load(last + p)));
             });
           }
-          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.vecs);
-          if (dense) {
+          if (dense) {  // the D feature planes and the depth plane (plane D) in one pass
+            float values[DENSE_MAX + 1];
             const float* fg = f + static_cast<int64_t>(g) * D;
-            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.vecs);
+            for (int64_t d = 0; d < D; ++d) values[d] = fg[d];
+            values[D] = z[g];
+            accumulate_planes(static_cast<int>(D) + 1, c.plane[0], c, values, bl.vecs);
             return;
           }
+          accumulate_plane(c.plane[0], c, z[g], bl.vecs);
           if (local) {
             float* rows = local_rows[thread_id()].data();
             float* wk = c.plane[1];  // free: planes 1.. are unused off the dense path
