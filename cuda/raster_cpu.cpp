@@ -46,6 +46,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <type_traits>
@@ -201,6 +202,21 @@ inline vf min_or(vf a, vf b) {
 #endif
 }
 inline vf where(vi m, vf a) { return bits_as_float(float_bits(a) & m); }  // a where m, else +0
+// x rounded to the nearest integer, ties to even, for |x| <= 2^22: one instruction where the target
+// has it, else the 1.5 * 2^23 trick (the same result).
+inline vf round_nearest(vf x) {
+#if GS_X86_512
+  return reinterpret_cast<vf>(_mm512_roundscale_ps(reinterpret_cast<__m512>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_X86_256
+  return reinterpret_cast<vf>(_mm256_round_ps(reinterpret_cast<__m256>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_X86_128 && defined(__SSE4_1__)
+  return reinterpret_cast<vf>(_mm_round_ps(reinterpret_cast<__m128>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_NEON_128
+  return reinterpret_cast<vf>(vrndnq_f32(reinterpret_cast<float32x4_t>(x)));
+#else
+  return (x + splat(12582912.0f)) - splat(12582912.0f);
+#endif
+}
 
 // a * b + c per lane: one rounding where the target has FMA, two elsewhere (the build is
 // -ffp-contract=off, so the compiler fuses nothing by itself and every build rounds as written).
@@ -273,8 +289,7 @@ inline vf exp2_neg(vf x) {
   // Clamp far below alpha_min/opacity: 2^-126 times an opacity is denormal, and denormal
   // arithmetic is ~100x slower on x86. (NaN becomes -44, as the scalar `x > -44 ? x : -44`.)
   x = vec::max_or(x, splat(-44.0f));
-  // round to nearest by the 1.5 * 2^23 trick
-  const vf n = (x + splat(12582912.0f)) - splat(12582912.0f);
+  const vf n = vec::round_nearest(x);
   const vf r = x - n;
   vf p = splat(1.3264714507386088e-3f);
   p = vec::madd(p, r, splat(9.671513922512531e-3f));
@@ -282,8 +297,9 @@ inline vf exp2_neg(vf x) {
   p = vec::madd(p, r, splat(2.4022242426872253e-1f));
   p = vec::madd(p, r, splat(6.931470036506653e-1f));
   p = vec::madd(p, r, splat(1.0f));
-  const vi bits = (__builtin_convertvector(n, vi) + splat(127)) << 23;
-  return p * vec::bits_as_float(bits);  // 2^n
+  // p 2^n by adding n to p's exponent: p is in [2^-1/2, 2^1/2] and n >= -44, so p 2^n is normal and
+  // this is the exact product
+  return vec::bits_as_float(vec::float_bits(p) + (__builtin_convertvector(n, vi) << 23));
 }
 
 constexpr float LOG2E = 1.44269504088896341f;
@@ -419,7 +435,7 @@ struct Chunk {
   alignas(64) float x[CHUNK];
   alignas(64) float y[CHUNK];
   alignas(64) float T[CHUNK];
-  alignas(64) float live[CHUNK];  // 1 while the pixel blends, 0 once terminated (or ignored)
+  alignas(64) int32_t live[CHUNK];  // -1 (a lane mask) while the pixel blends, 0 once terminated (or ignored)
   alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on its Blend's blocks
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
@@ -435,11 +451,11 @@ struct Chunk {
 };
 static_assert(CHUNK / LANES <= 32, "block masks are 32-bit");
 
-// Bit j set where v[j] > 0, for the LANES floats at v.
-inline uint32_t positive_lanes(const float* v) {
-  uint32_t m = 0;
-  for (int h = 0; h < vec::PER_BLOCK; ++h) m |= vec::mask_bits(vec::load(v + h * W) > splat(0.0f)) << (h * W);
-  return m;
+// Bit j set where lane mask m[j] is set, for the LANES masks at m.
+inline uint32_t set_lanes(const int32_t* m) {
+  uint32_t bits = 0;
+  for (int h = 0; h < vec::PER_BLOCK; ++h) bits |= vec::mask_bits(vec::load(m + h * W)) << (h * W);
+  return bits;
 }
 
 // Calls f(first pixel of the block) for each block whose bit is set in `blocks`, in order.
@@ -560,8 +576,8 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
   // differs, which nothing reads).
   const auto evaluate = [&](const int blk, const int h0, auto group, uint32_t& blended, uint32_t& alive) {
     constexpr int G = decltype(group)::value;
-    vf ns[G], e[G], lv[G], Tp[G];
-    vi valid[G];
+    vf ns[G], e[G], Tp[G];
+    vi valid[G], lm[G];
     for (int j = 0; j < G; ++j) {
       const int p = blk + (h0 + j) * W;
       ns[j] = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid[j]);
@@ -569,20 +585,20 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
     for (int j = 0; j < G; ++j) e[j] = o * exp2_neg(ns[j]);
     for (int j = 0; j < G; ++j) {
       const int p = blk + (h0 + j) * W;
-      lv[j] = vec::load(c.live + p);  // 1 while the pixel blends, else 0
+      lm[j] = vec::load(c.live + p);  // set while the pixel blends
       Tp[j] = vec::load(c.T + p);
     }
     for (int j = 0; j < G; ++j) {
       const int h = h0 + j, p = blk + h * W;
-      const vi lm = lv[j] > splat(0.0f);
-      const vi km = (ns[j] <= splat(0.0f)) & (e[j] >= splat(ALPHA_MIN)) & valid[j] & lm;  // blends here
+      const vi km = (ns[j] <= splat(0.0f)) & (e[j] >= splat(ALPHA_MIN)) & valid[j] & lm[j];  // blends here
       const vf al1 = vec::where(km, vec::min_or(e[j], splat(ALPHA_MAX)));
       const vf Tn = Tp[j] * (one - al1);
       const vi sm = (Tn <= splat(T_MIN)) & km;  // would end the pixel: skip it
       const vi bm = km & ~sm;                   // blends: w > 0 exactly here (T > T_MIN)
       const vf al = vec::where(bm, al1);
       const vf wp = al * Tp[j];
-      vec::store(c.live + p, vec::where(~sm, lv[j]));
+      const vi still = lm[j] & ~sm;
+      vec::store(c.live + p, still);
       vec::store(c.w + p, wp);
       vec::store(c.T + p, vec::select(sm, Tp[j], Tn));  // Tn == T where al1 == 0
       if (SUMS) {
@@ -592,7 +608,7 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
       const uint32_t here = vec::mask_bits(bm);
       blended |= here << (h * W);
       out.vecs |= static_cast<uint64_t>(here != 0) << (p / W);
-      alive |= vec::mask_bits(lm & ~sm) << (h * W);
+      alive |= vec::mask_bits(still) << (h * W);
     }
   };
   // vectors evaluated together: two where a block has them (AVX2: one block; SSE2/NEON: two pairs)
@@ -605,7 +621,7 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
         if (!(parts >> (h * W / PART_PIXELS) & 1)) {
           const int p = blk + h * W;
           vec::store(c.w + p, vf{});
-          alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
+          alive |= vec::mask_bits(vec::load(c.live + p)) << (h * W);
           continue;
         }
         evaluate(blk, h, std::integral_constant<int, 1>{}, blended, alive);
@@ -829,7 +845,7 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
     c.x[p] = static_cast<float>(v.pix_x[row]) + 0.5f;
     c.y[p] = static_cast<float>(v.pix_y[row]) + 0.5f;
     c.T[p] = 1.0f;
-    c.live[p] = 1.0f;
+    c.live[p] = -1;
     const int local = v.pix_y[row] - c.tile_y0;  // rows are sorted within the tile
     while (r <= local) c.row_begin[r++] = p;
   }
@@ -837,7 +853,7 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
   for (int p = c.n; p < (c.n + LANES - 1) / LANES * LANES; ++p) {  // inert padding of the last block
     c.x[p] = c.y[p] = 0.0f;
     c.T[p] = 1.0f;
-    c.live[p] = 0.0f;
+    c.live[p] = 0;
   }
   if constexpr (PARTS > 1) {
     constexpr int16_t lo = std::numeric_limits<int16_t>::min(), hi = std::numeric_limits<int16_t>::max();
@@ -868,7 +884,7 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
         on_begin(c, base);
         c.live_blocks = 0;
         for (int blk = 0; blk < c.n; blk += LANES)
-          if (positive_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
+          if (set_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
         for (int64_t i = g_begin; i < g_end && c.live_blocks; ++i) {
           constexpr int AHEAD = 8;  // records of listed Gaussians are scattered: fetch them early
           if (i + AHEAD < g_end) __builtin_prefetch(&record<TWO_D>(v, v.flat_ids[i + AHEAD]));
@@ -1511,10 +1527,20 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           const int me = thread_id();
           Local& loc = locals[me];
           span_begin[me] = static_cast<int64_t>(per_thread[me].size());
+          // one label and no ignored pixel (most chunks of a region map): no sort
+          const int32_t l0 = c.n ? lab[c.row[0]] : -1;
+          bool one = l0 >= 0;
+          for (int p = 1; p < c.n && one; ++p) one = lab[c.row[p]] == l0;
+          if (one) {
+            loc.uniq[0] = l0;
+            loc.L = 1;
+            std::fill(loc.slot, loc.slot + c.n, 0);
+            return;
+          }
           int n = 0;
           for (int p = 0; p < c.n; ++p) {
             const int32_t l = lab[c.row[p]];
-            if (l < 0) c.live[p] = 0.0f;  // ignored: never blended, so it adds nothing anywhere
+            if (l < 0) c.live[p] = 0;  // ignored: never blended, so it adds nothing anywhere
             else loc.uniq[n++] = l;
           }
           std::sort(loc.uniq, loc.uniq + n);
@@ -1942,12 +1968,19 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
   int32_t* rp = radii.data_ptr<int32_t>();
   float* shp = shape.data_ptr<float>();
   int64_t* offs = tile_offsets.data_ptr<int64_t>();
-  // Per Gaussian: its tile rectangle [x0, x1) x [y0, y1) (empty when culled).
-  std::vector<int32_t> rect(4 * N);
+  // Work buffers in one torch allocation (under gs-core's THP_MEM_ALLOC_ENABLE, 2 MB pages: as separate
+  // std::vectors their first touch page-faulted about 1,200 times a garden frame, a tenth of the
+  // projection's time): keys [N], the (depth bits << 32 | id) keys of the listed Gaussians (thread k
+  // writes its own, in id order, from its first Gaussian's slot on; then they are packed to [0, V));
+  // scratch [N] for the sort; rect [4N] int32, per Gaussian its tile rectangle [x0, x1) x [y0, y1)
+  // (empty when culled).
+  auto work = torch::empty({4 * N}, fopts.dtype(torch::kInt64));
+  uint64_t* const keys = reinterpret_cast<uint64_t*>(work.data_ptr<int64_t>());
+  uint64_t* const scratch = keys + N;
+  int32_t* const rect = reinterpret_cast<int32_t*>(scratch + N);
   const int max_threads = num_threads();
-  // Per thread: the (depth bits << 32 | id) keys of the Gaussians it listed, in id order.
-  std::vector<std::vector<uint64_t>> keys_of(max_threads);
-  std::vector<uint64_t> keys, scratch;  // all of them, then sorted by depth, then id
+  std::vector<int64_t> listed(max_threads, 0);  // keys each thread wrote
+  int64_t V = 0;                                // listed Gaussians
   const uint64_t* sorted = nullptr;
   // Per thread and tile: intersections counted, then the thread's write position in the tile.
   std::vector<int64_t> per_thread(static_cast<size_t>(max_threads) * T, 0);
@@ -1968,8 +2001,8 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
   {
     const int nt = num_threads_in_team(), me = thread_id();
     const int64_t g_lo = N * me / nt, g_hi = N * (me + 1) / nt;
-    std::vector<uint64_t>& mine = keys_of[me];
-    mine.reserve(g_hi - g_lo);
+    uint64_t* const mine = keys + g_lo;
+    int64_t n_mine = 0;
     for (int64_t g = g_lo; g < g_hi; ++g) {
       const float* m = mp + 3 * g;
       const float* q = qp + 4 * g;
@@ -2013,7 +2046,7 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
       const bool keep = valid && inside && std::isfinite(mx) && std::isfinite(my);
       rp[2 * g] = keep ? to_int32(rx) : 0;
       rp[2 * g + 1] = keep ? to_int32(ry) : 0;
-      int32_t* rc = rect.data() + 4 * g;
+      int32_t* rc = rect + 4 * g;
       rc[0] = rc[1] = rc[2] = rc[3] = 0;
       if (rp[2 * g] > 0 && rp[2 * g + 1] > 0) {  // bin_tiles: floor/ceil of (mean +- radius) / tile_size
         const float tmx = mx / ts, tmy = my / ts;
@@ -2027,24 +2060,23 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
         rc[3] = tile_index(std::ceil(tmy + try_), tiles_y);
         // depths of listed Gaussians are > NEAR_PLANE > 0: their float bits order like the values
         if (rc[0] < rc[2] && rc[1] < rc[3])
-          mine.push_back(static_cast<uint64_t>(__builtin_bit_cast(uint32_t, tz)) << 32 | static_cast<uint32_t>(g));
+          mine[n_mine++] = static_cast<uint64_t>(__builtin_bit_cast(uint32_t, tz)) << 32 | static_cast<uint32_t>(g);
       }
     }
+    listed[me] = n_mine;
 #pragma omp barrier
 #pragma omp single
     {
-      size_t V = 0;
-      for (int k = 0; k < nt; ++k) V += keys_of[k].size();
-      keys.reserve(V);
-      for (int k = 0; k < nt; ++k) keys.insert(keys.end(), keys_of[k].begin(), keys_of[k].end());
-      scratch.resize(V);
-      sorted = radix_sort_high32(keys.data(), scratch.data(), static_cast<int64_t>(V));
+      for (int k = 0; k < nt; ++k) {  // packed in thread order (thread k's start is at or after V)
+        std::memmove(keys + V, keys + N * k / nt, sizeof(uint64_t) * listed[k]);
+        V += listed[k];
+      }
+      sorted = radix_sort_high32(keys, scratch, V);
     }
-    const int64_t V = static_cast<int64_t>(keys.size());
     const int64_t k_lo = V * me / nt, k_hi = V * (me + 1) / nt;
     int64_t* count = per_thread.data() + static_cast<size_t>(me) * T;
     for (int64_t k = k_lo; k < k_hi; ++k) {
-      const int32_t* rc = rect.data() + 4 * static_cast<uint32_t>(sorted[k]);
+      const int32_t* rc = rect + 4 * static_cast<uint32_t>(sorted[k]);
       for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
         for (int32_t tx = rc[0]; tx < rc[2]; ++tx) ++count[ty * tiles_x + tx];
     }
@@ -2067,7 +2099,7 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
     int32_t* ids = flat_ids.data_ptr<int32_t>();
     for (int64_t k = k_lo; k < k_hi; ++k) {
       const uint32_t g = static_cast<uint32_t>(sorted[k]);
-      const int32_t* rc = rect.data() + 4 * g;
+      const int32_t* rc = rect + 4 * g;
       for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
         for (int32_t tx = rc[0]; tx < rc[2]; ++tx) {
           const int64_t t = ty * tiles_x + tx;
