@@ -46,7 +46,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <type_traits>
@@ -1968,19 +1967,12 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
   int32_t* rp = radii.data_ptr<int32_t>();
   float* shp = shape.data_ptr<float>();
   int64_t* offs = tile_offsets.data_ptr<int64_t>();
-  // Work buffers in one torch allocation (under gs-core's THP_MEM_ALLOC_ENABLE, 2 MB pages: as separate
-  // std::vectors their first touch page-faulted about 1,200 times a garden frame, a tenth of the
-  // projection's time): keys [N], the (depth bits << 32 | id) keys of the listed Gaussians (thread k
-  // writes its own, in id order, from its first Gaussian's slot on; then they are packed to [0, V));
-  // scratch [N] for the sort; rect [4N] int32, per Gaussian its tile rectangle [x0, x1) x [y0, y1)
-  // (empty when culled).
-  auto work = torch::empty({4 * N}, fopts.dtype(torch::kInt64));
-  uint64_t* const keys = reinterpret_cast<uint64_t*>(work.data_ptr<int64_t>());
-  uint64_t* const scratch = keys + N;
-  int32_t* const rect = reinterpret_cast<int32_t*>(scratch + N);
+  // Per Gaussian: its tile rectangle [x0, x1) x [y0, y1) (empty when culled).
+  std::vector<int32_t> rect(4 * N);
   const int max_threads = num_threads();
-  std::vector<int64_t> listed(max_threads, 0);  // keys each thread wrote
-  int64_t V = 0;                                // listed Gaussians
+  // Per thread: the (depth bits << 32 | id) keys of the Gaussians it listed, in id order.
+  std::vector<std::vector<uint64_t>> keys_of(max_threads);
+  std::vector<uint64_t> keys, scratch;  // all of them, then sorted by depth, then id
   const uint64_t* sorted = nullptr;
   // Per thread and tile: intersections counted, then the thread's write position in the tile.
   std::vector<int64_t> per_thread(static_cast<size_t>(max_threads) * T, 0);
@@ -2001,8 +1993,8 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
   {
     const int nt = num_threads_in_team(), me = thread_id();
     const int64_t g_lo = N * me / nt, g_hi = N * (me + 1) / nt;
-    uint64_t* const mine = keys + g_lo;
-    int64_t n_mine = 0;
+    std::vector<uint64_t>& mine = keys_of[me];
+    mine.reserve(g_hi - g_lo);
     for (int64_t g = g_lo; g < g_hi; ++g) {
       const float* m = mp + 3 * g;
       const float* q = qp + 4 * g;
@@ -2046,7 +2038,7 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
       const bool keep = valid && inside && std::isfinite(mx) && std::isfinite(my);
       rp[2 * g] = keep ? to_int32(rx) : 0;
       rp[2 * g + 1] = keep ? to_int32(ry) : 0;
-      int32_t* rc = rect + 4 * g;
+      int32_t* rc = rect.data() + 4 * g;
       rc[0] = rc[1] = rc[2] = rc[3] = 0;
       if (rp[2 * g] > 0 && rp[2 * g + 1] > 0) {  // bin_tiles: floor/ceil of (mean +- radius) / tile_size
         const float tmx = mx / ts, tmy = my / ts;
@@ -2060,23 +2052,24 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
         rc[3] = tile_index(std::ceil(tmy + try_), tiles_y);
         // depths of listed Gaussians are > NEAR_PLANE > 0: their float bits order like the values
         if (rc[0] < rc[2] && rc[1] < rc[3])
-          mine[n_mine++] = static_cast<uint64_t>(__builtin_bit_cast(uint32_t, tz)) << 32 | static_cast<uint32_t>(g);
+          mine.push_back(static_cast<uint64_t>(__builtin_bit_cast(uint32_t, tz)) << 32 | static_cast<uint32_t>(g));
       }
     }
-    listed[me] = n_mine;
 #pragma omp barrier
 #pragma omp single
     {
-      for (int k = 0; k < nt; ++k) {  // packed in thread order (thread k's start is at or after V)
-        std::memmove(keys + V, keys + N * k / nt, sizeof(uint64_t) * listed[k]);
-        V += listed[k];
-      }
-      sorted = radix_sort_high32(keys, scratch, V);
+      size_t V = 0;
+      for (int k = 0; k < nt; ++k) V += keys_of[k].size();
+      keys.reserve(V);
+      for (int k = 0; k < nt; ++k) keys.insert(keys.end(), keys_of[k].begin(), keys_of[k].end());
+      scratch.resize(V);
+      sorted = radix_sort_high32(keys.data(), scratch.data(), static_cast<int64_t>(V));
     }
+    const int64_t V = static_cast<int64_t>(keys.size());
     const int64_t k_lo = V * me / nt, k_hi = V * (me + 1) / nt;
     int64_t* count = per_thread.data() + static_cast<size_t>(me) * T;
     for (int64_t k = k_lo; k < k_hi; ++k) {
-      const int32_t* rc = rect + 4 * static_cast<uint32_t>(sorted[k]);
+      const int32_t* rc = rect.data() + 4 * static_cast<uint32_t>(sorted[k]);
       for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
         for (int32_t tx = rc[0]; tx < rc[2]; ++tx) ++count[ty * tiles_x + tx];
     }
@@ -2099,7 +2092,7 @@ std::vector<torch::Tensor> project_forward(bool two_d, torch::Tensor means, torc
     int32_t* ids = flat_ids.data_ptr<int32_t>();
     for (int64_t k = k_lo; k < k_hi; ++k) {
       const uint32_t g = static_cast<uint32_t>(sorted[k]);
-      const int32_t* rc = rect + 4 * g;
+      const int32_t* rc = rect.data() + 4 * g;
       for (int32_t ty = rc[1]; ty < rc[3]; ++ty)
         for (int32_t tx = rc[0]; tx < rc[2]; ++tx) {
           const int64_t t = ty * tiles_x + tx;
