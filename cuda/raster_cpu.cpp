@@ -201,6 +201,21 @@ inline vf min_or(vf a, vf b) {
 #endif
 }
 inline vf where(vi m, vf a) { return bits_as_float(float_bits(a) & m); }  // a where m, else +0
+// x rounded to the nearest integer, ties to even, for |x| <= 2^22: one instruction where the target
+// has it, else the 1.5 * 2^23 trick (the same result).
+inline vf round_nearest(vf x) {
+#if GS_X86_512
+  return reinterpret_cast<vf>(_mm512_roundscale_ps(reinterpret_cast<__m512>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_X86_256
+  return reinterpret_cast<vf>(_mm256_round_ps(reinterpret_cast<__m256>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_X86_128 && defined(__SSE4_1__)
+  return reinterpret_cast<vf>(_mm_round_ps(reinterpret_cast<__m128>(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif GS_NEON_128
+  return reinterpret_cast<vf>(vrndnq_f32(reinterpret_cast<float32x4_t>(x)));
+#else
+  return (x + splat(12582912.0f)) - splat(12582912.0f);
+#endif
+}
 
 // a * b + c per lane: one rounding where the target has FMA, two elsewhere (the build is
 // -ffp-contract=off, so the compiler fuses nothing by itself and every build rounds as written).
@@ -273,8 +288,7 @@ inline vf exp2_neg(vf x) {
   // Clamp far below alpha_min/opacity: 2^-126 times an opacity is denormal, and denormal
   // arithmetic is ~100x slower on x86. (NaN becomes -44, as the scalar `x > -44 ? x : -44`.)
   x = vec::max_or(x, splat(-44.0f));
-  // round to nearest by the 1.5 * 2^23 trick
-  const vf n = (x + splat(12582912.0f)) - splat(12582912.0f);
+  const vf n = vec::round_nearest(x);
   const vf r = x - n;
   vf p = splat(1.3264714507386088e-3f);
   p = vec::madd(p, r, splat(9.671513922512531e-3f));
@@ -282,8 +296,9 @@ inline vf exp2_neg(vf x) {
   p = vec::madd(p, r, splat(2.4022242426872253e-1f));
   p = vec::madd(p, r, splat(6.931470036506653e-1f));
   p = vec::madd(p, r, splat(1.0f));
-  const vi bits = (__builtin_convertvector(n, vi) + splat(127)) << 23;
-  return p * vec::bits_as_float(bits);  // 2^n
+  // p 2^n by adding n to p's exponent: p is in [2^-1/2, 2^1/2] and n >= -44, so p 2^n is normal and
+  // this is the exact product
+  return vec::bits_as_float(vec::float_bits(p) + (__builtin_convertvector(n, vi) << 23));
 }
 
 constexpr float LOG2E = 1.44269504088896341f;
@@ -419,7 +434,7 @@ struct Chunk {
   alignas(64) float x[CHUNK];
   alignas(64) float y[CHUNK];
   alignas(64) float T[CHUNK];
-  alignas(64) float live[CHUNK];  // 1 while the pixel blends, 0 once terminated (or ignored)
+  alignas(64) int32_t live[CHUNK];  // -1 (a lane mask) while the pixel blends, 0 once terminated (or ignored)
   alignas(64) float w[CHUNK];     // weights of the current Gaussian, valid on its Blend's blocks
   alignas(64) float plane[DENSE_MAX + 1][CHUNK];  // channel-major scratch for the dense paths
   alignas(64) int32_t row[CHUNK];  // caller's row of each chunk pixel
@@ -435,11 +450,11 @@ struct Chunk {
 };
 static_assert(CHUNK / LANES <= 32, "block masks are 32-bit");
 
-// Bit j set where v[j] > 0, for the LANES floats at v.
-inline uint32_t positive_lanes(const float* v) {
-  uint32_t m = 0;
-  for (int h = 0; h < vec::PER_BLOCK; ++h) m |= vec::mask_bits(vec::load(v + h * W) > splat(0.0f)) << (h * W);
-  return m;
+// Bit j set where lane mask m[j] is set, for the LANES masks at m.
+inline uint32_t set_lanes(const int32_t* m) {
+  uint32_t bits = 0;
+  for (int h = 0; h < vec::PER_BLOCK; ++h) bits |= vec::mask_bits(vec::load(m + h * W)) << (h * W);
+  return bits;
 }
 
 // Calls f(first pixel of the block) for each block whose bit is set in `blocks`, in order.
@@ -510,7 +525,9 @@ inline vf neg_sigma_log2(vf x, vf y, float mx, float my, Quad q, const float* M,
     return splat(-0.5f * LOG2E) * vec::select(s3 < s2, s3, s2);
   } else {
     valid = splat(-1);
-    return splat(-LOG2E) * (splat(0.5f) * (splat(q.a) * dx * dx + splat(q.c) * dy * dy) + splat(q.b) * dx * dy);
+    // (a dx dx + c dy dy) / 2 as (a/2) dx dx + (c/2) dy dy: halving is exact and commutes with
+    // rounding (short of subnormals), so this is bitwise the reference's order, one multiply fewer
+    return splat(-LOG2E) * ((splat(0.5f * q.a) * dx * dx + splat(0.5f * q.c) * dy * dy) + splat(q.b) * dx * dy);
   }
 }
 
@@ -549,39 +566,68 @@ inline Blend blend_one(const View& v, int32_t g, Chunk& c) {
       parts |= static_cast<uint32_t>(c.part_cols[k].hi >= rec.cols.lo && c.part_cols[k].lo <= rec.cols.hi) << k;
   }
   vf lane_w[vec::PER_BLOCK] = {}, lane_a[vec::PER_BLOCK] = {};
-  const auto blocks = [&](auto skipping) {
-    for_each_block(todo, [&](const int blk) {
-    uint32_t blended = 0, alive = 0;
-    for (int h = 0; h < vec::PER_BLOCK; ++h) {
-      const int p = blk + h * W;
-      if (decltype(skipping)::value && !(parts >> (h * W / PART_PIXELS) & 1)) {
-        vec::store(c.w + p, vf{});
-        alive |= vec::mask_bits(vec::load(c.live + p) > splat(0.0f)) << (h * W);
-        continue;
-      }
-      vi valid;
-      const vf ns = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid);
-      const vf e = o * exp2_neg(ns);
-      const vf lv = vec::load(c.live + p), Tp = vec::load(c.T + p);  // live: 1 while the pixel blends, else 0
-      const vf al0 = vec::min_or(e, splat(ALPHA_MAX));
-      const vf keep = vec::where((ns <= splat(0.0f)) & (e >= splat(ALPHA_MIN)) & valid, lv);  // 1: blends here
-      const vf al1 = al0 * keep;
-      const vf stop = vec::where(Tp * (one - al1) <= splat(T_MIN), keep);  // 1: would end the pixel: skip it
-      const vf al = al1 - al1 * stop;
-      const vf wp = al * Tp;
-      const vf lnew = lv - stop;
-      vec::store(c.live + p, lnew);
+  // The vectors h0 .. h0 + G of block blk, each stage for all G before the next stage: their
+  // independent dependency chains (sigma, exp, then the transmittance) sit side by side in the
+  // instruction stream, so the out-of-order core overlaps them (written one vector after the other,
+  // a vector's chain filled the scheduler and left its latency exposed). Masks rather than 0/1 floats:
+  // a pixel that would end (T <= T_MIN) keeps its T by a select instead of a second multiply chain.
+  // Bitwise the same results as 0/1 float arithmetic (alpha, w and T; only the sign of exact zeros
+  // differs, which nothing reads).
+  const auto evaluate = [&](const int blk, const int h0, auto group, uint32_t& blended, uint32_t& alive) {
+    constexpr int G = decltype(group)::value;
+    vf ns[G], e[G], Tp[G];
+    vi valid[G], lm[G];
+    for (int j = 0; j < G; ++j) {
+      const int p = blk + (h0 + j) * W;
+      ns[j] = neg_sigma_log2<TWO_D>(vec::load(c.x + p), vec::load(c.y + p), mx, my, q, M, valid[j]);
+    }
+    for (int j = 0; j < G; ++j) e[j] = o * exp2_neg(ns[j]);
+    for (int j = 0; j < G; ++j) {
+      const int p = blk + (h0 + j) * W;
+      lm[j] = vec::load(c.live + p);  // set while the pixel blends
+      Tp[j] = vec::load(c.T + p);
+    }
+    for (int j = 0; j < G; ++j) {
+      const int h = h0 + j, p = blk + h * W;
+      const vi km = (ns[j] <= splat(0.0f)) & (e[j] >= splat(ALPHA_MIN)) & valid[j] & lm[j];  // blends here
+      const vf al1 = vec::where(km, vec::min_or(e[j], splat(ALPHA_MAX)));
+      const vf Tn = Tp[j] * (one - al1);
+      const vi sm = (Tn <= splat(T_MIN)) & km;  // would end the pixel: skip it
+      const vi bm = km & ~sm;                   // blends: w > 0 exactly here (T > T_MIN)
+      const vf al = vec::where(bm, al1);
+      const vf wp = al * Tp[j];
+      const vi still = lm[j] & ~sm;
+      vec::store(c.live + p, still);
       vec::store(c.w + p, wp);
-      vec::store(c.T + p, Tp * (one - al));  // unchanged when al == 0
+      vec::store(c.T + p, vec::select(sm, Tp[j], Tn));  // Tn == T where al1 == 0
       if (SUMS) {
         lane_w[h] += POWER == 2 ? wp * wp : wp;
         lane_a[h] += al;
       }
-      // w > 0 exactly where the pixel blends (T > T_MIN)
-      const uint32_t here = vec::mask_bits(wp > splat(0.0f));
+      const uint32_t here = vec::mask_bits(bm);
       blended |= here << (h * W);
       out.vecs |= static_cast<uint64_t>(here != 0) << (p / W);
-      alive |= vec::mask_bits(lnew > splat(0.0f)) << (h * W);
+      alive |= vec::mask_bits(still) << (h * W);
+    }
+  };
+  // vectors evaluated together: two where a block has them (AVX2: one block; SSE2/NEON: two pairs)
+  constexpr int GROUP = vec::PER_BLOCK >= 2 ? 2 : 1;
+  const auto blocks = [&](auto skipping) {
+    for_each_block(todo, [&](const int blk) {
+    uint32_t blended = 0, alive = 0;
+    if constexpr (decltype(skipping)::value) {
+      for (int h = 0; h < vec::PER_BLOCK; ++h) {
+        if (!(parts >> (h * W / PART_PIXELS) & 1)) {
+          const int p = blk + h * W;
+          vec::store(c.w + p, vf{});
+          alive |= vec::mask_bits(vec::load(c.live + p)) << (h * W);
+          continue;
+        }
+        evaluate(blk, h, std::integral_constant<int, 1>{}, blended, alive);
+      }
+    } else {
+      for (int h = 0; h < vec::PER_BLOCK; h += GROUP)
+        evaluate(blk, h, std::integral_constant<int, GROUP>{}, blended, alive);
     }
     // Branch-free bookkeeping: mispredicted branches here stall the overlap of consecutive blocks.
     const int k = blk / LANES;
@@ -686,6 +732,35 @@ inline void accumulate_plane(float* plane, const Chunk& c, float value, uint64_t
   for_each_vector(vecs, [&](const int p) { vec::store(plane + p, vec::madd(vec::load(c.w + p), v, vec::load(plane + p))); });
 }
 
+// plane d += w * values[d] for the ND planes [ND][CHUNK] at `planes`, over the pixels of the vectors
+// of `vecs`: all planes in one pass (one weight load and loop step per vector, not one per plane).
+template <int ND>
+inline void accumulate_planes(float* planes, const Chunk& c, const float* values, uint64_t vecs) {
+  vf v[ND];
+  for (int d = 0; d < ND; ++d) v[d] = splat(values[d]);
+  for_each_vector(vecs, [&](const int p) {
+    const vf w = vec::load(c.w + p);
+    for (int d = 0; d < ND; ++d)
+      vec::store(planes + d * CHUNK + p, vec::madd(w, v[d], vec::load(planes + d * CHUNK + p)));
+  });
+}
+
+// The same for nd planes, 1 <= nd <= DENSE_MAX + 1 (a compile-time count each).
+inline void accumulate_planes(int nd, float* planes, const Chunk& c, const float* values, uint64_t vecs) {
+  static_assert(DENSE_MAX == 8, "one case per plane count");
+  switch (nd) {
+    case 1: return accumulate_planes<1>(planes, c, values, vecs);
+    case 2: return accumulate_planes<2>(planes, c, values, vecs);
+    case 3: return accumulate_planes<3>(planes, c, values, vecs);
+    case 4: return accumulate_planes<4>(planes, c, values, vecs);
+    case 5: return accumulate_planes<5>(planes, c, values, vecs);
+    case 6: return accumulate_planes<6>(planes, c, values, vecs);
+    case 7: return accumulate_planes<7>(planes, c, values, vecs);
+    case 8: return accumulate_planes<8>(planes, c, values, vecs);
+    default: return accumulate_planes<9>(planes, c, values, vecs);  // (8 channels + depth)
+  }
+}
+
 // Vector registers of the target, and how many accumulators the sparse products keep in them
 // (16 fit AVX-512's 32 registers; 24 there spilled and ran 25% slower at D = 512).
 #if defined(__AVX512F__) || defined(__aarch64__)
@@ -769,7 +844,7 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
     c.x[p] = static_cast<float>(v.pix_x[row]) + 0.5f;
     c.y[p] = static_cast<float>(v.pix_y[row]) + 0.5f;
     c.T[p] = 1.0f;
-    c.live[p] = 1.0f;
+    c.live[p] = -1;
     const int local = v.pix_y[row] - c.tile_y0;  // rows are sorted within the tile
     while (r <= local) c.row_begin[r++] = p;
   }
@@ -777,7 +852,7 @@ inline void load_chunk(const View& v, int64_t t, int64_t base, Chunk& c) {
   for (int p = c.n; p < (c.n + LANES - 1) / LANES * LANES; ++p) {  // inert padding of the last block
     c.x[p] = c.y[p] = 0.0f;
     c.T[p] = 1.0f;
-    c.live[p] = 0.0f;
+    c.live[p] = 0;
   }
   if constexpr (PARTS > 1) {
     constexpr int16_t lo = std::numeric_limits<int16_t>::min(), hi = std::numeric_limits<int16_t>::max();
@@ -808,7 +883,7 @@ void for_each_tile(const View& v, int64_t tile_begin, int64_t tile_end, OnBegin 
         on_begin(c, base);
         c.live_blocks = 0;
         for (int blk = 0; blk < c.n; blk += LANES)
-          if (positive_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
+          if (set_lanes(c.live + blk)) c.live_blocks |= 1u << (blk / LANES);
         for (int64_t i = g_begin; i < g_end && c.live_blocks; ++i) {
           constexpr int AHEAD = 8;  // records of listed Gaussians are scattered: fetch them early
           if (i + AHEAD < g_end) __builtin_prefetch(&record<TWO_D>(v, v.flat_ids[i + AHEAD]));
@@ -900,12 +975,15 @@ std::vector<torch::Tensor> render_forward(bool two_d, torch::Tensor means2d, tor
               vec::store(last + p, vec::select(vec::load(c.w + p) > splat(0.0f), splat(ii), vec::load(last + p)));
             });
           }
-          accumulate_plane(c.plane[dense ? D : 0], c, z[g], bl.vecs);
-          if (dense) {
+          if (dense) {  // the D feature planes and the depth plane (plane D) in one pass
+            float values[DENSE_MAX + 1];
             const float* fg = f + static_cast<int64_t>(g) * D;
-            for (int64_t d = 0; d < D; ++d) accumulate_plane(c.plane[d], c, fg[d], bl.vecs);
+            for (int64_t d = 0; d < D; ++d) values[d] = fg[d];
+            values[D] = z[g];
+            accumulate_planes(static_cast<int>(D) + 1, c.plane[0], c, values, bl.vecs);
             return;
           }
+          accumulate_plane(c.plane[0], c, z[g], bl.vecs);
           if (local) {
             float* rows = local_rows[thread_id()].data();
             float* wk = c.plane[1];  // free: planes 1.. are unused off the dense path
@@ -1448,10 +1526,20 @@ std::vector<torch::Tensor> trace_labels(bool two_d, torch::Tensor means2d, torch
           const int me = thread_id();
           Local& loc = locals[me];
           span_begin[me] = static_cast<int64_t>(per_thread[me].size());
+          // one label and no ignored pixel (most chunks of a region map): no sort
+          const int32_t l0 = c.n ? lab[c.row[0]] : -1;
+          bool one = l0 >= 0;
+          for (int p = 1; p < c.n && one; ++p) one = lab[c.row[p]] == l0;
+          if (one) {
+            loc.uniq[0] = l0;
+            loc.L = 1;
+            std::fill(loc.slot, loc.slot + c.n, 0);
+            return;
+          }
           int n = 0;
           for (int p = 0; p < c.n; ++p) {
             const int32_t l = lab[c.row[p]];
-            if (l < 0) c.live[p] = 0.0f;  // ignored: never blended, so it adds nothing anywhere
+            if (l < 0) c.live[p] = 0;  // ignored: never blended, so it adds nothing anywhere
             else loc.uniq[n++] = l;
           }
           std::sort(loc.uniq, loc.uniq + n);
