@@ -71,6 +71,7 @@ def run(args, blend: Path) -> int:
 
     if blend.suffix != ".blend":
         raise UserError(f"--blender {blend}: give a .blend file name")
+    blend = blend.absolute()  # Blender saves a render only to a path with a folder ("edit.png" fails)
     from ..blender_host import import_addon
 
     bpy, blender_addon = import_addon("--blender")

@@ -20,9 +20,10 @@ def test_blender_demo_needs_a_blend_file_name(tmp_path, capsys):
 def test_blender_demo_tiny(tmp_path):
     pytest.importorskip("bpy")
     blend = tmp_path / "edit.blend"
-    # a child process: the demo resets Blender's state, which the other bpy tests share in this one
-    done = subprocess.run([sys.executable, "-m", "gs_core.cli", "demo", "--blender", str(blend), "--size", "tiny",
-                           "--seed", "1"], capture_output=True, text=True, timeout=600)
+    # a child process: the demo resets Blender's state, which the other bpy tests share in this one; a name
+    # relative to the working folder, as the README's command gives it (Blender cannot save a render there)
+    done = subprocess.run([sys.executable, "-m", "gs_core.cli", "demo", "--blender", blend.name, "--size", "tiny",
+                           "--seed", "1"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     for needle in ("import (", "prepare (backend)", "clicked (", "separate ", "re-import and check",
                    "render ", "splat layer: ", "reference "):
