@@ -361,6 +361,20 @@ def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyCon
 
 def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
                 progress: Callable[[int, int], None] | None = None) -> MergeTree:
+    """:func:`_agglomerate` on one BLAS thread, whatever the caller's: the scores' dense products (pair
+    counts and supports over the views, ``counts @ counts[i]``) round differently on one and on several
+    OpenBLAS threads, so without it the tree (its scores, and so its cuts) would depend on the machine's
+    cores, and a run on a cluster's worker (one thread) would differ from one in the driver
+    (``tests/methods/trace3d/test_consistency.py``). Every run is pinned: within views, across views
+    and the single run."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _agglomerate(stats, config, progress)
+
+
+def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
+                 progress: Callable[[int, int], None] | None = None) -> MergeTree:
     """Greedy pooled agglomeration down to ``config.floor`` (module docstring), over the sparse
     graph of patches that share Gaussians.
 
@@ -755,13 +769,9 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
 
 def merge_one_view(votes: PatchVotes, config: ConsistencyConfig) -> MergeTree:
     """One view's greedy run of :func:`merge_within_views` on its votes (:meth:`PatchVotes.restrict`),
-    here or on a worker. On one BLAS thread wherever it runs: the scores' dense products (pair
-    counts over the views) round differently on one and on several OpenBLAS threads, and a worker
-    has one, so the tree is the same with and without a cluster."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return agglomerate(votes.statistics(), config)
+    here or on a worker. On one BLAS thread wherever it runs, as every :func:`agglomerate` is, so the
+    tree is the same with and without a cluster."""
+    return agglomerate(votes.statistics(), config)
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),

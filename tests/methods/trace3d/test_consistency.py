@@ -484,3 +484,31 @@ def test_view_normalisation_never_above_one_and_finds_the_objects(planted, stack
     assert same_partition(view.patch_ids, inst.patch_ids)
     first = consistent_instances(inst.store, ConsistencyConfig(normalise="view", views_first_above=0))
     assert same_partition(first.patch_ids, inst.patch_ids)
+
+
+@pytest.mark.parametrize("P, seed", [(60, 0), (300, 0)])
+def test_agglomeration_is_the_same_on_one_and_two_blas_threads(P, seed):
+    """The greedy run's tree (merges and scores, bitwise) does not depend on the caller's BLAS threads.
+    Its scores' gemv over 200 views (the large room's count) rounds differently on one and two OpenBLAS
+    threads; these two random shapes gave different scores before every run was pinned to one thread.
+    (On a BLAS built for one thread both sides run on one, and the test cannot fail.)"""
+    import scipy.sparse as sp
+    from threadpoolctl import threadpool_limits
+
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, PatchStatistics, agglomerate
+
+    rng = np.random.default_rng(seed)
+    counts = rng.random((P, 200)) * (rng.random((P, 200)) < 0.5)  # [P, V] fractional labelled mass
+    good = (counts > 0.3).astype(np.float32)
+    num = sp.random(P, P, density=0.1, random_state=seed, format="csr")
+    num = (num + num.T).tolil() * 50.0
+    num.setdiag(np.asarray(num.sum(1)).ravel() + 1.0)
+    stats = PatchStatistics(num.tocsr(), counts, good, counts.sum(1))
+    config = ConsistencyConfig(normalise="max", separation=None, min_views=1, floor=0.0)
+    trees = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            trees.append(agglomerate(stats, config))
+    assert len(trees[0].into) == P - 1  # floor 0: a full tree
+    for f in ("into", "other", "score"):
+        assert np.array_equal(getattr(trees[0], f), getattr(trees[1], f))
