@@ -295,7 +295,7 @@ NUMPY_CLICK_LIMIT = 400_000
 
 
 def click_weights(scene, camera, positive: np.ndarray, negative: np.ndarray = (), backend: str = "auto",
-                  gaussians=None) -> tuple[list, list]:
+                  gaussians=None, proj: Projection | None = None) -> tuple[list, list]:
     """The one way a clicked pixel becomes Gaussians, for ``gs-core query --pixel``, the add-on's server
     and ``gs-core bench clicks``: per pixel of the positive and the negative clicks in ``camera`` on the
     :class:`~gs_core.scene.GaussianScene` ``scene``, the Gaussians that blend into it and their weights
@@ -303,12 +303,14 @@ def click_weights(scene, camera, positive: np.ndarray, negative: np.ndarray = ()
     takes. A 3DGS scene with backend ``auto`` is computed in numpy (:mod:`gs_core.click_rays`, no torch
     to start) unless more than :data:`NUMPY_CLICK_LIMIT` splats may reach the pixels; otherwise (2DGS, a
     named backend) traced by the engine (:func:`pixel_weights`), on ``gaussians`` (the scene's
-    :meth:`~gs_core.scene.GaussianScene.to_gaussians`) when the caller has them.
+    :meth:`~gs_core.scene.GaussianScene.to_gaussians`) when the caller has them, on ``proj`` (their
+    projection in ``camera``) when the caller has that (the benchmark clicks many pixels of one view).
 
     Args:
         positive: [P, 2] int (x, y) positive clicks.
         negative: [P', 2] int (x, y) negative clicks.
         gaussians: the scene's engine Gaussians, or None (made here when needed).
+        proj: the scene's projection in ``camera``, or None (made here when needed).
     """
     pixels = [np.asarray(p, np.int64).reshape(-1, 2) for p in (positive, negative)]
     if backend == "auto" and scene.kind == "3dgs":
@@ -317,12 +319,13 @@ def click_weights(scene, camera, positive: np.ndarray, negative: np.ndarray = ()
         clicks = [click_rays.pixel_weights(scene, camera, p, limit=NUMPY_CLICK_LIMIT) for p in pixels]
         if not any(c is None for c in clicks):
             return clicks[0], clicks[1]
-    import torch
+    if proj is None:
+        import torch
 
-    from .engine import project
+        from .engine import project
 
-    with torch.no_grad():
-        proj = project(scene.to_gaussians() if gaussians is None else gaussians, camera)
+        with torch.no_grad():
+            proj = project(scene.to_gaussians() if gaussians is None else gaussians, camera)
     return pixel_weights(proj, pixels[0], backend=backend), pixel_weights(proj, pixels[1], backend=backend)
 
 

@@ -141,9 +141,9 @@ class ViewClicks:
     (:func:`gs_core.query.click_weights`, traced once per pixel), and the selection is
     :meth:`gs_core.query.LabelLevels.from_clicks` with the scene's centres and base colours."""
 
-    def __init__(self, scene, levels, camera, backend: str = "auto", gaussians=None):
+    def __init__(self, scene, levels, camera, backend: str = "auto", proj=None):
         self.scene, self.levels, self.camera, self.backend = scene, levels, camera, backend
-        self.gaussians = gaussians  # the scene's engine Gaussians, where the caller has them
+        self.proj = proj  # the scene's projection in camera, where the caller has it (projected once a view)
         self.traced: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def weights(self, c: Click) -> tuple[np.ndarray, np.ndarray]:  # (indices [K] int64, weights [K] float32)
@@ -152,7 +152,7 @@ class ViewClicks:
 
         if (c.x, c.y) not in self.traced:
             pos, _ = click_weights(self.scene, self.camera, np.array([[c.x, c.y]]), (), self.backend,
-                                   gaussians=self.gaussians)
+                                   proj=self.proj)
             self.traced[c.x, c.y] = pos[0]
         return self.traced[c.x, c.y]
 
@@ -210,7 +210,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
             if not mask.any():
                 continue
         proj = project(gaussians, ds.cameras[index[name]])
-        view = ViewClicks(scene, levels, ds.cameras[index[name]], backend, gaussians)
+        view = ViewClicks(scene, levels, ds.cameras[index[name]], backend, proj)
 
         runs = {}
         for rule, slider in variants:
