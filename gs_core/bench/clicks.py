@@ -9,10 +9,11 @@ Queried objects: every non-structure object covering at least :data:`MIN_PIXELS`
 training view; each is clicked in the training view where it covers most pixels, and IoU is measured
 there, between the selection's mask (:func:`gs_core.query.selection_mask`: the pixels where the selected
 Gaussians carry at least half the blend) and the object's mask by the same rule on the world without its
-training artefacts (:func:`truth_mask`). The ground-truth map gives a pixel to the object with the most
-weight among all objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 0.3 of
-two others); no binary selection can show such a pixel, so the map's mask is no reference for one. The
-clicker starts at granularity 0.5 (the default).
+training artefacts (:func:`gs_core.eval.truth_mask`, also the reference of ``gs-core demo``'s click;
+``--truth blend``). The ground-truth map gives a pixel to the object with the most weight among all
+objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 0.3 of two others); no
+binary selection can show such a pixel, so the map's mask (``--truth map``, the reference before) is no
+reference for one. The clicker starts at granularity 0.5 (the default).
 
 Four variants run on every object, so before and after are measured in one process: the negative
 click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
@@ -111,28 +112,7 @@ def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
     return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
-TRUTHS = ("majority", "map")  # the IoU reference: truth_mask (default), or the ground-truth map's pixels
-
-
-def truth_mask(proj, clean: np.ndarray, objects: np.ndarray, o: int, backend: str = "auto") -> np.ndarray:
-    """[H, W] bool: the pixels where object ``o``'s clean Gaussians carry at least half the blend of the
-    clean scene: :func:`gs_core.query.selection_mask`'s rule applied to the world as the ground-truth maps
-    render it (artefacts at opacity 0). These are the ground-truth map's pixels of ``o`` where it holds a
-    majority, not only the most weight.
-
-    Args:
-        proj: projection of the dataset's scene (rows as the ground truth's Gaussians).
-        clean: [N] bool, the clean Gaussians (:attr:`gs_core.synth.GaussianLabels.clean`).
-        objects: [N] int object id per Gaussian.
-    """
-    import torch
-
-    from ..query import selection_mask
-
-    keep = torch.from_numpy(np.asarray(clean, np.float32))
-    with torch.no_grad():
-        return selection_mask(proj.with_opacities(proj.opacities * keep.to(proj.opacities)), objects == o,
-                              backend=backend)
+TRUTHS = ("blend", "map")  # the IoU reference: gs_core.eval.truth_mask (default), or the ground-truth map's pixels
 
 
 class ViewClicks:
@@ -165,14 +145,16 @@ class ViewClicks:
 
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
                   max_clicks: int = MAX_CLICKS, objects: list[int] | None = None,
-                  truth: str = "majority") -> list[ObjectClicks]:
+                  truth: str = "blend") -> list[ObjectClicks]:
     """Run the automatic clicker on every queried object (or ``objects``) of a prepared synthetic dataset.
-    ``truth``: the IoU reference, :func:`truth_mask` (``majority``) or the ground-truth map's pixels of the
-    object (``map``, the reference before; see the module's docstring)."""
+    ``truth``: the IoU reference, :func:`gs_core.eval.truth_mask` (``blend``: the pixels where the object
+    holds at least half the blend) or the ground-truth map's pixels of the object (``map``, the reference
+    before; see the module's docstring)."""
     import torch
 
     from ..dataset import Dataset
     from ..engine import project
+    from ..eval import truth_mask
     from ..metrics import iou
     from ..pipeline.segment import load_levels
     from ..pipeline.workdir import WorkDir
@@ -183,7 +165,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     if truth not in TRUTHS:
         raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
     ds, gt = Dataset.load(dataset), GroundTruth.load(dataset)
-    world = ds.load_scene().to_gaussians() if truth == "majority" else None
+    world = ds.load_scene().to_gaussians() if truth == "blend" else None
     if world is not None and len(world.means) != len(gt.gaussians.object):
         raise ValueError(f"{dataset}: scene.ply has {len(world.means)} splats, gt/gaussians.npz "
                          f"{len(gt.gaussians.object)}")

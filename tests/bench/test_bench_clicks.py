@@ -4,11 +4,11 @@ replayed through the public query API, the split rule against the earlier one, t
 import numpy as np
 import pytest
 
-from gs_core.bench.clicks import (WHERE, VARIANTS, ObjectClicks, click_objects, summarise, truth_mask,
-                                   variant_name)
+from gs_core.bench.clicks import WHERE, VARIANTS, ObjectClicks, click_objects, summarise, variant_name
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project
+from gs_core.eval import truth_mask
 from gs_core.interactive import MAX_CLICKS
 from gs_core.metrics import iou
 from gs_core.pipeline.prepare import PrepareOptions, prepare
@@ -173,7 +173,7 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
     ``query_pixels``, selects the same Gaussians as the benchmark's click, whose rendered IoU is the
     one the benchmark recorded; and a positive and a negative click on one finest instance (a 3D split)
     agree too."""
-    from gs_core.bench.clicks import ViewClicks, truth_mask
+    from gs_core.bench.clicks import ViewClicks
     from gs_core.interactive import Click
     from gs_core.query import pixel_labels
     from tests.test_server import Server, camera_json
