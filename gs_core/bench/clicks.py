@@ -264,36 +264,62 @@ def summarise_where(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
 WHERE = ("ok", "cut", "render", "merges", "patches", "?")
 
 
+def dataset_tag(layout: str, seed: int, size: str, level: float, kind: str = "3dgs", hard_cases: bool = False) -> str:
+    """The dataset's folder name under ``OUT/data`` (or ``--reuse-data``)."""
+    return f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}{'' if kind == '3dgs' else '_' + kind}_n{level:g}"
+
+
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
-              kind: str = "3dgs", say=print, hard_cases: bool = False) -> dict:
+              kind: str = "3dgs", say=print, hard_cases: bool = False, truth: str = "blend",
+              reuse: Path | None = None) -> dict:
+    """Per scene and noise level: a dataset written (or reused), prepared by ``prepare --method``, clicked
+    (:func:`click_objects` with ``truth``); ``OUT/clicks.json``. Datasets go to ``OUT/data``, every run anew;
+    with ``reuse``, to that folder, where one already written for the same world and mask noise
+    (:func:`gs_core.synth.dataset_written`) is kept instead (and its work folder, if prepared by the same
+    inputs before, is up to date)."""
     from ..pipeline.prepare import PrepareOptions, prepare
-    from ..synth import MaskNoise, SynthConfig, make_world, render_views, write_dataset
+    from ..synth import GroundTruth, MaskNoise, SynthConfig, dataset_written, make_world, render_views, write_dataset
     from .segmentation import parse_scene
 
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
     out = Path(out)
+    data = Path(reuse) if reuse is not None else out / "data"
     rows, prepared = [], []
     for spec in scenes:
         layout, seed = parse_scene(spec)
-        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases))
-        views = render_views(world, world.cameras, backend=backend)
+        config = SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases)
+        world = views = None
         for level in noise:
-            tag = f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}_n{level:g}"
-            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level, hard=hard_cases))
+            tag = dataset_tag(layout, seed, size, level, kind, hard_cases)
+            root, mask_noise = data / tag, MaskNoise.level(level, hard=hard_cases)
             t0 = time.perf_counter()
-            prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
-                    log=lambda *_: None)
+            reused = reuse is not None and dataset_written(root, config, mask_noise)
+            if not reused:
+                if world is None:  # once per scene, for its first noise level not reused
+                    world = make_world(config)
+                    views = render_views(world, world.cameras, backend=backend)
+                write_dataset(root, world, views, mask_noise)
+            data_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            manifest = prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
+                               log=lambda *_: None)
             prep_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            objs = click_objects(root, out / "work" / f"{tag}_{method}", backend)
+            objs = click_objects(root, out / "work" / f"{tag}_{method}", backend, truth=truth)
             for r in objs:
                 r.scene, r.noise = spec, level
             rows += objs
-            prepared.append({"scene": spec, "noise": level, "gaussians": len(world.scene), "objects": len(objs),
+            prepared.append({"scene": spec, "noise": level, "path": str(root),
+                             "gaussians": len(GroundTruth.load(root).gaussians), "objects": len(objs),
+                             "dataset": "reused" if reused else "written", "dataset_s": round(data_s, 2),
+                             "prepare": "up to date" if manifest.get("up_to_date") else "prepared",
                              "prepare_s": round(prep_s, 2), "clicks_s": round(time.perf_counter() - t0, 2)})
-            say(f"{spec} noise {level:g}: {len(objs)} objects, prepare {prep_s:.1f} s, clicker "
+            say(f"{spec} noise {level:g}: {len(objs)} objects, dataset {prepared[-1]['dataset']} "
+                f"{data_s:.1f} s, prepare {prepared[-1]['prepare']} {prep_s:.1f} s, clicker "
                 f"{prepared[-1]['clicks_s']:.1f} s")
     results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
-                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS},
+                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS, "truth": truth},
                "datasets": prepared, "objects": [{**asdict(r), "where": r.where} for r in rows],
                "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {},
                "where": {**summarise_where(rows), "ALL": summarise_where(rows, key=lambda r: "all").get("all", {})}}
@@ -347,6 +373,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--hard-cases", action="store_true",
                         help="scenes with the hard cases on the table and the masks' failures on them")
+    parser.add_argument("--truth", default="blend", choices=list(TRUTHS),
+                        help="IoU reference: blend = the pixels where the object's own Gaussians hold at least half "
+                             "the blend, the only ones a selection can show (default); map = the ground-truth map's "
+                             "pixels of the object (the reference before)")
+    parser.add_argument("--reuse-data", type=Path, metavar="DIR",
+                        help="keep the datasets in DIR (e.g. an earlier run's OUT/data) written for the same world "
+                             "and mask noise, write the others there (default: every dataset written again in "
+                             "OUT/data); the generator's code is not compared: after changing gs_core/synth, "
+                             "leave it out")
     parser.add_argument("--out", type=Path, default=Path("bench_clicks"))
 
 
@@ -370,8 +405,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--scenes {spec}: layout must be one of {', '.join(LAYOUTS)}")
     console = Console()
     t0 = time.perf_counter()
+    if args.reuse_data is not None and args.reuse_data.exists() and not args.reuse_data.is_dir():
+        raise UserError(f"--reuse-data {args.reuse_data}: not a folder")
     results = run_bench(args.scenes, args.noise, args.size, args.method, args.out, args.backend, args.kind,
-                        say=console.print, hard_cases=args.hard_cases)
+                        say=console.print, hard_cases=args.hard_cases, truth=args.truth, reuse=args.reuse_data)
     print_results(results, console)
+    if args.truth != "blend":
+        console.print(f"IoU reference: --truth {args.truth}")
     console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/clicks.json")
     return 0

@@ -49,6 +49,9 @@ def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRe
 
 def write_header(root: Path, world: SynthWorld) -> None:
     """The folders, scene.ply and the COLMAP model: what comes before the views."""
+    # gt/scene.json is written last (write_meta): gone until then, so a dataset rewritten in place and
+    # interrupted is never taken for a finished one (dataset_written)
+    (root / "gt" / "scene.json").unlink(missing_ok=True)
     for sub in ("images", "masks", "gt", *(f"gt/{level}" for level in (*LEVELS, "depth"))):
         (root / sub).mkdir(parents=True, exist_ok=True)
     world.scene.save(root / "scene.ply")
@@ -89,6 +92,21 @@ def write_meta(root: Path, world: SynthWorld, noise: MaskNoise, sources: dict, e
     }
     world.labels.save(root / "gt" / "gaussians.npz")
     (root / "gt" / "scene.json").write_text(json.dumps(meta, indent=1))
+
+
+def dataset_written(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise) -> bool:
+    """Whether ``root`` holds a dataset that :func:`write_dataset` finished for a world of ``config`` with
+    mask noise ``noise``: its ``gt/scene.json`` (written last) records this format, this config and this
+    noise. What lets a benchmark reuse a dataset instead of generating it again; the generator's code is
+    not compared (after changing :mod:`gs_core.synth`, write the datasets again)."""
+    path = Path(root) / "gt" / "scene.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    same = json.loads(json.dumps({"config": config.to_json(), "noise": noise.to_json()}))  # tuples as lists
+    return (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("config") == same["config"]
+            and meta.get("noise") == same["noise"])
 
 
 def build_dataset(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise, *, backend: str = "auto",
