@@ -274,11 +274,11 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
               reuse: Path | None = None) -> dict:
     """Per scene and noise level: a dataset written (or reused), prepared by ``prepare --method``, clicked
     (:func:`click_objects` with ``truth``); ``OUT/clicks.json``. Datasets go to ``OUT/data``, every run anew;
-    with ``reuse``, to that folder, where one already written for the same world and mask noise
-    (:func:`gs_core.synth.dataset_written`) is kept instead (and its work folder, if prepared by the same
-    inputs before, is up to date)."""
+    with ``reuse``, to that folder, where one already written for the same world and mask noise is kept
+    instead (:func:`gs_core.synth.write_or_reuse`; its work folder, if prepared from it before, is then up to
+    date)."""
     from ..pipeline.prepare import PrepareOptions, prepare
-    from ..synth import GroundTruth, MaskNoise, SynthConfig, dataset_written, make_world, render_views, write_dataset
+    from ..synth import GroundTruth, MaskNoise, SceneViews, SynthConfig, write_or_reuse
     from .segmentation import parse_scene
 
     if truth not in TRUTHS:
@@ -288,18 +288,12 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
     rows, prepared = [], []
     for spec in scenes:
         layout, seed = parse_scene(spec)
-        config = SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases)
-        world = views = None
+        scene = SceneViews(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases), backend)
         for level in noise:
             tag = dataset_tag(layout, seed, size, level, kind, hard_cases)
-            root, mask_noise = data / tag, MaskNoise.level(level, hard=hard_cases)
-            t0 = time.perf_counter()
-            reused = reuse is not None and dataset_written(root, config, mask_noise)
-            if not reused:
-                if world is None:  # once per scene, for its first noise level not reused
-                    world = make_world(config)
-                    views = render_views(world, world.cameras, backend=backend)
-                write_dataset(root, world, views, mask_noise)
+            root = data / tag
+            t0 = time.perf_counter()  # the scene's world is made (and rendered) with its first dataset written
+            reused = write_or_reuse(root, scene, MaskNoise.level(level, hard=hard_cases), reuse=reuse is not None)
             data_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             manifest = prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),

@@ -155,7 +155,7 @@ def test_reused_dataset_and_the_map_reference(capsys, tmp_path, monkeypatch):
     object on this scene)."""
     import json
 
-    import gs_core.synth
+    import gs_core.synth.writer
 
     data, out = tmp_path / "data", tmp_path / "o"
     argv = ["bench", "clicks", "--size", "tiny", "--scenes", "tabletop:0", "--reuse-data", str(data), "--out", str(out)]
@@ -170,7 +170,7 @@ def test_reused_dataset_and_the_map_reference(capsys, tmp_path, monkeypatch):
     def no_world(*args, **kwargs):
         raise AssertionError("a reused dataset's world was generated again")
 
-    monkeypatch.setattr(gs_core.synth, "make_world", no_world)
+    monkeypatch.setattr(gs_core.synth.writer, "make_world", no_world)
     assert main([*argv, "--truth", "map"]) == 0
     assert "--truth map" in capsys.readouterr().out
     second = json.loads((out / "clicks.json").read_text())
