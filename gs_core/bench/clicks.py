@@ -9,10 +9,11 @@ Queried objects: every non-structure object covering at least :data:`MIN_PIXELS`
 training view; each is clicked in the training view where it covers most pixels, and IoU is measured
 there, between the selection's mask (:func:`gs_core.query.selection_mask`: the pixels where the selected
 Gaussians carry at least half the blend) and the object's mask by the same rule on the world without its
-training artefacts (:func:`truth_mask`). The ground-truth map gives a pixel to the object with the most
-weight among all objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 0.3 of
-two others); no binary selection can show such a pixel, so the map's mask is no reference for one. The
-clicker starts at granularity 0.5 (the default).
+training artefacts (:func:`gs_core.eval.truth_mask`, also the reference of ``gs-core demo``'s click;
+``--truth blend``). The ground-truth map gives a pixel to the object with the most weight among all
+objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 0.3 of two others); no
+binary selection can show such a pixel, so the map's mask (``--truth map``, the reference before) is no
+reference for one. The clicker starts at granularity 0.5 (the default).
 
 Four variants run on every object, so before and after are measured in one process: the negative
 click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
@@ -111,28 +112,7 @@ def patch_views(ds, maps: dict, objects: list[int]) -> dict[int, float]:
     return {o: hit[o] / seen[o] if seen[o] else float("nan") for o in objects}
 
 
-TRUTHS = ("majority", "map")  # the IoU reference: truth_mask (default), or the ground-truth map's pixels
-
-
-def truth_mask(proj, clean: np.ndarray, objects: np.ndarray, o: int, backend: str = "auto") -> np.ndarray:
-    """[H, W] bool: the pixels where object ``o``'s clean Gaussians carry at least half the blend of the
-    clean scene: :func:`gs_core.query.selection_mask`'s rule applied to the world as the ground-truth maps
-    render it (artefacts at opacity 0). These are the ground-truth map's pixels of ``o`` where it holds a
-    majority, not only the most weight.
-
-    Args:
-        proj: projection of the dataset's scene (rows as the ground truth's Gaussians).
-        clean: [N] bool, the clean Gaussians (:attr:`gs_core.synth.GaussianLabels.clean`).
-        objects: [N] int object id per Gaussian.
-    """
-    import torch
-
-    from ..query import selection_mask
-
-    keep = torch.from_numpy(np.asarray(clean, np.float32))
-    with torch.no_grad():
-        return selection_mask(proj.with_opacities(proj.opacities * keep.to(proj.opacities)), objects == o,
-                              backend=backend)
+TRUTHS = ("blend", "map")  # the IoU reference: gs_core.eval.truth_mask (default), or the ground-truth map's pixels
 
 
 class ViewClicks:
@@ -165,14 +145,16 @@ class ViewClicks:
 
 def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VARIANTS,
                   max_clicks: int = MAX_CLICKS, objects: list[int] | None = None,
-                  truth: str = "majority") -> list[ObjectClicks]:
+                  truth: str = "blend") -> list[ObjectClicks]:
     """Run the automatic clicker on every queried object (or ``objects``) of a prepared synthetic dataset.
-    ``truth``: the IoU reference, :func:`truth_mask` (``majority``) or the ground-truth map's pixels of the
-    object (``map``, the reference before; see the module's docstring)."""
+    ``truth``: the IoU reference, :func:`gs_core.eval.truth_mask` (``blend``: the pixels where the object
+    holds at least half the blend) or the ground-truth map's pixels of the object (``map``, the reference
+    before; see the module's docstring)."""
     import torch
 
     from ..dataset import Dataset
     from ..engine import project
+    from ..eval import truth_mask
     from ..metrics import iou
     from ..pipeline.segment import load_levels
     from ..pipeline.workdir import WorkDir
@@ -183,7 +165,7 @@ def click_objects(dataset: Path, work: Path, backend: str = "auto", variants=VAR
     if truth not in TRUTHS:
         raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
     ds, gt = Dataset.load(dataset), GroundTruth.load(dataset)
-    world = ds.load_scene().to_gaussians() if truth == "majority" else None
+    world = ds.load_scene().to_gaussians() if truth == "blend" else None
     if world is not None and len(world.means) != len(gt.gaussians.object):
         raise ValueError(f"{dataset}: scene.ply has {len(world.means)} splats, gt/gaussians.npz "
                          f"{len(gt.gaussians.object)}")
@@ -282,36 +264,56 @@ def summarise_where(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
 WHERE = ("ok", "cut", "render", "merges", "patches", "?")
 
 
+def dataset_tag(layout: str, seed: int, size: str, level: float, kind: str = "3dgs", hard_cases: bool = False) -> str:
+    """The dataset's folder name under ``OUT/data`` (or ``--reuse-data``)."""
+    return f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}{'' if kind == '3dgs' else '_' + kind}_n{level:g}"
+
+
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
-              kind: str = "3dgs", say=print, hard_cases: bool = False) -> dict:
+              kind: str = "3dgs", say=print, hard_cases: bool = False, truth: str = "blend",
+              reuse: Path | None = None) -> dict:
+    """Per scene and noise level: a dataset written (or reused), prepared by ``prepare --method``, clicked
+    (:func:`click_objects` with ``truth``); ``OUT/clicks.json``. Datasets go to ``OUT/data``, every run anew;
+    with ``reuse``, to that folder, where one already written for the same world and mask noise is kept
+    instead (:func:`gs_core.synth.write_or_reuse`; its work folder, if prepared from it before, is then up to
+    date)."""
     from ..pipeline.prepare import PrepareOptions, prepare
-    from ..synth import MaskNoise, SynthConfig, make_world, render_views, write_dataset
+    from ..synth import GroundTruth, MaskNoise, SceneViews, SynthConfig, write_or_reuse
     from .segmentation import parse_scene
 
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")
     out = Path(out)
+    data = Path(reuse) if reuse is not None else out / "data"
     rows, prepared = [], []
     for spec in scenes:
         layout, seed = parse_scene(spec)
-        world = make_world(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases))
-        views = render_views(world, world.cameras, backend=backend)
+        scene = SceneViews(SynthConfig.sized(size, layout=layout, seed=seed, kind=kind, hard_cases=hard_cases), backend)
         for level in noise:
-            tag = f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}_n{level:g}"
-            root = write_dataset(out / "data" / tag, world, views, MaskNoise.level(level, hard=hard_cases))
+            tag = dataset_tag(layout, seed, size, level, kind, hard_cases)
+            root = data / tag
+            t0 = time.perf_counter()  # the scene's world is made (and rendered) with its first dataset written
+            reused = write_or_reuse(root, scene, MaskNoise.level(level, hard=hard_cases), reuse=reuse is not None)
+            data_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
-                    log=lambda *_: None)
+            manifest = prepare(PrepareOptions(root, out / "work" / f"{tag}_{method}", method=method, backend=backend),
+                               log=lambda *_: None)
             prep_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            objs = click_objects(root, out / "work" / f"{tag}_{method}", backend)
+            objs = click_objects(root, out / "work" / f"{tag}_{method}", backend, truth=truth)
             for r in objs:
                 r.scene, r.noise = spec, level
             rows += objs
-            prepared.append({"scene": spec, "noise": level, "gaussians": len(world.scene), "objects": len(objs),
+            prepared.append({"scene": spec, "noise": level, "path": str(root),
+                             "gaussians": len(GroundTruth.load(root).gaussians), "objects": len(objs),
+                             "dataset": "reused" if reused else "written", "dataset_s": round(data_s, 2),
+                             "prepare": "up to date" if manifest.get("up_to_date") else "prepared",
                              "prepare_s": round(prep_s, 2), "clicks_s": round(time.perf_counter() - t0, 2)})
-            say(f"{spec} noise {level:g}: {len(objs)} objects, prepare {prep_s:.1f} s, clicker "
+            say(f"{spec} noise {level:g}: {len(objs)} objects, dataset {prepared[-1]['dataset']} "
+                f"{data_s:.1f} s, prepare {prepared[-1]['prepare']} {prep_s:.1f} s, clicker "
                 f"{prepared[-1]['clicks_s']:.1f} s")
     results = {"config": {"scenes": scenes, "noise": noise, "size": size, "method": method, "kind": kind,
-                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS},
+                          "hard_cases": hard_cases, "max_clicks": MAX_CLICKS, "truth": truth},
                "datasets": prepared, "objects": [{**asdict(r), "where": r.where} for r in rows],
                "categories": summarise(rows), "all": summarise(rows, key=lambda r: "all")["all"] if rows else {},
                "where": {**summarise_where(rows), "ALL": summarise_where(rows, key=lambda r: "all").get("all", {})}}
@@ -365,6 +367,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--hard-cases", action="store_true",
                         help="scenes with the hard cases on the table and the masks' failures on them")
+    parser.add_argument("--truth", default="blend", choices=list(TRUTHS),
+                        help="IoU reference: blend = the pixels where the object's own Gaussians hold at least half "
+                             "the blend, the only ones a selection can show (default); map = the ground-truth map's "
+                             "pixels of the object (the reference before)")
+    parser.add_argument("--reuse-data", type=Path, metavar="DIR",
+                        help="keep the datasets in DIR (e.g. an earlier run's OUT/data) written for the same world "
+                             "and mask noise, write the others there (default: every dataset written again in "
+                             "OUT/data); the generator's code is not compared: after changing gs_core/synth, "
+                             "leave it out")
     parser.add_argument("--out", type=Path, default=Path("bench_clicks"))
 
 
@@ -388,8 +399,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--scenes {spec}: layout must be one of {', '.join(LAYOUTS)}")
     console = Console()
     t0 = time.perf_counter()
+    if args.reuse_data is not None and args.reuse_data.exists() and not args.reuse_data.is_dir():
+        raise UserError(f"--reuse-data {args.reuse_data}: not a folder")
     results = run_bench(args.scenes, args.noise, args.size, args.method, args.out, args.backend, args.kind,
-                        say=console.print, hard_cases=args.hard_cases)
+                        say=console.print, hard_cases=args.hard_cases, truth=args.truth, reuse=args.reuse_data)
     print_results(results, console)
+    if args.truth != "blend":
+        console.print(f"IoU reference: --truth {args.truth}")
     console.print(f"{time.perf_counter() - t0:.1f} s; results in {args.out}/clicks.json")
     return 0

@@ -1,8 +1,10 @@
 """``gs-core bench segmentation``: segmentation methods x synthetic scenes x mask-noise levels.
 
 Per scene (``layout:seed``) the world is generated and rendered once; per noise level its dataset
-is written (``<out>/data/<scene>_n<noise>/``) and read back through :class:`Dataset` like real
-data; every method in :data:`gs_core.eval.METHODS` runs on it and is scored on the held-out views
+is written (``<out>/data/<scene>_n<noise>/``; with ``--reuse-data DIR`` in DIR, where one written for the
+same world and noise is kept, :func:`gs_core.synth.write_or_reuse`: the folder names carry neither the size
+nor the kind, so a run of another size or kind writes over them) and read back through :class:`Dataset`
+like real data; every method in :data:`gs_core.eval.METHODS` runs on it and is scored on the held-out views
 by the protocol of :mod:`gs_core.eval.protocol`. Output: a rich table, ``results.json``,
 ``results.md`` and one PNG per dataset (training view: image, masks, GT, each method's map; test
 view: image, GT, each method's map).
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..eval import COLUMNS, METHODS, Evaluation, MethodInput, Score
-from ..synth import SIZES, GroundTruth, MaskNoise, SynthConfig, make_world, render_views, write_dataset
+from ..synth import SIZES, GroundTruth, MaskNoise, SceneViews, SynthConfig, write_or_reuse
 from ..synth.masks import KNOBS
 from ..viz import label_colors, mask_overlay, panel, to_uint8
 
@@ -53,6 +55,7 @@ class BenchConfig:
     backend: str = "auto"
     noise_only: list[str] | None = None  # keep only these MaskNoise knobs at each level (None: all)
     hard_cases: bool = False  # the hard cases on the table, and the masks' failures on them
+    reuse_data: str | None = None  # datasets kept here when written for the same world and noise (None: OUT/data, anew)
 
     def mask_noise(self, level: float) -> MaskNoise:
         noise = MaskNoise.level(level, hard=self.hard_cases)
@@ -94,29 +97,28 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
     ``progress(message)`` is called before each step.
     """
     out = Path(out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    data = Path(config.reuse_data) if config.reuse_data is not None else out / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
     rows, scenes, datasets = [], [], []
     say = progress or (lambda message: None)
     for spec in config.scenes:
         layout, seed = parse_scene(spec)
-        say(f"{spec}: generating and rendering")
-        t0 = time.perf_counter()
-        world = make_world(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind,
-                                             hard_cases=config.hard_cases))
-        views = render_views(world, world.cameras, backend=config.backend)
-        scenes.append({"scene": spec, "config": world.config.to_json(), "gaussians": len(world.scene),
-                       "objects": len(world.hierarchy.objects), "seconds": time.perf_counter() - t0})
+        scene = SceneViews(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind,
+                                             hard_cases=config.hard_cases), config.backend)
         for noise in config.noise:
             tag = (f"{layout}{seed}{'_hard' if config.hard_cases else ''}_n{noise:g}"
                    + ("_" + "+".join(config.noise_only) if config.noise_only else ""))
             say(f"{spec} noise {noise:g}: writing and loading {tag}")
-            root = write_dataset(out / "data" / tag, world, views, config.mask_noise(noise))
+            root = data / tag
+            reused = write_or_reuse(root, scene, config.mask_noise(noise), reuse=config.reuse_data is not None)
             ds, gt = Dataset.load(root), GroundTruth.load(root)
             t0 = time.perf_counter()
             ev = Evaluation.prepare(ds, gt, config.backend)
             masks = [len(ds.masks(v)) for v in ev.train]
             datasets.append({"scene": spec, "noise": noise, "path": str(root), "masks_per_view": float(np.mean(masks)),
-                             "queries": len(ev.queries), "prepare_seconds": time.perf_counter() - t0})
+                             "queries": len(ev.queries), "prepare_seconds": time.perf_counter() - t0,
+                             "dataset": "reused" if reused else "written"})
             scores = {}
             for name in config.methods:
                 say(f"{spec} noise {noise:g}: {name}")
@@ -130,6 +132,8 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
                              "seconds": seconds, "cpu_seconds": cpu_seconds, "stages": result.stages,
                              "info": result.info})
             figure(out / f"{tag}.png", ev, scores)
+        scenes.append({"scene": spec, "config": scene.config.to_json(), "gaussians": len(gt.gaussians),
+                       "objects": len(gt.hierarchy.objects), "seconds": scene.seconds, "made": scene.world is not None})
     results = {"config": config.__dict__, "scenes": scenes, "datasets": datasets, "rows": rows}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown(rows))
@@ -188,15 +192,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu", "gsplat"])
     parser.add_argument("--hard-cases", action="store_true",
                         help="scenes with the hard cases on the table and the masks' failures on them")
+    parser.add_argument("--reuse-data", type=Path, metavar="DIR",
+                        help="keep the datasets in DIR (e.g. an earlier run's OUT/data) written for the same world "
+                             "and mask noise, write the others there, over one of another size or kind (default: "
+                             "every dataset written again in OUT/data); the generator's code is not compared: after "
+                             "changing gs_core/synth, leave it out")
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation"))
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from ..errors import UserError
+
     console = Console()
+    if args.reuse_data is not None and args.reuse_data.exists() and not args.reuse_data.is_dir():
+        raise UserError(f"--reuse-data {args.reuse_data}: not a folder")
     config = BenchConfig(args.methods, args.scenes, args.noise, args.size, args.kind, args.backend, args.noise_only,
-                         args.hard_cases)
+                         args.hard_cases, None if args.reuse_data is None else str(args.reuse_data))
     t0 = time.perf_counter()
     with console.status("starting") as status:
         results = run_bench(config, args.out, progress=status.update)

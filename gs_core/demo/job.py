@@ -356,10 +356,20 @@ class _Picked:
 def _check_selection(ev, gaussians, colors, selected: np.ndarray, click: Click, click_proj, backend: str) -> _Picked:
     """The selection's 2D masks in the held-out views against the clicked object's ground truth and
     what they lie on; the selection alone and the scene without it in the clicked and a held-out view
-    (per-Gaussian opacity masking, like :meth:`Evaluation.render_alone`)."""
+    (per-Gaussian opacity masking, like :meth:`Evaluation.render_alone`).
+
+    The IoU reference is :func:`gs_core.eval.truth_mask`, the pixels where the object's clean Gaussians hold
+    at least half the blend (a selection is shown by that rule), as in ``gs-core bench clicks``; what the
+    selection lies on is read from the ground-truth maps.
+
+    Args:
+        gaussians: the work folder's scene (rows as ``selected`` [N] bool), projected into the held-out views.
+        colors: [N, 3] its base colours.
+    """
     import torch
 
     from ..engine import project, render
+    from ..eval import truth_mask
     from ..query import selection_mask
 
     n_obj = len(ev.gt.hierarchy.objects)
@@ -368,7 +378,8 @@ def _check_selection(ev, gaussians, colors, selected: np.ndarray, click: Click, 
     views = {"click": (click.view, click_proj)}
     for k, v in enumerate(ev.test):
         proj = project(gaussians, ev.dataset.cameras[v])
-        mask, truth = selection_mask(proj, selected, backend=backend), ev.gt_test[k] == click.object
+        mask = selection_mask(proj, selected, backend=backend)
+        truth = truth_mask(ev.test_proj[k], ev.gt.gaussians.clean, ev.gt.gaussians.object, click.object, backend)
         inter, union = inter + int((mask & truth).sum()), union + int((mask | truth).sum())
         picked_px += np.bincount(ev.gt_test[k][mask] + 1, minlength=n_obj + 1)
         object_px += np.bincount(ev.gt_test[k].ravel() + 1, minlength=n_obj + 1)
@@ -444,7 +455,8 @@ def _write_report(folder: Path, args, ds, gt, click: Click, picked: _Picked, man
 
     r.section("Click query and extraction",
               f"The click selected {n_object:,} Gaussians ({click.name}; the rest of the scene has {n_rest:,}). "
-              f"Novel-view IoU of the selection's mask with the true {click.name} over the held-out views: "
+              f"Novel-view IoU of the selection's mask with the true {click.name} (the pixels where its own "
+              "Gaussians hold at least half the blend, as a selection is shown) over the held-out views: "
               f"{_pct(picked.iou)}%; there, the selection's pixels lie on {_covers(covers)}. Rendered with "
               "per-Gaussian opacity masking, which blends exactly like the extracted PLYs "
               f" {paths['object'].name} and {paths['rest'].name}.")

@@ -5,7 +5,7 @@ job (``gs-core demo``) both score through here."""
 from ..methods.base import Method, MethodInput, MethodResult
 from ..methods.registry import REGISTRY
 from .baselines import gt_association, naive_lifting, oracle
-from .protocol import COLUMNS, MIN_QUERY_PIXELS, Evaluation, Query, SceneContext, Score, select
+from .protocol import COLUMNS, MIN_QUERY_PIXELS, Evaluation, Query, SceneContext, Score, select, truth_mask
 
 METHODS: dict[str, Method] = {
     "oracle": oracle,
@@ -16,4 +16,4 @@ METHODS: dict[str, Method] = {
 """Every method the evaluation can score, by name: the baselines, then the registry's methods."""
 
 __all__ = ["COLUMNS", "METHODS", "MIN_QUERY_PIXELS", "Evaluation", "Method", "MethodInput", "MethodResult", "Query",
-           "SceneContext", "Score", "gt_association", "naive_lifting", "oracle", "select"]
+           "SceneContext", "Score", "gt_association", "naive_lifting", "oracle", "select", "truth_mask"]

@@ -21,7 +21,7 @@ from ..engine import Gaussians, Projection, project, render, trace
 from ..labelmaps import render_labels
 from ..methods.base import MethodResult
 from ..metrics import association_scores, novel_view_segmentation, object_extraction, panoptic_scores
-from ..query import from_mask_weights
+from ..query import from_mask_weights, selection_mask
 from ..synth import GroundTruth
 
 MIN_QUERY_PIXELS = 16
@@ -47,6 +47,24 @@ class Query:
 def select(labels: np.ndarray, query: Query) -> np.ndarray:  # labels [N] -> [N] bool
     """The Gaussians whose label is selected by ``query`` (:func:`gs_core.query.from_mask_weights`)."""
     return from_mask_weights(labels, query.inside, query.total).selected
+
+
+@torch.no_grad()
+def truth_mask(proj: Projection, clean: np.ndarray, objects: np.ndarray, o: int, backend: str = "auto") -> np.ndarray:
+    """[H, W] bool: the pixels where object ``o``'s clean Gaussians carry at least half the blend of the
+    clean scene: :func:`gs_core.query.selection_mask`'s rule applied to the world as the ground-truth maps
+    render it (artefacts at opacity 0). These are the ground-truth map's pixels of ``o`` where it holds a
+    majority, not only the most weight: the only pixels a selection can show (a selection is shown where it
+    holds at least half the blend), so the IoU reference of a selection's mask (``gs-core demo``'s click,
+    ``gs-core bench clicks``).
+
+    Args:
+        proj: projection of the dataset's scene (rows as the ground truth's Gaussians).
+        clean: [N] bool, the clean Gaussians (:attr:`gs_core.synth.GaussianLabels.clean`).
+        objects: [N] int object id per Gaussian.
+    """
+    keep = torch.from_numpy(np.asarray(clean, np.float32)).to(proj.opacities)
+    return selection_mask(proj.with_opacities(proj.opacities * keep), np.asarray(objects) == o, backend=backend)
 
 
 @dataclass

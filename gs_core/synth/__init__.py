@@ -15,8 +15,9 @@ from .groundtruth import ARTEFACTS, LEVELS, GaussianLabels, GroundTruth, Hierarc
 from .masks import MaskNoise, MaskSource, SimulatedMasks, simulate_masks
 from .views import ViewRender, render_views
 from .world import LAYOUTS, SIZES, SynthConfig, SynthWorld, make_world
-from .writer import build_dataset, write_dataset
+from .writer import SceneViews, build_dataset, dataset_written, write_dataset, write_or_reuse
 
 __all__ = ["ARTEFACTS", "LAYOUTS", "LEVELS", "SIZES", "ArtefactConfig", "GaussianLabels", "GroundTruth",
-           "Hierarchy", "MaskNoise", "MaskSource", "SimulatedMasks", "SynthConfig", "SynthWorld", "ViewRender",
-           "build_dataset", "make_world", "render_views", "simulate_masks", "write_dataset"]
+           "Hierarchy", "MaskNoise", "MaskSource", "SceneViews", "SimulatedMasks", "SynthConfig", "SynthWorld",
+           "ViewRender", "build_dataset", "dataset_written", "make_world", "render_views", "simulate_masks",
+           "write_dataset", "write_or_reuse"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +50,9 @@ def write_dataset(root: str | os.PathLike, world: SynthWorld, views: list[ViewRe
 
 def write_header(root: Path, world: SynthWorld) -> None:
     """The folders, scene.ply and the COLMAP model: what comes before the views."""
+    # gt/scene.json is written last (write_meta): gone until then, so a dataset rewritten in place and
+    # interrupted is never taken for a finished one (dataset_written)
+    (root / "gt" / "scene.json").unlink(missing_ok=True)
     for sub in ("images", "masks", "gt", *(f"gt/{level}" for level in (*LEVELS, "depth"))):
         (root / sub).mkdir(parents=True, exist_ok=True)
     world.scene.save(root / "scene.ply")
@@ -89,6 +93,51 @@ def write_meta(root: Path, world: SynthWorld, noise: MaskNoise, sources: dict, e
     }
     world.labels.save(root / "gt" / "gaussians.npz")
     (root / "gt" / "scene.json").write_text(json.dumps(meta, indent=1))
+
+
+def dataset_written(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise) -> bool:
+    """Whether ``root`` holds a dataset that :func:`write_dataset` finished for a world of ``config`` with
+    mask noise ``noise``: its ``gt/scene.json`` (written last) records this format, this config and this
+    noise. What lets a benchmark reuse a dataset instead of generating it again; the generator's code is
+    not compared (after changing :mod:`gs_core.synth`, write the datasets again)."""
+    path = Path(root) / "gt" / "scene.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    same = json.loads(json.dumps({"config": config.to_json(), "noise": noise.to_json()}))  # tuples as lists
+    return (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("config") == same["config"]
+            and meta.get("noise") == same["noise"])
+
+
+class SceneViews:
+    """A synthetic world of ``config`` and its rendered views, made on first use (:meth:`made`): the datasets
+    of one scene at several mask-noise levels share them, and a scene whose datasets are all reused
+    (:func:`write_or_reuse`) never makes them."""
+
+    def __init__(self, config: SynthConfig, backend: str = "auto"):
+        self.config, self.backend = config, backend
+        self.world: SynthWorld | None = None
+        self.views: list[ViewRender] | None = None
+        self.seconds = 0.0  # generating and rendering, once made
+
+    def made(self) -> tuple[SynthWorld, list[ViewRender]]:
+        if self.world is None:
+            t0 = time.perf_counter()
+            self.world = make_world(self.config)
+            self.views = render_views(self.world, self.world.cameras, backend=self.backend)
+            self.seconds = time.perf_counter() - t0
+        return self.world, self.views
+
+
+def write_or_reuse(root: str | os.PathLike, scene: SceneViews, noise: MaskNoise, reuse: bool = False) -> bool:
+    """Write ``scene``'s dataset with mask noise ``noise`` to ``root``, or with ``reuse`` keep the one there
+    when it was written for the same world and noise (:func:`dataset_written`); -> whether it was kept."""
+    if reuse and dataset_written(root, scene.config, noise):
+        return True
+    world, views = scene.made()
+    write_dataset(root, world, views, noise)
+    return False
 
 
 def build_dataset(root: str | os.PathLike, config: SynthConfig, noise: MaskNoise, *, backend: str = "auto",

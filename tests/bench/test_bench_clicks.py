@@ -4,11 +4,11 @@ replayed through the public query API, the split rule against the earlier one, t
 import numpy as np
 import pytest
 
-from gs_core.bench.clicks import (WHERE, VARIANTS, ObjectClicks, click_objects, summarise, truth_mask,
-                                   variant_name)
+from gs_core.bench.clicks import WHERE, VARIANTS, ObjectClicks, click_objects, summarise, variant_name
 from gs_core.cli import main
 from gs_core.dataset import Dataset
 from gs_core.engine import project
+from gs_core.eval import truth_mask
 from gs_core.interactive import MAX_CLICKS
 from gs_core.metrics import iou
 from gs_core.pipeline.prepare import PrepareOptions, prepare
@@ -148,6 +148,51 @@ def test_command_prints_and_writes_results(capsys, tmp_path):
     assert {o["where"] for o in results["objects"]} <= set(WHERE)
 
 
+def test_reused_dataset_and_the_map_reference(capsys, tmp_path, monkeypatch):
+    """``--reuse-data DIR`` writes the datasets there once; a second run (here with ``--truth map``) keeps them
+    without generating a world, finds their work folders up to date, and scores against the map's pixels of
+    each object, where the first scored against the pixels it holds a majority of (never more; fewer for some
+    object on this scene)."""
+    import json
+
+    import gs_core.synth.writer
+
+    data, out = tmp_path / "data", tmp_path / "o"
+    argv = ["bench", "clicks", "--size", "tiny", "--scenes", "tabletop:0", "--reuse-data", str(data), "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "clicks.json").read_text())
+    [written] = first["datasets"]
+    assert written["dataset"] == "written" and written["prepare"] == "prepared" and first["config"]["truth"] == "blend"
+    root = data / "tabletop0_tiny_n0.5"
+    assert written["path"] == str(root)
+    stamp = (root / "scene.ply").stat().st_mtime_ns
+
+    def no_world(*args, **kwargs):
+        raise AssertionError("a reused dataset's world was generated again")
+
+    monkeypatch.setattr(gs_core.synth.writer, "make_world", no_world)
+    assert main([*argv, "--truth", "map"]) == 0
+    assert "--truth map" in capsys.readouterr().out
+    second = json.loads((out / "clicks.json").read_text())
+    [reused] = second["datasets"]
+    assert reused["dataset"] == "reused" and reused["prepare"] == "up to date" and second["config"]["truth"] == "map"
+    assert (root / "scene.ply").stat().st_mtime_ns == stamp
+    gt = GroundTruth.load(root)
+    blend = {o["object"]: o["pixels"] for o in first["objects"]}
+    assert set(blend) <= {o["object"] for o in second["objects"]}  # the blend drops an object it holds nowhere
+    for o in second["objects"]:
+        assert o["pixels"] == int((gt.instance_map(o["view"]) == o["object"]).sum())
+        assert blend.get(o["object"], 0) <= o["pixels"]
+    assert any(blend.get(o["object"], 0) < o["pixels"] for o in second["objects"])
+
+
+def test_reuse_data_must_be_a_folder(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert main(["bench", "clicks", "--reuse-data", str(tmp_path / "f"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--reuse-data" in err and "not a folder" in err and "\n" not in err
+
+
 @pytest.fixture(scope="module", params=["3dgs", "2dgs"])
 def clicked_kind(request, tmp_path_factory):
     """A tiny table top of each kind, prepared by the CLI's prepare, clicked with the split rule."""
@@ -173,7 +218,7 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
     ``query_pixels``, selects the same Gaussians as the benchmark's click, whose rendered IoU is the
     one the benchmark recorded; and a positive and a negative click on one finest instance (a 3D split)
     agree too."""
-    from gs_core.bench.clicks import ViewClicks, truth_mask
+    from gs_core.bench.clicks import ViewClicks
     from gs_core.interactive import Click
     from gs_core.query import pixel_labels
     from tests.test_server import Server, camera_json

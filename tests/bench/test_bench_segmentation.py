@@ -68,3 +68,39 @@ def test_bench_command_writes_table_json_and_pictures(tmp_path, capsys):
         assert (out / "data" / tag / "scene.ply").is_file()
     printed = capsys.readouterr().out
     assert "segmentation benchmark" in printed and "naive" in printed
+
+
+def test_reuse_data_keeps_a_dataset_of_the_same_world_and_noise(tmp_path, monkeypatch):
+    """``--reuse-data DIR``: the first run writes its datasets there, the second keeps them without making
+    the world again and scores the same; a run with another mask noise writes its own."""
+    import gs_core.synth.writer
+
+    data = tmp_path / "data"
+    config = BenchConfig(methods=["oracle", "naive"], scenes=["tabletop:2"], noise=[0.5], size="tiny",
+                         reuse_data=str(data))
+    first = run_bench(config, tmp_path / "a")
+    assert [d["dataset"] for d in first["datasets"]] == ["written"] and first["scenes"][0]["made"]
+    stamp = (data / "tabletop2_n0.5" / "scene.ply").stat().st_mtime_ns
+
+    def no_world(*args, **kwargs):
+        raise AssertionError("a reused dataset's world was generated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(gs_core.synth.writer, "make_world", no_world)
+        second = run_bench(config, tmp_path / "b")
+    assert [d["dataset"] for d in second["datasets"]] == ["reused"] and not second["scenes"][0]["made"]
+    assert (data / "tabletop2_n0.5" / "scene.ply").stat().st_mtime_ns == stamp
+    assert second["scenes"][0]["gaussians"] == first["scenes"][0]["gaussians"] > 0
+    for a, b in zip(first["rows"], second["rows"]):
+        assert a["method"] == b["method"] and a["pan_miou"] == b["pan_miou"] and a["nv_miou"] == b["nv_miou"]
+    other = run_bench(BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny",
+                                  reuse_data=str(data)), tmp_path / "c")
+    assert [d["dataset"] for d in other["datasets"]] == ["written"]
+    assert (tmp_path / "b" / "tabletop2_n0.5.png").is_file() and not (tmp_path / "b" / "data").exists()
+
+
+def test_reuse_data_must_be_a_folder(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    assert main(["bench", "segmentation", "--reuse-data", str(tmp_path / "f"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--reuse-data" in err and "not a folder" in err and "\n" not in err

@@ -78,3 +78,33 @@ def test_demo_default_finishes_in_under_two_minutes(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     assert time.perf_counter() - t0 < 120
     assert (tmp_path / "demo" / "report" / "report.html").is_file()
+
+
+def test_the_demos_click_is_scored_against_the_pixels_a_selection_can_show(tmp_path):
+    """The demo's IoU reference is the one of ``bench clicks`` (:func:`gs_core.eval.truth_mask`): on a world
+    without training artefacts, an object's own Gaussians selected score 100%, also for an object whose
+    ground-truth map holds pixels where it has the most weight but less than half (the map's mask, the
+    reference before, scored such an exact selection below 100%)."""
+    from gs_core.dataset import Dataset
+    from gs_core.demo.click import Click
+    from gs_core.demo.job import _check_selection
+    from gs_core.eval import Evaluation, truth_mask
+    from gs_core.synth import ArtefactConfig, GroundTruth, MaskNoise, SynthConfig, build_dataset
+
+    config = SynthConfig.sized("tiny", layout="tabletop", seed=0, artefacts=ArtefactConfig(0, 0, 0))
+    build_dataset(tmp_path / "ds", config, MaskNoise.level(0.0))
+    ds, gt = Dataset.load(tmp_path / "ds"), GroundTruth.load(tmp_path / "ds")
+    ev = Evaluation.prepare(ds, gt)
+    assert gt.gaussians.clean.all()
+    objects = gt.gaussians.object
+
+    def differ(o: int) -> int:  # map pixels of o where it holds no majority of the blend
+        return sum(int(((ev.gt_test[k] == o) & ~truth_mask(p, gt.gaussians.clean, objects, o)).sum())
+                   for k, p in enumerate(ev.test_proj))
+
+    o = max(gt.hierarchy.things, key=differ)
+    assert differ(o) > 0 and (ev.gt_test == o).any()
+    click = Click(o, gt.hierarchy.objects[o].name, ev.train[0], (0, 0))
+    picked = _check_selection(ev, ev.gaussians, ev.colors, objects == o, click, ev.test_proj[0], "auto")
+    assert picked.iou == 1.0
+    assert picked.n_object == int((objects == o).sum())

@@ -89,3 +89,31 @@ def test_synth_command_hard_cases(tmp_path):
     assert gt.info["config"]["hard_cases"] and gt.info["noise"] == MaskNoise.level(1.0, hard=True).to_json()
     assert {"shelf", "apple", "bowl", "cup", "pen", "pencil", "cable", "plate"} <= {
         o.category for o in gt.hierarchy.objects}
+
+
+def test_dataset_written_knows_its_world_and_noise(tiny_world, tiny_views, tiny_config, tmp_path, monkeypatch):
+    """A finished dataset is recognised by the config and mask noise it was written with, and by nothing
+    else; one being rewritten in place (its scene.json gone until the views are written) is not finished."""
+    from dataclasses import replace
+
+    from gs_core.synth import dataset_written
+
+    root = tmp_path / "ds"
+    assert not dataset_written(root, tiny_config, MaskNoise.level(1.0))
+    write_dataset(root, tiny_world, tiny_views, MaskNoise.level(1.0))
+    assert dataset_written(root, tiny_config, MaskNoise.level(1.0))
+    assert not dataset_written(root, tiny_config, MaskNoise.level(0.5))
+    assert not dataset_written(root, tiny_config, MaskNoise.level(1.0, hard=True))
+    assert not dataset_written(root, replace(tiny_config, seed=tiny_config.seed + 1), MaskNoise.level(1.0))
+    assert not dataset_written(root, replace(tiny_config, kind="2dgs"), MaskNoise.level(1.0))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("gs_core.synth.writer.write_view", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            write_dataset(root, tiny_world, tiny_views, MaskNoise.level(1.0))
+    assert not dataset_written(root, tiny_config, MaskNoise.level(1.0))
+    (root / "gt" / "scene.json").write_text("{not json")
+    assert not dataset_written(root, tiny_config, MaskNoise.level(1.0))
