@@ -543,17 +543,32 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         ids_of[i], val_of[i] = uniq[other], vals[other]
         return ids_of[i], val_of[i]
 
-    def scores(i: int, ids: np.ndarray, vals: np.ndarray, den_row: np.ndarray | None = None,
-               sup_row: np.ndarray | None = None) -> np.ndarray:
+    def scores(i: int | np.ndarray, ids: np.ndarray, vals: np.ndarray, den: np.ndarray | None = None,
+               sup: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the pairs (i, ids[k]) with numerators vals[k]; ``i`` one cluster or one per pair
+        (separation: one), ``den`` / ``sup`` the pairs' counts and supports where already known."""
         if config.normalise == "view":  # each view's pairs against the larger self-agreement in that view
-            pairs = counts[ids] * counts[i]  # [deg, V]
-            den = pairs.max(1, initial=0.0)  # > 0 where some view labels both (the sign of the pair count)
-            sup = good[ids] @ good[i]  # whole numbers: exact in any order
-            r = vals / np.einsum("kv,kv->k", pairs, np.maximum(selfview[ids], selfview[i]))
+            if sup is None:  # whole numbers: exact in any order (a long row: all rows, then a pick)
+                sup = (good @ good[i])[ids] if 4 * len(ids) > P else np.take(good, ids, axis=0) @ good[i]
+            # no pair count: where none is positive the denominator below is 0 and the score not finite
+            # (masked below), but a cap (separation) would turn it finite, so there its sign is kept
+            r, one = np.empty(len(ids)), isinstance(i, (int, np.integer))
+            den = np.ones(len(ids)) if separation is None else np.empty(len(ids))
+            for lo in range(0, len(ids), 4096):  # [4096, V] blocks stay in cache; take: a faster gather
+                at = slice(lo, lo + 4096)
+                pairs = np.take(counts, ids[at], axis=0)  # [block, V]
+                pairs *= counts[i] if one else np.take(counts, i[at], axis=0)
+                if separation is not None:
+                    den[at] = np.einsum("kv->k", pairs)  # > 0 where some view labels both (non-negative terms)
+                top = np.take(selfview, ids[at], axis=0)
+                np.maximum(top, selfview[i] if one else np.take(selfview, i[at], axis=0), out=top)
+                r[at] = vals[at] / np.einsum("kv,kv->k", pairs, top)
         else:
             # all rows then a pick: a contiguous product beats a [deg, V] gather
-            den = (counts @ counts[i] if den_row is None else den_row)[ids]
-            sup = (good @ good[i] if sup_row is None else sup_row)[ids]
+            if den is None:
+                den = (counts @ counts[i])[ids]
+            if sup is None:
+                sup = (good @ good[i])[ids]
             r = vals / den
             if config.normalise == "geometric":
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
@@ -604,20 +619,33 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         keep_best(i, ids, r)
         return ids, r
 
-    block = 256  # the first scores: pair counts and supports of a block of rows in one product
-    into, other, score = [], [], []
+    # the first scores, a block of rows at a time: pair counts and supports in one product, and (but
+    # with separation) the block's pairs scored together, at most 2^16 at once
+    for i in range(P):
+        other_rows = ids_of[i] != i  # the rows of the CSR matrix (unique ids, in its order)
+        ids_of[i], val_of[i] = ids_of[i][other_rows], val_of[i][other_rows]
+    deg = np.array([len(x) for x in ids_of], np.int64)
+    block = 256
     for start in range(0, P, block):
-        if config.normalise != "view":  # (view reads the pair's rows alone)
-            den_block = counts[start:start + block] @ counts.T  # [block, P]
-            sup_block = good[start:start + block] @ good.T
-        for i in range(start, min(P, start + block)):
-            other_rows = ids_of[i] != i  # rows of the CSR matrix: sorted, unique
-            ids_of[i], val_of[i] = ids_of[i][other_rows], val_of[i][other_rows]
-            r = (scores(i, ids_of[i], val_of[i]) if config.normalise == "view" else
-                 scores(i, ids_of[i], val_of[i], den_block[i - start], sup_block[i - start]))
-            if reuse:
-                scored[i] = r
-            keep_best(i, ids_of[i], r)
+        stop = min(P, start + block)
+        sup_block = good[start:stop] @ good.T  # [block, P]
+        den_block = counts[start:stop] @ counts.T if config.normalise != "view" else None  # (view: the pairs' rows)
+        lo = start
+        while lo < stop:
+            hi = lo + 1 if separation is not None else \
+                lo + max(1, int(np.searchsorted(np.cumsum(deg[lo:stop]), 1 << 16, "right")))
+            rows = np.arange(lo, hi)
+            ids = np.concatenate([ids_of[i] for i in rows])
+            of = np.repeat(rows, deg[lo:hi])  # the row of each pair
+            r = scores(of if separation is None else lo, ids, np.concatenate([val_of[i] for i in rows]),
+                       None if den_block is None else den_block[of - start, ids], sup_block[of - start, ids])
+            ends = np.cumsum(deg[lo:hi])
+            for i, r_i in zip(rows, np.split(r, ends[:-1])):
+                if reuse:
+                    scored[i] = r_i
+                keep_best(i, ids_of[i], r_i)
+            lo = hi
+    into, other, score = [], [], []
     while P:
         i = int(np.argmax(best))
         if best[i] < config.floor:
