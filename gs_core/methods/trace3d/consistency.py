@@ -23,6 +23,7 @@ down to ``floor`` to record the merge tree: cutting it higher gives parts, lower
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -50,6 +51,11 @@ def separation_share(p_split: float, p_merge: float) -> float:
 P_SPLIT = 0.31
 # ... and shows touching objects (look-alikes in a row, a container and its contents) as one mask
 P_MERGE = 0.38
+
+
+# agglomerate (normalise "view") looks up a rescored row's unchanged scores from this many neighbours
+# on; a shorter row costs less to score again than to look up (the same tree either way)
+REUSE_MIN_ROW = 256
 
 
 # a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
@@ -368,10 +374,17 @@ def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyC
     (``tests/methods/trace3d/test_consistency.py``). Every run is pinned: within views, across views
     and the single run. ``reuse=False`` rescores every pair of a rescored row (the reference the
     tests compare the default with; the trees are bitwise the same)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", divide="ignore"):
+    with _blas_controller().limit(limits=1, user_api="blas"), np.errstate(invalid="ignore", divide="ignore"):
         return _agglomerate(stats, config, progress, reuse)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """This process's threadpoolctl controller, made once (finding the loaded libraries costs
+    milliseconds, and each view's merges call :func:`agglomerate`)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _merge_rows(ids_a: np.ndarray, val_a: np.ndarray, ids_b: np.ndarray, val_b: np.ndarray
@@ -606,7 +619,7 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
     def rescore(i: int) -> tuple[np.ndarray, np.ndarray]:
         before, r_before = ids_of[i], scored[i]
         ids, vals = row(i)
-        if r_before is None:
+        if r_before is None or len(before) < REUSE_MIN_ROW:
             r = scores(i, ids, vals)
         else:  # neighbours unchanged since the last scores keep them (their value in the row too)
             fresh = changed_at[ids] > scored_at[i]

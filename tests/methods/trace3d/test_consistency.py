@@ -298,12 +298,15 @@ def _random_votes(seed: int, P: int, V: int, ties: bool):
 
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("seed, P", [(0, 20), (1, 60), (2, 150), (3, 150)])
-def test_view_rescoring_reuses_scores_bitwise(seed, P, ties):
+def test_view_rescoring_reuses_scores_bitwise(seed, P, ties, monkeypatch):
     """``normalise="view"`` rescores, in a row whose best partner merged, only the neighbours that
-    merged since (``reuse``): the tree is bitwise the one of rescoring every pair, ties included (the
-    tie cases have tens of equal merge scores, so a changed order would show), and without ties the
-    dense reference's."""
+    merged since (``reuse``; here in every row, however short): the tree is bitwise the one of
+    rescoring every pair, ties included (the tie cases have tens of equal merge scores, so a changed
+    order would show), and without ties the dense reference's."""
+    from gs_core.methods.trace3d import consistency
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
+
+    monkeypatch.setattr(consistency, "REUSE_MIN_ROW", 0)
 
     stats = _random_votes(seed, P, 6, ties).statistics()
     config = ConsistencyConfig(min_views=1, floor=0.0)
