@@ -23,6 +23,7 @@ down to ``floor`` to record the merge tree: cutting it higher gives parts, lower
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -50,6 +51,11 @@ def separation_share(p_split: float, p_merge: float) -> float:
 P_SPLIT = 0.31
 # ... and shows touching objects (look-alikes in a row, a container and its contents) as one mask
 P_MERGE = 0.38
+
+
+# agglomerate (normalise "view") looks up a rescored row's unchanged scores from this many neighbours
+# on; a shorter row costs less to score again than to look up (the same tree either way)
+REUSE_MIN_ROW = 256
 
 
 # a pair the gap keeps apart joins within the first notch coarser than the objects (the granularity
@@ -360,21 +366,51 @@ def patch_statistics(store: GITStore, config: ConsistencyConfig = ConsistencyCon
 
 
 def agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
-                progress: Callable[[int, int], None] | None = None) -> MergeTree:
+                progress: Callable[[int, int], None] | None = None, reuse: bool = True) -> MergeTree:
     """:func:`_agglomerate` on one BLAS thread, whatever the caller's: the scores' dense products (pair
     counts and supports over the views, ``counts @ counts[i]``) round differently on one and on several
     OpenBLAS threads, so without it the tree (its scores, and so its cuts) would depend on the machine's
     cores, and a run on a cluster's worker (one thread) would differ from one in the driver
     (``tests/methods/trace3d/test_consistency.py``). Every run is pinned: within views, across views
-    and the single run."""
-    from threadpoolctl import threadpool_limits
+    and the single run. ``reuse=False`` rescores every pair of a rescored row (the reference the
+    tests compare the default with; the trees are bitwise the same)."""
+    with _blas_controller().limit(limits=1, user_api="blas"), np.errstate(invalid="ignore", divide="ignore"):
+        return _agglomerate(stats, config, progress, reuse)
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _agglomerate(stats, config, progress)
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """This process's threadpoolctl controller, made once (finding the loaded libraries costs
+    milliseconds, and each view's merges call :func:`agglomerate`)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _merge_rows(ids_a: np.ndarray, val_a: np.ndarray, ids_b: np.ndarray, val_b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two sparse rows with sorted unique ids merged: (ids [K] sorted unique, values [K] summed, a's
+    value first, positions [S] in a and [S] in b of the ids both hold, ascending). The sums are
+    bitwise those of ``np.unique`` and ``np.bincount`` over the concatenation (which start from 0 and add
+    a's value, then b's), in linear time: the concatenation is two sorted runs, which a stable sort merges.
+
+    Args:
+        ids_a: [A] int64 sorted unique ids; val_a: [A] their values.
+        ids_b: [B] int64 sorted unique ids; val_b: [B] their values.
+    """
+    pos = np.searchsorted(ids_a, ids_b)
+    both = pos < len(ids_a)
+    both[both] = ids_a[pos[both]] == ids_b[both]
+    in_a, in_b = pos[both], np.flatnonzero(both)
+    vals = val_a.copy()
+    vals[in_a] += val_b[in_b]
+    ids = np.concatenate([ids_a, ids_b[~both]])
+    order = np.argsort(ids, kind="stable")
+    return ids[order], np.concatenate([vals, val_b[~both]])[order], in_a, in_b
 
 
 def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = ConsistencyConfig(),
-                 progress: Callable[[int, int], None] | None = None) -> MergeTree:
+                 progress: Callable[[int, int], None] | None = None, reuse: bool = True) -> MergeTree:
     """Greedy pooled agglomeration down to ``config.floor`` (module docstring), over the sparse
     graph of patches that share Gaussians.
 
@@ -417,7 +453,12 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
     Each cluster keeps its numerator row (neighbour ids, sums) with ids as they were when the row
     was last built; reading it maps them to today's clusters and sums duplicates, so a merge never
     edits the rows of the neighbours. Pair counts and supports are dot products of the pooled
-    [V] rows (:class:`PatchStatistics`). Merging the best pair first, as the dense form did: the
+    [V] rows (:class:`PatchStatistics`). With ``view`` a pair's score reads only the two clusters'
+    rows (the pair counts only decide whether any view labels both, and the supports are whole
+    numbers, so no product over all clusters is needed), so a row rescored because its best partner
+    merged keeps the scores of the neighbours that have not merged since it was last scored and
+    computes only the others (``reuse``; each score is an elementwise function of the pair's rows, so
+    the tree is bitwise the one of rescoring the whole row). Merging the best pair first, as the dense form did: the
     trees are the same (``tests/trace3d/test_consistency.py`` checks it against a dense reference)."""
     num = stats.numerator.tocsr()
     P = num.shape[0]
@@ -444,8 +485,7 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
 
         def view_self(i) -> np.ndarray:  # [..., V] each view's agreement of the cluster with itself
             den = counts[i] ** 2
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return np.where(den > 0, diag_view[i] / np.where(den > 0, den, 1.0), 0.0)
+            return np.where(den > 0, diag_view[i] / np.where(den > 0, den, 1.0), 0.0)
 
         selfview = view_self(np.arange(P))
     if separation is not None:
@@ -504,8 +544,7 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
 
     def self_agreement(i) -> np.ndarray:
         den = np.einsum("...v,...v->...", counts[i], counts[i])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, diag[i] / np.where(den > 0, den, 1.0), np.nan)
+        return np.where(den > 0, diag[i] / np.where(den > 0, den, 1.0), np.nan)
 
     selfsim = self_agreement(np.arange(P))
 
@@ -517,24 +556,41 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         ids_of[i], val_of[i] = uniq[other], vals[other]
         return ids_of[i], val_of[i]
 
-    def scores(i: int, ids: np.ndarray, vals: np.ndarray, den_row: np.ndarray | None = None,
-               sup_row: np.ndarray | None = None) -> np.ndarray:
-        # all rows then a pick: a contiguous product beats a [deg, V] gather
-        den = (counts @ counts[i] if den_row is None else den_row)[ids]
-        sup = (good @ good[i] if sup_row is None else sup_row)[ids]
-        with np.errstate(invalid="ignore", divide="ignore"):
+    def scores(i: int | np.ndarray, ids: np.ndarray, vals: np.ndarray, den: np.ndarray | None = None,
+               sup: np.ndarray | None = None) -> np.ndarray:
+        """Scores of the pairs (i, ids[k]) with numerators vals[k]; ``i`` one cluster or one per pair
+        (separation: one), ``den`` / ``sup`` the pairs' counts and supports where already known."""
+        if config.normalise == "view":  # each view's pairs against the larger self-agreement in that view
+            if sup is None:  # whole numbers: exact in any order (a long row: all rows, then a pick)
+                sup = (good @ good[i])[ids] if 4 * len(ids) > P else np.take(good, ids, axis=0) @ good[i]
+            # no pair count: where none is positive the denominator below is 0 and the score not finite
+            # (masked below), but a cap (separation) would turn it finite, so there its sign is kept
+            r, one = np.empty(len(ids)), isinstance(i, (int, np.integer))
+            den = np.ones(len(ids)) if separation is None else np.empty(len(ids))
+            for lo in range(0, len(ids), 4096):  # [4096, V] blocks stay in cache; take: a faster gather
+                at = slice(lo, lo + 4096)
+                pairs = np.take(counts, ids[at], axis=0)  # [block, V]
+                pairs *= counts[i] if one else np.take(counts, i[at], axis=0)
+                if separation is not None:
+                    den[at] = np.einsum("kv->k", pairs)  # > 0 where some view labels both (non-negative terms)
+                top = np.take(selfview, ids[at], axis=0)
+                np.maximum(top, selfview[i] if one else np.take(selfview, i[at], axis=0), out=top)
+                r[at] = vals[at] / np.einsum("kv,kv->k", pairs, top)
+        else:
+            # all rows then a pick: a contiguous product beats a [deg, V] gather
+            if den is None:
+                den = (counts @ counts[i])[ids]
+            if sup is None:
+                sup = (good @ good[i])[ids]
             r = vals / den
             if config.normalise == "geometric":
                 r = r / np.sqrt(selfsim[i] * selfsim[ids])
             elif config.normalise == "max":
                 r = r / np.maximum(selfsim[i], selfsim[ids])
-            elif config.normalise == "view":  # each view's pairs against the larger self-agreement in that view
-                r = vals / np.einsum("kv,kv->k", counts[ids] * counts[i], np.maximum(selfview[ids], selfview[i]))
         if separation is not None:  # share of the views seeing both that do not cut them apart
             both = (seen @ seen[i])[ids]
             apart = np.maximum(gaps(i, ids) - shared_views(i, ids), 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
+            merged = np.where(both > 0, 1.0 - apart / np.where(both > 0, both, 1.0), 1.0)
             ratio = merged / separation  # < 1: the pair stays apart at theta
             notch = (config.theta - config.floor) / SEPARATION_NOTCHES  # one step of the slider's coarser half
             cap = np.where(ratio >= 1, config.theta * ratio, config.theta - notch * (1.0 - ratio))
@@ -552,20 +608,56 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         else:
             best[i], arg[i] = -np.inf, i
 
+    # reuse (view): each row's last scores (aligned with ids_of then), the merge after which they were
+    # computed, the merge that last changed each cluster, and a scratch map from neighbour to position
+    reuse = reuse and config.normalise == "view"
+    scored: list[np.ndarray | None] = [None] * P
+    scored_at = np.zeros(P, np.int64)
+    changed_at = np.zeros(P, np.int64)
+    slot = np.zeros(P, np.int64)
+
     def rescore(i: int) -> tuple[np.ndarray, np.ndarray]:
+        before, r_before = ids_of[i], scored[i]
         ids, vals = row(i)
-        r = scores(i, ids, vals)
+        if r_before is None or len(before) < REUSE_MIN_ROW:
+            r = scores(i, ids, vals)
+        else:  # neighbours unchanged since the last scores keep them (their value in the row too)
+            fresh = changed_at[ids] > scored_at[i]
+            slot[before] = np.arange(len(before))
+            r = np.empty(len(ids))
+            r[~fresh] = r_before[slot[ids[~fresh]]]
+            r[fresh] = scores(i, ids[fresh], vals[fresh])
+        if reuse:
+            scored[i], scored_at[i] = r, len(into)
         keep_best(i, ids, r)
         return ids, r
 
-    block = 256  # the first scores: pair counts and supports of a block of rows in one product
+    # the first scores, a block of rows at a time: pair counts and supports in one product, and (but
+    # with separation) the block's pairs scored together, at most 2^16 at once
+    for i in range(P):
+        other_rows = ids_of[i] != i  # the rows of the CSR matrix (unique ids, in its order)
+        ids_of[i], val_of[i] = ids_of[i][other_rows], val_of[i][other_rows]
+    deg = np.array([len(x) for x in ids_of], np.int64)
+    block = 256
     for start in range(0, P, block):
-        den_block = counts[start:start + block] @ counts.T  # [block, P]
-        sup_block = good[start:start + block] @ good.T
-        for i in range(start, min(P, start + block)):
-            other_rows = ids_of[i] != i  # rows of the CSR matrix: sorted, unique
-            ids_of[i], val_of[i] = ids_of[i][other_rows], val_of[i][other_rows]
-            keep_best(i, ids_of[i], scores(i, ids_of[i], val_of[i], den_block[i - start], sup_block[i - start]))
+        stop = min(P, start + block)
+        sup_block = good[start:stop] @ good.T  # [block, P]
+        den_block = counts[start:stop] @ counts.T if config.normalise != "view" else None  # (view: the pairs' rows)
+        lo = start
+        while lo < stop:
+            hi = lo + 1 if separation is not None else \
+                lo + max(1, int(np.searchsorted(np.cumsum(deg[lo:stop]), 1 << 16, "right")))
+            rows = np.arange(lo, hi)
+            ids = np.concatenate([ids_of[i] for i in rows])
+            of = np.repeat(rows, deg[lo:hi])  # the row of each pair
+            r = scores(of if separation is None else lo, ids, np.concatenate([val_of[i] for i in rows]),
+                       None if den_block is None else den_block[of - start, ids], sup_block[of - start, ids])
+            ends = np.cumsum(deg[lo:hi])
+            for i, r_i in zip(rows, np.split(r, ends[:-1])):
+                if reuse:
+                    scored[i] = r_i
+                keep_best(i, ids_of[i], r_i)
+            lo = hi
     into, other, score = [], [], []
     while P:
         i = int(np.argmax(best))
@@ -578,9 +670,10 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         diag[a] += diag[b] + 2.0 * between
         counts[a] += counts[b]
         good[a] += good[b]
+        if separation is not None or config.normalise == "view":  # a's row of C: sums over both, columns unique
+            row_ids, row_val, ia, ib = _merge_rows(c_ids[a], c_val[a], c_ids[b], c_val[b])
         if config.normalise == "view":  # each view's numerator between a and b: sum over their common columns
-            common, ia, ib = np.intersect1d(c_ids[a], c_ids[b], assume_unique=True, return_indices=True)
-            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[common], c_val[a][ia] * c_val[b][ib],
+            diag_view[a] += diag_view[b] + 2.0 * np.bincount(column_view[c_ids[b][ib]], c_val[a][ia] * c_val[b][ib],
                                                              minlength=counts.shape[1])
         if separation is not None:
             home[a] += home[b] + votes_into(a, b) + votes_into(b, a)
@@ -591,9 +684,8 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
             if root_of is not None:
                 root_of[a] |= root_of[b]
                 root_of[b] = set()
-        if separation is not None or config.normalise == "view":  # a's row of C: sums over both, columns unique
-            c_ids[a], inverse = np.unique(np.concatenate([c_ids[a], c_ids[b]]), return_inverse=True)
-            c_val[a] = np.bincount(inverse.ravel(), np.concatenate([c_val[a], c_val[b]]), minlength=len(c_ids[a]))
+        if separation is not None or config.normalise == "view":
+            c_ids[a], c_val[a] = row_ids, row_val
             c_ids[b], c_val[b] = c_ids[b][:0], c_val[b][:0]
             if config.normalise == "view":
                 selfview[a] = view_self(a)
@@ -604,6 +696,8 @@ def _agglomerate(stats: PatchStatistics, config: ConsistencyConfig = Consistency
         members[b], ids_of[b], val_of[b] = [], ids_of[b][:0], val_of[b][:0]
         active[b] = False
         best[b] = -np.inf
+        scored[a] = scored[b] = None  # a's row is all new
+        changed_at[a] = len(into)
         selfsim[a] = self_agreement(a)
         ids, r = rescore(a)
         stale = np.flatnonzero(active & ((arg == a) | (arg == b)))

@@ -278,6 +278,51 @@ def test_sparse_agglomeration_equals_the_dense_reference(planted, stacks, normal
     np.testing.assert_allclose(tree.score, score, rtol=1e-9)
 
 
+def _random_votes(seed: int, P: int, V: int, ties: bool):
+    """Random per-view votes of ``P`` patches over ``V`` views. ``ties``: every vote 1 and few columns
+    (two a view), so many pairs score exactly alike and the greedy order rests on its tie-breaking."""
+    from gs_core.methods.trace3d.consistency import PatchVotes
+
+    rng = np.random.default_rng(seed)
+    Q = 2 * V if ties else 3 * P
+    column_view, row_view = rng.integers(0, V, Q), rng.integers(0, V, P)
+    hit = (rng.random((P, Q)) < (0.4 if ties else 0.15)) & (column_view[None] != row_view[:, None])
+    C = np.where(hit, 1.0 if ties else rng.random((P, Q)), 0.0)  # [P, Q] no votes on a patch's own view
+    counts = np.stack([C[:, column_view == v].sum(1) for v in range(V)], 1)  # [P, V] plus unlabelled-elsewhere mass
+    counts += (counts > 0) * (1.0 if ties else rng.integers(0, 2, counts.shape))
+    mass = counts.sum(1) + 1.0
+    good = ((counts >= 0.2 * mass[:, None]) & (counts > 0)).astype(np.float32)
+    import scipy.sparse as sp
+    return PatchVotes(sp.csr_matrix(C), counts, good, mass, column_patch=np.full(Q, -1), column_view=column_view)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed, P", [(0, 20), (1, 60), (2, 150), (3, 150)])
+def test_view_rescoring_reuses_scores_bitwise(seed, P, ties, monkeypatch):
+    """``normalise="view"`` rescores, in a row whose best partner merged, only the neighbours that
+    merged since (``reuse``; here in every row, however short): the tree is bitwise the one of
+    rescoring every pair, ties included (the tie cases have tens of equal merge scores, so a changed
+    order would show), and without ties the dense reference's."""
+    from gs_core.methods.trace3d import consistency
+    from gs_core.methods.trace3d.consistency import ConsistencyConfig, agglomerate
+
+    monkeypatch.setattr(consistency, "REUSE_MIN_ROW", 0)
+
+    stats = _random_votes(seed, P, 6, ties).statistics()
+    config = ConsistencyConfig(min_views=1, floor=0.0)
+    assert config.normalise == "view"  # the default
+    tree, every = agglomerate(stats, config), agglomerate(stats, config, reuse=False)
+    assert len(tree.score) >= P - 5  # floor 0: (nearly) a full tree
+    if ties:
+        assert len(tree.score) - len(np.unique(tree.score)) >= P // 4
+    for f in ("into", "other", "score"):
+        assert np.array_equal(getattr(tree, f), getattr(every, f))
+    if not ties:  # the dense reference breaks ties its own way
+        into, other, score = dense_agglomerate(stats, config)
+        assert tree.into.tolist() == into and tree.other.tolist() == other
+        np.testing.assert_allclose(tree.score, score, rtol=1e-9)
+
+
 def test_min_share_drops_only_boundary_spill(planted):
     """Dropping votes under 2% of a patch's mass in a view keeps the numerator within its bound
     (2 x 0.02 of each view's agreement, so 0.04 x pairs) and leaves the instances unchanged."""
