@@ -11,6 +11,7 @@ process; ``gs_core.pipeline.distributed.RayExecutor`` runs them as Ray tasks. Da
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,33 +118,65 @@ def forget(shared: Shared) -> None:
 # A worker process is not told when a map ends (the caller's forget runs in the caller's process), so
 # what it derived would stay until a task of the next map: the association's matrices through the
 # caller's merge tree. A worker's task wrapper calls task_started / task_ended; once no task has
-# started for a while after one ended, the map is over and what was derived is dropped.
-_IDLE = {"generation": 0, "busy": False}
-_IDLE_LOCK = threading.Lock()
+# started for a while after one ended, the map is over and what was derived is dropped. One thread per
+# process keeps that deadline (started at the first task_ended, then waiting): a map of thousands of
+# tasks moves the deadline, it does not start a timer per task.
+RELEASE_THREAD = "gs_core-release"  # the name of that thread
+
+
+class _IdleRelease:
+    """The deadline after which this process drops what it derived (:data:`_DERIVED`), kept by one
+    daemon thread: :meth:`started` cancels it, :meth:`ended` sets it ``after`` seconds from now once no
+    task is running."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0  # tasks started and not yet ended in this process
+        self._deadline: float | None = None  # time.monotonic() at which to release, or None
+        self._thread: threading.Thread | None = None
+
+    def started(self) -> None:
+        with self._cond:
+            self._running += 1
+            self._deadline = None
+
+    def ended(self, after: float) -> None:
+        with self._cond:
+            self._running = max(self._running - 1, 0)
+            if self._running:
+                return
+            self._deadline = time.monotonic() + after
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=RELEASE_THREAD, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._deadline = None
+                _DERIVED.clear()
+
+
+_IDLE = _IdleRelease()
 
 
 def task_started() -> None:
     """A task starts in this (worker) process: keep what was derived (:func:`task_ended`)."""
-    with _IDLE_LOCK:
-        _IDLE["generation"] += 1
-        _IDLE["busy"] = True
+    _IDLE.started()
 
 
 def task_ended(release_after: float) -> None:
     """A task ended in this (worker) process: drop everything derived here (:func:`derived`) unless
     another task starts within ``release_after`` seconds. The tasks of one map follow each other
     without a pause on a worker, so this frees a map's matrices soon after the map ends, not at the
-    next map; at worst a later task of the same value builds them again (the same values)."""
-    with _IDLE_LOCK:
-        _IDLE["generation"] += 1
-        _IDLE["busy"] = False
-        generation = _IDLE["generation"]
-    timer = threading.Timer(release_after, _release_if_idle, (generation,))
-    timer.daemon = True
-    timer.start()
-
-
-def _release_if_idle(generation: int) -> None:
-    with _IDLE_LOCK:
-        if _IDLE["generation"] == generation and not _IDLE["busy"]:
-            _DERIVED.clear()
+    next map; at worst a later task of the same value builds them again (the same values). One thread
+    per process waits for that moment, however many tasks end."""
+    _IDLE.ended(release_after)

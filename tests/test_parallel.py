@@ -62,6 +62,34 @@ def test_a_worker_drops_what_it_derived_once_no_task_follows():
         forget(shared)
 
 
+def test_many_tasks_in_a_row_keep_one_release_thread_and_still_release_when_idle():
+    import threading
+    import time
+
+    from gs_core.parallel import RELEASE_THREAD, task_ended, task_started
+
+    def release_threads():
+        return [t for t in threading.enumerate() if t.name == RELEASE_THREAD]
+
+    shared = Shared(np.arange(3))
+    try:
+        for _ in range(50):  # a map's tasks, one after the other on this worker
+            task_started()
+            derived(shared, "sum", lambda v: int(v.sum()))
+            task_ended(0.3)
+        assert len(release_threads()) == 1  # not one timer per finished task
+        assert (shared.token, "sum") in parallel._DERIVED  # the last task ended under 0.3 s ago
+        time.sleep(0.8)
+        assert not parallel._DERIVED  # idle past the deadline: dropped
+        task_started()
+        derived(shared, "sum", lambda v: int(v.sum()))
+        task_ended(0.05)
+        time.sleep(0.5)
+        assert not parallel._DERIVED and len(release_threads()) == 1  # the same thread, again
+    finally:
+        forget(shared)
+
+
 def test_derived_builds_once_per_shared_value_and_forgets():
     built = []
     a, b = Shared(np.arange(3)), Shared(np.arange(4))

@@ -203,23 +203,38 @@ class PatchVotes:
         return PatchStatistics((self.C @ self.C.T).tocsr(), self.counts, self.good, self.mass, self.own, self.roots,
                                votes, column_patch, None if votes is None else self.column_view)
 
-    def restrict(self, rows: np.ndarray) -> "PatchVotes":
+    def restrict(self, rows: np.ndarray, columns: bool = True) -> "PatchVotes":
         """The votes of the patches ``rows`` alone, the columns that are patches renamed to their
         position in ``rows`` (-1: a patch not among them): all that ``statistics(rows)`` reads, small
-        enough to send to a worker (one view's patches: :func:`merge_within_views`).
+        enough to send to a worker (one view's patches: :func:`merge_within_views`). ``columns=False``
+        leaves out the two [Q] column arrays, the same for every ``rows``: a map sends them once and
+        each task puts them back (:meth:`with_columns`).
 
         Args:
             rows: [R] int64 patch rows.
         """
         pick = (lambda a: None if a is None else a[rows])
         roots = None if self.roots is None else [self.roots[r] for r in rows]
-        column_patch = self.column_patch
+        restricted = PatchVotes(self.C[rows], self.counts[rows], self.good[rows], self.mass[rows], pick(self.own),
+                                roots)
+        return restricted.with_columns(rows, self.column_patch, self.column_view, len(self.counts)) if columns \
+            else restricted
+
+    def with_columns(self, rows: np.ndarray, column_patch: np.ndarray | None, column_view: np.ndarray | None,
+                     P: int) -> "PatchVotes":
+        """These votes, the rows ``rows`` of votes over ``P`` patches (:meth:`restrict` without its
+        columns), with that whole's columns: ``column_patch`` renamed to the positions in ``rows``.
+
+        Args:
+            rows: [R] int64 the rows of the whole these are.
+            column_patch: [Q] int64 the whole's row each column is, -1 = none; or None.
+            column_view: [Q] int64 the view of each column; or None.
+        """
         if column_patch is not None:
-            local = np.full(len(self.counts), -1, np.int64)
+            local = np.full(P, -1, np.int64)
             local[rows] = np.arange(len(rows))
             column_patch = np.where(column_patch >= 0, local[np.maximum(column_patch, 0)], -1)
-        return PatchVotes(self.C[rows], self.counts[rows], self.good[rows], self.mass[rows], pick(self.own), roots,
-                          column_patch, self.column_view)
+        return replace(self, column_patch=column_patch, column_view=column_view)
 
     def pooled(self, clusters: np.ndarray) -> "PatchVotes":
         """The votes of the clusters ``clusters`` [P] (dense ids) of patches, for rows and columns:
@@ -850,8 +865,10 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
     into, other, score, sequence = [], [], [], []
     views = np.unique(patch_view)
     rows_of = [np.flatnonzero(patch_view == v) for v in views]
-    items = (votes.restrict(rows) for rows in rows_of)  # made as they are sent
-    trees = ordered(executor, merge_one_view, items, replace(config, floor=config.theta))
+    # made as they are sent; the columns, the same for every view, go once for the map
+    items = ((rows, votes.restrict(rows, columns=False)) for rows in rows_of)
+    columns = (votes.column_patch, votes.column_view, P)
+    trees = ordered(executor, merge_one_view, items, replace(config, floor=config.theta), columns)
     for done, (v, rows, tree) in enumerate(zip(views, rows_of, trees)):
         into.append(rows[tree.into]), other.append(rows[tree.other]), score.append(tree.score)
         sequence.append(np.full(len(tree.score), v, np.int64))
@@ -861,11 +878,13 @@ def merge_within_views(votes: PatchVotes, patch_view: np.ndarray, config: Consis
     return MergeTree(P, cat(into, np.int64), cat(other, np.int64), cat(score, np.float64), cat(sequence, np.int64))
 
 
-def merge_one_view(votes: PatchVotes, config: ConsistencyConfig) -> MergeTree:
-    """One view's greedy run of :func:`merge_within_views` on its votes (:meth:`PatchVotes.restrict`),
-    here or on a worker. On one BLAS thread wherever it runs, as every :func:`agglomerate` is, so the
-    tree is the same with and without a cluster."""
-    return agglomerate(votes.statistics(), config)
+def merge_one_view(item: tuple, config: ConsistencyConfig, columns: tuple) -> MergeTree:
+    """One view's greedy run of :func:`merge_within_views`, here or on a worker: ``item`` is the view's
+    rows [R] and their votes without the columns (:meth:`PatchVotes.restrict`), ``columns`` the whole's
+    ``(column_patch [Q], column_view [Q], P)``, sent once for the map. On one BLAS thread wherever it
+    runs, as every :func:`agglomerate` is, so the tree is the same with and without a cluster."""
+    rows, votes = item
+    return agglomerate(votes.with_columns(rows, *columns).statistics(), config)
 
 
 def consistent_instances(store: GITStore, config: ConsistencyConfig = ConsistencyConfig(),

@@ -364,9 +364,12 @@ def test_merges_within_views_are_the_same_whatever_order_the_views_finish():
     same tree as here, and each view's run is the one on its restricted votes."""
     from gs_core.methods.trace3d.consistency import ConsistencyConfig, merge_within_views, patch_votes
 
+    sent = []
+
     class Reversed:
         def map(self, fn, items, *shared):
             items = list(items)
+            sent.append((items, shared))
             for i in reversed(range(len(items))):
                 yield i, fn(items[i], *shared)
 
@@ -385,6 +388,9 @@ def test_merges_within_views_are_the_same_whatever_order_the_views_finish():
     assert len(here.into) > 6 and set(here.sequence.tolist()) <= set(range(6))
     for f in ("into", "other", "score", "sequence"):
         assert np.array_equal(getattr(here, f), getattr(there, f))
+    (items, shared), = sent  # the [Q] columns go once with the map, not with each view's votes
+    assert votes.column_view is not None and shared[1][1] is votes.column_view
+    assert len(items) == 6 and all(v.column_view is None and v.column_patch is None for _, v in items)
     rows = np.flatnonzero(view == 1)
     a, b = votes.statistics(rows), votes.restrict(rows).statistics()
     assert a.numerator.shape == (len(rows), len(rows)) and (a.numerator != b.numerator).nnz == 0
