@@ -5,11 +5,12 @@ then the ids are stitched across block borders by the overlap's Gaussians (:func
 of neighbouring blocks are one object when enough of the Gaussians both blocks label vote for that
 pair.
 
-Memory per block is bounded by the block (its Gaussians, its views' masks and GIT), not by the
-scene. What a block cannot know: an occluder outside it (beyond the overlap) is missing from its
-renders, so a block Gaussian behind it can take a share of the occluder's patch there; the overlap
-keeps that away from the borders, and the visibility rule (a Gaussian is seen where its own footprint
-is) from most Gaussians.
+Memory per block is bounded by the block (its Gaussians, its views' masks and GIT) and the scene's
+geometry, not by the scene's views. A block's views are traced with the rest of the scene as
+occluders (:func:`~gs_core.methods.trace3d.git.occluders_in_view`): a view from outside the block
+sees its Gaussians past other blocks' buildings, and without those a Gaussian they hide would count
+as seen and vote for the occluder's patch (the city's blocks came out as a few instances:
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def prepare_block(item, shared: Shared, config) -> np.ndarray:
     """The Trace3D core (GIT, consistent maps; ``config`` a Trace3DConfig, density control off) on one
     block: ``item`` = (block, its views' cameras, their mask stacks packed by
     :func:`~gs_core.methods.trace3d.method.pack_masks`: :func:`block_items`); ``shared`` holds the
-    scene. -> [n] int64 the block's instance ids of its rows, -1 = none."""
+    scene, whose Gaussians outside the block are traced as occluders only. -> [n] int64 the block's
+    instance ids of its rows, -1 = none."""
     from .trace3d import run
     from .trace3d.method import unpack_masks
 
@@ -93,7 +95,10 @@ def prepare_block(item, shared: Shared, config) -> np.ndarray:
     if len(cameras) == 0 or len(block.rows) == 0:
         return np.full(len(block.rows), -1, np.int64)
     scene = shared.value.subset(block.rows)
-    return run(scene, cameras, stacks, replace(config, density=None)).labels.astype(np.int64)
+    around = np.ones(len(shared.value), bool)
+    around[block.rows] = False
+    occluders = shared.value.subset(around)
+    return run(scene, cameras, stacks, replace(config, density=None), occluders=occluders).labels.astype(np.int64)
 
 
 def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,

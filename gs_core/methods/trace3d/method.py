@@ -125,20 +125,25 @@ def _per_view_ids(store: GITStore) -> ConsistentInstances:
 def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray],
         config: Trace3DConfig = Trace3DConfig(), images: Callable[[int], np.ndarray] | None = None,
         progress: Callable[[str, int, int], None] | None = None, cache: ViewCache | None = None,
-        executor: Executor | None = None) -> Trace3DResult:
+        executor: Executor | None = None, occluders: GaussianScene | None = None) -> Trace3DResult:
     """Trace3D on ``scene`` seen by ``cameras`` with one mask stack [M, H, W] per camera.
 
     ``images(k)`` gives view ``k``'s photo [H, W, 3] for the colour refit of density control (the
     refit is skipped without it). ``progress(stage, done, total)`` is called as work advances;
     ``cache`` keeps each view's GIT so an interrupted run resumes where it stopped. ``executor`` runs
     the per-view steps (patches, traces, density control's offsets and refit; default: here); their
-    results are reduced in view order, so they do not change the result.
+    results are reduced in view order, so they do not change the result. ``occluders`` (the rest of
+    the scene when ``scene`` is a block of it: :func:`~gs_core.methods.blocks.prepare_block`) hide
+    what lies behind them in the GIT traces (:func:`~gs_core.methods.trace3d.git.trace_all`); density
+    control does not take them, so they need ``config.density`` None.
 
     Args:
         masks: [V] of [M, H, W] bool, one mask stack per camera.
         images: [H, W, 3] float in [0, 1], ``images(k)`` the photo of view k, or None.
     """
     say = progress or (lambda stage, done, total: None)
+    if occluders is not None and config.density is not None:
+        raise ValueError("Trace3D occluders: density control does not trace them; run it with config.density None")
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     patches = run_all(executor, _patches_one, [pack_masks(m) for m in masks], config.min_area, config.patch_rule)
@@ -150,7 +155,7 @@ def run(scene: GaussianScene, cameras: list[Camera], masks: Iterable[np.ndarray]
         if store is None:
             t = time.perf_counter()
             store, traced = trace_all(sc, cameras, patches, config, lambda d, n: say("tracing", d, n), cache,
-                                      executor)
+                                      executor, occluders)
             stages["git"] = stages.get("git", 0.0) + time.perf_counter() - t
             stages["git_traces"] = stages.get("git_traces", 0.0) + traced
         t = time.perf_counter()

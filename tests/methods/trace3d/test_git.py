@@ -228,3 +228,47 @@ def test_trace_view_is_reproducible():
     for again in runs:
         for name in ("gaussians", "patches", "weights", "seen", "total"):
             np.testing.assert_array_equal(getattr(again, name), getattr(first, name), err_msg=name)
+
+
+def test_occluders_hide_what_is_behind_them_and_get_no_entries():
+    """A block's trace with the scene around it as occluders (``trace_all(..., occluders=)``): the
+    panel alone is seen; behind the wall, traced as occluders, it is not, and the store holds the
+    panel's Gaussians only. The cull keeps the wall in front of the panel and drops a square behind
+    it and one off to the side."""
+    from gs_core.methods.trace3d import Trace3DConfig
+    from gs_core.methods.trace3d.git import occluders_in_view, trace_all
+
+    wall = cat_scenes(*(make_scene(square((0, 0, -0.02 * i), half=0.6, spacing=0.1), 0.05, opacity=0.95)
+                        for i in range(3)))
+    panel = make_scene(square((0, 0, -0.3), half=0.2, spacing=0.1), 0.07, opacity=0.95)
+    c = cam((0, 0.01, 3.0), up=(0, 1, 0))
+    mask = np.ones((1, H, W), bool)
+    patches = [make_patches(mask, 1)]
+    alone, _ = trace_all(panel, [c], patches, Trace3DConfig())
+    assert np.isin(np.arange(len(panel)), alone.views[0].seen).all()
+    hidden, _ = trace_all(panel, [c], patches, Trace3DConfig(), occluders=wall)
+    assert hidden.num_gaussians == len(panel)
+    assert len(hidden.views[0].seen) == 0 and len(hidden.views[0].gaussians) == 0
+    behind = make_scene(square((0, 0, -1.0), half=0.2, spacing=0.1), 0.05)
+    aside = make_scene(square((5.0, 0, 0.5), half=0.2, spacing=0.1), 0.05)
+    others = cat_scenes(wall, behind, aside)
+    kept = occluders_in_view(panel.to_gaussians(), others.to_gaussians(), c).numpy()
+    over_panel = np.flatnonzero(np.abs(wall.means[:, :2]).max(1) <= 0.2 + 1e-6)
+    assert np.isin(over_panel, kept).all() and (kept < len(wall)).all()  # the wall in front only
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_occluder_cells_skip_cubes_without_changing_the_occluders(seed):
+    """The cubes of ``occluder_cells`` only skip work: the occluders found through them are those
+    the test on every Gaussian finds, for cameras inside the cloud, at its edge and outside it."""
+    from gs_core.methods.trace3d.git import occluder_cells, occluders_in_view
+
+    rng = np.random.default_rng(seed)
+    others = make_scene(rng.uniform(-4, 4, (3000, 3)), rng.uniform(0.01, 0.3, 3000)).to_gaussians()
+    own = make_scene(rng.uniform(-0.5, 0.5, (200, 3)), 0.05).to_gaussians()
+    cells = occluder_cells(others)
+    for eye in [(0.3, -2.0, 0.5), (4.5, 0.2, 0.1), (0, 9.0, 3.0), (-2.0, -2.0, -3.5)]:
+        c = cam(eye)
+        plain = occluders_in_view(own, others, c).numpy()
+        assert len(plain) > 0
+        assert np.array_equal(occluders_in_view(own, others, c, cells).numpy(), plain)
