@@ -393,3 +393,15 @@ def test_positive_click_on_selected_splats_adds_the_splats_it_points_at():
     assert np.flatnonzero(after.selected).tolist() == [0, 1, 3]
     against = levels.from_clicks(0.5, [_click(0), pixel], [_click(3)], means=means)
     assert not against.selected[3]
+
+
+def test_one_positive_click_grows_with_the_level_with_the_splats_it_points_at():
+    """The splats a click points at do not depend on the level, so one click's selection still grows with
+    it: a pixel carried by 3 (0.6) in front of 0 (0.4) selects 3 at every level, beside 0's instance."""
+    means = np.array([[float(x), 0, 0] for x in range(6)])
+    pixel = (np.array([3, 0]), np.array([0.6, 0.4], np.float32))
+    prev = np.zeros(6, bool)
+    for level in HAND_LEVELS.levels:
+        sel = HAND_LEVELS.from_clicks(level, [pixel], means=means).selected
+        assert sel[3] and not (prev & ~sel).any()
+        prev = sel
