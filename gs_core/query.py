@@ -140,29 +140,34 @@ class LabelLevels:
             return _select_labels(labels, np.setdiff1d(pos, neg))
         neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
         support = rule == "split" and means is not None
-        selected = np.zeros(labels.shape, bool)
+        found = []  # per positive click: (its path, the level it selects at; -1 = none separates it)
         unsplit: dict[int, list[int]] = {}  # finest instance -> the positive clicks no level separates
         for k, (g, w) in enumerate(positive):
             path = self.click_path(g, w)
             j = i
             while j >= 0 and path[j] >= 0 and (neg_paths[:, j] == path[j]).any():
                 j -= 1  # a negative click shares this instance: one level finer
+            found.append((path, j))
+            if j < 0:
+                unsplit.setdefault(int(path[0]), []).append(k)
+        parts = {}  # finest instance -> its 3D split's positive side
+        if means is not None:
+            for inst, ks in unsplit.items():
+                members = np.flatnonzero(self.labels[0] == inst)
+                negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
+                parts[inst] = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
+        selected = np.zeros(labels.shape, bool)
+        for (g, w), (path, j) in zip(positive, found):  # in order: a later click corrects the ones before
             if j >= 0 and path[j] >= 0:
                 inst = self.labels[j] == path[j]
                 if support and selected.any():  # a later positive click: the part of its instance it supports
                     inst = supported_part(means, np.flatnonzero(inst & ~selected), (g, w),
                                           int(selected.sum()), colors)
                 selected[inst] = True
-            elif j < 0:
-                unsplit.setdefault(int(path[0]), []).append(k)
+            elif j < 0 and int(path[0]) in parts:
+                selected[parts[int(path[0])]] = True
             if support:
                 selected[clicked_splats(g, w, negative)] = True
-        if means is not None:
-            for inst, ks in unsplit.items():
-                members = np.flatnonzero(self.labels[0] == inst)
-                negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
-                part = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
-                selected[part] = True
         return _selection(labels, selected)
 
 
