@@ -475,9 +475,10 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
                 backend: str = "auto", means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
     """The instances under the positive clicks (pixels [P, 2] x, y), at one level ``labels`` [N]: the
     rule of :meth:`LabelLevels.from_clicks` with that one level. A negative click in the instance of a
-    positive one splits it in 3D by the Gaussians' centres ``means`` [N, 3] (default: their centres in
-    the camera of ``proj``, reconstructed from its projection; those it culls stay out of a split) and,
-    given, their colours ``colors``.
+    positive one splits it in 3D, and a later positive click adds the part of its instance it supports,
+    by the Gaussians' centres ``means`` [N, 3] (default: their centres in the camera of ``proj``,
+    reconstructed from its projection; those it culls stay out of a split) and, given, their colours
+    ``colors``; every positive click adds the splats it points at.
 
     Args:
         labels: [N] int64 instance label per Gaussian, -1 = none.
@@ -488,7 +489,7 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
     """
     pos = pixel_weights(proj, positive, backend)
     neg = pixel_weights(proj, negative if negative is not None else np.zeros((0, 2)), backend)
-    if means is None and (neg or len(pos) > 1):
+    if means is None and (pos or neg):
         means = camera_means(proj)
     one = LabelLevels(np.array([0.5]), np.asarray(labels)[None])
     return one.from_clicks(0.5, pos, neg, means=means, colors=colors)

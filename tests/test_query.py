@@ -101,10 +101,12 @@ def test_from_clicks(planted):
     assert np.array_equal(sel.selected, labels == 0) and not sel.partial
     # the front object where it hides object 0
     assert np.array_equal(from_clicks(proj, labels, np.array([_pixel(lm, 2)])).selected, labels == 2)
-    # background, and the unlabelled splats: nothing
+    # background: nothing; the unlabelled splats: only the splats the click points at, no instance
     bg = np.argwhere(lm == -1)[0][::-1]
     assert not from_clicks(proj, labels, np.array([bg])).selected.any()
-    assert not from_clicks(proj, labels, np.array([_pixel(lm, 3)])).selected.any()
+    on = from_clicks(proj, labels, np.array([_pixel(lm, 3)]))
+    assert on.selected.any() and (labels[on.selected] == -1).all() and on.labels.tolist() == []
+    assert on.selected.sum() < (labels == -1).sum()
 
 
 @pytest.mark.parametrize("xy", [(W, 0), (0, H), (-1, 5), (5, -1)])
