@@ -25,6 +25,10 @@ FIT_TOLERANCE = 0.02  # --fit: levels this close to the best weighted IoU tie (t
 # the 3D split of an instance no level splits: colour distance (in units of the instance's colour spread)
 # against position (in units of its extent); chosen by measurement (docs/benchmarks.md)
 SPLIT_COLOUR_WEIGHT = 1.0
+# a later positive click adds its whole instance when that adds at most this many Gaussians per Gaussian
+# already selected, else only the part of it nearest the clicked splats (:func:`supported_part`)
+SUPPORT_SHARE = 1.0
+RULES = ("split", "split-whole", "remove")
 
 
 def _no_grad(fn):
@@ -95,7 +99,9 @@ class LabelLevels:
                     means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
         """The selection of positive and negative clicks at ``level``, each click given as
         :func:`pixel_weights` of its pixel (Gaussian indices [K], weights [K]); monotone in ``level``
-        (:meth:`click_path`). ``means`` [N, 3]: the Gaussians' centres, for the split in 3D below.
+        (:meth:`click_path`) for one positive click, and for several without ``means`` (with them a later
+        positive click's part of its instance depends on the selection before it, below). ``means``
+        [N, 3]: the Gaussians' centres, for the splits in 3D below.
 
         Each positive click selects its instance at ``level``. A negative click that lands in that
         instance splits it (``rule="split"``): the positive click then selects its instance at the
@@ -103,8 +109,18 @@ class LabelLevels:
         different instances, the finest split of the merge tree that separates them. Where no level
         does (the clicks share the finest instance), that finest instance is split in 3D
         (:func:`split_by_clicks`): the part nearer the positive clicks' Gaussians than the negative
-        ones', by position and, with ``colors``, colour; with no ``means``, nothing. ``rule="remove"`` is the earlier rule: instances under positive clicks
-        minus the instances under negative ones, the wanted object included when both fall in one.
+        ones', by position and, with ``colors``, colour; with no ``means``, nothing.
+
+        With ``means``, a positive click corrects the selection of the clicks before it rather than adds
+        an instance blindly: it adds its instance whole only where that adds at most as many Gaussians
+        as are selected already (:data:`SUPPORT_SHARE`), else the part of it nearest the clicked splats
+        in the split's space (:func:`supported_part`: a click on a tin's edge whose splats vote for the
+        table adds the tin's edge, not the table); and every positive click adds the splats it points at
+        (:func:`clicked_splats`, whatever the level), so its pixel shows selected even where those
+        splats' instance is selected already or they have none. ``rule="split-whole"`` is the rule before that (each
+        positive click adds its whole instance); ``rule="remove"`` the earlier one still: instances under
+        positive clicks minus the instances under negative ones, the wanted object included when both
+        fall in one.
         ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in;
         ``Selection.partial`` says the selection is only a part of them (a split).
 
@@ -114,8 +130,8 @@ class LabelLevels:
             means: [N, 3] the Gaussians' centres, for a split in 3D, or None.
             colors: [N, 3] the Gaussians' base colours (SH DC), for a split in 3D, or None.
         """
-        if rule not in ("split", "remove"):
-            raise ValueError(f"rule must be 'split' or 'remove', got {rule!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
         i = self.index(level)
         labels = self.labels[i].astype(np.int64)
         if rule == "remove":
@@ -123,23 +139,35 @@ class LabelLevels:
             neg = np.array([self.click_path(g, w)[i] for g, w in negative], np.int64)
             return _select_labels(labels, np.setdiff1d(pos, neg))
         neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
-        selected = np.zeros(labels.shape, bool)
+        support = rule == "split" and means is not None
+        found = []  # per positive click: (its path, the level it selects at; -1 = none separates it)
         unsplit: dict[int, list[int]] = {}  # finest instance -> the positive clicks no level separates
         for k, (g, w) in enumerate(positive):
             path = self.click_path(g, w)
             j = i
             while j >= 0 and path[j] >= 0 and (neg_paths[:, j] == path[j]).any():
                 j -= 1  # a negative click shares this instance: one level finer
-            if j >= 0 and path[j] >= 0:
-                selected |= self.labels[j] == path[j]
-            elif j < 0:
+            found.append((path, j))
+            if j < 0:
                 unsplit.setdefault(int(path[0]), []).append(k)
+        parts = {}  # finest instance -> its 3D split's positive side
         if means is not None:
             for inst, ks in unsplit.items():
                 members = np.flatnonzero(self.labels[0] == inst)
                 negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
-                part = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
-                selected[part] = True
+                parts[inst] = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
+        selected = np.zeros(labels.shape, bool)
+        for (g, w), (path, j) in zip(positive, found):  # in order: a later click corrects the ones before
+            if j >= 0 and path[j] >= 0:
+                inst = self.labels[j] == path[j]
+                if support and selected.any():  # a later positive click: the part of its instance it supports
+                    inst = supported_part(means, np.flatnonzero(inst & ~selected), (g, w),
+                                          int(selected.sum()), colors)
+                selected[inst] = True
+            elif j < 0 and int(path[0]) in parts:
+                selected[parts[int(path[0])]] = True
+            if support:
+                selected[clicked_splats(g, w, negative)] = True
         return _selection(labels, selected)
 
 
@@ -189,20 +217,10 @@ def split_by_clicks(means: np.ndarray, members: np.ndarray, positive: list[tuple
     if not negative:
         return members
     x = np.asarray(means, np.float64)
-    inside = np.zeros(len(x), bool)
-    inside[members] = True
     weight: dict[int, list[float]] = {}  # site -> [positive weight, negative weight]
     for side, clicks in ((0, positive), (1, negative)):
         for g, w in clicks:
-            g, w = np.asarray(g, np.int64), np.asarray(w, np.float64)
-            keep = inside[g] & (w > 0)
-            if keep.any():
-                g, w = g[keep], w[keep] / w[keep].sum()
-            else:
-                point = click_point(x, members, np.asarray(g, np.int64), np.asarray(w, np.float32))
-                if not np.isfinite(point).all():
-                    continue
-                g, w = members[[int(np.argmin(((x[members] - point) ** 2).sum(1)))]], np.ones(1)
+            g, w = click_sites(x, members, g, w)
             for a, b in zip(g.tolist(), w.tolist()):
                 weight.setdefault(a, [0.0, 0.0])[side] += b
     if not weight:
@@ -213,15 +231,114 @@ def split_by_clicks(means: np.ndarray, members: np.ndarray, positive: list[tuple
         return members
     if not site_positive.any():
         return members[:0]
-    feats = [x / (x[members].std(0).mean() + 1e-12)]
-    if colors is not None:
-        c = np.asarray(colors, np.float64)
-        feats.append(SPLIT_COLOUR_WEIGHT * c / (c[members].std(0).mean() + 1e-6))
-    f = np.concatenate(feats, 1)
+    f = split_features(x, members, colors)
     from scipy.spatial import cKDTree
 
     _, nearest = cKDTree(f[sites]).query(f[members])
     return members[site_positive[nearest]]
+
+
+def click_sites(means: np.ndarray, members: np.ndarray, gaussians: np.ndarray,
+                weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A click's sites in an instance for a split in 3D: its pixel's Gaussians among ``members`` [M]
+    with their weights there, summing to one; where none is a member, the member nearest its
+    :func:`click_point` (weight 1); none where the pixel has no Gaussian. -> (indices [S] int64, [S] float64)
+
+    Args:
+        means: [N, 3] the Gaussians' centres.
+        members: [M] int64 indices of the instance's Gaussians.
+        gaussians: [K] int64 the clicked pixel's Gaussians.
+        weights: [K] float32 their blending weights there.
+    """
+    x = np.asarray(means, np.float64)
+    g, w = np.asarray(gaussians, np.int64), np.asarray(weights, np.float64)
+    keep = np.isin(g, members) & (w > 0)
+    if keep.any():
+        return g[keep], w[keep] / w[keep].sum()
+    point = click_point(x, members, g, w.astype(np.float32))
+    if len(members) == 0 or not np.isfinite(point).all():
+        return g[:0], w[:0]
+    return members[[int(np.argmin(((x[members] - point) ** 2).sum(1)))]], np.ones(1)
+
+
+def split_features(means: np.ndarray, members: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
+    """The space in which an instance ``members`` [M] is split in 3D (:func:`split_by_clicks`,
+    :func:`supported_part`): centres ``means`` [N, 3] in units of the instance's extent (the mean of its
+    centres' per-axis spread) and, with ``colors`` [N, 3], base colours in units of its colour spread,
+    weighted :data:`SPLIT_COLOUR_WEIGHT`. -> [N, 3] or [N, 6]
+
+    Args:
+        means: [N, 3] the Gaussians' centres.
+        members: [M] int64 indices of the instance's Gaussians.
+        colors: [N, 3] the Gaussians' base colours, or None.
+    """
+    x = np.asarray(means, np.float64)
+    feats = [x / (x[members].std(0).mean() + 1e-12)]
+    if colors is not None:
+        c = np.asarray(colors, np.float64)
+        feats.append(SPLIT_COLOUR_WEIGHT * c / (c[members].std(0).mean() + 1e-6))
+    return np.concatenate(feats, 1)
+
+
+def supported_part(means: np.ndarray, members: np.ndarray, click: tuple[np.ndarray, np.ndarray],
+                   selected: int, colors: np.ndarray | None = None) -> np.ndarray:
+    """What a later positive click adds of its instance: ``members`` [M] (indices into ``means`` [N, 3],
+    the instance's Gaussians not yet selected), whole when they number at most :data:`SUPPORT_SHARE` x
+    ``selected`` (the Gaussians the earlier clicks selected: the click corrects a selection, it does not
+    outweigh it); else only that many of them, those nearest the click's sites (:func:`click_sites`) in the
+    space of the 3D split (:func:`split_features`): the clicked splats and their neighbourhood, not an
+    instance the selection's object is a small part of (a table under a tin whose edge splats vote for
+    it). -> [M'] indices.
+
+    Args:
+        means: [N, 3] the Gaussians' centres.
+        members: [M] int64 the candidates: the instance's Gaussians not selected yet.
+        click: ([K] int64, [K] float32) the clicked pixel's Gaussians and their weights there.
+        selected: how many Gaussians are selected already.
+        colors: [N, 3] the Gaussians' base colours, or None.
+    """
+    members = np.asarray(members, np.int64)
+    count = int(np.ceil(SUPPORT_SHARE * selected))
+    if len(members) <= count:
+        return members
+    x = np.asarray(means, np.float64)
+    sites, _ = click_sites(x, members, *click)
+    if count == 0 or len(sites) == 0:
+        return members[:0]
+    f = split_features(x, members, colors)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(f[sites]).query(f[members])
+    return members[np.argsort(dist, kind="stable")[:count]]
+
+
+def clicked_splats(gaussians: np.ndarray, weights: np.ndarray,
+                   negative: list[tuple[np.ndarray, np.ndarray]] = ()) -> np.ndarray:
+    """The splats a positive click points at, whatever their labels: the heaviest of the clicked pixel's
+    Gaussians ``gaussians`` [K] (weights ``weights`` [K]) until they carry half the pixel's weight
+    (:func:`selection_mask`'s rule: selected, they show the pixel selected), leaving out a Gaussian that
+    weighs more under a negative click (each click's weights summing to one, a tie going negative), as in
+    :func:`split_by_clicks`. -> [K'] indices.
+
+    Args:
+        gaussians: [K] int64 the clicked pixel's Gaussians.
+        weights: [K] float32 their weights there.
+        negative: [C] of (gaussians [K] int64, weights [K] float32), the negative clicks.
+    """
+    g, w = np.asarray(gaussians, np.int64), np.asarray(weights, np.float64)
+    if len(g) == 0 or w.sum() <= 0:
+        return g[:0]
+    share = w / w.sum()
+    against = np.zeros(len(g))
+    for ng, nw in negative:
+        ng, nw = np.asarray(ng, np.int64), np.asarray(nw, np.float64)
+        if nw.sum() > 0:
+            hit = dict(zip(ng.tolist(), (nw / nw.sum()).tolist()))
+            against += np.array([hit.get(a, 0.0) for a in g.tolist()])
+    free = np.flatnonzero(share > against)
+    order = free[np.argsort(-share[free], kind="stable")]
+    need = int(np.searchsorted(np.cumsum(share[order]), 0.5 - 1e-9)) + 1
+    return g[order[:need]]
 
 
 @dataclass
@@ -358,9 +475,10 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
                 backend: str = "auto", means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
     """The instances under the positive clicks (pixels [P, 2] x, y), at one level ``labels`` [N]: the
     rule of :meth:`LabelLevels.from_clicks` with that one level. A negative click in the instance of a
-    positive one splits it in 3D by the Gaussians' centres ``means`` [N, 3] (default: their centres in
-    the camera of ``proj``, reconstructed from its projection; those it culls stay out of a split) and,
-    given, their colours ``colors``.
+    positive one splits it in 3D, and a later positive click adds the part of its instance it supports,
+    by the Gaussians' centres ``means`` [N, 3] (default: their centres in the camera of ``proj``,
+    reconstructed from its projection; those it culls stay out of a split) and, given, their colours
+    ``colors``; every positive click adds the splats it points at.
 
     Args:
         labels: [N] int64 instance label per Gaussian, -1 = none.
@@ -371,7 +489,7 @@ def from_clicks(proj: Projection, labels: np.ndarray, positive: np.ndarray, nega
     """
     pos = pixel_weights(proj, positive, backend)
     neg = pixel_weights(proj, negative if negative is not None else np.zeros((0, 2)), backend)
-    if means is None and neg:
+    if means is None and (pos or neg):
         means = camera_means(proj)
     one = LabelLevels(np.array([0.5]), np.asarray(labels)[None])
     return one.from_clicks(0.5, pos, neg, means=means, colors=colors)

@@ -134,7 +134,7 @@ class Session:
         a part of those instances (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
         positive = [(c.gaussians, c.weights) for c in self.clicks if c.sign > 0]
         negative = [(c.gaussians, c.weights) for c in self.clicks if c.sign < 0]
-        sel = self.levels.from_clicks(level, positive, negative, means=self.means if negative else None,
+        sel = self.levels.from_clicks(level, positive, negative, means=self.means,
                                       colors=self.colors)
         return np.flatnonzero(sel.selected), [int(x) for x in sel.labels], sel.partial
 

@@ -101,10 +101,12 @@ def test_from_clicks(planted):
     assert np.array_equal(sel.selected, labels == 0) and not sel.partial
     # the front object where it hides object 0
     assert np.array_equal(from_clicks(proj, labels, np.array([_pixel(lm, 2)])).selected, labels == 2)
-    # background, and the unlabelled splats: nothing
+    # background: nothing; the unlabelled splats: only the splats the click points at, no instance
     bg = np.argwhere(lm == -1)[0][::-1]
     assert not from_clicks(proj, labels, np.array([bg])).selected.any()
-    assert not from_clicks(proj, labels, np.array([_pixel(lm, 3)])).selected.any()
+    on = from_clicks(proj, labels, np.array([_pixel(lm, 3)]))
+    assert on.selected.any() and (labels[on.selected] == -1).all() and on.labels.tolist() == []
+    assert on.selected.sum() < (labels == -1).sum()
 
 
 @pytest.mark.parametrize("xy", [(W, 0), (0, H), (-1, 5), (5, -1)])
@@ -349,3 +351,59 @@ def test_single_level_negative_click_splits_the_instance_in_3d(planted):
     d = np.linalg.norm(proj_means[seen][:, None] - proj_means[seen][None, :5], axis=-1)
     dw = np.linalg.norm(world[seen][:, None] - world[seen][None, :5], axis=-1)
     np.testing.assert_allclose(d, dw, atol=1e-4)  # a rigid change of frame
+
+
+# ---- a later positive click corrects the selection, it does not add a whole other instance ----------
+
+# a small thing {0, 1} (red) on a large surface {2..9} (grey): two instances at every level
+ON_TABLE = np.array([[0.0, 0, 1], [0.2, 0, 1], [0.4, 0, 0.9]] + [[x, 0, 0] for x in np.linspace(-3, 3, 7)])
+ON_TABLE_COLOURS = np.array([[1.0, 0, 0]] * 3 + [[0.5, 0.5, 0.5]] * 7)
+ON_TABLE_LEVELS = LabelLevels(np.array([0.0, 0.5]), np.array([[0, 0, 1] + [1] * 7, [0, 0, 1] + [1] * 7], np.int32))
+
+
+def test_later_positive_click_adds_only_what_it_supports_of_a_larger_instance():
+    """The small thing's edge splat 2 votes for the surface: a second positive click on it took the whole
+    surface (8 Gaussians for a 2-Gaussian selection: the rule before); now it adds at most as many as are
+    selected, those nearest the clicked splat in the split's space: the red edge splat first."""
+    first, edge = _click(0), _click(2)
+    whole = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule="split-whole", means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    assert np.flatnonzero(whole.selected).tolist() == list(range(10))
+    sel = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    assert sel.selected[[0, 1, 2]].all() and sel.selected.sum() <= 2 * 2 + 1
+    assert sel.partial and sel.labels.tolist() == [0, 1]
+    # without the centres there is no space to take a part in: the whole instance, as before
+    assert np.array_equal(ON_TABLE_LEVELS.from_clicks(0.5, [first, edge]).selected, whole.selected)
+
+
+def test_later_positive_click_adds_a_smaller_instance_whole():
+    """The surface first, then the small thing: a correction that adds fewer Gaussians than are selected
+    takes its instance whole."""
+    sel = ON_TABLE_LEVELS.from_clicks(0.5, [_click(5), _click(0)], means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    assert sel.selected.all() and not sel.partial
+
+
+def test_positive_click_on_selected_splats_adds_the_splats_it_points_at():
+    """The clicked pixel is carried by an unlabelled splat 3 (weight 0.7) in front of the selected 0 (0.3):
+    the rule before changed nothing (the pixel's only label is selected already); now the splat the click
+    points at is added, so the pixel shows selected; a negative click that weighs more on it keeps it out."""
+    levels = LabelLevels(np.array([0.5]), np.array([[0, 0, 1, -1]], np.int32))
+    means = np.array([[0.0, 0, 0], [0.1, 0, 0], [5, 0, 0], [0, 0, 0.5]])
+    pixel = (np.array([3, 0]), np.array([0.7, 0.3], np.float32))
+    before = levels.from_clicks(0.5, [_click(0), pixel], rule="split-whole", means=means)
+    assert np.flatnonzero(before.selected).tolist() == [0, 1]
+    after = levels.from_clicks(0.5, [_click(0), pixel], means=means)
+    assert np.flatnonzero(after.selected).tolist() == [0, 1, 3]
+    against = levels.from_clicks(0.5, [_click(0), pixel], [_click(3)], means=means)
+    assert not against.selected[3]
+
+
+def test_one_positive_click_grows_with_the_level_with_the_splats_it_points_at():
+    """The splats a click points at do not depend on the level, so one click's selection still grows with
+    it: a pixel carried by 3 (0.6) in front of 0 (0.4) selects 3 at every level, beside 0's instance."""
+    means = np.array([[float(x), 0, 0] for x in range(6)])
+    pixel = (np.array([3, 0]), np.array([0.6, 0.4], np.float32))
+    prev = np.zeros(6, bool)
+    for level in HAND_LEVELS.levels:
+        sel = HAND_LEVELS.from_clicks(level, [pixel], means=means).selected
+        assert sel[3] and not (prev & ~sel).any()
+        prev = sel

@@ -34,7 +34,8 @@ def test_counts_replay_through_the_query_api(clicked):
     root, rows = clicked
     ds, gt, work = Dataset.load(root / "dataset"), GroundTruth.load(root / "dataset"), WorkDir(root / "work")
     levels = load_levels(work)
-    gaussians = GaussianScene.load(work.scene_path).to_gaussians()
+    scene = GaussianScene.load(work.scene_path)
+    gaussians = scene.to_gaussians()
     assert rows
     for r in rows:
         proj = project(gaussians, ds.cameras[ds.names.index(r.view)])
@@ -49,7 +50,8 @@ def test_counts_replay_through_the_query_api(clicked):
                 clicks = run["clicks"][:n_clicks]
                 pos = [pixel_weights(proj, np.array([[x, y]]))[0] for x, y, p in clicks if p]
                 neg = [pixel_weights(proj, np.array([[x, y]]))[0] for x, y, p in clicks if not p]
-                sel = levels.from_clicks(levels.levels[run["levels"][k]], pos, neg, rule=rule)
+                sel = levels.from_clicks(levels.levels[run["levels"][k]], pos, neg, rule=rule, means=scene.means,
+                                         colors=scene.sh_dc)
                 assert iou(selection_mask(proj, sel.selected), mask) == pytest.approx(run["ious"][k], abs=1e-12)
             assert n_clicks == len(run["clicks"])
             above = [k for k, v in enumerate(run["ious"]) if v >= 0.9]
@@ -213,11 +215,11 @@ def _query_cli(work, view, clicks, level, out) -> np.ndarray:
 
 def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked_kind, tmp_path, capsys):
     """The benchmark turns a clicked pixel into Gaussians with the CLI's and the server's own function:
-    every click set the clicker made (each prefix of a run with a negative click, the first click of
-    the others), given to ``gs-core query --view V --pixel .. --negative ..`` and to the server's
-    ``query_pixels``, selects the same Gaussians as the benchmark's click, whose rendered IoU is the
-    one the benchmark recorded; and a positive and a negative click on one finest instance (a 3D split)
-    agree too."""
+    every click set the clicker made (each prefix of every run: later positive clicks take the part
+    of their instance they support, negative ones split), given to ``gs-core query --view V --pixel ..
+    --negative ..`` and to the server's ``query_pixels``, selects the same Gaussians as the benchmark's
+    click, whose rendered IoU is the one the benchmark recorded; and a positive and a negative click on
+    one finest instance (a 3D split) agree too."""
     from gs_core.bench.clicks import ViewClicks
     from gs_core.interactive import Click
     from gs_core.query import pixel_labels
@@ -231,7 +233,7 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
     cases = []  # (view, clicks [[x, y, positive]], level, recorded IoU or None)
     for r in rows:
         run = r.runs["split"]
-        ends = range(1, len(run["clicks"]) + 1) if "-" in run["actions"] else [1]
+        ends = range(1, len(run["clicks"]) + 1)
         cases += [(r.view, run["clicks"][:n], levels.levels[run["levels"][n - 1]], run["ious"][n - 1], r.object)
                   for n in ends]
     assert any(not p for _, clicks, *_ in cases for *_, p in clicks), "no negative click to compare"
