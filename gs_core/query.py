@@ -28,7 +28,7 @@ SPLIT_COLOUR_WEIGHT = 1.0
 # a later positive click adds its whole instance when that adds at most this many Gaussians per Gaussian
 # already selected, else only the part of it nearest the clicked splats (:func:`supported_part`)
 SUPPORT_SHARE = 1.0
-RULES = ("split", "split-whole", "remove")
+RULES = ("split", "split-support", "split-whole", "remove")
 
 
 def _no_grad(fn):
@@ -111,16 +111,17 @@ class LabelLevels:
         (:func:`split_by_clicks`): the part nearer the positive clicks' Gaussians than the negative
         ones', by position and, with ``colors``, colour; with no ``means``, nothing.
 
-        With ``means``, a positive click corrects the selection of the clicks before it rather than adds
-        an instance blindly: it adds its instance whole only where that adds at most as many Gaussians
-        as are selected already (:data:`SUPPORT_SHARE`), else the part of it nearest the clicked splats
-        in the split's space (:func:`supported_part`: a click on a tin's edge whose splats vote for the
-        table adds the tin's edge, not the table); and every positive click adds the splats it points at
-        (:func:`clicked_splats`, whatever the level), so its pixel shows selected even where those
-        splats' instance is selected already or they have none. ``rule="split-whole"`` is the rule before that (each
-        positive click adds its whole instance); ``rule="remove"`` the earlier one still: instances under
-        positive clicks minus the instances under negative ones, the wanted object included when both
-        fall in one.
+        With ``means``, every positive click also adds the splats it points at (:func:`clicked_splats`,
+        whatever the level), so its pixel shows selected even where those splats' instance is selected
+        already or they have none. ``rule="split-support"`` (opt-in) makes a later positive click a
+        correction of the selection before it: it adds its instance whole only where that adds at most as
+        many Gaussians as are selected already (:data:`SUPPORT_SHARE`), else the part of it nearest the
+        clicked splats in the split's space (:func:`supported_part`: a click on a tin's edge whose splats
+        vote for the table adds the tin's edge, not the table); it cannot tell a correction from a second,
+        larger object added on purpose (the add-on's shift-click), so it is not the default.
+        ``rule="split-whole"`` is the split rule without the clicked splats (each positive click adds its
+        whole instance); ``rule="remove"`` the earlier one still: instances under positive clicks minus
+        the instances under negative ones, the wanted object included when both fall in one.
         ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in;
         ``Selection.partial`` says the selection is only a part of them (a split).
 
@@ -139,7 +140,8 @@ class LabelLevels:
             neg = np.array([self.click_path(g, w)[i] for g, w in negative], np.int64)
             return _select_labels(labels, np.setdiff1d(pos, neg))
         neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
-        support = rule == "split" and means is not None
+        clicked = rule in ("split", "split-support") and means is not None
+        support = rule == "split-support" and means is not None
         found = []  # per positive click: (its path, the level it selects at; -1 = none separates it)
         unsplit: dict[int, list[int]] = {}  # finest instance -> the positive clicks no level separates
         for k, (g, w) in enumerate(positive):
@@ -166,7 +168,7 @@ class LabelLevels:
                 selected[inst] = True
             elif j < 0 and int(path[0]) in parts:
                 selected[parts[int(path[0])]] = True
-            if support:
+            if clicked:
                 selected[clicked_splats(g, w, negative)] = True
         return _selection(labels, selected)
 

@@ -362,24 +362,31 @@ ON_TABLE_LEVELS = LabelLevels(np.array([0.0, 0.5]), np.array([[0, 0, 1] + [1] * 
 
 
 def test_later_positive_click_adds_only_what_it_supports_of_a_larger_instance():
-    """The small thing's edge splat 2 votes for the surface: a second positive click on it took the whole
-    surface (8 Gaussians for a 2-Gaussian selection: the rule before); now it adds at most as many as are
+    """``split-support``: the small thing's edge splat 2 votes for the surface: a second positive click on
+    it takes the whole surface (8 Gaussians for a 2-Gaussian selection) with the default rule, as an
+    artist's shift-click on a second object must; with ``split-support`` it adds at most as many as are
     selected, those nearest the clicked splat in the split's space: the red edge splat first."""
     first, edge = _click(0), _click(2)
     whole = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule="split-whole", means=ON_TABLE, colors=ON_TABLE_COLOURS)
     assert np.flatnonzero(whole.selected).tolist() == list(range(10))
-    sel = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    default = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    assert np.array_equal(default.selected, whole.selected)
+    sel = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule="split-support", means=ON_TABLE,
+                                      colors=ON_TABLE_COLOURS)
     assert sel.selected[[0, 1, 2]].all() and sel.selected.sum() <= 2 * 2 + 1
     assert sel.partial and sel.labels.tolist() == [0, 1]
     # without the centres there is no space to take a part in: the whole instance, as before
-    assert np.array_equal(ON_TABLE_LEVELS.from_clicks(0.5, [first, edge]).selected, whole.selected)
+    assert np.array_equal(ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule="split-support").selected,
+                          whole.selected)
 
 
 def test_later_positive_click_adds_a_smaller_instance_whole():
     """The surface first, then the small thing: a correction that adds fewer Gaussians than are selected
-    takes its instance whole."""
-    sel = ON_TABLE_LEVELS.from_clicks(0.5, [_click(5), _click(0)], means=ON_TABLE, colors=ON_TABLE_COLOURS)
-    assert sel.selected.all() and not sel.partial
+    takes its instance whole, with ``split-support`` too."""
+    for rule in ("split", "split-support"):
+        sel = ON_TABLE_LEVELS.from_clicks(0.5, [_click(5), _click(0)], rule=rule, means=ON_TABLE,
+                                          colors=ON_TABLE_COLOURS)
+        assert sel.selected.all() and not sel.partial
 
 
 def test_positive_click_on_selected_splats_adds_the_splats_it_points_at():

@@ -15,12 +15,13 @@ objects, which may be less than half (a thin object's edge: 0.4 against 0.3 and 
 binary selection can show such a pixel, so the map's mask (``--truth map``, the reference before) is no
 reference for one. The clicker starts at granularity 0.5 (the default).
 
-Five variants run on every object, so before and after are measured in one process: the negative
+Six variants run on every object, so before and after are measured in one process: the negative
 click's rule (``remove``: the earlier rule, the instance under it leaves the selection; ``split``:
-the finest split of the merge tree that separates it from the positive click), each with clicks only
-and with the granularity slider (one notch counted as one click); and ``split-whole``, clicks only:
-the split rule before a later positive click took only the part of its instance it supports
-(:meth:`gs_core.query.LabelLevels.from_clicks`). Beside them, a reference: the IoU
+the finest split of the merge tree that separates it from the positive click, every positive click
+adding the splats it points at too), each with clicks only and with the granularity slider (one notch
+counted as one click); and, clicks only, ``split-whole`` (the split rule before positive clicks added
+the splats they point at) and ``split-support`` (opt-in: a later positive click adds only the part of
+its instance it supports) (:meth:`gs_core.query.LabelLevels.from_clicks`). Beside them, a reference: the IoU
 of the object's true Gaussians selected and rendered the same way (where prepare kept the rows); not a
 strict bound, as a selection with a few splats behind the object can render more of its pixels.
 
@@ -47,7 +48,8 @@ from ..interactive import MAX_CLICKS, Click, ClickRun, next_click, run_clicker
 
 MIN_PIXELS = 16
 DEFAULT_SCENES = ["tabletop:0", "room:0"]
-VARIANTS = [("remove", False), ("split", False), ("remove", True), ("split", True), ("split-whole", False)]
+VARIANTS = [("remove", False), ("split", False), ("remove", True), ("split", True), ("split-whole", False),
+            ("split-support", False)]
 
 
 def variant_name(rule: str, slider: bool) -> str:

@@ -93,13 +93,14 @@ def test_click_select_matches_the_library_and_adds_removes(bpy, prepared, tmp_pa
     matrix = np.array(obj.matrix_world)
     assert click(bpy, cam, (30, 20), obj_matrix=matrix) == {'FINISHED'}
     assert np.array_equal(selected_index(obj), first)
-    # shift adds what the library's second positive click adds (its instance, or the part of it the click
-    # supports where it outnumbers the selection), ctrl removes the first one again
+    # shift adds what the library's second positive click adds: another object's whole instance (and the
+    # splats it points at), however large against the selection; ctrl removes the first one again
     other = next(p for p in [(10, 40), (50, 40), (5, 5), (60, 10), (32, 44)]
                  if not np.isin(library_rows(s.work, cam, [p]), first).any() and len(library_rows(s.work, cam, [p])))
     assert click(bpy, cam, other, 'ADD', matrix) == {'FINISHED'}
     both = _library_levels_rows(s.work, cam, [[30, 20], list(other)])
     assert np.array_equal(selected_index(obj), both) and np.isin(first, both).all() and len(both) > len(first)
+    assert np.array_equal(both, np.union1d(first, library_rows(s.work, cam, [other])))
     assert click(bpy, cam, (30, 20), 'REMOVE', matrix) == {'FINISHED'}
     assert np.array_equal(selected_index(obj), library_rows(s.work, cam, [other]))
     with pytest.raises(RuntimeError, match="outside the 64x48 view"):
