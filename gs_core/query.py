@@ -25,8 +25,8 @@ FIT_TOLERANCE = 0.02  # --fit: levels this close to the best weighted IoU tie (t
 # the 3D split of an instance no level splits: colour distance (in units of the instance's colour spread)
 # against position (in units of its extent); chosen by measurement (docs/benchmarks.md)
 SPLIT_COLOUR_WEIGHT = 1.0
-# a later positive click adds its whole instance when that adds at most this many Gaussians per Gaussian
-# already selected, else only the part of it nearest the clicked splats (:func:`supported_part`)
+# rule "split-support": a later positive click adds its whole instance when that adds at most this many
+# Gaussians per Gaussian already selected, else only the part of it nearest the clicked splats (:func:`supported_part`)
 SUPPORT_SHARE = 1.0
 RULES = ("split", "split-support", "split-whole", "remove")
 
@@ -99,8 +99,8 @@ class LabelLevels:
                     means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
         """The selection of positive and negative clicks at ``level``, each click given as
         :func:`pixel_weights` of its pixel (Gaussian indices [K], weights [K]); monotone in ``level``
-        (:meth:`click_path`) for one positive click, and for several without ``means`` (with them a later
-        positive click's part of its instance depends on the selection before it, below). ``means``
+        (:meth:`click_path`) for positive clicks alone, except under ``rule="split-support"`` with ``means``
+        (a later positive click's part of its instance depends on the selection before it, below). ``means``
         [N, 3]: the Gaussians' centres, for the splits in 3D below.
 
         Each positive click selects its instance at ``level``. A negative click that lands in that

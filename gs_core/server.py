@@ -126,7 +126,7 @@ class Session:
 
     @functools.cached_property
     def means(self) -> np.ndarray:  # [N, 3]
-        """The Gaussians' centres, for a negative click's split in 3D."""
+        """The Gaussians' centres, for the clicks' splits in 3D and the splats a click points at."""
         return self.gaussians.means.detach().cpu().numpy()
 
     def select(self, level: float) -> tuple[np.ndarray, list[int], bool]:
