@@ -29,6 +29,7 @@ SPLIT_COLOUR_WEIGHT = 1.0
 # Gaussians per Gaussian already selected, else only the part of it nearest the clicked splats (:func:`supported_part`)
 SUPPORT_SHARE = 1.0
 RULES = ("split", "split-support", "split-whole", "remove")
+PER_CLICK_RULES = ("split", "split-support")  # a positive click added whole (add) or by its support (refine)
 
 
 def _no_grad(fn):
@@ -95,7 +96,7 @@ class LabelLevels:
         return path
 
     def from_clicks(self, level: float, positive: list[tuple[np.ndarray, np.ndarray]],
-                    negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str = "split",
+                    negative: list[tuple[np.ndarray, np.ndarray]] = (), rule: str | list[str] = "split",
                     means: np.ndarray | None = None, colors: np.ndarray | None = None) -> Selection:
         """The selection of positive and negative clicks at ``level``, each click given as
         :func:`pixel_weights` of its pixel (Gaussian indices [K], weights [K]); monotone in ``level``
@@ -118,10 +119,13 @@ class LabelLevels:
         many Gaussians as are selected already (:data:`SUPPORT_SHARE`), else the part of it nearest the
         clicked splats in the split's space (:func:`supported_part`: a click on a tin's edge whose splats
         vote for the table adds the tin's edge, not the table); it cannot tell a correction from a second,
-        larger object added on purpose (the add-on's shift-click), so it is not the default.
+        larger object added on purpose (the add-on's shift-click), so it is not the default: the user says
+        which (the add-on's shift+ctrl-click, ``gs-core query --refine``).
         ``rule="split-whole"`` is the split rule without the clicked splats (each positive click adds its
         whole instance); ``rule="remove"`` the earlier one still: instances under positive clicks minus
-        the instances under negative ones, the wanted object included when both fall in one.
+        the instances under negative ones, the wanted object included when both fall in one. ``rule``
+        may also be one rule per positive click, each "split" or "split-support" (:func:`click_rules`:
+        the add-on's add and refine gestures in one selection, each click added by its own rule).
         ``Selection.labels`` are the ids at ``level`` of the instances the selection lies in;
         ``Selection.partial`` says the selection is only a part of them (a split).
 
@@ -131,8 +135,8 @@ class LabelLevels:
             means: [N, 3] the Gaussians' centres, for a split in 3D, or None.
             colors: [N, 3] the Gaussians' base colours (SH DC), for a split in 3D, or None.
         """
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+        refine = [r == "split-support" and means is not None for r in click_rules(rule, len(positive))]
+        rule = rule if isinstance(rule, str) else "split"
         i = self.index(level)
         labels = self.labels[i].astype(np.int64)
         if rule == "remove":
@@ -141,7 +145,6 @@ class LabelLevels:
             return _select_labels(labels, np.setdiff1d(pos, neg))
         neg_paths = np.array([self.click_path(g, w) for g, w in negative], np.int64).reshape(-1, len(self.levels))
         clicked = rule in ("split", "split-support") and means is not None
-        support = rule == "split-support" and means is not None
         found = []  # per positive click: (its path, the level it selects at; -1 = none separates it)
         unsplit: dict[int, list[int]] = {}  # finest instance -> the positive clicks no level separates
         for k, (g, w) in enumerate(positive):
@@ -159,7 +162,7 @@ class LabelLevels:
                 negs = [negative[n] for n in np.flatnonzero(neg_paths[:, 0] == inst)]
                 parts[inst] = split_by_clicks(means, members, [positive[k] for k in ks], negs, colors)
         selected = np.zeros(labels.shape, bool)
-        for (g, w), (path, j) in zip(positive, found):  # in order: a later click corrects the ones before
+        for (g, w), (path, j), support in zip(positive, found, refine):  # in order: a later click corrects
             if j >= 0 and path[j] >= 0:
                 inst = self.labels[j] == path[j]
                 if support and selected.any():  # a later positive click: the part of its instance it supports
@@ -171,6 +174,20 @@ class LabelLevels:
             if clicked:
                 selected[clicked_splats(g, w, negative)] = True
         return _selection(labels, selected)
+
+
+def click_rules(rule: str | list[str], count: int) -> list[str]:
+    """The rule of each of ``count`` positive clicks (:meth:`LabelLevels.from_clicks`): ``rule`` for all,
+    one of :data:`RULES`, or ``rule`` itself, one per click, each "split" (add) or "split-support" (refine)."""
+    if isinstance(rule, str):
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+        return [rule] * count
+    rules = list(rule)
+    if len(rules) != count or any(r not in PER_CLICK_RULES for r in rules):
+        raise ValueError(f"rule must be one per positive click ({count}), each one of "
+                         f"{', '.join(map(repr, PER_CLICK_RULES))}, got {rules!r}")
+    return rules
 
 
 def click_point(means: np.ndarray, members: np.ndarray, gaussians: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ instances, seconds, stages, up_to_date, work}``.
 in memory. Result: ``{work, gaussians, levels, cameras, text}`` (``text``: whether text queries can
 run).
 
-``query_pixels`` ``{camera, positive, negative?, level, append?, out, backend?}``: a click query
+``query_pixels`` ``{camera, positive, negative?, level, append?, rule?, out, backend?}``: a click query
 from any pinhole camera, not only the dataset's: ``camera`` is ``{fx, fy, cx, cy, width, height,
 world_to_camera}`` (4x4, OpenCV axes: x right, y down, z forward, in the work scene's frame),
 pixels ``[[x, y], ...]``. Each clicked pixel is turned into the Gaussians blending into it and their
@@ -45,6 +45,11 @@ adds these clicks to the current selection (the add-on's shift- and ctrl-clicks)
 it. At a level the selection is the instances of heaviest weight under the positive clicks; a negative click in the same instance
 splits it at the coarsest finer level that separates the clicks, or in 3D by the splats' centres and colours where
 no level does (:meth:`gs_core.query.LabelLevels.from_clicks`, the same rule as ``gs-core query --negative``).
+``rule`` says how this request's positive clicks add to the clicks before them, and is kept with them (for
+``query_level`` and later appends): ``"split"`` (the default) adds each click's instance whole (another object,
+the add-on's shift-click), ``"split-support"`` only as much of it as the selection supports (a missed part of the
+selected object, the add-on's shift+ctrl-click; ``gs-core query --refine``); a first click adds its instance whole
+either way. Negative clicks split whatever the rule.
 
 ``query_level`` ``{level, out}``: the current clicks re-cut at another granularity. Each click walks
 the nested levels of the merge tree (:meth:`gs_core.query.LabelLevels.click_path`), so moving the
@@ -109,6 +114,7 @@ class Click:
     sign: int  # +1 positive, -1 negative
     gaussians: np.ndarray  # [K] int64: the Gaussians blending into the clicked pixel
     weights: np.ndarray  # [K] float32: their weights there
+    rule: str = "split"  # a positive click's rule (gs_core.query.PER_CLICK_RULES): "split" adds, "split-support" refines
 
 
 class Session:
@@ -134,7 +140,8 @@ class Session:
         a part of those instances (:meth:`gs_core.query.LabelLevels.from_clicks`)."""
         positive = [(c.gaussians, c.weights) for c in self.clicks if c.sign > 0]
         negative = [(c.gaussians, c.weights) for c in self.clicks if c.sign < 0]
-        sel = self.levels.from_clicks(level, positive, negative, means=self.means,
+        rules = [c.rule for c in self.clicks if c.sign > 0]
+        sel = self.levels.from_clicks(level, positive, negative, rule=rules, means=self.means,
                                       colors=self.colors)
         return np.flatnonzero(sel.selected), [int(x) for x in sel.labels], sel.partial
 
@@ -344,7 +351,8 @@ class Server:
                                          gaussians=session.gaussians)
             except UserError as exc:
                 raise UserError(f"query_pixels: {exc}") from None
-        clicks = [Click(+1 if k < len(pos) else -1, g, w) for k, (g, w) in enumerate(pos + neg)]
+        rule = args.get("rule", "split")  # checked by the guard (CLICK_RULES)
+        clicks = [Click(+1 if k < len(pos) else -1, g, w, rule) for k, (g, w) in enumerate(pos + neg)]
         session.clicks = (session.clicks if args.get("append") else []) + clicks
         return self._answer(session, level, args, "query_pixels")
 

@@ -18,6 +18,7 @@ MAX_DEPTH = 16  # the deepest request (a camera's 4x4 matrix inside args) is 5
 MAX_ID = 2**53  # ids round-trip through JSON clients that hold numbers as doubles
 BACKENDS = ("auto", "torch", "cpu", "gsplat")
 DEVICES = ("cpu", "cuda")
+CLICK_RULES = ("split", "split-support")  # query_pixels' rule: add, refine (gs_core.query.PER_CLICK_RULES)
 
 
 @dataclass
@@ -173,7 +174,8 @@ CLIP = {"model": ("str",), "pretrained": ("str",), "checkpoint": ("path",), "dev
 FIELDS: dict[str, dict] = {
     "load": {"work": ("path",)},
     "query_pixels": {"camera": ("object",), "positive": ("pixels",), "negative": ("pixels",), "level": UNIT,
-                     "append": ("bool",), "out": ("path",), "backend": ("choice", BACKENDS)},
+                     "append": ("bool",), "rule": ("choice", CLICK_RULES), "out": ("path",),
+                     "backend": ("choice", BACKENDS)},
     "query_level": {"level": UNIT, "out": ("path",)},
     "query_text": {"text": ("str",), "level": UNIT, "out": ("path",)},
     "labels": {"level": UNIT, "out": ("path",)},

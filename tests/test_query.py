@@ -389,6 +389,28 @@ def test_later_positive_click_adds_a_smaller_instance_whole():
         assert sel.selected.all() and not sel.partial
 
 
+def test_each_positive_click_adds_by_its_own_rule():
+    """One rule per positive click (the add-on's add and refine gestures in one selection): the edge click
+    as a refinement adds what the selection supports, as an addition the whole surface; a later addition
+    (a click on the surface itself) adds it whole whatever came before; the first click's rule changes
+    nothing. A rule per click is "split" or "split-support", one for every positive click."""
+    kw = dict(means=ON_TABLE, colors=ON_TABLE_COLOURS)
+    first, edge, table = _click(0), _click(2), _click(5)
+    support = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule="split-support", **kw).selected
+    assert 0 < support[3:].sum() < 7  # a part of the surface
+    for rules, expected in [(["split", "split-support"], support), (["split-support", "split-support"], support),
+                            (["split-support", "split"], np.ones(10, bool)), (["split", "split"], np.ones(10, bool))]:
+        assert np.array_equal(ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule=rules, **kw).selected, expected)
+    refined_then_added = ON_TABLE_LEVELS.from_clicks(0.5, [first, edge, table], rule=["split", "split-support", "split"],
+                                                     **kw)
+    assert refined_then_added.selected.all() and not refined_then_added.partial
+    # all-refine is the rule for all: the surface click then adds only what it supports too
+    assert not ON_TABLE_LEVELS.from_clicks(0.5, [first, edge, table], rule="split-support", **kw).selected.all()
+    for bad in (["split"], ["split", "remove"], ["split", "split-whole"], "refine"):
+        with pytest.raises(ValueError, match="rule must be"):
+            ON_TABLE_LEVELS.from_clicks(0.5, [first, edge], rule=bad, **kw)
+
+
 def test_positive_click_on_selected_splats_adds_the_splats_it_points_at():
     """The clicked pixel is carried by an unlabelled splat 3 (weight 0.7) in front of the selected 0 (0.3):
     the rule before changed nothing (the pixel's only label is selected already); now the splat the click

@@ -349,3 +349,35 @@ def test_a_negative_click_in_the_same_finest_instance_selects_a_part(server, loa
     assert np.array_equal(got, np.flatnonzero(expected.selected))
     assert answer["result"]["partial"] is True and answer["result"]["instances"] == [int(big)]
     assert 0 < len(got) < int((finest == big).sum())
+
+
+def test_refine_adds_a_part_where_add_adds_the_other_object_whole(server, loaded, tmp_path):
+    """A click on a small object, then one on another more than twice its size: appended with the default
+    rule (the add-on's shift-click) the second instance comes whole, with ``rule: "split-support"`` (its
+    shift+ctrl-click, a refinement) only a part of it; both the library's rows. The rule stays with its
+    clicks: a re-cut at the same level keeps the part, and a later addition on the same object adds it
+    whole without undoing the rule of the clicks before. An unknown rule is a one-line user error."""
+    from click_scenes import add_and_refine_clicks
+    from gs_core.query import PER_CLICK_RULES
+    from gs_core.server_requests import CLICK_RULES
+
+    wd, _, _ = loaded
+    cam = wd.cameras()[0]
+    a, b, add, refine = add_and_refine_clicks(wd.root, cam)
+    assert np.isin(refine, add).all() and len(refine) < len(add)
+    out, camera = str(server.scratch / "r.npy"), camera_json(cam)
+
+    def click(pixel, **kw):
+        return server.call("query_pixels", camera=camera, positive=[pixel], level=0.5, out=out, **kw)[0]
+
+    click(a)
+    assert np.array_equal(rows(click(b, append=True)), add)
+    click(a)
+    refined = click(b, append=True, rule="split-support")
+    assert np.array_equal(rows(refined), refine) and refined["result"]["partial"] is True
+    assert np.array_equal(rows(server.call("query_level", level=0.5, out=out)[0]), refine)
+    assert np.array_equal(rows(click(b, append=True, rule="split")), add)
+    answer = click(b, append=True, rule="refine")
+    assert answer["kind"] == "user" and "'rule' must be one of split, split-support" in answer["error"], answer
+    assert np.array_equal(rows(server.call("query_level", level=0.5, out=out)[0]), add)  # nothing changed
+    assert CLICK_RULES == PER_CLICK_RULES

@@ -1,4 +1,4 @@
-"""``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] |
+"""``gs-core query WORK (--gaussians ids.npy | --view NAME --pixel X Y ... [--negative X Y ...] [--refine] |
 --view NAME --mask PNG) [--level L] --out selection.npy``: a bool array [N] selecting the instances
 pointed at. ``--view`` is any posed image of the dataset (trained on or not); ``--camera JSON`` gives
 intrinsics and pose instead (:mod:`.view_camera`). A reference mask selects the instances with most of their
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a positive click (repeatable)")
     parser.add_argument("--negative", type=pixel_coordinate, nargs=2, action="append", metavar=("X", "Y"), default=[],
                         help="a negative click (repeatable)")
+    parser.add_argument("--refine", action="store_true",
+                        help="the --pixel clicks after the first refine its object (a missed part of it): each adds "
+                        "only as much of its instance as the selection supports, not a whole other object")
     parser.add_argument("--mask", type=Path, help="a reference mask of the view (PNG, non-zero = inside): the "
                         "instances with most of their weight inside it")
     parser.add_argument("--fit", action="store_true", help="with --mask: the set of instances, and the granularity "
@@ -53,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     check_not_inputs([("--out", args.out), ("--scores", getattr(args, "scores", None))],
                      [("--gaussians", args.gaussians), ("--mask", args.mask),
                       ("--sam-checkpoint", getattr(args, "sam_checkpoint", None))], work)
+    if args.refine and (not args.pixel or args.mask is not None or foundation_query.wanted(args)):
+        raise UserError("--refine is for --pixel clicks (the later ones refine the first one's object), "
+                        "not --mask, --text or --online")
     if foundation_query.wanted(args):
         return foundation_query.run(args, work)
     levels = load_levels(work)
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             try:
                 sel = click_selection(work, cam, args.pixel, args.negative, args.level, args.backend, scene=scene,
-                                      levels=levels)
+                                      levels=levels, rule="split-support" if args.refine else "split")
             except UserError as exc:
                 raise UserError(f"{_where(args)} --pixel/--negative: {exc}") from None
     save_npy(args.out, sel.selected)
@@ -100,17 +106,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def click_selection(work: WorkDir, camera, positive, negative=(), level: float | None = None,
-                    backend: str = "auto", scene=None, levels: "query.LabelLevels | None" = None) -> "query.Selection":
+                    backend: str = "auto", scene=None, levels: "query.LabelLevels | None" = None,
+                    rule: str = "split") -> "query.Selection":
     """The instances selected by positive and negative clicks ([K, 2] pixels each) in ``camera`` on the
     work folder's scene, at granularity ``level`` (default 0.5, objects): the one click rule of the CLI,
-    the server and the demo (:meth:`gs_core.query.LabelLevels.from_clicks`). ``scene`` and ``levels``:
-    the work folder's, when the caller has them loaded."""
+    the server and the demo (:meth:`gs_core.query.LabelLevels.from_clicks`; ``rule`` "split-support":
+    the later positive clicks refine, ``--refine``). ``scene`` and ``levels``: the work folder's, when the
+    caller has them loaded."""
     from ..scene import GaussianScene
 
     scene = GaussianScene.load(work.scene_path) if scene is None else scene
     levels = load_levels(work) if levels is None else levels
     pos, neg = query.click_weights(scene, camera, positive, negative, backend)
-    return levels.from_clicks(0.5 if level is None else level, pos, neg, means=scene.means, colors=scene.sh_dc)
+    return levels.from_clicks(0.5 if level is None else level, pos, neg, rule=rule, means=scene.means,
+                              colors=scene.sh_dc)
 
 
 def _where(args: argparse.Namespace) -> str:

@@ -239,6 +239,25 @@ def test_query_negative_click_in_the_same_finest_instance_selects_a_part(work, t
     assert "in part of 1 instance(s)" in capsys.readouterr().out
 
 
+def test_query_refine_adds_a_part_where_pixel_adds_the_other_object_whole(work, tmp_path, capsys):
+    """Two --pixel clicks, a small object then another more than twice its size: the second comes whole
+    (rule split, the default); with --refine only the part of it the first supports (split-support): the
+    library's rows both. --refine is for --pixel clicks only."""
+    from click_scenes import add_and_refine_clicks
+    from gs_core.pipeline.workdir import WorkDir
+
+    cam = WorkDir(work, must_exist=True).cameras()[0]
+    a, b, add, refine = add_and_refine_clicks(work, cam)
+    assert np.isin(refine, add).all() and len(refine) < len(add)
+    for flags, expected in (([], add), (["--refine"], refine)):
+        out = tmp_path / f"sel{len(flags)}.npy"
+        assert main(["query", str(work), "--view", cam.name, "--pixel", *map(str, a), "--pixel", *map(str, b),
+                     *flags, "--out", str(out)]) == 0
+        np.testing.assert_array_equal(np.flatnonzero(np.load(out)), expected)
+    _fails(capsys, ["query", work, "--view", cam.name, "--mask", tmp_path / "m.png", "--refine", "--out",
+                    tmp_path / "x.npy"], "--refine is for --pixel clicks")
+
+
 @slow
 def test_query_view_mask(work, tmp_path, capsys):
     """A reference mask (an instance of the view's consistent map) selects that instance; without
