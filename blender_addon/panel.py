@@ -67,6 +67,8 @@ def draw_segmentation(layout, context):
     col = box.column(align=True)
     col.enabled = bool(s.work)
     col.operator(segmentation.GS_OT_click_select.bl_idname, icon='RESTRICT_SELECT_OFF')
+    for key, what in segmentation.CLICK_GESTURES[1:]:  # the modifiers of a click
+        col.label(text=f"{key}: {what}")
     col.prop(s, "level", slider=True)
     row = col.row(align=True)
     row.prop(s, "text", text="")

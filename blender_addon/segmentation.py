@@ -276,13 +276,30 @@ def require_work(context) -> str:
     return s.work
 
 
+CLICK_MODES = ('SET', 'ADD', 'REFINE', 'REMOVE')
+# the click gestures, as the status bar and the panel say them
+CLICK_GESTURES = (("Click", "select an object"), ("Shift", "add another object"),
+                  ("Shift+Ctrl", "refine: add a missed part"), ("Ctrl", "remove"))
+
+
+def click_mode(shift: bool, ctrl: bool) -> str:
+    """The click gesture of the modifiers held: shift+ctrl REFINE (not alt: Blender's *Emulate 3 Button
+    Mouse* turns alt+click into a middle click, an orbit), shift ADD, ctrl REMOVE, none SET."""
+    return 'REFINE' if shift and ctrl else 'ADD' if shift else 'REMOVE' if ctrl else 'SET'
+
+
 def query_click(context, camera: dict, pixel, mode: str) -> int:
-    """One click: ``mode`` SET (a new selection), ADD (shift) or REMOVE (ctrl)."""
+    """One click: ``mode`` SET (a new selection), ADD (shift: another object, its instance whole), REFINE
+    (shift+ctrl: a missed part of the selected object, only as much of its instance as the selection
+    supports: the server's rule ``split-support``) or REMOVE (ctrl)."""
+    if mode not in CLICK_MODES:
+        raise SegmentError(f"click mode must be one of {', '.join(CLICK_MODES)}, got {mode!r}")
     work = require_work(context)
     s = settings(context)
     key = "negative" if mode == 'REMOVE' else "positive"
+    rule = {"rule": "split-support"} if mode == 'REFINE' else {}  # the default (split) is not sent
     result = backend(context).call("query_pixels", camera=camera, level=s.level, append=mode != 'SET',
-                                   out=exchange_path(work, "selection.npy"), **{key: [list(pixel)]})
+                                   out=exchange_path(work, "selection.npy"), **{key: [list(pixel)]}, **rule)
     return _apply_answer(context, result)
 
 
@@ -447,8 +464,8 @@ class GS_OT_prepare(bpy.types.Operator):
 
 
 class GS_OT_click_select(bpy.types.Operator):
-    """Click on splats in the viewport to select the object under the cursor (shift adds, ctrl removes;
-    Esc or right-click ends)"""
+    """Click on splats in the viewport to select the object under the cursor (shift adds another object,
+    shift+ctrl adds a missed part of the selected one, ctrl removes; Esc or right-click ends)"""
 
     bl_idname = "gs_splats.click_select"
     bl_label = "Click to Select"
@@ -458,7 +475,9 @@ class GS_OT_click_select(bpy.types.Operator):
     region_size: IntVectorProperty(name="Region size", size=2, default=(0, 0))
     view_matrix: FloatVectorProperty(name="View matrix", size=16)
     window_matrix: FloatVectorProperty(name="Window matrix", size=16)
-    mode: EnumProperty(items=[('SET', "Set", ""), ('ADD', "Add", ""), ('REMOVE', "Remove", "")])
+    mode: EnumProperty(items=[('SET', "Set", "A new selection"), ('ADD', "Add", "Add another object (shift)"),
+                              ('REFINE', "Refine", "Add a missed part of the selected object (shift+ctrl)"),
+                              ('REMOVE', "Remove", "Remove what is under the click (ctrl)")])
 
     @classmethod
     def poll(cls, context):
@@ -484,7 +503,8 @@ class GS_OT_click_select(bpy.types.Operator):
         if context.area is None or context.area.type != 'VIEW_3D' or context.region_data is None:
             return self.execute(context)
         context.window_manager.modal_handler_add(self)
-        context.workspace.status_text_set("Click on splats: shift adds, ctrl removes; Esc or right-click ends")
+        context.workspace.status_text_set("; ".join(f"{key}: {what}" for key, what in CLICK_GESTURES)
+                                          + "; Esc or right-click ends")
         return {'RUNNING_MODAL'}
 
     def modal(self, context, event):
@@ -500,7 +520,7 @@ class GS_OT_click_select(bpy.types.Operator):
         self.pixel = view_camera.click_pixel(event.mouse_region_x, event.mouse_region_y, region.height)
         self.view_matrix = [v for row in rv3d.view_matrix for v in row]
         self.window_matrix = [v for row in rv3d.window_matrix for v in row]
-        self.mode = 'ADD' if event.shift else 'REMOVE' if event.ctrl else 'SET'
+        self.mode = click_mode(event.shift, event.ctrl)
         self.execute(context)
         return {'RUNNING_MODAL'}
 

@@ -355,8 +355,8 @@ def test_refine_adds_a_part_where_add_adds_the_other_object_whole(server, loaded
     """A click on a small object, then one on another more than twice its size: appended with the default
     rule (the add-on's shift-click) the second instance comes whole, with ``rule: "split-support"`` (its
     shift+ctrl-click, a refinement) only a part of it; both the library's rows. The rule stays with its
-    clicks: a re-cut at the same level keeps the part, and a later addition on the same object adds it
-    whole without undoing the rule of the clicks before. An unknown rule is a one-line user error."""
+    clicks: a re-cut at the same level and a later addition (on the first object) keep the part; an
+    addition on the second object then adds it whole. An unknown rule is a one-line user error."""
     from click_scenes import add_and_refine_clicks
     from gs_core.query import PER_CLICK_RULES
     from gs_core.server_requests import CLICK_RULES
@@ -376,6 +376,7 @@ def test_refine_adds_a_part_where_add_adds_the_other_object_whole(server, loaded
     refined = click(b, append=True, rule="split-support")
     assert np.array_equal(rows(refined), refine) and refined["result"]["partial"] is True
     assert np.array_equal(rows(server.call("query_level", level=0.5, out=out)[0]), refine)
+    assert np.array_equal(rows(click(a, append=True)), refine)  # an addition after it: b stays refined
     assert np.array_equal(rows(click(b, append=True, rule="split")), add)
     answer = click(b, append=True, rule="refine")
     assert answer["kind"] == "user" and "'rule' must be one of split, split-support" in answer["error"], answer

@@ -48,3 +48,6 @@ def test_panel_draws_with_and_without_a_splat_object(bpy, imported):
     for _, args, _ in [c for c in calls if c[0] == "prop" and c[1][0] == settings]:
         assert args[1] in settings.bl_rna.properties  # a real setting
     assert any("gs_core Python" in str(c) for c in calls)  # backend hint until a path is set
+    # the click's gestures, the refine one included
+    for line in ("Shift: add another object", "Shift+Ctrl: refine: add a missed part", "Ctrl: remove"):
+        assert ("label", (), {"text": line}) in calls

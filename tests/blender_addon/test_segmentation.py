@@ -1,9 +1,9 @@
 """Segmentation in Blender through the real gs_core backend (blender_addon.segmentation), headless:
 Prepare in background mode binds the imported object; Click to Select with explicit view matrices and
 a pixel selects exactly what the library selects for that camera (also with the object moved), shift
-adds and ctrl removes; the granularity walk is monotonic; the selection separates into its own object;
-the preview leaves the splat data alone; the text query and a crashing backend report errors and leave
-the scene as it was."""
+adds another object whole, shift+ctrl refines (a part of it) and ctrl removes; the granularity walk is
+monotonic; the selection separates into its own object; the preview leaves the splat data alone; the text
+query and a crashing backend report errors and leave the scene as it was."""
 
 import numpy as np
 import pytest
@@ -106,6 +106,33 @@ def test_click_select_matches_the_library_and_adds_removes(bpy, prepared, tmp_pa
     with pytest.raises(RuntimeError, match="outside the 64x48 view"):
         click(bpy, cam, (64, 3), 'SET', matrix)
     assert np.array_equal(selected_index(obj), library_rows(s.work, cam, [other]))  # unchanged
+
+
+def test_refine_click_adds_a_part_where_shift_adds_the_other_object_whole(bpy, prepared, monkeypatch):
+    """A click on a small object, then on another more than twice its size: shift (ADD) selects the
+    library's rows with that object whole, shift+ctrl (REFINE) sends the rule ``split-support`` and
+    selects the library's rows with only a part of it; a plain shift-click sends no rule (an older
+    server's request). The modifiers map to the gestures as the modal operator reads them."""
+    from blender_addon import segmentation
+    from click_scenes import add_and_refine_clicks
+    from gs_core.pipeline.workdir import WorkDir
+
+    assert [segmentation.click_mode(shift, ctrl) for shift, ctrl in [(0, 0), (1, 0), (1, 1), (0, 1)]] == \
+        ['SET', 'ADD', 'REFINE', 'REMOVE']
+    obj, s = prepared
+    s["level"] = 0.5
+    cam = WorkDir(s.work).cameras()[0]
+    a, b, add, refine = add_and_refine_clicks(s.work, cam)
+    assert np.isin(refine, add).all() and len(refine) < len(add)
+    sent = []
+    client = segmentation.backend(bpy.context)
+    call = client.call
+    monkeypatch.setattr(client, "call", lambda cmd, **args: (sent.append((cmd, args)), call(cmd, **args))[1])
+    assert click(bpy, cam, a) == {'FINISHED'} and click(bpy, cam, b, 'ADD') == {'FINISHED'}
+    assert np.array_equal(selected_index(obj), add) and "rule" not in sent[-1][1]
+    assert click(bpy, cam, a) == {'FINISHED'} and click(bpy, cam, b, 'REFINE') == {'FINISHED'}
+    assert sent[-1][0] == "query_pixels" and sent[-1][1]["rule"] == "split-support" and sent[-1][1]["append"]
+    assert np.array_equal(selected_index(obj), refine) and s.status.startswith(f"{len(refine):,} splats selected (part of")
 
 
 def test_a_split_instance_says_part_of_it_in_the_status(bpy, prepared):
