@@ -205,8 +205,9 @@ def clicked_kind(request, tmp_path_factory):
     return root, click_objects(root / "dataset", root / "work", variants=[("split", False)])
 
 
-def _query_cli(work, view, clicks, level, out) -> np.ndarray:
+def _query_cli(work, view, clicks, level, out, refine=False) -> np.ndarray:
     argv = ["query", str(work), "--view", view, "--level", repr(float(level)), "--out", str(out)]
+    argv += ["--refine"] if refine else []
     for x, y, positive in clicks:
         argv += ["--pixel" if positive else "--negative", str(x), str(y)]
     assert main(argv) == 0
@@ -218,8 +219,9 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
     every click set the clicker made (each prefix of every run: later positive clicks take the part
     of their instance they support, negative ones split), given to ``gs-core query --view V --pixel ..
     --negative ..`` and to the server's ``query_pixels``, selects the same Gaussians as the benchmark's
-    click, whose rendered IoU is the one the benchmark recorded; and a positive and a negative click on
-    one finest instance (a 3D split) agree too."""
+    click, whose rendered IoU is the one the benchmark recorded, also as refinements (``--refine``, the
+    server's ``rule: "split-support"``, the bench's variant of that name; somewhere not the same as
+    additions); and a positive and a negative click on one finest instance (a 3D split) agree too."""
     from gs_core.bench.clicks import ViewClicks
     from gs_core.interactive import Click
     from gs_core.query import pixel_labels
@@ -249,7 +251,7 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
     server = Server()
     try:
         assert server.call("load", work=str(work.root))[0]["ok"]
-        split_seen = False
+        split_seen = refine_differs = False
         for view, clicks, level, recorded, obj in cases:
             camera = ds.cameras[ds.names.index(view)]
             bench = ViewClicks(scene, levels, camera).select([Click(x, y, bool(p)) for x, y, p in clicks], level)
@@ -262,11 +264,22 @@ def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked
             assert answer["ok"], answer
             assert np.array_equal(np.load(answer["result"]["rows"]), np.flatnonzero(bench.selected)), (view, clicks)
             split_seen |= bench.partial
+            if sum(p for *_, p in clicks) > 1:  # the refine gesture: later positive clicks by their support
+                refined = ViewClicks(scene, levels, camera).select([Click(x, y, bool(p)) for x, y, p in clicks], level,
+                                                                   rule="split-support")
+                assert np.array_equal(_query_cli(work.root, view, clicks, level, tmp_path / "r.npy", refine=True),
+                                      refined.selected), (view, clicks)
+                answer, _ = server.call("query_pixels", camera=camera_json(camera), level=float(level),
+                                        positive=[[x, y] for x, y, p in clicks if p],
+                                        negative=[[x, y] for x, y, p in clicks if not p], rule="split-support",
+                                        out=str(server.scratch / "sel.npy"))
+                assert np.array_equal(np.load(answer["result"]["rows"]), np.flatnonzero(refined.selected))
+                refine_differs |= not np.array_equal(refined.selected, bench.selected)
             if recorded is not None:
                 mask = truth_mask(project(world, camera), gt.gaussians.clean, gt.gaussians.object, obj)
                 got = iou(selection_mask(project(scene.to_gaussians(), camera), cli), mask)
                 assert got == pytest.approx(recorded, abs=1e-12)
-        assert split_seen
+        assert split_seen and refine_differs
     finally:
         server.proc.kill()
         server.proc.wait()
