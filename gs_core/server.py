@@ -114,7 +114,7 @@ class Click:
     sign: int  # +1 positive, -1 negative
     gaussians: np.ndarray  # [K] int64: the Gaussians blending into the clicked pixel
     weights: np.ndarray  # [K] float32: their weights there
-    rule: str = "split"  # a positive click's rule (gs_core.query.PER_CLICK_RULES): "split" adds, "split-support" refines
+    rule: str = "split"  # a positive click's (gs_core.query.PER_CLICK_RULES): "split" adds, "split-support" refines
 
 
 class Session:
