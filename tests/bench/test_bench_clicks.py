@@ -216,8 +216,8 @@ def _query_cli(work, view, clicks, level, out, refine=False) -> np.ndarray:
 
 def test_the_benchmarks_clicks_select_what_the_cli_and_the_server_select(clicked_kind, tmp_path, capsys):
     """The benchmark turns a clicked pixel into Gaussians with the CLI's and the server's own function:
-    every click set the clicker made (each prefix of every run: later positive clicks take the part
-    of their instance they support, negative ones split), given to ``gs-core query --view V --pixel ..
+    every click set the clicker made (each prefix of every run: positive clicks add their instance and
+    the clicked splats, negative ones split), given to ``gs-core query --view V --pixel ..
     --negative ..`` and to the server's ``query_pixels``, selects the same Gaussians as the benchmark's
     click, whose rendered IoU is the one the benchmark recorded, also as refinements (``--refine``, the
     server's ``rule: "split-support"``, the bench's variant of that name; somewhere not the same as
