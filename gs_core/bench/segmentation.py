@@ -1,10 +1,9 @@
 """``gs-core bench segmentation``: segmentation methods x synthetic scenes x mask-noise levels.
 
 Per scene (``layout:seed``) the world is generated and rendered once; per noise level its dataset
-is written (``<out>/data/<scene>_n<noise>/``; with ``--reuse-data DIR`` in DIR, where one written for the
-same world and noise is kept, :func:`gs_core.synth.write_or_reuse`: the folder names carry neither the size
-nor the kind, so a run of another size or kind writes over them) and read back through :class:`Dataset`
-like real data; every method in :data:`gs_core.eval.METHODS` runs on it and is scored on the held-out views
+is written (``<out>/data/<tag>/``, :func:`dataset_tag`: world, size, kind and noise; with ``--reuse-data
+DIR`` in DIR, where one written for the same world and noise is kept, :func:`gs_core.synth.write_or_reuse`)
+and read back through :class:`Dataset` like real data; every method in :data:`gs_core.eval.METHODS` runs on it and is scored on the held-out views
 by the protocol of :mod:`gs_core.eval.protocol`. Output: a rich table, ``results.json``,
 ``results.md`` and one PNG per dataset (training view: image, masks, GT, each method's map; test
 view: image, GT, each method's map).
@@ -88,6 +87,15 @@ def figure(path: Path, ev: Evaluation, scores: dict[str, Score]) -> None:
     panel([train_row, test_row], path)
 
 
+def dataset_tag(layout: str, seed: int, size: str, level: float, kind: str = "3dgs", hard_cases: bool = False,
+                noise_only: list[str] | tuple[str, ...] = ()) -> str:
+    """A dataset's folder name under ``OUT/data`` (or ``--reuse-data``), for ``bench segmentation`` and ``bench
+    clicks`` alike: every setting that changes the dataset is in it, so runs of other sizes, kinds or noise
+    models sharing a folder never write over each other's datasets."""
+    return (f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}{'' if kind == '3dgs' else '_' + kind}_n{level:g}"
+            + ("_" + "+".join(noise_only) if noise_only else ""))
+
+
 def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
     """Run the benchmark, write ``out``/results.json, results.md and PNGs; returns the results.
 
@@ -107,8 +115,7 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
         scene = SceneViews(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind,
                                              hard_cases=config.hard_cases), config.backend)
         for noise in config.noise:
-            tag = (f"{layout}{seed}{'_hard' if config.hard_cases else ''}_n{noise:g}"
-                   + ("_" + "+".join(config.noise_only) if config.noise_only else ""))
+            tag = dataset_tag(layout, seed, config.size, noise, config.kind, config.hard_cases, config.noise_only)
             say(f"{spec} noise {noise:g}: writing and loading {tag}")
             root = data / tag
             reused = write_or_reuse(root, scene, config.mask_noise(noise), reuse=config.reuse_data is not None)
@@ -194,7 +201,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scenes with the hard cases on the table and the masks' failures on them")
     parser.add_argument("--reuse-data", type=Path, metavar="DIR",
                         help="keep the datasets in DIR (e.g. an earlier run's OUT/data) written for the same world "
-                             "and mask noise, write the others there, over one of another size or kind (default: "
+                             "and mask noise, write the others there (default: "
                              "every dataset written again in OUT/data); the generator's code is not compared: after "
                              "changing gs_core/synth, leave it out")
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation"))
