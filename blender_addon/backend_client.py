@@ -74,6 +74,7 @@ class Backend:
         self.python, self.args, self.env, self.cwd = str(python), tuple(args), env, cwd
         self.proc: subprocess.Popen | None = None
         self.version: str | None = None
+        self.features: frozenset[str] = frozenset()  # the server's optional request fields (gs_core.server)
         self._lines: queue.Queue = queue.Queue()
         self._log: collections.deque = collections.deque(maxlen=40)
         self._pending: dict[int, Request] = {}
@@ -118,6 +119,7 @@ class Backend:
             self.kill()
             raise BackendError("start", f"{self.python} does not run the gs_core backend: {exc}", log) from None
         self.version = message.get("version")
+        self.features = frozenset(str(f) for f in message.get("features") or ())
 
     def stop(self, grace: float = 2.0) -> None:
         """Ask the server to exit; terminate, then kill, if it does not."""

@@ -298,7 +298,13 @@ def query_click(context, camera: dict, pixel, mode: str) -> int:
     s = settings(context)
     key = "negative" if mode == 'REMOVE' else "positive"
     rule = {"rule": "split-support"} if mode == 'REFINE' else {}  # the default (split) is not sent
-    result = backend(context).call("query_pixels", camera=camera, level=s.level, append=mode != 'SET',
+    client = backend(context)
+    if rule:
+        client.start()
+        if "click-rule" not in client.features:  # an older server would take the refine click as an addition
+            raise SegmentError(f"refine clicks need a newer backend than gs_core {client.version} at {client.python}: "
+                               "update it (the add-on's preferences: Set up backend)")
+    result = client.call("query_pixels", camera=camera, level=s.level, append=mode != 'SET',
                                    out=exchange_path(work, "selection.npy"), **{key: [list(pixel)]}, **rule)
     return _apply_answer(context, result)
 

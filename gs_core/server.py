@@ -6,7 +6,7 @@ per line on stdout (its own prints and native libraries' output go to stderr, wh
 for crash reports). Bulk arrays never travel in JSON: the client names an ``.npy`` path in a work
 folder and the server writes it there atomically (:func:`gs_core.io.atomic.atomic_write`).
 
-On start the server writes ``{"event": "ready", "version": V, "protocol": 1, "pid", "scratch"}``
+On start the server writes ``{"event": "ready", "version": V, "protocol": 1, "features": [...], "pid", "scratch"}``
 (``scratch``: a temporary folder the server made and owns). Then::
 
     -> {"id": 7, "cmd": "NAME", "args": {...}}
@@ -21,7 +21,9 @@ a short string, each command's field types and the command line's ranges); a bad
 with one ``protocol`` or ``user`` error (``id`` null if its own could not be read) and the server
 goes on. End of stdin always ends it. Commands:
 
-``ping`` (alias ``version``) -> ``{"version", "protocol", "pid", "torch"}``.
+``ping`` (alias ``version``) -> ``{"version", "protocol", "features", "pid", "torch"}``. ``features`` names the
+optional request fields added within a protocol version (an older server ignores a field it does not know, so a
+client checks here before relying on one): ``click-rule``, ``query_pixels``' ``rule``.
 
 ``prepare`` ``{dataset, out, scene?, method?, device?, backend?, theta?, force?, ...}``: runs
 :func:`gs_core.pipeline.prepare.prepare` (the ``gs-core prepare`` job) with progress messages; any
@@ -102,6 +104,7 @@ from .errors import UserError
 from .io.errors import SceneFormatError
 
 PROTOCOL = 1
+FEATURES = ("click-rule",)  # optional request fields within PROTOCOL (the module docstring)
 TEXT_FEATURES = ("clip_features.npy",)  # gs_core.language.FEATURES_FILE, written by prepare with a CLIP model
 
 
@@ -206,8 +209,8 @@ class Server:
     def run(self, stream=None) -> int:
         """Serve the request lines of ``stream`` (bytes; read on a thread started after ``ready``,
         so no answer comes before it) until end of input or ``shutdown``."""
-        self.send({"event": "ready", "version": __version__, "protocol": PROTOCOL, "pid": os.getpid(),
-                   "scratch": str(self.scratch)})
+        self.send({"event": "ready", "version": __version__, "protocol": PROTOCOL, "features": list(FEATURES),
+                   "pid": os.getpid(), "scratch": str(self.scratch)})
         if stream is not None:
             threading.Thread(target=_reader, args=(stream, self), daemon=True).start()
         try:
@@ -262,7 +265,8 @@ class Server:
     def cmd_ping(self, rid, args) -> dict:
         import torch
 
-        return {"version": __version__, "protocol": PROTOCOL, "pid": os.getpid(), "torch": torch.__version__}
+        return {"version": __version__, "protocol": PROTOCOL, "features": list(FEATURES), "pid": os.getpid(),
+                "torch": torch.__version__}
 
     cmd_version = cmd_ping
 

@@ -82,6 +82,7 @@ def loaded(server, tiny_work):
 
 def test_ready_and_ping(server):
     assert server.ready["event"] == "ready" and server.ready["protocol"] == 1
+    assert "click-rule" in server.ready["features"]  # query_pixels' rule: the add-on checks before a refine click
     answer, _ = server.call("ping")
     assert answer["ok"] and answer["result"]["version"] == server.ready["version"]
     assert answer["result"]["pid"] == server.proc.pid

@@ -133,6 +133,14 @@ def test_refine_click_adds_a_part_where_shift_adds_the_other_object_whole(bpy, p
     assert click(bpy, cam, a) == {'FINISHED'} and click(bpy, cam, b, 'REFINE') == {'FINISHED'}
     assert sent[-1][0] == "query_pixels" and sent[-1][1]["rule"] == "split-support" and sent[-1][1]["append"]
     assert np.array_equal(selected_index(obj), refine) and s.status.startswith(f"{len(refine):,} splats selected (part of")
+    # a backend without the rule field (older than the add-on) would take a refine click as an addition:
+    # the click is refused, saying so, before anything is sent, and the selection stays
+    assert "click-rule" in client.features
+    monkeypatch.setattr(client, "features", frozenset())
+    count = len(sent)
+    with pytest.raises(RuntimeError, match="refine clicks need a newer backend"):
+        click(bpy, cam, a, 'REFINE')
+    assert len(sent) == count and np.array_equal(selected_index(obj), refine)
 
 
 def test_a_split_instance_says_part_of_it_in_the_status(bpy, prepared):
