@@ -193,10 +193,10 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
                     if rx != ry:
                         parent[max(rx, ry)] = min(rx, ry)
     out = np.full(num_gaussians, -1, np.int64)
-    for block, lab in zip(blocks, labels):
+    for k, (block, lab) in enumerate(zip(blocks, labels)):  # by position: ``blocks`` may be some of a grid's
         rows, own = block.rows[block.core], lab[block.core]
         ok = own >= 0
-        out[rows[ok]] = [root(int(x)) for x in own[ok] + offsets[block.index]]
+        out[rows[ok]] = [root(int(x)) for x in own[ok] + offsets[k]]
     has = out >= 0
     _, first, inverse = np.unique(out[has], return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first))  # ids numbered by first appearance

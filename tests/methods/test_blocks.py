@@ -54,6 +54,9 @@ def test_stitch_joins_ids_the_overlap_votes_for_and_keeps_a_sliver_apart():
     # a's 2 lies wholly inside b's 7 (8 votes) but is only 8 of 7's 20: a sliver, not joined
     assert (out[40:48] == out[40]).all() and out[40] not in (out[0], out[95])
     assert len(np.unique(out)) == 3 and out.min() == 0
+    # some blocks of a larger grid (bench scale --limit 4 runs blocks 0, 1, 4, 5): the same ids
+    far = [Block(4, a.rows, a.core, a.views), Block(5, b.rows, b.core, b.views)]
+    assert np.array_equal(stitch(far, [la, lb], 100, BlockConfig(min_votes=5)), out)
 
 
 # the separation rule as measured with the pooled "max" normalisation (docs/benchmarks.md, issue 26) ...
