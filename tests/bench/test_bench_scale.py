@@ -96,7 +96,12 @@ def test_stitch_quality_counts_objects_across_a_border_split_and_merged():
     merged = one.copy()
     merged[70:] = 7  # object 2 takes object 0's id
     q = stitch_quality(merged, objects, blocks)
-    assert (q["crossing_one"], q["split"], q["merged"]) == (1, 0, 2)
+    assert (q["crossing_one"], q["split"], q["merged"], q["merged_across"]) == (1, 0, 2, 2)  # 0 and 2: blocks a, b
+    merged = one.copy()
+    merged[:30] = 9  # object 1 (core of a) takes object 2's id (core of b): the stitch's join
+    assert stitch_quality(merged, objects, blocks)["merged_across"] == 2
+    merged = np.repeat([5, 5, 9], [30, 40, 30])  # objects 1 and 0 share an id, both mostly in a's core (0: a tie)
+    assert stitch_quality(merged, objects, blocks)["merged_across"] == 0
 
 
 def test_the_tiny_city_in_blocks_scores_as_the_whole_run():
