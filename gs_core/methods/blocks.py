@@ -35,6 +35,7 @@ class BlockConfig:
     min_votes: int = 5  # overlap Gaussians needed before two ids can be joined
     join: float = 0.5  # ...and this share of the smaller id's labelled overlap Gaussians must vote for the pair
     join_larger: float = 0.5  # ...and of the larger id's (both blocks agree): a sliver does not join a large region
+    join_whole: float = 0.01  # ...and this share of each id's Gaussians in its whole block: two slivers of big ids do not join
 
 
 @dataclass
@@ -160,7 +161,8 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
     """Global ids from per-block ids (``labels[b]`` [n_b] indexes ``blocks[b].rows``): the Gaussians
     two blocks share vote on which of their ids are one object (joined when at least ``min_votes``
     do, ``join`` of the smaller id's shared labelled Gaussians and ``join_larger`` of the larger id's:
-    a sliver does not join a large region it merely touches); each Gaussian then takes
+    a sliver does not join a large region it merely touches; and ``join_whole`` of each id's Gaussians in
+    its whole block: two big ids that each reach the overlap by a sliver do not join); each Gaussian then takes
     its core block's id. -> [N] int64, -1 = none, numbered in order of first appearance.
 
     Args:
@@ -168,6 +170,8 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
     """
     offsets = np.concatenate([[0], np.cumsum([int(l.max(initial=-1)) + 1 for l in labels])]).astype(np.int64)
     parent = np.arange(offsets[-1])
+    whole_size = np.concatenate([np.bincount(l[l >= 0], minlength=int(l.max(initial=-1)) + 1) for l in labels]
+                                + [np.zeros(0, np.int64)])  # [ids] each id's Gaussians in its block
 
     def root(x: int) -> int:
         while parent[x] != x:
@@ -188,7 +192,9 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
             size_b = dict(zip(*np.unique(nb, return_counts=True)))
             for (x, y), n in zip(pairs, votes):
                 small, large = sorted((size_a[x], size_b[y]))
-                if n >= config.min_votes and n >= config.join * small and n >= config.join_larger * large:
+                whole = max(whole_size[x], whole_size[y])
+                if n >= config.min_votes and n >= config.join * small and n >= config.join_larger * large \
+                        and n >= config.join_whole * whole:
                     rx, ry = root(int(x)), root(int(y))
                     if rx != ry:
                         parent[max(rx, ry)] = min(rx, ry)
