@@ -11,10 +11,12 @@ workers (Amdahl: rest + spread / workers + the measured start-up of the cluster)
 
 ``--size xl`` is the synthetic city (:mod:`gs_core.synth.city`: over 2M splats, 1,000 views), which
 does not run whole: it is split into blocks (``--blocks``, default 4x4) and the blocks' Trace3D core
-runs as Ray tasks (:func:`run_block_bench`; ``--limit K`` runs the first K blocks only). Per block:
-its size, wall time, and per worker CPU seconds and peak memory; bytes to and from the workers; the
-blocks that ran stitched (time, ids before and after); then the wall time of all blocks projected on 8, 32 and 128 workers from the measured seconds per
-(Gaussian, view) of the blocks that ran.
+runs as Ray tasks (:func:`run_block_bench`; ``--limit K`` runs K neighbouring blocks only:
+:func:`first_blocks`). Per block: its size, wall and CPU time, and per worker CPU seconds and peak
+memory; bytes to and from the workers; the blocks that ran stitched (time, ids before and after) and
+scored against the ground truth (:func:`stitch_quality`: per-object IoU, objects split and merged,
+objects across a border kept one instance); then the wall time of all blocks projected on 8, 32 and
+128 workers from the measured seconds per (Gaussian, view) of the blocks that ran.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class MeasuringExecutor:
         self.bytes_in = 0
         self.tasks = 0
         self.task_wall: dict[int, float] = {}  # item index -> seconds (of the latest map)
+        self.task_cpu: dict[int, float] = {}  # item index -> CPU seconds on its worker (of the latest map)
         self._sent: set = set()  # tokens of the Shared values already counted
 
     def map(self, fn, items, *shared):
@@ -72,6 +75,7 @@ class MeasuringExecutor:
         self.bytes_out += sum(len(pickle.dumps(i, protocol=5)) for i in items)
         for i, (result, pid, cpu, peak, wall) in self.inner.map(_measured, items, fn, *shared):
             self.task_wall[i] = wall
+            self.task_cpu[i] = cpu
             self.cpu[pid] = self.cpu.get(pid, 0.0) + cpu
             self.peak_mb[pid] = max(self.peak_mb.get(pid, 0.0), peak)
             self.bytes_in += len(pickle.dumps(result, protocol=5))
@@ -156,8 +160,8 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
 
 
 def run_block_bench(dataset: Path, grid: tuple[int, int], workers: int, limit: int | None = None,
-                    say=print) -> dict:
-    """The scene of ``dataset`` split into ``grid`` blocks; the first ``limit`` blocks (all by default)
+                    say=print, min_visible_share: float | None = None) -> dict:
+    """The scene of ``dataset`` split into ``grid`` blocks; ``limit`` neighbouring blocks (all by default: :func:`first_blocks`)
     run :func:`~gs_core.methods.blocks.prepare_block` as Ray tasks on a local cluster of ``workers``
     CPUs, measured; the wall time of all blocks projected on more workers."""
     from ..dataset import Dataset
@@ -169,13 +173,29 @@ def run_block_bench(dataset: Path, grid: tuple[int, int], workers: int, limit: i
     scene = GaussianScene.load(ds.scene_path)
     views, stacks, _ = prep._mask_stacks(ds)
     cameras = [ds.cameras[v] for v in views]
-    return _blocks_bench(scene, cameras, lambda k: stacks[k], grid, workers, limit, time.perf_counter() - t, say)
+    objects = None
+    if (ds.root / "gt" / "gaussians.npz").exists():
+        with np.load(ds.root / "gt" / "gaussians.npz") as z:
+            objects = z["object"]
+    return _blocks_bench(scene, cameras, lambda k: stacks[k], grid, workers, limit, time.perf_counter() - t, say,
+                         objects=objects, min_visible_share=min_visible_share)
 
 
-def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=print, views_of=None) -> dict:
+def first_blocks(grid: tuple[int, int], limit: int | None) -> list[int]:
+    """The ``limit`` blocks (all by default) that a limited run takes: a square grown from block 0
+    (row-major indices), so that the blocks that run are neighbours and their borders are scored
+    (4 on a 4x4 grid: blocks 0, 1, 4, 5)."""
+    cells = sorted(((i, j) for i in range(grid[0]) for j in range(grid[1])), key=lambda c: (max(c), c))
+    return [i * grid[1] + j for i, j in cells[:limit]] if limit else list(range(grid[0] * grid[1]))
+
+
+def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=print, views_of=None,
+                  objects=None, min_visible_share=None) -> dict:
     """:func:`run_block_bench` on ``scene`` and ``cameras`` loaded in ``load_s``; ``stack_of(k)`` is
     view ``k``'s mask stack, asked for the views of the blocks that run only; ``views_of(views)``, when
-    given, is called first with the views those blocks need (a generator makes them then)."""
+    given, is called first with the views those blocks need (a generator makes them then);
+    ``objects`` [N] (ground-truth object ids), when given, scores the stitched ids
+    (:func:`stitch_quality`)."""
     import ray
 
     from ..methods.blocks import BlockConfig, block_items, prepare_block, split_blocks
@@ -187,13 +207,14 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
 
     c = time.process_time()
     t = time.perf_counter()
-    blocks = split_blocks(scene.means, cameras, BlockConfig(grid=grid))
+    bc = BlockConfig(grid=grid, min_visible_share=min_visible_share)
+    blocks = split_blocks(scene.means, cameras, bc)
     split_s = time.perf_counter() - t
     driver_cpu = time.process_time() - c
     say(f"{len(scene)} splats, {len(cameras)} views loaded in {load_s:.1f} s; {len(blocks)} blocks in {split_s:.1f} s "
         f"(Gaussians with overlap {min(len(b.rows) for b in blocks)}-{max(len(b.rows) for b in blocks)}, views "
         f"{min(len(b.views) for b in blocks)}-{max(len(b.views) for b in blocks)})")
-    run = blocks[:limit] if limit else blocks
+    run = [blocks[k] for k in first_blocks(grid, limit)]
     if views_of is not None:
         views_of(sorted({int(v) for b in run for v in b.views}))
     config = replace(prepare_config(prep.PrepareOptions(Path("unused"), Path("unused"), method="git-consistent")),
@@ -212,20 +233,23 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     finally:
         ray.shutdown()
     rows = [{"block": b.index, "gaussians": len(b.rows), "views": len(b.views), "wall_s": measuring.task_wall[j],
-             "instances": int(len(np.unique(labels[j][labels[j] >= 0])))} for j, b in enumerate(run)]
+             "cpu_s": measuring.task_cpu[j], "instances": int(len(np.unique(labels[j][labels[j] >= 0])))} for j, b in enumerate(run)]
     for r in rows:
-        say(f"block {r['block']}: {r['gaussians']} Gaussians, {r['views']} views, {r['wall_s']:.1f} s, "
-            f"{r['instances']} instances")
-    stitched = None
-    if len(run) > 1:  # the blocks that ran stitched across their borders (in the driver, as prepare does)
-        from ..methods.blocks import stitch
+        say(f"block {r['block']}: {r['gaussians']} Gaussians, {r['views']} views, {r['wall_s']:.1f} s "
+            f"({r['cpu_s']:.1f} s CPU), {r['instances']} instances")
+    from ..methods.blocks import stitch
 
-        t = time.perf_counter()
-        ids = stitch(run, [labels[j] for j in range(len(run))], len(scene), BlockConfig(grid=grid))
+    stitched, quality = None, None
+    t = time.perf_counter()  # the blocks that ran stitched across their borders (in the driver, as prepare does)
+    ids = stitch(run, [labels[j] for j in range(len(run))], len(scene), bc)
+    if len(run) > 1:
         stitched = {"wall_s": time.perf_counter() - t, "instances_in_blocks": sum(r["instances"] for r in rows),
                     "instances": int(len(np.unique(ids[ids >= 0])))}
         say(f"stitched {len(run)} blocks in {stitched['wall_s']:.1f} s: {stitched['instances_in_blocks']} block ids "
             f"-> {stitched['instances']} instances")
+    if objects is not None:
+        quality = stitch_quality(ids, np.asarray(objects), run)
+        _say_quality(quality, say)
     say(f"{len(run)} of {len(blocks)} blocks on {workers} workers: {wall:.1f} s wall (cluster start {started:.1f} s "
         f"not included), worker CPU {', '.join(f'{v:.1f}' for v in sorted(measuring.cpu.values(), reverse=True))} s, "
         f"worker peak RSS {', '.join(f'{v:.0f}' for v in sorted(measuring.peak_mb.values(), reverse=True))} MB, "
@@ -249,7 +273,86 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
             "driver_cpu_s": driver_cpu, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
             "worker_peak_rss_mb": sorted(measuring.peak_mb.values(), reverse=True),
             "bytes_to_workers": measuring.bytes_out, "bytes_from_workers": measuring.bytes_in,
-            "seconds_per_gaussian_view": rate, "projected_wall_s": projection, "stitch": stitched}
+            "seconds_per_gaussian_view": rate, "projected_wall_s": projection, "stitch": stitched,
+            "quality": quality, "min_visible_share": min_visible_share, "ran_blocks": [b.index for b in run]}
+
+
+def _dominant(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct row of ``keys`` [n, k], its most common value of ``ids`` [n] (ties: the smaller id):
+    (the keys [m, k], the id [m], its count [m], the rows' count [m])."""
+    rows, counts = np.unique(np.column_stack([keys, ids]), axis=0, return_counts=True)
+    order = np.lexsort((rows[:, -1], -counts, *rows[:, :-1].T[::-1]))  # by key, then most common first
+    rows, counts = rows[order], counts[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:, :-1] != rows[:-1, :-1]).any(1)
+    starts = np.flatnonzero(first)
+    return rows[first, :-1], rows[first, -1], counts[first], np.add.reduceat(counts, starts)
+
+
+def stitch_quality(labels: np.ndarray, objects: np.ndarray, blocks, min_gaussians: int = 20,
+                   dominant: float = 0.8, side: float = 0.1) -> dict:
+    """Stitched ids against the ground-truth objects over the Gaussians in the cores of ``blocks`` (the
+    blocks that ran): the panoptic scores over Gaussians (:func:`gs_core.metrics.panoptic_scores`, one
+    Hungarian matching of ids to objects: mIoU is the mean of each object's IoU with its id, recall the
+    share of objects above 0.5); of the objects with ``min_gaussians`` there, those split (their most
+    common id holds under ``dominant`` of their labelled Gaussians), merged (their most common id is
+    another object's too), and those across a border (``side`` of their Gaussians or more in a second
+    block's core): one instance when the most common id is the same on every side. Merged objects
+    that lie mostly in different blocks' cores (``merged_across``): in stitched ids, joined by the stitch.
+
+    Args:
+        labels: [N] int stitched ids, -1 = none.
+        objects: [N] int ground-truth object ids, -1 = none.
+    """
+    from ..metrics import panoptic_scores
+
+    core_of = np.full(len(labels), -1, np.int64)
+    for b in blocks:
+        core_of[b.rows[b.core]] = b.index
+    keep = (core_of >= 0) & (objects >= 0)
+    lab, obj, blk = np.asarray(labels, np.int64)[keep], np.asarray(objects, np.int64)[keep], core_of[keep]
+    pan = panoptic_scores(lab[None, None], obj[None, None])
+    ids, sizes = np.unique(obj, return_counts=True)
+    counted = ids[sizes >= min_gaussians]
+    has = (lab >= 0) & np.isin(obj, counted)
+    o, top, n, total = _dominant(obj[has, None], lab[has])
+    split = int((n < dominant * total).sum())
+    _, per_id = np.unique(top, return_counts=True)
+    shared = np.isin(top, np.unique(top)[per_id > 1])
+    merged = int(shared.sum())
+    # merged by the stitch: the objects sharing an id lie mostly in different blocks' cores
+    mo, main, _, _ = _dominant(obj[np.isin(obj, o), None], blk[np.isin(obj, o)])
+    main_of = dict(zip(mo[:, 0].tolist(), main.tolist()))
+    mains: dict[int, set] = {}
+    for a, t in zip(o[:, 0].tolist(), top.tolist()):
+        mains.setdefault(t, set()).add(main_of[a])
+    across = int(sum(1 for a, t, sh in zip(o[:, 0].tolist(), top.tolist(), shared) if sh and len(mains[t]) > 1))
+    # the sides of each object: blocks holding `side` of its Gaussians
+    pairs, count = np.unique(np.column_stack([obj, blk]), axis=0, return_counts=True)
+    size_of, wanted = dict(zip(ids, sizes)), set(counted.tolist())
+    big = np.array([c >= side * size_of[a] and a in wanted for (a, _), c in zip(pairs, count)], bool)
+    sides = {}
+    for a, b in pairs[big]:
+        sides.setdefault(int(a), set()).add(int(b))
+    crossing = {a for a, bs in sides.items() if len(bs) >= 2}
+    on = has & np.isin(obj, list(crossing)) if crossing else np.zeros(len(obj), bool)
+    top_on = {}  # (object, block) -> its most common id there
+    if on.any():
+        keys, side_top, _, _ = _dominant(np.column_stack([obj[on], blk[on]]), lab[on])
+        top_on = {(int(a), int(b)): int(t) for (a, b), t in zip(keys, side_top)}
+    one = sum(1 for a in crossing if len({top_on.get((a, b), -1 - b) for b in sides[a]}) == 1)  # a side unlabelled: not one
+    return {"gaussians": int(keep.sum()), "labelled": float((lab >= 0).mean()) if len(lab) else 0.0,
+            "objects": len(counted), "ids": int(len(np.unique(lab[lab >= 0]))), "pan_miou": pan.miou,
+            "pan_precision": pan.precision, "pan_recall": pan.recall, "split": split, "merged": merged, "merged_across": across,
+            "unlabelled_objects": int(len(counted) - len(o)), "crossing": len(crossing), "crossing_one": int(one)}
+
+
+def _say_quality(q: dict, say=print) -> None:
+    say(f"stitched against the ground truth ({q['gaussians']} Gaussians in the cores, {q['labelled']:.1%} labelled, "
+        f"{q['objects']} objects, {q['ids']} ids): mIoU {q['pan_miou']:.3f}, P {q['pan_precision']:.3f}, "
+        f"R {q['pan_recall']:.3f}; {q['split']} objects split, {q['merged']} merged ({q['merged_across']} with an object "
+        f"mostly in another block's core); {q['crossing_one']} of "
+        f"{q['crossing']} objects across a border are one instance")
 
 
 def _noop(item):
@@ -265,7 +368,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default="room", choices=["room", "tabletop", "city"],
                         help="city: the synthetic city at --size tiny or xl, run in blocks")
     parser.add_argument("--limit", type=int, default=None, metavar="K",
-                        help="city: run the first K blocks only (the projection still covers them all)")
+                        help="city: run K neighbouring blocks only, a square grown from block 0 (4 on 4x4: blocks "
+                             "0, 1, 4, 5); the projection still covers them all")
+    parser.add_argument("--min-visible-share", type=float, default=None, metavar="S",
+                        help="city: leave out of a block the views where under this share of its Gaussians is in "
+                             "front of the scene (BlockConfig.min_visible_share)")
     parser.add_argument("--method", default="trace3d", choices=["trace3d", "git-consistent"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts to run")
     parser.add_argument("--blocks", default=None, metavar="NXxNY", help="prepare in blocks (as prepare --blocks)")
@@ -314,7 +421,8 @@ def _run_city(args: argparse.Namespace) -> int:
         raise UserError(f"--limit {args.limit}: at least one block")
     grid = _grid(args.blocks) if args.blocks else ((4, 4) if args.size == "xl" else (2, 1))
     if args.dataset is not None:
-        result = run_block_bench(args.dataset, grid, max(args.workers), args.limit)
+        result = run_block_bench(args.dataset, grid, max(args.workers), args.limit,
+                                 min_visible_share=args.min_visible_share)
     else:
         from ..synth import MaskNoise, simulate_masks
         from ..synth.city import CITY_SIZES, make_city
@@ -343,7 +451,8 @@ def _run_city(args: argparse.Namespace) -> int:
                   f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
         result = _blocks_bench(world.scene, world.train_cameras, stacks.__getitem__, grid, max(args.workers),
-                               args.limit, made, views_of=views_of)
+                               args.limit, made, views_of=views_of, objects=world.labels.object,
+                               min_visible_share=args.min_visible_share)
         result["generation"] = {"make_s": made, **rendered}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1, default=float))

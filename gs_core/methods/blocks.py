@@ -31,9 +31,11 @@ class BlockConfig:
     grid: tuple[int, int] = (2, 2)  # blocks along the scene's two widest axes
     overlap: float = 0.15  # each block grows by this share of its width on every side
     min_view_share: float = 0.02  # a view is given to a block when this share of the block's Gaussians projects into it
+    min_visible_share: float | None = None  # ...and (when set) this share is in front of the scene there (`visible_points`)
     min_votes: int = 5  # overlap Gaussians needed before two ids can be joined
     join: float = 0.5  # ...and this share of the smaller id's labelled overlap Gaussians must vote for the pair
     join_larger: float = 0.5  # ...and of the larger id's (both blocks agree): a sliver does not join a large region
+    join_whole: float = 0.01  # ...and this share of each id's Gaussians in its whole block: two slivers of big ids do not join
 
 
 @dataclass
@@ -46,18 +48,58 @@ class Block:
 
 def _sees(cam: Camera, points: np.ndarray) -> np.ndarray:  # points [P, 3] -> [P] bool
     """Points in front of the camera that project inside its image."""
+    return _cells(cam, points, 1)[0]
+
+
+def _cells(cam: Camera, points: np.ndarray, cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``points`` [P, 3] on ``cam``'s image cut in ``cell`` x ``cell`` pixel cells: (in the image [P] bool,
+    cell index [P], depth [P])."""
     pc = points @ cam.world_to_camera[:3, :3].T + cam.world_to_camera[:3, 3]
     z = pc[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = cam.fx * pc[:, 0] / z + cam.cx
-        v = cam.fy * pc[:, 1] / z + cam.cy
-    return (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+        u, v = cam.fx * pc[:, 0] / z + cam.cx, cam.fy * pc[:, 1] / z + cam.cy
+    ok = (z > 1e-6) & (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
+    index = (np.where(ok, v, 0) // cell).astype(np.int64) * -(-int(cam.width) // cell) \
+        + (np.where(ok, u, 0) // cell).astype(np.int64)
+    return ok, index, z
+
+
+def nearest_depth(cam: Camera, scene: np.ndarray, cell: int = 4) -> np.ndarray:  # scene [S, 3] -> [cells] float
+    """Per ``cell`` x ``cell`` pixel cell of ``cam``'s image, the depth of the nearest of the ``scene``
+    centres there (inf where none is).
+
+    Args:
+        scene: [S, 3] centres (a sample of the scene's).
+    """
+    ok, index, z = _cells(cam, scene, cell)
+    depth = np.full(-(-int(cam.width) // cell) * -(-int(cam.height) // cell), np.inf)
+    np.minimum.at(depth, index[ok], z[ok])
+    return depth
+
+
+def visible_points(cam: Camera, points: np.ndarray, depth: np.ndarray, cell: int = 4,
+                   slack: float = 0.1) -> np.ndarray:  # points [P, 3] -> [P] bool
+    """The ``points`` in the image that the scene does not hide: a point is hidden when a scene centre
+    in its cell lies nearer than its depth less ``slack`` of it and 1 unit (``depth``:
+    :func:`nearest_depth`). A coarse depth test of centres, no footprints: a cell no centre reaches
+    hides nothing, so a sparse sample of the scene errs towards seen. Used before any trace, to leave
+    out of a block the views where the rest of the scene hides it (:attr:`BlockConfig.min_visible_share`).
+
+    Args:
+        points: [P, 3] the points tested (a sample of a block's centres).
+        depth: [C] float per cell of ``cam``'s image, the nearest scene depth (:func:`nearest_depth`).
+    """
+    ok, index, z = _cells(cam, points, cell)
+    return ok & (depth[index] >= z * (1.0 - slack) - 1.0)
 
 
 def split_blocks(means: np.ndarray, cameras: list[Camera], config: BlockConfig = BlockConfig()) -> list[Block]:
     """Blocks of ``means`` [N, 3] on a ``config.grid`` along the two axes of widest extent, cut at
     quantiles (blocks of equal Gaussian counts), each grown by ``config.overlap``; each with the views
-    where at least ``min_view_share`` of (a sample of) its Gaussians project into the image.
+    where at least ``min_view_share`` of (a sample of) its Gaussians project into the image and, with
+    ``min_visible_share``, that share of them is not hidden by the scene (:func:`visible_points` against
+    a sample of 400k centres): a view from another street that sees the block past other blocks'
+    buildings costs the occluders' trace and gives it few votes.
 
     Args:
         means: [N, 3] Gaussian centres.
@@ -66,7 +108,7 @@ def split_blocks(means: np.ndarray, cameras: list[Camera], config: BlockConfig =
     axes = np.argsort(-extent)[:2]
     edges = [np.quantile(means[:, a], np.linspace(0.0, 1.0, g + 1)) for a, g in zip(axes, config.grid)]
     cells = [np.clip(np.searchsorted(e, means[:, a], side="right") - 1, 0, len(e) - 2) for a, e in zip(axes, edges)]
-    blocks = []
+    blocks, samples = [], []
     for i in range(config.grid[0]):
         for j in range(config.grid[1]):
             inside = np.ones(len(means), bool)
@@ -75,9 +117,22 @@ def split_blocks(means: np.ndarray, cameras: list[Camera], config: BlockConfig =
                 inside &= (means[:, a] >= e[k] - margin) & (means[:, a] <= e[k + 1] + margin)
             rows = np.flatnonzero(inside)
             core = (cells[0][rows] == i) & (cells[1][rows] == j)
-            sample = means[rows[:: max(1, len(rows) // 4096)]]
-            views = [v for v, cam in enumerate(cameras) if len(sample) and _sees(cam, sample).mean() >= config.min_view_share]
-            blocks.append(Block(len(blocks), rows, core, np.asarray(views, np.int64)))
+            samples.append(means[rows[:: max(1, len(rows) // 4096)]])
+            blocks.append(Block(len(blocks), rows, core, np.zeros(0, np.int64)))
+    views: list[list[int]] = [[] for _ in blocks]
+    scene = means[:: max(1, len(means) // 400_000)] if config.min_visible_share is not None else None
+    for v, cam in enumerate(cameras):
+        depth = None
+        for b, sample in enumerate(samples):
+            if not len(sample) or _sees(cam, sample).mean() < config.min_view_share:
+                continue
+            if scene is not None:
+                depth = nearest_depth(cam, scene) if depth is None else depth
+                if visible_points(cam, sample, depth).mean() < config.min_visible_share:
+                    continue
+            views[b].append(v)
+    for block, vs in zip(blocks, views):
+        block.views = np.asarray(vs, np.int64)
     return blocks
 
 
@@ -106,7 +161,8 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
     """Global ids from per-block ids (``labels[b]`` [n_b] indexes ``blocks[b].rows``): the Gaussians
     two blocks share vote on which of their ids are one object (joined when at least ``min_votes``
     do, ``join`` of the smaller id's shared labelled Gaussians and ``join_larger`` of the larger id's:
-    a sliver does not join a large region it merely touches); each Gaussian then takes
+    a sliver does not join a large region it merely touches; and ``join_whole`` of each id's Gaussians in
+    its whole block: two big ids that each reach the overlap by a sliver do not join); each Gaussian then takes
     its core block's id. -> [N] int64, -1 = none, numbered in order of first appearance.
 
     Args:
@@ -114,6 +170,8 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
     """
     offsets = np.concatenate([[0], np.cumsum([int(l.max(initial=-1)) + 1 for l in labels])]).astype(np.int64)
     parent = np.arange(offsets[-1])
+    whole_size = np.concatenate([np.bincount(l[l >= 0], minlength=int(l.max(initial=-1)) + 1) for l in labels]
+                                + [np.zeros(0, np.int64)])  # [ids] each id's Gaussians in its block
 
     def root(x: int) -> int:
         while parent[x] != x:
@@ -134,15 +192,17 @@ def stitch(blocks: list[Block], labels: list[np.ndarray], num_gaussians: int,
             size_b = dict(zip(*np.unique(nb, return_counts=True)))
             for (x, y), n in zip(pairs, votes):
                 small, large = sorted((size_a[x], size_b[y]))
-                if n >= config.min_votes and n >= config.join * small and n >= config.join_larger * large:
+                whole = max(whole_size[x], whole_size[y])
+                if n >= config.min_votes and n >= config.join * small and n >= config.join_larger * large \
+                        and n >= config.join_whole * whole:
                     rx, ry = root(int(x)), root(int(y))
                     if rx != ry:
                         parent[max(rx, ry)] = min(rx, ry)
     out = np.full(num_gaussians, -1, np.int64)
-    for block, lab in zip(blocks, labels):
+    for k, (block, lab) in enumerate(zip(blocks, labels)):  # by position: ``blocks`` may be some of a grid's
         rows, own = block.rows[block.core], lab[block.core]
         ok = own >= 0
-        out[rows[ok]] = [root(int(x)) for x in own[ok] + offsets[block.index]]
+        out[rows[ok]] = [root(int(x)) for x in own[ok] + offsets[k]]
     has = out >= 0
     _, first, inverse = np.unique(out[has], return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first))  # ids numbered by first appearance

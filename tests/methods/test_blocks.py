@@ -54,6 +54,20 @@ def test_stitch_joins_ids_the_overlap_votes_for_and_keeps_a_sliver_apart():
     # a's 2 lies wholly inside b's 7 (8 votes) but is only 8 of 7's 20: a sliver, not joined
     assert (out[40:48] == out[40]).all() and out[40] not in (out[0], out[95])
     assert len(np.unique(out)) == 3 and out.min() == 0
+    # two big ids that each reach the overlap by a sliver (6 of 1,000 Gaussians, all voting for the pair): the pair
+    # rule alone joins them, join_whole (1% of each id's Gaussians in its block) does not (docs/benchmarks.md)
+    big = np.arange(2000)
+    c = Block(0, big[:1006], big[:1006] < 1003, np.zeros(0, np.int64))  # core 0..1002, overlap 1000..1005 with d
+    d = Block(1, big[1000:], big[1000:] >= 1003, np.zeros(0, np.int64))  # core 1003..1999
+    lc = np.zeros(1006, np.int64)  # c: one id 0 over 1,006 Gaussians
+    ld = np.r_[np.full(506, 4), np.full(494, 9)]  # d: id 4 over the overlap and 500 more, id 9 the rest
+    joined = stitch([c, d], [lc, ld], 2000, BlockConfig(join_whole=0.0))
+    assert joined[0] == joined[1010]  # 6 votes of 6 and 6 overlap Gaussians: the pair rule joins them
+    apart = stitch([c, d], [lc, ld], 2000, BlockConfig())
+    assert apart[0] != apart[1010] and apart[0] == apart[1002] and apart[1003] == apart[1010]
+    # some blocks of a larger grid (bench scale --limit 4 runs blocks 0, 1, 4, 5): the same ids
+    far = [Block(4, a.rows, a.core, a.views), Block(5, b.rows, b.core, b.views)]
+    assert np.array_equal(stitch(far, [la, lb], 100, BlockConfig(min_votes=5)), out)
 
 
 # the separation rule as measured with the pooled "max" normalisation (docs/benchmarks.md, issue 26) ...
