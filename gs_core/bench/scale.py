@@ -83,6 +83,27 @@ class MeasuringExecutor:
             yield i, result
 
 
+def _reset_peak() -> None:
+    """Start this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``), so that
+    :func:`_peak_mb` measures the next run alone; elsewhere it keeps counting from the start."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory in MB since the last :func:`_reset_peak` (where Linux has
+    one, otherwise since it started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _same_work(a: Path, b: Path) -> bool:
     for name in ("labels.npy", "confidence.npy"):
         if not np.array_equal(np.load(a / name), np.load(b / name)):
@@ -98,10 +119,11 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
     import ray
 
     from ..pipeline import prepare as prep
-    from ..pipeline.distributed import RayExecutor
+    from ..pipeline.distributed import LOCAL_SYSTEM_CONFIG, RayExecutor
 
     def once(out: Path, executor=None) -> tuple[dict, float, float]:
         options = prep.PrepareOptions(dataset, out, method=method, force=True, blocks=blocks)
+        _reset_peak()
         t, c = time.perf_counter(), time.process_time()
         manifest = prep.prepare(options, log=lambda *a: None, executor=executor)
         return manifest, time.perf_counter() - t, time.process_time() - c
@@ -111,13 +133,14 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
     manifest, wall, cpu = once(ref_out)
     ref = {"run": "single process", "wall_s": wall, "cpu_s": cpu, "stages": manifest["stages"],
            "gaussians": manifest["gaussians"], "views": len(manifest["views"]),
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "peak_rss_mb": _peak_mb()}
     rows.append(ref)
-    say(f"single process: {wall:.1f} s wall, {cpu:.1f} s CPU; stages "
+    say(f"single process: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {ref['peak_rss_mb']:.0f} MB; stages "
         + ", ".join(f"{k} {v:.1f}" for k, v in manifest["stages"].items() if not k.startswith("git_")))
     for w in workers:
         t = time.perf_counter()
-        ray.init(num_cpus=w, include_dashboard=False, log_to_driver=False, object_store_memory=512 * 2**20)
+        ray.init(num_cpus=w, include_dashboard=False, log_to_driver=False, object_store_memory=512 * 2**20,
+                 _system_config=dict(LOCAL_SYSTEM_CONFIG))
         started = time.perf_counter() - t
         try:
             measuring = MeasuringExecutor(RayExecutor())
@@ -125,16 +148,18 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
             measuring = MeasuringExecutor(RayExecutor())
             out = root / f"ray_{w}"
             manifest, wall, cpu = once(out, measuring)
+            driver_peak = _peak_mb()
         finally:
             ray.shutdown()
         row = {"run": f"ray, {w} worker{'s' if w > 1 else ''}", "workers": w, "wall_s": wall, "cluster_start_s": started,
-               "driver_cpu_s": cpu, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
+               "driver_cpu_s": cpu, "driver_peak_rss_mb": driver_peak, "worker_cpu_s": sorted(measuring.cpu.values(), reverse=True),
                "worker_peak_rss_mb": sorted(measuring.peak_mb.values(), reverse=True), "tasks": measuring.tasks,
                "bytes_to_workers": measuring.bytes_out, "bytes_from_workers": measuring.bytes_in,
                "same_as_single": _same_work(ref_out, out), "stages": manifest["stages"]}
         rows.append(row)
         say(f"{row['run']}: {wall:.1f} s wall ({ref['wall_s'] / wall:.2f}x the single process; cluster start "
-            f"{started:.1f} s not included), worker CPU {', '.join(f'{c:.1f}' for c in row['worker_cpu_s'])} s, "
+            f"{started:.1f} s not included), driver CPU {cpu:.1f} s, peak RSS {driver_peak:.0f} MB, "
+            f"worker CPU {', '.join(f'{c:.1f}' for c in row['worker_cpu_s'])} s, "
             f"worker peak RSS {', '.join(f'{m:.0f}' for m in row['worker_peak_rss_mb'])} MB, "
             f"{measuring.tasks} tasks, {measuring.bytes_out / 2**20:.1f} MB to / {measuring.bytes_in / 2**20:.1f} MB "
             f"from workers, same work folder: {row['same_as_single']}")
@@ -203,7 +228,7 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
     from ..methods.trace3d.git import geometry_only
     from ..parallel import Shared
     from ..pipeline import prepare as prep
-    from ..pipeline.distributed import RayExecutor
+    from ..pipeline.distributed import LOCAL_SYSTEM_CONFIG, RayExecutor
 
     c = time.process_time()
     t = time.perf_counter()
@@ -221,7 +246,8 @@ def _blocks_bench(scene, cameras, stack_of, grid, workers, limit, load_s, say=pr
                      density=None)
     items = block_items(run, cameras, stack_of)
     t = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30)
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30,
+             _system_config=dict(LOCAL_SYSTEM_CONFIG))
     started = time.perf_counter() - t
     try:
         measuring = MeasuringExecutor(RayExecutor())

@@ -26,6 +26,10 @@ LOCAL = "local"  # --ray without an address: a new cluster on this machine's cor
 MAX_RETRIES = 3  # a task whose worker died is run again this many times
 IN_FLIGHT = 2  # tasks submitted and not yet finished, per CPU of the cluster
 RELEASE_AFTER = 5.0  # seconds a worker waits after a task for the next before it drops what it derived
+# Ray starts its worker processes 15 nice levels below the process that starts the cluster (its
+# worker_niceness); on a shared machine that starves the workers the driver waits on. A cluster started
+# here runs them at the driver's niceness instead (a cluster at an address keeps its own setting).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}  # passed as a copy: ray.init adds its own keys to the dict
 
 
 def require_ray() -> None:
@@ -75,7 +79,8 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict = {"include_dashboard": False, "log_to_driver": False}
             if address == LOCAL:
-                kwargs.update(num_cpus=self._num_cpus or os.cpu_count(), object_store_memory=self._store)
+                kwargs.update(num_cpus=self._num_cpus or os.cpu_count(), object_store_memory=self._store,
+                              _system_config=dict(LOCAL_SYSTEM_CONFIG))
             try:
                 ray.init(address=address, **kwargs)
             except Exception as exc:  # Ray raises many kinds (ConnectionError, RuntimeError, TimeoutError...)
@@ -148,4 +153,4 @@ class RayExecutor:
         self.close()
 
 
-__all__ = ["LOCAL", "RayExecutor"]
+__all__ = ["LOCAL", "LOCAL_SYSTEM_CONFIG", "RayExecutor"]
