@@ -4,10 +4,10 @@
 Measured in one process, one run after the other: wall time; per Ray worker, the CPU seconds of its
 tasks and its peak resident memory; the bytes sent to the workers (each map's shared data and the
 items) and back (the results), as pickled; whether the work folder is bitwise the one of the
-single-process run. From the single-process run's stages it splits the wall time into the part the
-executor spreads (patches, traces, density control's per-view passes, view maps) and the rest (scene
-and mask loading, the association and merge tree, writing), and projects the wall time on more
-workers (Amdahl: rest + spread / workers + the measured start-up of the cluster).
+single-process run. From the first Ray run's CPU seconds it projects the wall time on more workers: the
+driver's CPU (loading, the association's merges across views, reductions, writing) stays, the workers'
+divides. Stage wall times cannot split it: since the association's votes and merges within views moved to the
+executor, the ``consistency`` stage is partly spread.
 
 ``--size xl`` is the synthetic city (:mod:`gs_core.synth.city`: over 2M splats, 1,000 views), which
 does not run whole: it is split into blocks (``--blocks``, default 4x4) and the blocks' Trace3D core
@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-SPREAD_STAGES = ("patches", "git", "density", "blocks", "view_maps")  # run on the executor (some driver work inside)
 
 
 def _measured(item, fn, *shared):
@@ -163,25 +162,15 @@ def run_bench(dataset: Path, root: Path, method: str, workers: list[int], blocks
             f"worker peak RSS {', '.join(f'{m:.0f}' for m in row['worker_peak_rss_mb'])} MB, "
             f"{measuring.tasks} tasks, {measuring.bytes_out / 2**20:.1f} MB to / {measuring.bytes_in / 2**20:.1f} MB "
             f"from workers, same work folder: {row['same_as_single']}")
-    spread = sum(v for k, v in ref["stages"].items() if k in SPREAD_STAGES)
-    rest = max(ref["wall_s"] - spread, 0.0)
-    overhead = [r["wall_s"] - (rest + spread / r["workers"]) for r in rows[1:]]
-    per_run = float(np.mean(overhead)) if overhead else 0.0
-    projection = {n: rest + spread / n + max(per_run, 0.0) for n in (1, 2, 8, 32, 128)}
-    say(f"single process: {spread:.1f} s in the spread stages, {rest:.1f} s in the rest; measured Ray overhead "
-        f"per run {per_run:.1f} s")
-    say("projected wall: " + ", ".join(f"{n} workers {s:.1f} s" for n, s in projection.items()))
-    # the same from CPU seconds, which a machine shared with other jobs disturbs less than wall time:
-    # the driver's CPU (association, reductions, I/O) stays, the workers' divides
+    # from CPU seconds, which a machine shared with other jobs disturbs less than wall time: the driver's
+    # CPU (association, reductions, I/O) stays, the workers' divides
     first = rows[1] if len(rows) > 1 else None
-    cpu_projection = {}
+    projection = {}
     if first is not None:
-        cpu_projection = {n: first["driver_cpu_s"] + sum(first["worker_cpu_s"]) / n for n in (1, 2, 8, 32, 128)}
-        say("projected from CPU seconds (driver + workers / n): "
-            + ", ".join(f"{n} workers {s:.1f} s" for n, s in cpu_projection.items()))
-    return {"dataset": str(dataset), "method": method, "blocks": blocks, "runs": rows, "spread_s": spread,
-            "rest_s": rest, "overhead_s": per_run, "projected_wall_s": projection,
-            "projected_from_cpu_s": cpu_projection}
+        projection = {n: first["driver_cpu_s"] + sum(first["worker_cpu_s"]) / n for n in (1, 2, 8, 32, 128)}
+        say("projected wall from the first Ray run's CPU seconds (driver + workers / n): "
+            + ", ".join(f"{n} workers {s:.1f} s" for n, s in projection.items()))
+    return {"dataset": str(dataset), "method": method, "blocks": blocks, "runs": rows, "projected_wall_s": projection}
 
 
 def run_block_bench(dataset: Path, grid: tuple[int, int], workers: int, limit: int | None = None,

@@ -135,3 +135,26 @@ def test_the_tiny_city_in_blocks_scores_as_the_whole_run():
     assert qb["crossing_one"] >= max(qw["crossing_one"], 1)
     assert qb["pan_miou"] > qw["pan_miou"] - 0.02 and qb["pan_miou"] > 0.25
     assert qb["split"] <= qw["split"] + 2
+
+
+def test_bench_scale_on_a_room_gives_the_single_process_work_folder_and_a_projection(tmp_path, capsys):
+    """``bench scale`` on the tiny room: the Ray run's work folder is bitwise the single process's, its driver
+    and worker CPU are measured, and the wall on more workers is projected from them (never above 1 worker's)."""
+    import json
+
+    import pytest
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'gs-core[ray]')")
+    from gs_core.cli import main
+
+    out = tmp_path / "scale.json"
+    assert main(["bench", "scale", "--size", "tiny", "--workers", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    single, ray_run = result["runs"]
+    assert ray_run["workers"] == 1 and ray_run["same_as_single"] is True and ray_run["tasks"] > 0
+    assert ray_run["driver_cpu_s"] > 0 and len(ray_run["worker_cpu_s"]) == 1
+    projected = {int(n): s for n, s in result["projected_wall_s"].items()}
+    assert sorted(projected) == [1, 2, 8, 32, 128]
+    assert projected[1] == pytest.approx(ray_run["driver_cpu_s"] + ray_run["worker_cpu_s"][0])
+    assert all(projected[a] >= projected[b] for a, b in [(1, 2), (2, 8), (8, 32), (32, 128)])
+    assert "projected wall" in capsys.readouterr().out
