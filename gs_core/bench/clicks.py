@@ -268,11 +268,6 @@ def summarise_where(rows: list[ObjectClicks], key=lambda r: r.category) -> dict:
 WHERE = ("ok", "cut", "render", "merges", "patches", "?")
 
 
-def dataset_tag(layout: str, seed: int, size: str, level: float, kind: str = "3dgs", hard_cases: bool = False) -> str:
-    """The dataset's folder name under ``OUT/data`` (or ``--reuse-data``)."""
-    return f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}{'' if kind == '3dgs' else '_' + kind}_n{level:g}"
-
-
 def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out: Path, backend: str = "auto",
               kind: str = "3dgs", say=print, hard_cases: bool = False, truth: str = "blend",
               reuse: Path | None = None) -> dict:
@@ -283,7 +278,7 @@ def run_bench(scenes: list[str], noise: list[float], size: str, method: str, out
     date)."""
     from ..pipeline.prepare import PrepareOptions, prepare
     from ..synth import GroundTruth, MaskNoise, SceneViews, SynthConfig, write_or_reuse
-    from .segmentation import parse_scene
+    from .segmentation import dataset_tag, parse_scene
 
     if truth not in TRUTHS:
         raise ValueError(f"truth must be one of {TRUTHS}, got {truth!r}")

@@ -1,9 +1,9 @@
 """``gs-core bench segmentation``: segmentation methods x synthetic scenes x mask-noise levels.
 
 Per scene (``layout:seed``) the world is generated and rendered once; per noise level its dataset
-is written (``<out>/data/<scene>_n<noise>/``; with ``--reuse-data DIR`` in DIR, where one written for the
-same world and noise is kept, :func:`gs_core.synth.write_or_reuse`: the folder names carry neither the size
-nor the kind, so a run of another size or kind writes over them) and read back through :class:`Dataset`
+is written (``<out>/data/<tag>/``, named by :func:`dataset_tag` with the size and kind,
+as ``bench clicks`` names it; with ``--reuse-data DIR`` in DIR, where one written for the same world and noise
+is kept, :func:`gs_core.synth.write_or_reuse`, so both commands share one DIR) and read back through :class:`Dataset`
 like real data; every method in :data:`gs_core.eval.METHODS` runs on it and is scored on the held-out views
 by the protocol of :mod:`gs_core.eval.protocol`. Output: a rich table, ``results.json``,
 ``results.md`` and one PNG per dataset (training view: image, masks, GT, each method's map; test
@@ -41,6 +41,11 @@ def parse_scene(spec: str) -> tuple[str, int]:
         return layout, int(seed or 0)
     except ValueError:
         raise ValueError(f"scene {spec!r}: expected layout[:seed], e.g. room:3") from None
+
+
+def dataset_tag(layout: str, seed: int, size: str, level: float, kind: str = "3dgs", hard_cases: bool = False) -> str:
+    """The dataset's folder name under ``OUT/data`` (or ``--reuse-data``), ``bench clicks``' and this one's alike."""
+    return f"{layout}{seed}{'_hard' if hard_cases else ''}_{size}{'' if kind == '3dgs' else '_' + kind}_n{level:g}"
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ def run_bench(config: BenchConfig, out: Path, progress=None) -> dict:
         scene = SceneViews(SynthConfig.sized(config.size, layout=layout, seed=seed, kind=config.kind,
                                              hard_cases=config.hard_cases), config.backend)
         for noise in config.noise:
-            tag = (f"{layout}{seed}{'_hard' if config.hard_cases else ''}_n{noise:g}"
+            tag = (dataset_tag(layout, seed, config.size, noise, config.kind, config.hard_cases)
                    + ("_" + "+".join(config.noise_only) if config.noise_only else ""))
             say(f"{spec} noise {noise:g}: writing and loading {tag}")
             root = data / tag
@@ -194,7 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scenes with the hard cases on the table and the masks' failures on them")
     parser.add_argument("--reuse-data", type=Path, metavar="DIR",
                         help="keep the datasets in DIR (e.g. an earlier run's OUT/data) written for the same world "
-                             "and mask noise, write the others there, over one of another size or kind (default: "
+                             "and mask noise, write the others there, named as bench clicks names them (default: "
                              "every dataset written again in OUT/data); the generator's code is not compared: after "
                              "changing gs_core/synth, leave it out")
     parser.add_argument("--out", type=Path, default=Path("bench_segmentation"))

@@ -35,7 +35,7 @@ def test_adding_a_method_is_one_line(monkeypatch, tmp_path):
 def test_noise_only_writes_masks_with_one_failure_mode(tmp_path):
     config = BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny", noise_only=["jitter"])
     run_bench(config, tmp_path)
-    written = json.loads((tmp_path / "data" / "tabletop2_n1_jitter" / "gt" / "scene.json").read_text())
+    written = json.loads((tmp_path / "data" / "tabletop2_tiny_n1_jitter" / "gt" / "scene.json").read_text())
     assert written["noise"] == MaskNoise.level(1.0).only("jitter").to_json()
     with pytest.raises(ValueError, match="unknown mask-noise knob"):
         BenchConfig(noise_only=["blur"])
@@ -44,7 +44,7 @@ def test_noise_only_writes_masks_with_one_failure_mode(tmp_path):
 def test_hard_cases_write_their_world_and_their_mask_failures(tmp_path):
     config = BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny", hard_cases=True)
     results = run_bench(config, tmp_path)
-    written = json.loads((tmp_path / "data" / "tabletop2_hard_n1" / "gt" / "scene.json").read_text())
+    written = json.loads((tmp_path / "data" / "tabletop2_hard_tiny_n1" / "gt" / "scene.json").read_text())
     assert written["noise"] == MaskNoise.level(1.0, hard=True).to_json() and written["config"]["hard_cases"]
     categories = {o["category"] for o in written["hierarchy"]["objects"]}
     assert {"shelf", "apple", "pen", "cable", "plate"} <= categories
@@ -63,7 +63,7 @@ def test_bench_command_writes_table_json_and_pictures(tmp_path, capsys):
         assert 0 <= r["pan_miou"] <= 1 and r["seconds"] >= 0
     md = (out / "results.md").read_text()
     assert md.startswith("| scene | noise | method |") and md.count("\n| room:1 |") == 2 * len(DEFAULT_METHODS)
-    for tag in ("tabletop4_n0", "tabletop4_n1", "room1_n0", "room1_n1"):
+    for tag in ("tabletop4_tiny_n0", "tabletop4_tiny_n1", "room1_tiny_n0", "room1_tiny_n1"):
         assert (out / f"{tag}.png").stat().st_size > 0
         assert (out / "data" / tag / "scene.ply").is_file()
     printed = capsys.readouterr().out
@@ -80,7 +80,7 @@ def test_reuse_data_keeps_a_dataset_of_the_same_world_and_noise(tmp_path, monkey
                          reuse_data=str(data))
     first = run_bench(config, tmp_path / "a")
     assert [d["dataset"] for d in first["datasets"]] == ["written"] and first["scenes"][0]["made"]
-    stamp = (data / "tabletop2_n0.5" / "scene.ply").stat().st_mtime_ns
+    stamp = (data / "tabletop2_tiny_n0.5" / "scene.ply").stat().st_mtime_ns
 
     def no_world(*args, **kwargs):
         raise AssertionError("a reused dataset's world was generated again")
@@ -89,14 +89,21 @@ def test_reuse_data_keeps_a_dataset_of_the_same_world_and_noise(tmp_path, monkey
         m.setattr(gs_core.synth.writer, "make_world", no_world)
         second = run_bench(config, tmp_path / "b")
     assert [d["dataset"] for d in second["datasets"]] == ["reused"] and not second["scenes"][0]["made"]
-    assert (data / "tabletop2_n0.5" / "scene.ply").stat().st_mtime_ns == stamp
+    assert (data / "tabletop2_tiny_n0.5" / "scene.ply").stat().st_mtime_ns == stamp
     assert second["scenes"][0]["gaussians"] == first["scenes"][0]["gaussians"] > 0
     for a, b in zip(first["rows"], second["rows"]):
         assert a["method"] == b["method"] and a["pan_miou"] == b["pan_miou"] and a["nv_miou"] == b["nv_miou"]
     other = run_bench(BenchConfig(methods=["oracle"], scenes=["tabletop:2"], noise=[1.0], size="tiny",
                                   reuse_data=str(data)), tmp_path / "c")
     assert [d["dataset"] for d in other["datasets"]] == ["written"]
-    assert (tmp_path / "b" / "tabletop2_n0.5.png").is_file() and not (tmp_path / "b" / "data").exists()
+    assert (tmp_path / "b" / "tabletop2_tiny_n0.5.png").is_file() and not (tmp_path / "b" / "data").exists()
+    # named as ``bench clicks`` names it, so that command reuses it; another kind gets a folder of its own
+    from gs_core.bench.segmentation import dataset_tag
+    from gs_core.synth import SynthConfig, dataset_written
+
+    assert dataset_written(data / dataset_tag("tabletop", 2, "tiny", 0.5), SynthConfig.sized("tiny", layout="tabletop",
+                           seed=2), MaskNoise.level(0.5))
+    assert dataset_tag("tabletop", 2, "tiny", 0.5, "2dgs") != dataset_tag("tabletop", 2, "tiny", 0.5)
 
 
 def test_reuse_data_must_be_a_folder(capsys, tmp_path):
