@@ -305,7 +305,7 @@ def query_click(context, camera: dict, pixel, mode: str) -> int:
             raise SegmentError(f"refine clicks need a newer backend than gs_core {client.version} at {client.python}: "
                                "update it (the add-on's preferences: Set up backend)")
     result = client.call("query_pixels", camera=camera, level=s.level, append=mode != 'SET',
-                                   out=exchange_path(work, "selection.npy"), **{key: [list(pixel)]}, **rule)
+                         out=exchange_path(work, "selection.npy"), **{key: [list(pixel)]}, **rule)
     return _apply_answer(context, result)
 
 
