@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..preflight import unit_float
 
 
 def _measured(item, fn, *shared):
@@ -385,7 +386,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="K",
                         help="city: run K neighbouring blocks only, a square grown from block 0 (4 on 4x4: blocks "
                              "0, 1, 4, 5); the projection still covers them all")
-    parser.add_argument("--min-visible-share", type=float, default=None, metavar="S",
+    parser.add_argument("--min-visible-share", type=unit_float, default=None, metavar="S",
                         help="city: leave out of a block the views where under this share of its Gaussians is in "
                              "front of the scene (BlockConfig.min_visible_share)")
     parser.add_argument("--method", default="trace3d", choices=["trace3d", "git-consistent"])

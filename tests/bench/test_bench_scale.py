@@ -4,6 +4,7 @@ import os
 import pickle
 
 import numpy as np
+import pytest
 
 from gs_core.bench.scale import MeasuringExecutor
 from gs_core.parallel import LOCAL, Shared, run_all
@@ -158,3 +159,13 @@ def test_bench_scale_on_a_room_gives_the_single_process_work_folder_and_a_projec
     assert projected[1] == pytest.approx(ray_run["driver_cpu_s"] + ray_run["worker_cpu_s"][0])
     assert all(projected[a] >= projected[b] for a, b in [(1, 2), (2, 8), (8, 32), (32, 128)])
     assert "projected wall" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("share", ["abc", "-0.1", "1.5", "nan"])
+def test_a_visible_share_outside_0_1_is_one_line_and_status_2(share, capsys):
+    from gs_core.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "scale", "--size", "xl", "--min-visible-share", share])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "--min-visible-share" in err[0]
